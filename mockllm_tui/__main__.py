@@ -1,0 +1,6 @@
+"""`python -m mockllm_tui`."""
+
+from mockllm_tui.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

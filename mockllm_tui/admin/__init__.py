@@ -1,0 +1,14 @@
+"""The admin API under `/_mock/`: another client of the store, like the panel."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from mockllm_tui.admin.journal import router as journal_router
+from mockllm_tui.state import Store
+
+
+def install_admin(app: FastAPI, store: Store) -> None:
+    """Mount every admin router on the app; the store is reachable as `app.state.store`."""
+    app.state.store = store
+    app.include_router(journal_router)

@@ -1,0 +1,266 @@
+"""The command line: options and environment, then the headless server or the panel."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from mockllm_tui import __version__
+from mockllm_tui.knobs import CHUNK_MODES, ERROR_MODES, KnobError
+from mockllm_tui.server import PortInUse, ServerHandle, create_app
+from mockllm_tui.state import DEFAULT_JOURNAL_SIZE, Store
+
+log = logging.getLogger("mockllm_tui")
+
+PACKAGED_RESPONSES = Path(__file__).parent / "data" / "responses.yml"
+EXIT_USAGE = 2
+
+# (flag, env var, knob name, type, help)
+KNOB_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("--latency-ms", "latency_ms", float, "Delay before the first byte or token, in milliseconds."),
+    ("--jitter-ms", "jitter_ms", float, "Random extra latency, up to this many milliseconds."),
+    ("--stream-speed", "stream_speed", float, "Streaming speed in tokens per second (0 = as fast as possible)."),
+    ("--stream-chunk", "stream_chunk", str, f"How streamed text is cut into chunks: {', '.join(CHUNK_MODES)}."),
+    ("--error-rate", "error_rate", float, "Share of requests that fail with an injected error (0 to 1)."),
+    ("--error-status", "error_status", str, "Status of injected errors, or a comma list to pick from (e.g. 429,529)."),
+    ("--error-mode", "error_mode", str, f"When injected errors happen: {', '.join(ERROR_MODES)}."),
+    ("--rate-limit-rpm", "rate_limit_rpm", int, "Requests per minute before a 429 (0 = no limit)."),
+    ("--rate-limit-tpm", "rate_limit_tpm", int, "Tokens per minute before a 429 (0 = no limit)."),
+    ("--api-key", "api_key", str, "Require this API key (x-api-key or Authorization: Bearer); off by default."),
+    ("--seed", "seed", int, "Seed for jitter and error picks, so runs repeat exactly."),
+)
+
+
+def env_name(flag: str) -> str:
+    """The environment variable for a flag: --latency-ms -> MOCKLLM_LATENCY_MS."""
+    return "MOCKLLM_" + flag.lstrip("-").replace("-", "_").upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every option can also come from its MOCKLLM_* variable."""
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        prog="mockllm-tui",
+        description=(
+            "A deterministic mock of the OpenAI and Anthropic APIs. Opens a live control panel that runs "
+            "the server in the same process; --headless runs the server alone (for CI). Point an SDK's "
+            "base_url at the printed URL."
+        ),
+        epilog="Every option can also be set by an environment variable, shown in brackets.",
+    )
+    parser.add_argument(
+        "--responses",
+        metavar="PATH",
+        default=env.get("MOCKLLM_RESPONSES"),
+        help="The canned responses file. Default: ./responses.yml if present, else the packaged example. "
+        "[MOCKLLM_RESPONSES]",
+    )
+    parser.add_argument(
+        "--host", default=env.get("MOCKLLM_HOST", "127.0.0.1"), help="Address to listen on. [MOCKLLM_HOST]"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env.get("MOCKLLM_PORT", "8000")),
+        help="Port to listen on; 0 picks a free one and prints it. [MOCKLLM_PORT]",
+    )
+    parser.add_argument(
+        "--headless",
+        action="store_true",
+        default=_env_flag("MOCKLLM_HEADLESS"),
+        help="Run the server without the panel and log one line a request to stdout. [MOCKLLM_HEADLESS]",
+    )
+    parser.add_argument(
+        "--log-file", metavar="PATH", default=env.get("MOCKLLM_LOG_FILE"), help="Also write the request log here. [MOCKLLM_LOG_FILE]"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=env.get("MOCKLLM_LOG_FORMAT", "text"),
+        help="Request log lines as text or as JSON lines. [MOCKLLM_LOG_FORMAT]",
+    )
+    parser.add_argument(
+        "--journal-size",
+        type=int,
+        default=int(env.get("MOCKLLM_JOURNAL_SIZE", str(DEFAULT_JOURNAL_SIZE))),
+        help="How many requests the in-memory journal keeps (oldest dropped first). [MOCKLLM_JOURNAL_SIZE]",
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="Import a provider plugin module (repeatable). [MOCKLLM_PLUGINS, comma-separated]",
+    )
+    parser.add_argument(
+        "--check",
+        metavar="PATH",
+        help="Validate a responses file, print any problems with their line numbers, and exit 0 (valid) or 1.",
+    )
+    for flag, knob, kind, text in KNOB_FLAGS:
+        raw = env.get(env_name(flag))
+        parser.add_argument(flag, dest=knob, type=str, default=raw, metavar=kind.__name__.upper(), help=f"{text} [{env_name(flag)}]")
+    parser.add_argument("--version", action="version", version=f"mockllm-tui {__version__}")
+    return parser
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def knob_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The knob values given on the command line or in the environment, converted and checked."""
+    out: dict[str, Any] = {}
+    for flag, knob, kind, _ in KNOB_FLAGS:
+        raw = getattr(args, knob)
+        if raw is None:
+            continue
+        try:
+            if knob == "error_status":
+                out[knob] = [int(s) for s in str(raw).split(",") if s.strip()]
+            elif kind is str:
+                out[knob] = raw
+            else:
+                out[knob] = kind(raw)
+        except ValueError:
+            raise KnobError(f"{flag}: expected {kind.__name__}, got {raw!r}") from None
+    return out
+
+
+def resolve_responses(given: str | None) -> Path:
+    """The responses file to use: the given one, ./responses.yml, or the packaged example."""
+    if given:
+        return Path(given).expanduser().resolve()
+    local = Path.cwd() / "responses.yml"
+    return local.resolve() if local.exists() else PACKAGED_RESPONSES
+
+
+def setup_logging(log_file: str | None, *, to_stderr: bool) -> None:
+    """Warnings and errors go to stderr (headless) and to the log file, never onto the panel."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if to_stderr:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(fmt)
+        handler.setLevel(logging.WARNING)
+        root.addHandler(handler)
+    if log_file:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(fmt)
+        root.addHandler(file_handler)
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `mockllm-tui`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.check:
+        from mockllm_tui.rules import check_file
+
+        return check_file(Path(args.check), sys.stdout)
+    try:
+        knobs = knob_values(args)
+        store = Store(journal_size=args.journal_size)
+        store.set_knobs("cli", knobs)
+    except KnobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    store.responses_path = str(resolve_responses(args.responses))
+    setup_logging(args.log_file, to_stderr=args.headless)
+    try:
+        if args.headless:
+            return run_headless(args, store)
+        return run_panel(args, store)
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def prepare(args: argparse.Namespace, store: Store) -> ServerHandle:
+    """Load the rules, build the app and bind the port (raises PortInUse before anything starts)."""
+    from mockllm_tui.rules import load_initial
+
+    load_initial(store, Path(store.responses_path))
+    app = create_app(store, plugins=args.plugin)
+    handle = ServerHandle(app, args.host, args.port)
+    store.url = handle.url
+    return handle
+
+
+def run_headless(args: argparse.Namespace, store: Store) -> int:
+    """Serve until Ctrl+C or SIGTERM, logging one line a request."""
+    handle = prepare(args, store)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(_serve_headless(args, store, handle))
+
+
+async def _serve_headless(args: argparse.Namespace, store: Store, handle: ServerHandle) -> int:
+    from mockllm_tui.request_log import RequestLogWriter
+    from mockllm_tui.rules import watch_rules
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sinks: list[TextIO] = [sys.stdout]
+    log_file = open(args.log_file, "a", encoding="utf-8") if args.log_file else None  # noqa: SIM115
+    if log_file is not None:
+        sinks.append(log_file)
+    writer = RequestLogWriter(store, sinks, args.log_format)
+    await handle.start()
+    sys.stdout.write(f"mockllm-tui serving on http://{_host(handle)}:{handle.port} (responses: {store.responses_path})\n")
+    sys.stdout.flush()
+    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(watch_rules(store, Path(store.responses_path)))]
+    try:
+        await stop.wait()
+    finally:
+        await handle.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writer.flush()
+        if log_file is not None:
+            log_file.close()
+    return 0
+
+
+def _host(handle: ServerHandle) -> str:
+    return f"[{handle.host}]" if ":" in handle.host else handle.host
+
+
+def run_panel(args: argparse.Namespace, store: Store) -> int:
+    """Open the Textual panel, which runs the server on its own loop."""
+    handle = prepare(args, store)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    from mockllm_tui.tui.app import MockPanel
+
+    panel = MockPanel(store, handle, log_file=args.log_file, log_format=args.log_format)
+    panel.run()
+    return panel.return_code or 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

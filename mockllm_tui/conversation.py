@@ -1,0 +1,143 @@
+"""Neutral types shared by every provider: what was asked (Conversation) and what to answer (Reply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "stop_sequence", "content_filter"]
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A call the assistant makes: `arguments` is a JSON object; `id` has the provider's prefix."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = ""
+
+
+@dataclass(slots=True)
+class Message:
+    """One turn. For role "tool", `name` is the tool's name and `tool_call_id` the call it answers."""
+
+    role: Role
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    """A function tool offered by the client, with its JSON Schema."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Conversation:
+    """A request, parsed from any wire format into one neutral shape.
+
+    `tool_choice` is "auto", "none", "required" (any tool) or the name of one tool.
+    `response_format` is None, {"type": "json_object"} or {"type": "json_schema", "schema": {...}}.
+    """
+
+    provider: str
+    endpoint: str
+    model: str
+    messages: list[Message] = field(default_factory=list)
+    system: str = ""
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: str = "auto"
+    response_format: dict[str, Any] | None = None
+    stream: bool = False
+    include_usage: bool = False
+    n: int = 1
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def last_user_text(self) -> str:
+        """The text of the last user message, or "" when there is none."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.content
+        return ""
+
+    def last_tool_result(self) -> Message | None:
+        """The tool result that ends the conversation, if the last turn is one."""
+        if self.messages and self.messages[-1].role == "tool":
+            return self.messages[-1]
+        return None
+
+    def tool_named(self, name: str) -> ToolSpec | None:
+        """The offered tool with this name, if any."""
+        for tool in self.tools:
+            if tool.name == name:
+                return tool
+        return None
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts from the local estimate (see tokens.py)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ErrorReply:
+    """An error a rule asks for, rendered in each provider's own error shape."""
+
+    status: int
+    message: str
+    type: str | None = None
+
+
+@dataclass(slots=True)
+class Reply:
+    """What to answer. `rule` names the rule that chose it, for the journal and the panel.
+
+    `latency_ms` and `stream_speed` are per-rule overrides of the live knobs (None: not set).
+    """
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: FinishReason = "stop"
+    stop_sequence: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    rule: str | None = None
+    error: ErrorReply | None = None
+    latency_ms: float | None = None
+    stream_speed: float | None = None
+
+
+class ReplySource(Protocol):
+    """Chooses a reply for a conversation (the rules engine is the real one)."""
+
+    def choose(self, conversation: Conversation) -> Reply:
+        """Return the reply for this conversation."""
+        ...
+
+
+class RequestError(Exception):
+    """Bad input: rendered as a 4xx in the provider's own error shape.
+
+    `param` names the offending field, as OpenAI's `error.param` does.
+    """
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.param = param
+        self.code = code

@@ -1,0 +1,23 @@
+"""The reply source used before any rules are loaded: a fixed reply, or the prompt mirrored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mockllm_tui.conversation import Conversation, Reply
+
+DEFAULT_TEXT = "This is a mock response from mockllm-tui."
+
+
+@dataclass(slots=True)
+class FixedReplies:
+    """Answers every conversation with one text, or echoes the last user message when `mirror`."""
+
+    text: str = DEFAULT_TEXT
+    mirror: bool = False
+
+    def choose(self, conversation: Conversation) -> Reply:
+        """The fixed (or mirrored) reply."""
+        if self.mirror and conversation.last_user_text():
+            return Reply(text=conversation.last_user_text(), rule="mirror")
+        return Reply(text=self.text, rule="default")

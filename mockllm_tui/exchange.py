@@ -1,0 +1,210 @@
+"""One HTTP exchange on the hot path, in plain ASGI: read the body, send JSON or an SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from mockllm_tui.conversation import RequestError
+from mockllm_tui.state import MAX_STORED_BODY, JournalEntry, Store
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+JSON_TYPE = b"application/json"
+SSE_TYPE = b"text/event-stream; charset=utf-8"
+REDACTED_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
+
+
+class ClientGone(Exception):
+    """The client went away while we were still answering."""
+
+
+class CutConnection(Exception):
+    """Raised to drop the connection on purpose (the `disconnect` fault); the server closes it."""
+
+
+class Exchange:
+    """The request's scope, its parsed headers, its journal entry, and ways to answer it."""
+
+    __slots__ = (
+        "_started_stream",
+        "_watcher",
+        "body",
+        "entry",
+        "extra_headers",
+        "headers",
+        "receive",
+        "scope",
+        "send",
+        "status",
+        "store",
+        "t0",
+    )
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, store: Store) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.store = store
+        self.t0 = time.perf_counter()
+        self.headers: dict[str, str] = {
+            k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
+        }
+        self.entry: JournalEntry = store.begin_request(scope["method"], scope["path"])
+        self.entry.request_headers = redact_headers(self.headers)
+        self.body = b""
+        self.status = 0
+        self.extra_headers: list[tuple[bytes, bytes]] = []
+        self._started_stream = False
+        self._watcher: asyncio.Future[Message] | None = None
+
+    @property
+    def path(self) -> str:
+        """The request path."""
+        return str(self.scope["path"])
+
+    def elapsed_ms(self) -> float:
+        """Milliseconds since the request arrived."""
+        return (time.perf_counter() - self.t0) * 1000.0
+
+    async def read_body(self, limit: int = DEFAULT_MAX_BODY) -> bytes:
+        """Read the whole body, refusing (413) one larger than `limit` before reading it all."""
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError(f"request body is larger than the limit of {limit} bytes", status=413)
+        parts: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(f"request body is larger than the limit of {limit} bytes", status=413)
+            parts.append(chunk)
+            more = message.get("more_body", False)
+        self.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.entry.request_body = self.body[:MAX_STORED_BODY]
+        return self.body
+
+    def read_json_object(self) -> dict[str, Any]:
+        """Parse the body as a JSON object, with a clear RequestError when it is not one."""
+        ctype = self.headers.get("content-type", "application/json")
+        if "json" not in ctype.lower():
+            raise RequestError(f"unsupported content type {ctype!r}: send application/json")
+        if not self.body:
+            raise RequestError("the request body is empty: send a JSON object")
+        try:
+            data = orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise RequestError("the request body must be a JSON object")
+        return data
+
+    async def send_bytes(
+        self,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        content_type: bytes = JSON_TYPE,
+    ) -> None:
+        """Send a whole response and record it in the journal."""
+        self.status = status
+        raw_headers = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            *self.extra_headers,
+            *(headers or ()),
+        ]
+        await self.send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await self.send({"type": "http.response.body", "body": body})
+        self.store.end_request(self.entry, status, len(body))
+
+    async def send_json(self, status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Send an object as JSON."""
+        await self.send_bytes(status, orjson.dumps(obj), headers)
+
+    async def start_stream(self, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Send the 200 head of an SSE stream and start watching for the client going away."""
+        self.status = 200
+        raw_headers = [
+            (b"content-type", SSE_TYPE),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            *self.extra_headers,
+            *(headers or ()),
+        ]
+        await self.send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        self._started_stream = True
+        self.store.open_stream(self.entry)
+        self.watch_disconnect()
+
+    async def send_chunk(self, data: bytes, text: str = "") -> None:
+        """Send one piece of the stream; `text` is what the journal shows of it."""
+        if self._watcher is not None and self._watcher.done():
+            raise ClientGone()
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        self.store.add_chunk(self.entry, text, len(data))
+
+    async def end_stream(self, status: int = 200) -> None:
+        """Close the stream and record the end."""
+        self._stop_watching()
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        self.store.end_request(self.entry, status)
+
+    def abandon(self, status: int) -> None:
+        """Record the end of a request whose client went away (or that was cut on purpose)."""
+        self._stop_watching()
+        self.store.end_request(self.entry, status)
+
+    @property
+    def streaming(self) -> bool:
+        """True once the stream's head has gone out."""
+        return self._started_stream
+
+    def client_gone(self) -> bool:
+        """True once the client has disconnected during a stream."""
+        return self._watcher is not None and self._watcher.done()
+
+    async def cut(self) -> None:
+        """Drop the connection mid-answer: the client sees the connection close, not a response."""
+        if not self._started_stream:
+            head = [(b"content-type", JSON_TYPE), (b"content-length", b"4096")]
+            await self.send({"type": "http.response.start", "status": 200, "headers": head})
+        self.abandon(499)
+        raise CutConnection()
+
+    def watch_disconnect(self) -> None:
+        """Cancel the current task when the client disconnects (after the body has been read)."""
+        if self._watcher is not None:
+            return
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(self.receive())
+
+        def on_message(fut: asyncio.Future[Message]) -> None:
+            if not fut.cancelled() and task is not None and not task.done():
+                task.cancel("client disconnected")
+
+        watcher.add_done_callback(on_message)
+        self._watcher = watcher
+
+    def _stop_watching(self) -> None:
+        watcher = self._watcher
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+
+
+def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers with credentials replaced by a mark that shows only that one was sent."""
+    return {k: ("[redacted]" if k in REDACTED_HEADERS else v) for k, v in headers.items()}

@@ -1,0 +1,283 @@
+"""OpenAI Chat Completions: `POST /v1/chat/completions`, JSON and SSE."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from mockllm_tui.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.providers.base import Endpoint, Frame, RenderContext, new_id
+from mockllm_tui.providers.openai_common import (
+    OpenAIBase,
+    check_type,
+    optional,
+    positive_int,
+    require,
+    stop_list,
+)
+from mockllm_tui.providers.registry import register_provider
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+DONE = b"data: [DONE]\n\n"
+
+
+def content_text(value: Any, name: str) -> str:
+    """Message content as text: a string, or an array of parts whose text parts are joined."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        texts = []
+        for i, part in enumerate(value):
+            part = check_type(part, dict, f"{name}[{i}]")
+            kind = part.get("type")
+            if kind in ("text", "input_text", "output_text", "refusal"):
+                texts.append(check_type(part.get("text", part.get("refusal", "")), str, f"{name}[{i}].text"))
+            elif not isinstance(kind, str):
+                raise RequestError(f"{name}[{i}].type: field required", param=f"{name}[{i}].type")
+        return "\n".join(texts)
+    raise RequestError(f"{name}: expected a string or an array of content parts", param=name)
+
+
+def parse_tool_calls(value: Any, name: str) -> list[ToolCall]:
+    """Assistant `tool_calls` from a request."""
+    calls = []
+    for i, raw in enumerate(check_type(value, list, name)):
+        raw = check_type(raw, dict, f"{name}[{i}]")
+        fn = require(raw, "function", dict, f"{name}[{i}].")
+        args_text = optional(fn, "arguments", str, "{}", f"{name}[{i}].function.")
+        try:
+            args = orjson.loads(args_text or "{}")
+        except orjson.JSONDecodeError:
+            args = {"raw": args_text}
+        calls.append(
+            ToolCall(
+                name=require(fn, "name", str, f"{name}[{i}].function."),
+                arguments=args if isinstance(args, dict) else {"value": args},
+                id=optional(raw, "id", str, ""),
+            )
+        )
+    return calls
+
+
+def parse_messages(value: Any) -> tuple[list[Message], str]:
+    """Chat messages, and the system prompt gathered from system/developer messages."""
+    messages: list[Message] = []
+    system: list[str] = []
+    tool_names: dict[str, str] = {}
+    for i, raw in enumerate(value):
+        name = f"messages[{i}]"
+        raw = check_type(raw, dict, name)
+        role = require(raw, "role", str, f"{name}.")
+        if role not in ROLES:
+            raise RequestError(
+                f"{name}.role: unknown role {role!r} (expected one of {', '.join(ROLES)})", param=f"{name}.role"
+            )
+        text = content_text(raw.get("content"), f"{name}.content")
+        if role in ("system", "developer"):
+            system.append(text)
+        elif role == "assistant":
+            calls = parse_tool_calls(raw["tool_calls"], f"{name}.tool_calls") if raw.get("tool_calls") else []
+            for call in calls:
+                tool_names[call.id] = call.name
+            messages.append(Message(role="assistant", content=text, tool_calls=calls))
+        elif role in ("tool", "function"):
+            call_id = optional(raw, "tool_call_id", str, "", f"{name}.")
+            if role == "tool" and not call_id:
+                raise RequestError(f"{name}.tool_call_id: field required", param=f"{name}.tool_call_id")
+            tool = tool_names.get(call_id) or optional(raw, "name", str, None, f"{name}.")
+            messages.append(Message(role="tool", content=text, tool_call_id=call_id, name=tool))
+        else:
+            messages.append(Message(role="user", content=text))
+    return messages, "\n".join(system)
+
+
+def parse_tools(body: dict[str, Any]) -> list[ToolSpec]:
+    """Function tools (`tools[].function`)."""
+    tools = []
+    for i, raw in enumerate(optional(body, "tools", list, [])):
+        raw = check_type(raw, dict, f"tools[{i}]")
+        if raw.get("type", "function") != "function":
+            continue
+        fn = require(raw, "function", dict, f"tools[{i}].")
+        tools.append(
+            ToolSpec(
+                name=require(fn, "name", str, f"tools[{i}].function."),
+                description=optional(fn, "description", str, "", f"tools[{i}].function."),
+                parameters=optional(fn, "parameters", dict, {}, f"tools[{i}].function."),
+            )
+        )
+    return tools
+
+
+def parse_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
+    """`tool_choice` as "auto" | "none" | "required" | a tool name."""
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        if value not in ("none", "auto", "required"):
+            raise RequestError("tool_choice: expected none, auto, required or a named function", param="tool_choice")
+        return value
+    if isinstance(value, dict):
+        fn = value.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else value.get("name")
+        if not isinstance(name, str):
+            raise RequestError("tool_choice.function.name: field required", param="tool_choice.function.name")
+        if tools and not any(t.name == name for t in tools):
+            raise RequestError(f"tool_choice: no tool named {name!r} in tools", param="tool_choice")
+        return name
+    raise RequestError("tool_choice: expected a string or an object", param="tool_choice")
+
+
+def parse_response_format(value: Any, name: str = "response_format") -> dict[str, Any] | None:
+    """`response_format` as None, json_object, or json_schema with its schema."""
+    if value is None:
+        return None
+    value = check_type(value, dict, name)
+    kind = value.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        spec = value.get("json_schema", value)
+        spec = check_type(spec, dict, f"{name}.json_schema")
+        schema = spec.get("schema", {})
+        return {"type": "json_schema", "schema": check_type(schema, dict, f"{name}.json_schema.schema")}
+    raise RequestError(f"{name}.type: expected text, json_object or json_schema", param=f"{name}.type")
+
+
+class ChatCompletions(Endpoint):
+    """`POST /v1/chat/completions`."""
+
+    paths = ("/v1/chat/completions", "/chat/completions")
+    name = "chat.completions"
+    id_prefix = "chatcmpl-"
+
+    def parse(self, body: dict[str, Any]) -> Conversation:
+        """Parse a chat completion request."""
+        model = require(body, "model", str)
+        raw_messages = require(body, "messages", list)
+        if not raw_messages:
+            raise RequestError("messages: must contain at least one message", param="messages")
+        messages, system = parse_messages(raw_messages)
+        tools = parse_tools(body)
+        max_tokens = positive_int(body, "max_completion_tokens")
+        if max_tokens is None:
+            max_tokens = positive_int(body, "max_tokens")
+        stream_options = optional(body, "stream_options", dict, {})
+        optional(body, "logprobs", bool)
+        optional(body, "temperature", float)
+        return Conversation(
+            provider="openai",
+            endpoint=self.name,
+            model=model,
+            messages=messages,
+            system=system,
+            tools=tools,
+            tool_choice=parse_tool_choice(body.get("tool_choice"), tools),
+            response_format=parse_response_format(body.get("response_format")),
+            stream=bool(optional(body, "stream", bool, False)),
+            include_usage=bool(optional(stream_options, "include_usage", bool, False, "stream_options.")),
+            n=positive_int(body, "n", 1, 128) or 1,
+            max_tokens=max_tokens,
+            stop=stop_list(body.get("stop")),
+        )
+
+    def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
+        """A `chat.completion` object."""
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": reply.text if (reply.text or not reply.tool_calls) else None,
+            "refusal": None,
+            "annotations": [],
+        }
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id or new_id("call_"),
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()},
+                }
+                for call in reply.tool_calls
+            ]
+        choices = [
+            {"index": i, "message": message, "logprobs": None, "finish_reason": finish_reason(reply)}
+            for i in range(conversation.n)
+        ]
+        return {
+            "id": ctx.id,
+            "object": "chat.completion",
+            "created": ctx.created,
+            "model": conversation.model,
+            "choices": choices,
+            "usage": usage_object(reply, conversation.n),
+            "service_tier": "default",
+            "system_fingerprint": "fp_mockllm",
+        }
+
+    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
+        """`chat.completion.chunk` lines, then the optional usage chunk, then `[DONE]`."""
+        head = {"id": ctx.id, "object": "chat.completion.chunk", "created": ctx.created, "model": conversation.model}
+        extra: dict[str, Any] = {"service_tier": "default", "system_fingerprint": "fp_mockllm"}
+        if conversation.include_usage:
+            extra["usage"] = None
+
+        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return b"data: " + orjson.dumps({**head, **extra, "choices": [choice]}) + b"\n\n"
+
+        calls = [(c.id or new_id("call_"), c) for c in reply.tool_calls]
+        for n in range(conversation.n):
+            yield Frame(chunk(n, {"role": "assistant", "content": "", "refusal": None}))
+            for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
+                yield Frame(chunk(n, {"content": piece}), piece, tokens)
+            for index, (call_id, call) in enumerate(calls):
+                start = {"index": index, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+                yield Frame(chunk(n, {"tool_calls": [start]}), f"[tool {call.name}]", 1)
+                args = orjson.dumps(call.arguments).decode()
+                for part in _split_fixed(args, 16):
+                    delta = {"tool_calls": [{"index": index, "function": {"arguments": part}}]}
+                    yield Frame(chunk(n, delta), part, max(1, len(part) // 4))
+            yield Frame(chunk(n, {}, finish_reason(reply)))
+        if conversation.include_usage:
+            usage = {**head, **extra, "choices": [], "usage": usage_object(reply, conversation.n)}
+            yield Frame(b"data: " + orjson.dumps(usage) + b"\n\n")
+        yield Frame(DONE)
+
+
+def _split_fixed(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def finish_reason(reply: Reply) -> str:
+    """OpenAI's finish reason for a reply (a stop sequence is "stop")."""
+    return "stop" if reply.finish_reason == "stop_sequence" else reply.finish_reason
+
+
+def usage_object(reply: Reply, n: int = 1) -> dict[str, Any]:
+    """A `CompletionUsage` object."""
+    out = reply.usage.output_tokens * n
+    return {
+        "prompt_tokens": reply.usage.input_tokens,
+        "completion_tokens": out,
+        "total_tokens": reply.usage.input_tokens + out,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+@register_provider
+class OpenAIChat(OpenAIBase):
+    """OpenAI's Chat Completions API."""
+
+    name = "openai"
+    endpoint_classes = (ChatCompletions,)

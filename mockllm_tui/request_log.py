@@ -1,0 +1,70 @@
+"""The request log: one line a finished request (text or JSON lines), written in batches off the hot path."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+import orjson
+
+from mockllm_tui.state import JournalEntry, Store
+
+FLUSH_INTERVAL_S = 0.05
+
+
+def format_text(entry: JournalEntry) -> str:
+    """`HH:MM:SS POST /v1/chat/completions 200 3.1ms openai gpt-4o rule=default "preview"`."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(entry.time))
+    parts = [stamp, entry.method, entry.path, str(entry.status), f"{entry.duration_ms:.1f}ms"]
+    if entry.provider:
+        parts.append(entry.provider)
+    if entry.model:
+        parts.append(entry.model)
+    if entry.stream:
+        parts.append(f"stream({len(entry.chunks)} chunks)")
+    if entry.rule:
+        parts.append(f"rule={entry.rule}")
+    if entry.fault:
+        parts.append(f"fault={entry.fault}")
+    if entry.preview:
+        parts.append(orjson.dumps(entry.preview).decode())
+    return " ".join(parts)
+
+
+def format_json(entry: JournalEntry) -> str:
+    """The entry as one JSON object (headers included, keys redacted)."""
+    data = entry.public()
+    data["chunks"] = len(entry.chunks)
+    return orjson.dumps(data).decode()
+
+
+class RequestLogWriter:
+    """Drains the store's events and writes a line for each finished request, a batch at a time."""
+
+    def __init__(self, store: Store, sinks: list[TextIO], log_format: str = "text") -> None:
+        self.store = store
+        self.sinks = sinks
+        self.format = format_json if log_format == "json" else format_text
+        self.subscription = store.subscribe()
+
+    def flush(self) -> None:
+        """Write every pending finished request now."""
+        lines = [self.format(payload) for kind, payload in self.subscription.drain() if kind == "done"]
+        if not lines:
+            return
+        text = "\n".join(lines) + "\n"
+        for sink in self.sinks:
+            sink.write(text)
+            sink.flush()
+
+    async def run(self) -> None:
+        """Flush whenever events arrive, at most every FLUSH_INTERVAL_S."""
+        import asyncio
+
+        try:
+            while True:
+                await self.subscription.wait()
+                await asyncio.sleep(FLUSH_INTERVAL_S)
+                self.flush()
+        finally:
+            self.store.unsubscribe(self.subscription)

@@ -1,0 +1,284 @@
+"""The HTTP server: `create_app(store)` and the embedded uvicorn runner.
+
+The model endpoints are served by a small pure-ASGI dispatcher in front of the FastAPI app
+(measured: FastAPI's own routing costs about half the throughput); everything else (`/health`,
+`/_mock/*`, docs, 404s) falls through to FastAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mockllm_tui import __version__
+from mockllm_tui.conversation import RequestError
+from mockllm_tui.exchange import ClientGone, CutConnection, Exchange, Receive, Scope, Send
+from mockllm_tui.pipeline import DISCONNECT_STATUS, InjectedFailure
+from mockllm_tui.providers.base import Endpoint, Provider
+from mockllm_tui.providers.openai_common import openai_error
+from mockllm_tui.providers.registry import build_providers
+from mockllm_tui.state import Store
+
+log = logging.getLogger("mockllm_tui")
+
+Guard = Callable[[Exchange, Provider], None]
+
+
+class PortInUse(OSError):
+    """The port is taken by another process."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"port {port} on {host} is in use (try --port 0 for a free one)")
+        self.host = host
+        self.port = port
+
+
+class MockApp(FastAPI):
+    """The FastAPI app, with the model endpoints dispatched in plain ASGI before FastAPI's stack."""
+
+    store: Store
+    providers: list[Provider]
+    guards: list[Guard]
+
+    def setup_dispatch(self, store: Store, providers: list[Provider]) -> None:
+        """Build the route tables once, at start-up."""
+        self.store = store
+        self.providers = providers
+        self.guards = []
+        self._exact: dict[tuple[str, str], Endpoint] = {}
+        self._known_paths: dict[str, Endpoint] = {}
+        self._prefixes: list[tuple[str, str, Endpoint]] = []
+        for provider in providers:
+            for endpoint in provider.endpoints:
+                for path in endpoint.paths:
+                    if path.endswith("/{id}"):
+                        self._prefixes.append((endpoint.method, path[: -len("{id}")], endpoint))
+                    else:
+                        self._exact.setdefault((endpoint.method, path), endpoint)
+                        self._known_paths.setdefault(path, endpoint)
+        self._anthropic = next((p for p in providers if p.name == "anthropic"), None)
+        self._openai = next((p for p in providers if p.name == "openai"), providers[0] if providers else None)
+
+    def add_guard(self, guard: Guard) -> None:
+        """A check run before every model endpoint (auth, rate limits); it raises to refuse."""
+        self.guards.append(guard)
+
+    def provider_for_path(self, path: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> Provider | None:
+        """Whose error shape an unknown path gets: Anthropic's under /v1/messages or with its headers."""
+        if self._anthropic is not None and (
+            path.startswith(("/v1/messages", "/messages", "/v1/complete"))
+            or any(k == b"anthropic-version" for k, _ in headers)
+        ):
+            return self._anthropic
+        return self._openai
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method, path = scope["method"], scope["path"]
+            endpoint = self._exact.get((method, path))
+            if endpoint is None:
+                endpoint = self._match_prefix(method, path)
+            if endpoint is not None:
+                await self._serve(endpoint, endpoint.provider, scope, receive, send)
+                return
+            known = self._known_paths.get(path)
+            if known is not None or path.startswith("/v1/"):
+                provider = known.provider if known else self.provider_for_path(path, scope.get("headers", ()))
+                if provider is not None:
+                    await self._serve(None, provider, scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+    def _match_prefix(self, method: str, path: str) -> Endpoint | None:
+        for m, prefix, endpoint in self._prefixes:
+            if m == method and path.startswith(prefix) and "/" not in path[len(prefix) :] and len(path) > len(prefix):
+                return endpoint
+        return None
+
+    async def _serve(
+        self, endpoint: Endpoint | None, provider: Provider, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        ex = Exchange(scope, receive, send, self.store)
+        request_id = provider.request_id()
+        ex.entry.provider = provider.name
+        ex.entry.request_id = request_id
+        ex.extra_headers = provider.response_headers(ex, request_id)
+        try:
+            if endpoint is None:
+                known = self._known_paths.get(ex.path)
+                if known is not None:
+                    raise RequestError(f"method {scope['method']} is not allowed on {ex.path}", status=405)
+                raise RequestError(f"unknown path {scope['method']} {ex.path}", status=404)
+            for guard in self.guards:
+                guard(ex, provider)
+            await endpoint.handle(ex)
+        except RequestError as exc:
+            await self._send_error(ex, provider, request_id, exc.status, exc.message, param=exc.param, code=exc.code)
+        except InjectedFailure as exc:
+            await self._send_error(ex, provider, request_id, exc.status, exc.message, headers=exc.headers)
+        except ClientGone:
+            ex.abandon(DISCONNECT_STATUS)
+        except CutConnection:
+            raise
+        except asyncio.CancelledError:
+            ex.abandon(DISCONNECT_STATUS)
+            if not ex.client_gone():
+                raise
+        except Exception:
+            log.exception("internal error serving %s %s", scope["method"], ex.path)
+            if ex.status == 0:
+                await self._send_error(ex, provider, request_id, 500, "internal error in mockllm-tui (see its log)")
+            else:
+                ex.abandon(500)
+
+    async def _send_error(
+        self,
+        ex: Exchange,
+        provider: Provider,
+        request_id: str,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        if ex.streaming:
+            await ex.send_chunk(provider.stream_error(status, message))
+            await ex.end_stream(status)
+            return
+        body = provider.error_body(status, message, param=param, code=code, request_id=request_id)
+        await ex.send_bytes(status, body, headers)
+
+
+def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:
+    """The whole server as one ASGI app, sharing `store` with the caller."""
+    app = MockApp(title="mockllm-tui", version=__version__, docs_url="/_mock/docs", redoc_url=None, openapi_url="/_mock/openapi.json")
+    app.setup_dispatch(store, build_providers(plugins))
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return JSONResponse(openai_error(exc.status_code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        return JSONResponse(openai_error(400, f"{where}: {first.get('msg', 'invalid')}", param=where), status_code=400)
+
+    from mockllm_tui.admin import install_admin
+
+    install_admin(app, store)
+    return app
+
+
+# -- the embedded runner -----------------------------------------------------------------------
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket, or PortInUse. Binding ourselves lets `--port 0` report the real port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port) from None
+        raise
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class _QuietCuts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, CutConnection)
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn on the caller's loop: no signal handlers of its own, no logging config of its own."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextmanager
+    def capture_signals(self) -> Any:
+        """The host (headless runner or Textual) owns signals."""
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start, then tell waiters we are listening."""
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class ServerHandle:
+    """A running embedded server: its task, its socket and how to stop it."""
+
+    def __init__(self, app: MockApp, host: str = "127.0.0.1", port: int = 8000, *, grace_s: float = 1.0) -> None:
+        self.app = app
+        self.host = host
+        self.sock = bind_socket(host, port)
+        self.port: int = self.sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            http="httptools",
+            ws="none",
+            timeout_graceful_shutdown=grace_s,
+            timeout_keep_alive=5,
+            server_header=False,
+            date_header=False,
+        )
+        self.server = EmbeddedServer(config)
+        self.task: asyncio.Task[None] | None = None
+        logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use (with /v1)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    async def start(self) -> None:
+        """Serve on the running loop; returns once the server listens."""
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="mockllm-server")
+        ready = asyncio.create_task(self.server.ready.wait())
+        done, _ = await asyncio.wait({self.task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if self.task in done:
+            ready.cancel()
+            self.task.result()
+            raise RuntimeError("the server stopped during start-up")
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period, then close."""
+        self.server.should_exit = True
+        if self.task is not None:
+            try:
+                grace = self.server.config.timeout_graceful_shutdown or 1.0
+                await asyncio.wait_for(asyncio.shield(self.task), grace + 2.0)
+            except TimeoutError:
+                self.server.force_exit = True
+                self.task.cancel()
+        self.sock.close()

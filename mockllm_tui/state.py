@@ -1,0 +1,349 @@
+"""The state store: the one source of truth for everything that changes at run time.
+
+The server, the file watcher, the YAML writer, the admin API and the panel are all clients:
+they change the store through its methods and observe it through subscriptions. Publishing
+never blocks and never awaits a subscriber: it appends a small tuple to each subscriber's
+bounded queue. Subscribers drain batches when they choose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mockllm_tui.knobs import Knobs
+
+DEFAULT_JOURNAL_SIZE = 5_000
+DEFAULT_SUBSCRIPTION_SIZE = 10_000
+PREVIEW_CHARS = 80
+MAX_STORED_BODY = 64 * 1024
+
+EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "journal_cleared"]
+Event = tuple[EventKind, Any]
+
+
+@dataclass(slots=True, eq=False)
+class JournalEntry:
+    """One request as the journal remembers it. `chunks` grows while a stream is open."""
+
+    id: int
+    time: float
+    method: str
+    path: str
+    provider: str = ""
+    model: str = ""
+    preview: str = ""
+    status: int = 0
+    duration_ms: float = 0.0
+    bytes_sent: int = 0
+    stream: bool = False
+    open: bool = True
+    chunks: list[str] = field(default_factory=list)
+    rule: str | None = None
+    fault: str | None = None
+    request_id: str = ""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    request_body: bytes = b""
+    reply_text: str = ""
+    first_chunk_at: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    def public(self, *, with_body: bool = False) -> dict[str, Any]:
+        """The entry as plain data (for the admin API and the export)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "time": self.time,
+            "method": self.method,
+            "path": self.path,
+            "provider": self.provider,
+            "model": self.model,
+            "preview": self.preview,
+            "status": self.status,
+            "duration_ms": round(self.duration_ms, 3),
+            "bytes": self.bytes_sent,
+            "stream": self.stream,
+            "open": self.open,
+            "chunks": len(self.chunks),
+            "rule": self.rule,
+            "fault": self.fault,
+            "request_id": self.request_id,
+            "reply": self.reply_text or "".join(self.chunks),
+            "headers": self.request_headers,
+        }
+        if with_body:
+            out["body"] = self.request_body.decode("utf-8", "replace")
+        return out
+
+
+class Subscription:
+    """A subscriber's bounded queue of events. When it overflows the oldest events are dropped
+    and `overflowed` is set, so the subscriber knows to re-read the store whole."""
+
+    __slots__ = ("_events", "_wakeup", "overflowed")
+
+    def __init__(self, size: int) -> None:
+        self._events: deque[Event] = deque(maxlen=size)
+        self._wakeup: asyncio.Event | None = None
+        self.overflowed = False
+
+    def push(self, event: Event) -> None:
+        """Append an event (called by the store; never blocks)."""
+        events = self._events
+        if len(events) == events.maxlen:
+            self.overflowed = True
+        events.append(event)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def drain(self) -> list[Event]:
+        """Take every pending event, oldest first."""
+        out = list(self._events)
+        self._events.clear()
+        self.overflowed = False
+        if self._wakeup is not None:
+            self._wakeup.clear()
+        return out
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until an event is pending; False on timeout. For tests and headless logging."""
+        if self._events:
+            return True
+        if self._wakeup is None:
+            self._wakeup = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+@dataclass(slots=True)
+class Counters:
+    """Totals since start (or since the journal was cleared)."""
+
+    total: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    in_flight: int = 0
+    streams_open: int = 0
+    errors: int = 0
+
+    def public(self) -> dict[str, Any]:
+        """As plain data."""
+        return {
+            "total": self.total,
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "in_flight": self.in_flight,
+            "streams_open": self.streams_open,
+            "errors": self.errors,
+        }
+
+
+class Store:
+    """Rules, knobs, journal, counters and subscriptions. Change it only through its methods."""
+
+    def __init__(self, *, journal_size: int = DEFAULT_JOURNAL_SIZE, knobs: Knobs | None = None) -> None:
+        self._journal: deque[JournalEntry] = deque(maxlen=max(1, journal_size))
+        self._ids = itertools.count(1)
+        self._subscriptions: list[Subscription] = []
+        self._counters = Counters()
+        self._knob_layers: dict[str, dict[str, Any]] = {"cli": {}, "file": {}, "live": {}}
+        self._base_knobs = knobs or Knobs()
+        self._knobs = self._base_knobs
+        self._rules: Any = None
+        self._file_error: str | None = None
+        self._fail_next = 0
+        self._fail_next_status: int | None = None
+        self._tokens_used = 0
+        self.rng = random.Random(self._knobs.seed)
+        self.max_body = 10 * 1024 * 1024
+        self.responses_path: str = ""
+        self.url: str = ""
+
+    # -- subscriptions -------------------------------------------------------------------------
+
+    def subscribe(self, size: int = DEFAULT_SUBSCRIPTION_SIZE) -> Subscription:
+        """A new subscription; events published from now on are queued for it."""
+        sub = Subscription(size)
+        self._subscriptions.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop queueing events for this subscription."""
+        if sub in self._subscriptions:
+            self._subscriptions.remove(sub)
+
+    def publish(self, kind: EventKind, payload: Any = None) -> None:
+        """Queue an event for every subscriber. Never blocks."""
+        event = (kind, payload)
+        for sub in self._subscriptions:
+            sub.push(event)
+
+    # -- journal -------------------------------------------------------------------------------
+
+    @property
+    def journal_size(self) -> int:
+        """The journal's bound."""
+        return self._journal.maxlen or 0
+
+    def journal(self) -> list[JournalEntry]:
+        """The journal, oldest first (a copy of the list; the entries are live)."""
+        return list(self._journal)
+
+    def journal_tail(self, limit: int) -> list[JournalEntry]:
+        """The newest `limit` entries, oldest first."""
+        if limit <= 0:
+            return []
+        return list(itertools.islice(reversed(self._journal), limit))[::-1]
+
+    def entry(self, entry_id: int) -> JournalEntry | None:
+        """The entry with this id, if the journal still holds it."""
+        for e in reversed(self._journal):
+            if e.id == entry_id:
+                return e
+        return None
+
+    def __iter__(self) -> Iterator[JournalEntry]:
+        return iter(self._journal)
+
+    def begin_request(self, method: str, path: str) -> JournalEntry:
+        """Record a request as it arrives; the entry is filled in as the request proceeds."""
+        entry = JournalEntry(id=next(self._ids), time=time.time(), method=method, path=path)
+        self._journal.append(entry)
+        self._counters.in_flight += 1
+        self.publish("request", entry)
+        return entry
+
+    def open_stream(self, entry: JournalEntry) -> None:
+        """Mark the entry as a stream that has started."""
+        entry.stream = True
+        self._counters.streams_open += 1
+
+    def add_chunk(self, entry: JournalEntry, text: str, size: int) -> None:
+        """Record a stream chunk as it goes out."""
+        if entry.first_chunk_at is None:
+            entry.first_chunk_at = time.perf_counter()
+        entry.chunks.append(text)
+        entry.bytes_sent += size
+        self.publish("chunk", entry)
+
+    def end_request(self, entry: JournalEntry, status: int, bytes_sent: int = 0) -> None:
+        """Record the end of a request (streams included)."""
+        if not entry.open:
+            return
+        entry.open = False
+        entry.status = status
+        entry.bytes_sent += bytes_sent
+        entry.duration_ms = (time.perf_counter() - entry.started) * 1000.0
+        c = self._counters
+        c.in_flight -= 1
+        if entry.stream:
+            c.streams_open -= 1
+        c.total += 1
+        c.by_status[status] = c.by_status.get(status, 0) + 1
+        if status >= 400:
+            c.errors += 1
+        self.publish("done", entry)
+
+    def clear_journal(self) -> None:
+        """Forget every finished entry and reset the totals (open requests keep counting)."""
+        still_open = [e for e in self._journal if e.open]
+        self._journal.clear()
+        self._journal.extend(still_open)
+        c = self._counters
+        self._counters = Counters(in_flight=c.in_flight, streams_open=c.streams_open)
+        self.publish("journal_cleared")
+
+    @property
+    def counters(self) -> Counters:
+        """The live counters (read only by convention)."""
+        return self._counters
+
+    # -- knobs ---------------------------------------------------------------------------------
+
+    @property
+    def knobs(self) -> Knobs:
+        """The merged knob values in force."""
+        return self._knobs
+
+    def knob_layer(self, layer: str) -> dict[str, Any]:
+        """The values set in one layer: "cli", "file" or "live"."""
+        return dict(self._knob_layers[layer])
+
+    def set_knobs(self, layer: str, values: dict[str, Any], *, replace_layer: bool = False) -> Knobs:
+        """Set knob values in a layer ("cli" < "file" < "live") and publish the merged result."""
+        checked = Knobs().with_changes(**values)  # validates
+        del checked
+        current = {} if replace_layer else self._knob_layers[layer]
+        self._knob_layers[layer] = {**current, **values}
+        merged: dict[str, Any] = {}
+        for name in ("cli", "file", "live"):
+            merged.update(self._knob_layers[name])
+        seed = self._knobs.seed
+        self._knobs = self._base_knobs.with_changes(**merged)
+        if self._knobs.seed != seed:
+            self.rng.seed(self._knobs.seed)
+        self.publish("knobs", self._knobs)
+        return self._knobs
+
+    def set_fail_next(self, count: int, status: int | None = None) -> None:
+        """Fail exactly the next `count` model requests (with `status`, or the error_status knob)."""
+        self._fail_next = max(0, count)
+        self._fail_next_status = status
+        self.publish("knobs", self._knobs)
+
+    @property
+    def fail_next(self) -> tuple[int, int | None]:
+        """How many of the next requests will fail, and with which status."""
+        return self._fail_next, self._fail_next_status
+
+    def take_fail_next(self) -> tuple[int, int | None]:
+        """Consume one pending `fail_next`: returns (1, status) when this request must fail, else (0, None)."""
+        if self._fail_next <= 0:
+            return 0, None
+        self._fail_next -= 1
+        status = self._fail_next_status
+        if self._fail_next == 0:
+            self._fail_next_status = None
+        self.publish("knobs", self._knobs)
+        return 1, status
+
+    def count_tokens_used(self, tokens: int) -> None:
+        """Add to the running total of tokens served (the rate limiter reads it)."""
+        self._tokens_used += tokens
+
+    @property
+    def tokens_used(self) -> int:
+        """Tokens served since start."""
+        return self._tokens_used
+
+    # -- rules ---------------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> Any:
+        """The active rule set (see mockllm_tui.rules)."""
+        return self._rules
+
+    def set_rules(self, rules: Any) -> None:
+        """Replace the active rules; the next request uses them."""
+        self._rules = rules
+        self._file_error = None
+        self.publish("rules", rules)
+
+    @property
+    def file_error(self) -> str | None:
+        """The last error reading the responses file, while the file stays broken."""
+        return self._file_error
+
+    def set_file_error(self, message: str | None) -> None:
+        """Report (or clear) a problem with the responses file; the last good rules keep serving."""
+        self._file_error = message
+        self.publish("file", message)

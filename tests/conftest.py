@@ -1,0 +1,101 @@
+"""Shared fixtures: the real server on a free loopback port, in the test's loop or in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mockllm_tui.server import MockApp, ServerHandle, create_app
+from mockllm_tui.state import Store
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Live:
+    """A running server: its store, app and handle, and the base URLs for the SDKs."""
+
+    store: Store
+    app: MockApp
+    handle: ServerHandle
+
+    @property
+    def root(self) -> str:
+        """http://127.0.0.1:PORT"""
+        return f"http://{HOST}:{self.handle.port}"
+
+    @property
+    def openai_url(self) -> str:
+        """base_url for the openai SDK."""
+        return self.root + "/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        """base_url for the anthropic SDK."""
+        return self.root
+
+
+def make_store(responses: Path | None = None) -> Store:
+    """A store with the rules of `responses` loaded (or the built-in fixed reply)."""
+    from mockllm_tui.rules import load_initial
+
+    store = Store()
+    if responses is not None:
+        store.responses_path = str(responses)
+    load_initial(store, responses or Path(__file__).parent / "data" / "empty.yml")
+    return store
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    """The real server in this test's event loop (use the async SDK clients)."""
+    store = make_store()
+    app = create_app(store)
+    handle = ServerHandle(app, HOST, 0, grace_s=0.5)
+    await handle.start()
+    try:
+        yield Live(store, app, handle)
+    finally:
+        await handle.stop()
+
+
+class ServerThread:
+    """The real server on its own loop in a thread, for the sync SDK clients."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.app = create_app(store)
+        self.handle = ServerHandle(self.app, HOST, 0, grace_s=0.5)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Live:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.handle.start(), self.loop).result(10)
+        return Live(self.store, self.app, self.handle)
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.handle.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def call(self, fn: object, *args: object) -> object:
+        """Run a plain function on the server's loop (to change the store safely) and return its result."""
+
+        async def run() -> object:
+            return fn(*args)  # type: ignore[operator]
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+
+@pytest.fixture
+def server() -> Iterator[Live]:
+    """The real server in a background thread (use the sync SDK clients)."""
+    with ServerThread(make_store()) as running:
+        yield running

@@ -159,6 +159,7 @@ class Store:
         self._base_knobs = knobs or Knobs()
         self._knobs = self._base_knobs
         self._rules: Any = None
+        self._models: Any = None
         self._file_error: str | None = None
         self._fail_next = 0
         self._fail_next_status: int | None = None
@@ -337,6 +338,16 @@ class Store:
         self._rules = rules
         self._file_error = None
         self.publish("rules", rules)
+
+    @property
+    def models(self) -> Any:
+        """The model registry in force (see mockllm_tui.models)."""
+        return self._models
+
+    def set_models(self, models: Any) -> None:
+        """Replace the model registry (from the file's `models:` section or the defaults)."""
+        self._models = models
+        self.publish("rules", self._rules)
 
     @property
     def file_error(self) -> str | None:

@@ -157,6 +157,7 @@ def setup_logging(log_file: str | None, *, to_stderr: bool) -> None:
     if log_file:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
         file_handler.setFormatter(fmt)
+        file_handler.setLevel(logging.WARNING)
         root.addHandler(file_handler)
     if not root.handlers:
         root.addHandler(logging.NullHandler())

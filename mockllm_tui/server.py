@@ -11,7 +11,7 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -98,7 +98,29 @@ class MockApp(FastAPI):
                 if provider is not None:
                     await self._serve(None, provider, scope, receive, send)
                     return
+            if not path.startswith("/_mock/"):
+                await self._journaled(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a non-model route through FastAPI, recording it in the journal like any request."""
+        entry = self.store.begin_request(scope["method"], scope["path"])
+        status = 500
+        size = 0
+
+        async def recording_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                size += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, recording_send)
+        finally:
+            self.store.end_request(entry, status, size)
 
     def _match_prefix(self, method: str, path: str) -> Endpoint | None:
         for m, prefix, endpoint in self._prefixes:

@@ -1,0 +1,215 @@
+"""Pure helpers for the panel: steps for the knobs, text for journal entries, curl commands.
+
+Nothing here imports Textual, so it is tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from typing import Any
+
+from rich.text import Text
+
+from mockllm_tui.state import JournalEntry
+from mockllm_tui.tokens import count_tokens
+
+LATENCY_STEPS_MS: tuple[float, ...] = (0, 100, 250, 500, 1000, 2000, 5000, 10000)
+SPEED_STEPS: tuple[float, ...] = (5, 10, 20, 50, 100, 200, 500, 1000)  # tokens/s; 0 = unlimited
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+CURL_HEADERS = ("content-type", "authorization", "x-api-key", "anthropic-version", "anthropic-beta")
+
+
+def step_up(value: float, steps: tuple[float, ...]) -> float:
+    """The first step above `value` (the last step when already at or above it)."""
+    return next((s for s in steps if s > value), steps[-1])
+
+
+def step_down(value: float, steps: tuple[float, ...]) -> float:
+    """The last step below `value` (the first step when already at or below it)."""
+    return next((s for s in reversed(steps) if s < value), steps[0])
+
+
+def faster(speed: float) -> float:
+    """`]`: the next speed step up; past the highest finite step comes unlimited (0)."""
+    if speed <= 0 or speed >= SPEED_STEPS[-1]:
+        return 0.0
+    return step_up(speed, SPEED_STEPS)
+
+
+def slower(speed: float) -> float:
+    """`[`: the next speed step down; from unlimited (0) to the highest finite step."""
+    if speed <= 0:
+        return SPEED_STEPS[-1]
+    return step_down(speed, SPEED_STEPS)
+
+
+def speed_label(speed: float) -> str:
+    """Tokens per second, or ∞ for unlimited."""
+    return "∞" if speed <= 0 else f"{speed:g} tok/s"
+
+
+def status_style(status: int) -> str:
+    """The colour of a status code."""
+    if status == 0:
+        return "dim"
+    if status < 300:
+        return "green"
+    if status < 400:
+        return "cyan"
+    if status == 429 or status < 500:
+        return "yellow"
+    return "bold red"
+
+
+def status_text(entry: JournalEntry) -> Text:
+    """The status cell: the code, coloured, or … while the request runs."""
+    if entry.open:
+        return Text("…", style="dim")
+    return Text(str(entry.status), style=status_style(entry.status))
+
+
+def clock(ts: float) -> str:
+    """HH:MM:SS.mmm in local time."""
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+def stream_marker(entry: JournalEntry, frame: int) -> str:
+    """A spinner while a stream is open, ≋ for a finished stream, blank otherwise."""
+    if not entry.stream:
+        return ""
+    return SPINNER[frame % len(SPINNER)] if entry.open else "≋"
+
+
+def duration_text(entry: JournalEntry) -> str:
+    """The duration in ms, or the time so far while the request runs."""
+    if entry.open:
+        return f"{(time.perf_counter() - entry.started) * 1000:.0f}…"
+    return f"{entry.duration_ms:.0f}"
+
+
+def entry_matches(entry: JournalEntry, query: str) -> bool:
+    """Whether the entry matches a filter: words that must all appear in its text, status, model or rule.
+
+    `status:5` matches statuses starting with 5, `model:x` and `rule:x` look at one field only.
+    """
+    for word in query.lower().split():
+        field, _, value = word.partition(":")
+        if value and field == "status":
+            if not str(entry.status).startswith(value):
+                return False
+        elif value and field == "model":
+            if value not in entry.model.lower():
+                return False
+        elif value and field == "rule":
+            if value not in (entry.rule or "").lower():
+                return False
+        else:
+            hay = " ".join(
+                (str(entry.status), entry.model, entry.rule or "", entry.preview, entry.path, entry.provider)
+            ).lower()
+            if word not in hay:
+                return False
+    return True
+
+
+def live_stats(entry: JournalEntry, now: float | None = None) -> dict[str, float | int | None]:
+    """Chunk count, tokens/s since the first chunk, and time to first token (ms) of a stream."""
+    now = time.perf_counter() if now is None else now
+    tokens = count_tokens("".join(entry.chunks))
+    ttft = None if entry.first_chunk_at is None else (entry.first_chunk_at - entry.started) * 1000
+    end = now if entry.open else entry.started + entry.duration_ms / 1000
+    rate = None
+    if entry.first_chunk_at is not None and end > entry.first_chunk_at:
+        rate = tokens / (end - entry.first_chunk_at)
+    return {"chunks": len(entry.chunks), "tokens": tokens, "tokens_per_s": rate, "ttft_ms": ttft}
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict):
+                if isinstance(part.get("text"), str):
+                    parts.append(part["text"])
+                elif part.get("type") in ("tool_use", "function_call"):
+                    parts.append(f"[tool call {part.get('name', '')}]")
+                elif part.get("type") in ("tool_result", "function_call_output"):
+                    parts.append(f"[tool result] {_content_text(part.get('content') or part.get('output'))}")
+                else:
+                    parts.append(f"[{part.get('type', 'part')}]")
+            else:
+                parts.append(str(part))
+        return "\n".join(parts)
+    return "" if content is None else json.dumps(content)
+
+
+def conversation_lines(body: bytes) -> list[tuple[str, str]]:
+    """(role, text) pairs from an OpenAI or Anthropic request body, system and tools included."""
+    try:
+        data = json.loads(body) if body else {}
+    except ValueError:
+        return [("body", body.decode("utf-8", "replace"))]
+    if not isinstance(data, dict):
+        return [("body", json.dumps(data))]
+    out: list[tuple[str, str]] = []
+    for key in ("system", "instructions"):
+        if data.get(key):
+            out.append(("system", _content_text(data[key])))
+    messages = data.get("messages")
+    if messages is None:
+        messages = data.get("input")
+    if isinstance(messages, str):
+        out.append(("user", messages))
+    elif isinstance(messages, list):
+        for m in messages:
+            if not isinstance(m, dict):
+                continue
+            text = _content_text(m.get("content"))
+            if m.get("tool_calls"):
+                names = ", ".join(str(c.get("function", {}).get("name", "")) for c in m["tool_calls"])
+                text = (text + "\n" if text else "") + f"[tool call {names}]"
+            out.append((str(m.get("role") or m.get("type") or "?"), text))
+    elif "prompt" in data:
+        out.append(("user", _content_text(data["prompt"])))
+    tools = data.get("tools")
+    if isinstance(tools, list) and tools:
+        names = [str(t.get("name") or t.get("function", {}).get("name", "?")) for t in tools if isinstance(t, dict)]
+        out.append(("tools", ", ".join(names)))
+    return out
+
+
+def curl_command(entry: JournalEntry, root: str) -> str:
+    """The request as a curl command (credentials stay redacted)."""
+    parts = ["curl", "-sS", "-X", entry.method, root.rstrip("/") + entry.path]
+    for name in CURL_HEADERS:
+        value = entry.request_headers.get(name)
+        if value is not None:
+            parts += ["-H", f"{name}: {value}"]
+    for name, value in entry.request_headers.items():
+        if name.startswith("x-mock-"):
+            parts += ["-H", f"{name}: {value}"]
+    if entry.request_body:
+        parts += ["-d", entry.request_body.decode("utf-8", "replace")]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def resend_headers(entry: JournalEntry, api_key: str | None) -> dict[str, str]:
+    """Headers to send the request again: the recorded ones, with the live key put back in place."""
+    out: dict[str, str] = {}
+    for name, value in entry.request_headers.items():
+        if name in ("content-type", "anthropic-version", "anthropic-beta") or name.startswith("x-mock-"):
+            out[name] = value
+        elif name == "authorization":
+            out[name] = f"Bearer {api_key or 'mock'}"
+        elif name == "x-api-key":
+            out[name] = api_key or "mock"
+    return out
+
+
+def export_line(entry: JournalEntry) -> str:
+    """One JSON line of the journal export."""
+    return json.dumps(entry.public(with_body=True), ensure_ascii=False)

@@ -1,0 +1,94 @@
+"""The status bar: the URL, the responses file, requests/s, in-flight, streams, errors and the knobs."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from mockllm_tui.knobs import Knobs
+from mockllm_tui.state import Counters
+from mockllm_tui.tui.format import speed_label
+
+RATE_WINDOW = 60
+
+
+class StatusBar(Vertical):
+    """Two lines at the top of the screen; fed by the app on each tick (it never reads the store)."""
+
+    DEFAULT_CSS = """
+    StatusBar { height: 2; background: $panel; padding: 0 1; }
+    StatusBar > Horizontal { height: 1; }
+    StatusBar #status-url { width: auto; text-style: bold; color: $accent; }
+    StatusBar #status-file { width: 1fr; padding-left: 2; }
+    StatusBar #status-rate-label { width: auto; color: $text-muted; padding-left: 1; }
+    StatusBar Sparkline { width: 24; height: 1; margin-left: 1; }
+    StatusBar #status-counts { width: auto; padding-left: 1; }
+    StatusBar #status-knobs { width: 1fr; color: $text-muted; }
+    """
+
+    def __init__(self, url: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.url = url
+        self.rates: deque[float] = deque([0.0] * RATE_WINDOW, maxlen=RATE_WINDOW)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Static(self.url, id="status-url")
+            yield Static(id="status-file")
+            yield Static("req/s", id="status-rate-label")
+            yield Sparkline(list(self.rates), id="status-rate")
+            yield Static(id="status-counts")
+        yield Static(id="status-knobs")
+
+    def show_file(self, path: str, error: str | None) -> None:
+        """The responses file's name and whether it is valid."""
+        text = Text(path or "(no file)")
+        if error:
+            text.append("  ✗ error", style="bold red")
+        else:
+            text.append("  ✓ valid", style="green")
+        self.query_one("#status-file", Static).update(text)
+
+    def show_counts(self, counters: Counters) -> None:
+        """In-flight requests, open streams, totals and errors."""
+        text = Text()
+        text.append(f"{counters.total}", style="bold")
+        text.append(" total  ")
+        text.append(f"{counters.in_flight}", style="bold")
+        text.append(" in flight  ")
+        text.append(f"{counters.streams_open}", style="bold")
+        text.append(" streams  ")
+        text.append(f"{counters.errors}", style="bold red" if counters.errors else "bold")
+        text.append(" errors")
+        self.query_one("#status-counts", Static).update(text)
+
+    def push_rate(self, per_second: float) -> None:
+        """Add one second's request count to the sparkline."""
+        self.rates.append(per_second)
+        self.query_one(Sparkline).data = list(self.rates)
+        self.query_one("#status-rate-label", Static).update(f"{per_second:g} req/s")
+
+    def show_knobs(self, knobs: Knobs, fail_next: int, error_on: bool) -> None:
+        """The live knob values at a glance."""
+        latency = f"{knobs.latency_ms:g} ms" + (f" ±{knobs.jitter_ms:g}" if knobs.jitter_ms else "")
+        errors = "off"
+        if error_on:
+            statuses = ",".join(str(s) for s in knobs.error_status)
+            errors = f"{knobs.error_rate:.0%} → {statuses} {knobs.error_mode}"
+        text = Text()
+        for label, value in (
+            ("latency", latency),
+            ("speed", speed_label(knobs.stream_speed)),
+            ("chunks", knobs.stream_chunk),
+            ("errors", errors),
+        ):
+            text.append(f"{label} ")
+            text.append(value, style="bold")
+            text.append("   ")
+        if fail_next:
+            text.append(f"fail next {fail_next}", style="bold yellow")
+        self.query_one("#status-knobs", Static).update(text)

@@ -1,0 +1,83 @@
+"""The state store: bounded journal, non-blocking subscriptions, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from mockllm_tui.state import Store
+from tests.conftest import Live
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_journal_drops_the_oldest_past_its_bound() -> None:
+    store = Store(journal_size=3)
+    entries = [store.begin_request("POST", f"/p{i}") for i in range(5)]
+    for e in entries:
+        store.end_request(e, 200)
+    assert [e.path for e in store.journal()] == ["/p2", "/p3", "/p4"]
+    assert store.counters.total == 5
+    assert store.counters.in_flight == 0
+
+
+def test_a_subscriber_that_never_drains_stays_bounded_and_never_blocks() -> None:
+    store = Store(journal_size=10)
+    sub = store.subscribe(size=100)
+    start = time.perf_counter()
+    for i in range(20_000):
+        store.end_request(store.begin_request("GET", f"/{i}"), 200)
+    elapsed = time.perf_counter() - start
+    assert len(sub) == 100
+    assert sub.overflowed
+    assert len(store.journal()) == 10
+    # 40,000 publishes: a blocking publisher would never get here; a bound of a second is generous.
+    assert elapsed < 1.0
+    events = sub.drain()
+    assert events[-1][0] == "done" and events[-1][1].path == "/19999"
+    assert not sub.overflowed and len(sub) == 0
+
+
+def test_unsubscribed_subscriber_gets_nothing() -> None:
+    store = Store()
+    sub = store.subscribe()
+    store.unsubscribe(sub)
+    store.begin_request("GET", "/x")
+    assert sub.drain() == []
+
+
+async def test_wait_returns_on_publish_and_times_out_without() -> None:
+    store = Store()
+    sub = store.subscribe()
+    assert await sub.wait(0.01) is False
+    waiter = asyncio.create_task(sub.wait(5))
+    await asyncio.sleep(0)
+    store.begin_request("GET", "/x")
+    assert await waiter is True
+
+
+def test_counters_by_status_and_errors() -> None:
+    store = Store()
+    for status in (200, 200, 404, 529):
+        store.end_request(store.begin_request("POST", "/v1/x"), status)
+    c = store.counters
+    assert c.total == 4 and c.errors == 2
+    assert c.by_status == {200: 2, 404: 1, 529: 1}
+    store.clear_journal()
+    assert store.counters.total == 0 and store.journal() == []
+
+
+async def test_counters_add_up_under_concurrent_requests(live: Live) -> None:
+    async with httpx.AsyncClient(base_url=live.root, limits=httpx.Limits(max_connections=32)) as client:
+        sends = [client.post("/v1/chat/completions", json=CHAT) for _ in range(150)]
+        sends += [client.post("/v1/chat/completions", json={"model": "x"}) for _ in range(50)]
+        responses = await asyncio.gather(*sends)
+    statuses = [r.status_code for r in responses]
+    c = live.store.counters
+    assert statuses.count(200) == 150 and statuses.count(400) == 50
+    assert c.total == 200
+    assert c.by_status == {200: 150, 400: 50}
+    assert c.in_flight == 0 and c.streams_open == 0
+    assert sum(1 for e in live.store.journal() if e.status == 200) == 150

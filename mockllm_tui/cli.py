@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Run the server without the panel and log one line a request to stdout. [MOCKLLM_HEADLESS]",
     )
     parser.add_argument(
-        "--log-file", metavar="PATH", default=env.get("MOCKLLM_LOG_FILE"), help="Also write the request log here. [MOCKLLM_LOG_FILE]"
+        "--log-file",
+        metavar="PATH",
+        default=env.get("MOCKLLM_LOG_FILE"),
+        help="Also write the request log (and warnings) to this file. [MOCKLLM_LOG_FILE]",
     )
     parser.add_argument(
         "--log-format",
@@ -106,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag, knob, kind, text in KNOB_FLAGS:
         raw = env.get(env_name(flag))
-        parser.add_argument(flag, dest=knob, type=str, default=raw, metavar=kind.__name__.upper(), help=f"{text} [{env_name(flag)}]")
+        metavar = kind.__name__.upper()
+        parser.add_argument(flag, dest=knob, default=raw, metavar=metavar, help=f"{text} [{env_name(flag)}]")
     parser.add_argument("--version", action="version", version=f"mockllm-tui {__version__}")
     return parser
 
@@ -149,16 +153,15 @@ def setup_logging(log_file: str | None, *, to_stderr: bool) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = []
     if to_stderr:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handlers.append(logging.StreamHandler(sys.stderr))
+    if log_file:
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
         handler.setFormatter(fmt)
         handler.setLevel(logging.WARNING)
         root.addHandler(handler)
-    if log_file:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(fmt)
-        file_handler.setLevel(logging.WARNING)
-        root.addHandler(file_handler)
     if not root.handlers:
         root.addHandler(logging.NullHandler())
 
@@ -227,7 +230,8 @@ async def _serve_headless(args: argparse.Namespace, store: Store, handle: Server
         sinks.append(log_file)
     writer = RequestLogWriter(store, sinks, args.log_format)
     await handle.start()
-    sys.stdout.write(f"mockllm-tui serving on http://{_host(handle)}:{handle.port} (responses: {store.responses_path})\n")
+    address = f"http://{_host(handle)}:{handle.port}"
+    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.responses_path})\n")
     sys.stdout.flush()
     tasks = [asyncio.create_task(writer.run()), asyncio.create_task(watch_rules(store, Path(store.responses_path)))]
     try:

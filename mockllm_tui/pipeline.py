@@ -9,7 +9,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from mockllm_tui.conversation import Conversation, Reply, RequestError
-from mockllm_tui.exchange import ClientGone, CutConnection, Exchange
+from mockllm_tui.exchange import ClientGone, Exchange
 from mockllm_tui.faults import FaultPlan, InjectedError, decide
 from mockllm_tui.providers.base import Frame, RenderContext, new_id, now_s
 from mockllm_tui.shaping import shape_reply

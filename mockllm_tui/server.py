@@ -186,7 +186,13 @@ class MockApp(FastAPI):
 
 def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:
     """The whole server as one ASGI app, sharing `store` with the caller."""
-    app = MockApp(title="mockllm-tui", version=__version__, docs_url="/_mock/docs", redoc_url=None, openapi_url="/_mock/openapi.json")
+    app = MockApp(
+        title="mockllm-tui",
+        version=__version__,
+        docs_url="/_mock/docs",
+        redoc_url=None,
+        openapi_url="/_mock/openapi.json",
+    )
     app.setup_dispatch(store, build_providers(plugins))
 
     @app.get("/health")
@@ -256,7 +262,7 @@ class EmbeddedServer(uvicorn.Server):
 class ServerHandle:
     """A running embedded server: its task, its socket and how to stop it."""
 
-    def __init__(self, app: MockApp, host: str = "127.0.0.1", port: int = 8000, *, grace_s: float = 1.0) -> None:
+    def __init__(self, app: MockApp, host: str = "127.0.0.1", port: int = 8000, *, grace_s: int = 1) -> None:
         self.app = app
         self.host = host
         self.sock = bind_socket(host, port)
@@ -298,7 +304,7 @@ class ServerHandle:
         self.server.should_exit = True
         if self.task is not None:
             try:
-                grace = self.server.config.timeout_graceful_shutdown or 1.0
+                grace = self.server.config.timeout_graceful_shutdown or 1
                 await asyncio.wait_for(asyncio.shield(self.task), grace + 2.0)
             except TimeoutError:
                 self.server.force_exit = True

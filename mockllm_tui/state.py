@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any, Literal
 
 from mockllm_tui.knobs import Knobs
@@ -52,7 +53,7 @@ class JournalEntry:
     request_body: bytes = b""
     reply_text: str = ""
     first_chunk_at: float | None = None
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=perf_counter)
 
     def public(self, *, with_body: bool = False) -> dict[str, Any]:
         """The entry as plain data (for the admin API and the export)."""

@@ -56,7 +56,7 @@ async def live() -> AsyncIterator[Live]:
     """The real server in this test's event loop (use the async SDK clients)."""
     store = make_store()
     app = create_app(store)
-    handle = ServerHandle(app, HOST, 0, grace_s=0.5)
+    handle = ServerHandle(app, HOST, 0, grace_s=1)
     await handle.start()
     try:
         yield Live(store, app, handle)
@@ -70,7 +70,7 @@ class ServerThread:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.app = create_app(store)
-        self.handle = ServerHandle(self.app, HOST, 0, grace_s=0.5)
+        self.handle = ServerHandle(self.app, HOST, 0, grace_s=1)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

@@ -33,7 +33,7 @@ class HostApp(App[None]):
 
 async def test_server_runs_inside_textual_and_releases_the_port() -> None:
     store = make_store()
-    handle = ServerHandle(create_app(store), "127.0.0.1", 0, grace_s=0.5)
+    handle = ServerHandle(create_app(store), "127.0.0.1", 0, grace_s=1)
     port = handle.port
     app = HostApp(store, handle)
     async with app.run_test() as pilot:

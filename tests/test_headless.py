@@ -118,7 +118,12 @@ def test_port_in_use_exits_2_with_one_line() -> None:
 def test_environment_variables_set_options(tmp_path: Path) -> None:
     env = {**os.environ, "MOCKLLM_PORT": "0", "MOCKLLM_HEADLESS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mockllm_tui"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+        [sys.executable, "-m", "mockllm_tui"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.stdout is not None
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,9 +36,13 @@ class RenderContext:
     request_id: str = ""
 
 
+_ids = random.SystemRandom().getrandbits(64)
+_id_random = random.Random(_ids)
+
+
 def new_id(prefix: str, nbytes: int = 12) -> str:
-    """A fresh id with a provider's prefix, e.g. `chatcmpl-...`, `msg_...`."""
-    return prefix + secrets.token_hex(nbytes)
+    """A fresh id with a provider's prefix, e.g. `chatcmpl-...`, `msg_...` (unique, not secret)."""
+    return f"{prefix}{_id_random.getrandbits(nbytes * 8):0{nbytes * 2}x}"
 
 
 def now_s() -> int:

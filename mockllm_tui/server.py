@@ -11,7 +11,8 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+import contextlib
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,17 +21,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mockllm_tui import __version__
+from mockllm_tui.auth import AuthGuard, admin_allowed, send_unauthorized
 from mockllm_tui.conversation import RequestError
 from mockllm_tui.exchange import ClientGone, CutConnection, Exchange, Receive, Scope, Send
 from mockllm_tui.pipeline import DISCONNECT_STATUS, InjectedFailure
 from mockllm_tui.providers.base import Endpoint, Provider
 from mockllm_tui.providers.openai_common import openai_error
 from mockllm_tui.providers.registry import build_providers
+from mockllm_tui.ratelimit import RateLimiter
 from mockllm_tui.state import Store
 
 log = logging.getLogger("mockllm_tui")
+
+READ_TIMEOUT_S = 30.0
 
 Guard = Callable[[Exchange, Provider], None]
 
@@ -83,7 +89,30 @@ class MockApp(FastAPI):
             return self._anthropic
         return self._openai
 
+    def enable_cors(self, origins: Sequence[str]) -> None:
+        """Answer CORS preflights and add CORS headers for these origins (`*` for any), on every route.
+
+        Off unless called (`--cors ORIGINS`). It wraps the dispatcher too, not only FastAPI's routes.
+        """
+        from starlette.middleware.cors import CORSMiddleware
+
+        self._cors = CORSMiddleware(
+            self.dispatch,
+            allow_origins=list(origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "request-id", "retry-after"],
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cors = getattr(self, "_cors", None)
+        if cors is not None:
+            await cors(scope, receive, send)
+        else:
+            await self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route a request: model endpoints in plain ASGI, the rest through FastAPI."""
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
             endpoint = self._exact.get((method, path))
@@ -93,13 +122,16 @@ class MockApp(FastAPI):
                 await self._serve(endpoint, endpoint.provider, scope, receive, send)
                 return
             known = self._known_paths.get(path)
-            if known is not None or path.startswith("/v1/"):
+            if known is not None or path.startswith(("/v1/", "/messages/")):
                 provider = known.provider if known else self.provider_for_path(path, scope.get("headers", ()))
                 if provider is not None:
                     await self._serve(None, provider, scope, receive, send)
                     return
             if not path.startswith("/_mock/"):
                 await self._journaled(scope, receive, send)
+                return
+            if not admin_allowed(self.store, path, scope.get("headers", ())):
+                await send_unauthorized(send, scope.get("headers", ()))
                 return
         await super().__call__(scope, receive, send)
 
@@ -148,7 +180,9 @@ class MockApp(FastAPI):
         except RequestError as exc:
             await self._send_error(ex, provider, request_id, exc.status, exc.message, param=exc.param, code=exc.code)
         except InjectedFailure as exc:
-            await self._send_error(ex, provider, request_id, exc.status, exc.message, headers=exc.headers)
+            await self._send_error(
+                ex, provider, request_id, exc.status, exc.message, code=exc.code, type=exc.type, headers=exc.headers
+            )
         except ClientGone:
             ex.abandon(DISCONNECT_STATUS)
         except CutConnection:
@@ -174,13 +208,14 @@ class MockApp(FastAPI):
         *,
         param: str | None = None,
         code: str | None = None,
+        type: str | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         if ex.streaming:
             await ex.send_chunk(provider.stream_error(status, message))
             await ex.end_stream(status)
             return
-        body = provider.error_body(status, message, param=param, code=code, request_id=request_id)
+        body = provider.error_body(status, message, type=type, param=param, code=code, request_id=request_id)
         await ex.send_bytes(status, body, headers)
 
 
@@ -194,6 +229,8 @@ def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:
         openapi_url="/_mock/openapi.json",
     )
     app.setup_dispatch(store, build_providers(plugins))
+    app.add_guard(AuthGuard(store))
+    app.add_guard(RateLimiter(store))
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -247,6 +284,19 @@ class EmbeddedServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = asyncio.Event()
+        self.exit_requested = asyncio.Event()
+
+    def request_exit(self) -> None:
+        """Begin a graceful shutdown now (uvicorn's own loop would notice within 0.1 s)."""
+        self.should_exit = True
+        self.exit_requested.set()
+
+    async def main_loop(self) -> None:
+        """Wait for an exit request instead of polling every 0.1 s."""
+        await self.on_tick(0)
+        while not self.should_exit:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exit_requested.wait(), 1.0)
 
     @contextmanager
     def capture_signals(self) -> Any:
@@ -259,26 +309,88 @@ class EmbeddedServer(uvicorn.Server):
         self.ready.set()
 
 
+class TimedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for reading each request, headers and body.
+
+    uvicorn has no timeout before a request's headers are complete, so a slow-loris client
+    (headers a byte at a time, or nothing at all) would hold its connection forever.
+    """
+
+    read_timeout_s: float = READ_TIMEOUT_S
+    _read_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the clock for the first request."""
+        super().connection_made(transport)
+        self._arm_read_deadline()
+
+    def on_message_begin(self) -> None:
+        """Start the clock for a following request on a kept-alive connection."""
+        super().on_message_begin()
+        self._arm_read_deadline()
+
+    def on_message_complete(self) -> None:
+        """The request is read: stop the clock."""
+        self._disarm_read_deadline()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the clock with the connection."""
+        self._disarm_read_deadline()
+        super().connection_lost(exc)
+
+    def _arm_read_deadline(self) -> None:
+        self._disarm_read_deadline()
+        self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+
+    def _disarm_read_deadline(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_config(app: Any, *, read_timeout_s: float = READ_TIMEOUT_S, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn settings every mockllm-tui server uses (embedded, workers, the benchmark baseline)."""
+    protocol: type[TimedHttpProtocol] = TimedHttpProtocol  # importable, so worker processes can unpickle it
+    if read_timeout_s != TimedHttpProtocol.read_timeout_s:
+        protocol = type("TimedHttpProtocol", (TimedHttpProtocol,), {"read_timeout_s": read_timeout_s})
+    settings: dict[str, Any] = {
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "off",
+        "http": protocol,
+        "ws": "none",
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": 1,
+        "timeout_keep_alive": 5,
+        "server_header": False,
+        "date_header": False,
+    }
+    return uvicorn.Config(app, **{**settings, **overrides})
+
+
 class ServerHandle:
     """A running embedded server: its task, its socket and how to stop it."""
 
-    def __init__(self, app: MockApp, host: str = "127.0.0.1", port: int = 8000, *, grace_s: int = 1) -> None:
+    def __init__(
+        self,
+        app: MockApp,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        grace_s: int = 1,
+        read_timeout_s: float = READ_TIMEOUT_S,
+    ) -> None:
         self.app = app
         self.host = host
         self.sock = bind_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            http="httptools",
-            ws="none",
-            timeout_graceful_shutdown=grace_s,
-            timeout_keep_alive=5,
-            server_header=False,
-            date_header=False,
-        )
+        config = uvicorn_config(app, read_timeout_s=read_timeout_s, timeout_graceful_shutdown=grace_s)
         self.server = EmbeddedServer(config)
         self.task: asyncio.Task[None] | None = None
         logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
@@ -301,7 +413,7 @@ class ServerHandle:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then close."""
-        self.server.should_exit = True
+        self.server.request_exit()
         if self.task is not None:
             try:
                 grace = self.server.config.timeout_graceful_shutdown or 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
 
-from mockllm_tui.conversation import RequestError
+from mockllm_tui.conversation import RequestError, ToolCall
 from mockllm_tui.exchange import Exchange
-from mockllm_tui.providers.base import Provider
+from mockllm_tui.providers.base import Provider, RenderContext
 from mockllm_tui.providers.parsing import check_type, optional, require, type_name
 
 __all__ = [
@@ -69,7 +70,9 @@ class OpenAIBase(Provider):
         code: str | None = None,
         request_id: str = "",
     ) -> bytes:
-        """OpenAI's error JSON."""
+        """OpenAI's error JSON (an unknown model is an `invalid_request_error`, as OpenAI sends it)."""
+        if type is None and code == "model_not_found":
+            type = "invalid_request_error"
         return orjson.dumps(openai_error(status, message, type=type, param=param, code=code))
 
     def stream_error(self, status: int, message: str) -> bytes:
@@ -108,3 +111,19 @@ def stop_list(value: Any, name: str = "stop") -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
     raise RequestError(f"{name}: expected a string or an array of strings", param=name)
+
+
+def derived_id(prefix: str, ctx: RenderContext, *parts: object, nbytes: int = 12) -> str:
+    """An id derived from the reply's id, so a re-render (or a stream and its saved copy) agree."""
+    seed = ":".join([ctx.id, *map(str, parts)]).encode()
+    return prefix + hashlib.blake2b(seed, digest_size=nbytes).hexdigest()
+
+
+def tool_call_id(ctx: RenderContext, index: int, call: ToolCall) -> str:
+    """The call's own id, or a `call_` id derived from the reply's id."""
+    return call.id or derived_id("call_", ctx, "call", index)
+
+
+def split_fixed(text: str, size: int) -> list[str]:
+    """Text cut into pieces of `size` characters (one empty piece for empty text)."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]

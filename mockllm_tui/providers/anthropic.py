@@ -1,0 +1,377 @@
+"""Anthropic Messages: `POST /v1/messages` (JSON and SSE) and `POST /v1/messages/count_tokens`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from mockllm_tui.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.exchange import Exchange
+from mockllm_tui.models import check_model
+from mockllm_tui.pipeline import record_conversation
+from mockllm_tui.providers.base import Endpoint, Frame, Provider, RenderContext, new_id
+from mockllm_tui.providers.parsing import check_type, optional, require
+from mockllm_tui.providers.registry import register_provider
+from mockllm_tui.tokens import count_conversation, count_tokens, split_tokens
+
+ROLES = ("user", "assistant")
+TOOL_CHOICES = ("auto", "any", "tool", "none")
+JSON_FRAGMENT_TOKENS = 4
+
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "stop_sequence": "stop_sequence",
+    "content_filter": "refusal",
+}
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+def anthropic_error_type(status: int) -> str:
+    """Anthropic's error type for a status."""
+    return ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
+def anthropic_error(status: int, message: str, *, type: str | None = None) -> dict[str, Any]:
+    """The `{"type": "error", "error": {...}}` object (without the request id)."""
+    return {"type": "error", "error": {"type": type or anthropic_error_type(status), "message": message}}
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    """One SSE event with its `event:` line, as Anthropic sends them."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def content_blocks(value: Any, name: str) -> list[dict[str, Any]]:
+    """Content as a list of typed blocks (a string is one text block)."""
+    blocks = check_type(value, (str, list), name)
+    if isinstance(blocks, str):
+        return [{"type": "text", "text": blocks}]
+    for i, block in enumerate(blocks):
+        require(check_type(block, dict, f"{name}.{i}"), "type", str, f"{name}.{i}.")
+    return list(blocks)
+
+
+def blocks_text(value: Any, name: str) -> str:
+    """The text blocks of a content value, joined (images and other blocks are ignored)."""
+    if value is None:
+        return ""
+    texts = [
+        require(block, "text", str, f"{name}.{i}.")
+        for i, block in enumerate(content_blocks(value, name))
+        if block["type"] == "text"
+    ]
+    return "\n".join(texts)
+
+
+def parse_messages(value: list[Any]) -> list[Message]:
+    """Messages; a user turn's `tool_result` blocks become role "tool" messages before its text."""
+    messages: list[Message] = []
+    tool_names: dict[str, str] = {}
+    for i, raw in enumerate(value):
+        name = f"messages.{i}"
+        raw = check_type(raw, dict, name)
+        role = require(raw, "role", str, f"{name}.")
+        if role not in ROLES:
+            raise RequestError(f"{name}.role: unknown role {role!r} (expected user or assistant)", param=f"{name}.role")
+        blocks = content_blocks(require(raw, "content", (str, list), f"{name}."), f"{name}.content")
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        results: list[Message] = []
+        for j, block in enumerate(blocks):
+            where = f"{name}.content.{j}."
+            kind = block["type"]
+            if kind == "text":
+                texts.append(require(block, "text", str, where))
+            elif kind == "tool_use":
+                if role != "assistant":
+                    raise RequestError(
+                        f"{where}type: tool_use blocks belong in assistant messages", param=where + "type"
+                    )
+                call = ToolCall(
+                    name=require(block, "name", str, where),
+                    arguments=require(block, "input", dict, where),
+                    id=require(block, "id", str, where),
+                )
+                tool_names[call.id] = call.name
+                calls.append(call)
+            elif kind == "tool_result":
+                if role != "user":
+                    raise RequestError(f"{where}type: tool_result blocks belong in user messages", param=where + "type")
+                call_id = require(block, "tool_use_id", str, where)
+                optional(block, "is_error", bool, prefix=where)
+                text = blocks_text(block.get("content"), where + "content")
+                results.append(Message(role="tool", content=text, tool_call_id=call_id, name=tool_names.get(call_id)))
+        if role == "assistant":
+            messages.append(Message(role="assistant", content="\n".join(texts), tool_calls=calls))
+            continue
+        messages.extend(results)
+        if texts or not results:
+            messages.append(Message(role="user", content="\n".join(texts)))
+    return messages
+
+
+def parse_tools(value: list[Any]) -> list[ToolSpec]:
+    """Client tools with an `input_schema`; server tools (web search, bash...) are accepted and skipped."""
+    tools = []
+    for i, raw in enumerate(value):
+        where = f"tools.{i}."
+        raw = check_type(raw, dict, f"tools.{i}")
+        if optional(raw, "type", str, "custom", where) != "custom" and "input_schema" not in raw:
+            continue
+        tools.append(
+            ToolSpec(
+                name=require(raw, "name", str, where),
+                description=optional(raw, "description", str, "", where),
+                parameters=require(raw, "input_schema", dict, where),
+            )
+        )
+    return tools
+
+
+def parse_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
+    """`tool_choice` as Conversation.tool_choice: auto -> "auto", any -> "required", tool -> its name, none."""
+    if value is None:
+        return "auto"
+    value = check_type(value, dict, "tool_choice")
+    kind = require(value, "type", str, "tool_choice.")
+    optional(value, "disable_parallel_tool_use", bool, prefix="tool_choice.")
+    if kind not in TOOL_CHOICES:
+        raise RequestError(
+            f"tool_choice.type: expected one of {', '.join(TOOL_CHOICES)}, got {kind!r}", param="tool_choice.type"
+        )
+    if kind in ("any", "tool") and not tools:
+        raise RequestError("tool_choice: may only be specified while providing tools", param="tool_choice")
+    if kind == "any":
+        return "required"
+    if kind == "tool":
+        name = require(value, "name", str, "tool_choice.")
+        if not any(t.name == name for t in tools):
+            raise RequestError(f"tool_choice.name: no tool named {name!r} in tools", param="tool_choice.name")
+        return str(name)
+    return str(kind)
+
+
+def parse_request(body: dict[str, Any], endpoint: str, *, need_max_tokens: bool) -> Conversation:
+    """A Messages (or count_tokens) request body as a Conversation."""
+    model = require(body, "model", str)
+    raw_messages = require(body, "messages", list)
+    if not raw_messages:
+        raise RequestError("messages: at least one message is required", param="messages")
+    max_tokens = require(body, "max_tokens", int) if need_max_tokens else optional(body, "max_tokens", int)
+    if max_tokens is not None and max_tokens < 1:
+        raise RequestError(f"max_tokens: must be at least 1, got {max_tokens}", param="max_tokens")
+    stop = optional(body, "stop_sequences", list, [])
+    for i, item in enumerate(stop):
+        check_type(item, str, f"stop_sequences.{i}")
+    for key in ("temperature", "top_p"):
+        optional(body, key, float)
+    optional(body, "top_k", int)
+    optional(body, "metadata", dict)
+    optional(body, "thinking", dict)
+    tools = parse_tools(optional(body, "tools", list, []))
+    return Conversation(
+        provider="anthropic",
+        endpoint=endpoint,
+        model=model,
+        messages=parse_messages(raw_messages),
+        system=blocks_text(body.get("system"), "system"),
+        tools=tools,
+        tool_choice=parse_tool_choice(body.get("tool_choice"), tools),
+        stream=bool(optional(body, "stream", bool, False)),
+        max_tokens=max_tokens,
+        stop=list(stop),
+    )
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def stop_reason(reply: Reply) -> str:
+    """Anthropic's stop reason for a reply."""
+    return STOP_REASONS.get(reply.finish_reason, "end_turn")
+
+
+def usage_object(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """A `Usage` object as the API sends it (no prompt caching in a mock)."""
+    return {
+        "input_tokens": input_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def tool_uses(reply: Reply) -> list[dict[str, Any]]:
+    """The reply's tool calls as `tool_use` blocks, each with a `toolu_` id."""
+    return [
+        {"type": "tool_use", "id": call.id or new_id("toolu_"), "name": call.name, "input": call.arguments}
+        for call in reply.tool_calls
+    ]
+
+
+def has_text_block(reply: Reply) -> bool:
+    """A text block is sent when there is text, or when there is nothing else."""
+    return bool(reply.text) or not reply.tool_calls
+
+
+class Messages(Endpoint):
+    """`POST /v1/messages`."""
+
+    paths = ("/v1/messages", "/messages")
+    name = "messages"
+    id_prefix = "msg_"
+
+    def parse(self, body: dict[str, Any]) -> Conversation:
+        """Parse a Messages request (`max_tokens` is required)."""
+        return parse_request(body, self.name, need_max_tokens=True)
+
+    def message(self, conversation: Conversation, ctx: RenderContext, content: list[dict[str, Any]]) -> dict[str, Any]:
+        """The `message` object around some content."""
+        return {
+            "id": ctx.id,
+            "type": "message",
+            "role": "assistant",
+            "model": conversation.model,
+            "content": content,
+            "stop_reason": None,
+            "stop_sequence": None,
+        }
+
+    def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
+        """A `message` object."""
+        content = [{"type": "text", "text": reply.text}] if has_text_block(reply) else []
+        body = self.message(conversation, ctx, content + tool_uses(reply))
+        body["stop_reason"] = stop_reason(reply)
+        body["stop_sequence"] = reply.stop_sequence
+        body["usage"] = usage_object(reply.usage.input_tokens, reply.usage.output_tokens)
+        return body
+
+    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
+        """message_start, ping, per block start/deltas/stop, message_delta, message_stop."""
+        usage = reply.usage
+        start = self.message(conversation, ctx, [])
+        start["usage"] = usage_object(usage.input_tokens, min(1, usage.output_tokens))
+        yield Frame(sse("message_start", {"type": "message_start", "message": start}))
+        yield Frame(PING)
+        index = 0
+        if has_text_block(reply):
+            yield Frame(block_start(index, {"type": "text", "text": ""}))
+            for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
+                yield Frame(block_delta(index, {"type": "text_delta", "text": piece}), piece, tokens)
+            yield Frame(block_stop(index))
+            index += 1
+        for block in tool_uses(reply):
+            name = block["name"]
+            yield Frame(block_start(index, {**block, "input": {}}), f"[tool {name}]", count_tokens(name))
+            pieces = split_tokens(orjson.dumps(block["input"]).decode())
+            for at in range(0, len(pieces), JSON_FRAGMENT_TOKENS):
+                group = pieces[at : at + JSON_FRAGMENT_TOKENS]
+                fragment = "".join(group)
+                yield Frame(
+                    block_delta(index, {"type": "input_json_delta", "partial_json": fragment}), fragment, len(group)
+                )
+            yield Frame(block_stop(index))
+            index += 1
+        delta = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason(reply), "stop_sequence": reply.stop_sequence},
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "output_tokens": usage.output_tokens,
+            },
+        }
+        yield Frame(sse("message_delta", delta))
+        yield Frame(sse("message_stop", {"type": "message_stop"}))
+
+
+def block_start(index: int, block: dict[str, Any]) -> bytes:
+    """A `content_block_start` event."""
+    return sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def block_delta(index: int, delta: dict[str, Any]) -> bytes:
+    """A `content_block_delta` event."""
+    return sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+
+def block_stop(index: int) -> bytes:
+    """A `content_block_stop` event."""
+    return sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+class CountTokens(Endpoint):
+    """`POST /v1/messages/count_tokens`: the input tokens /v1/messages would report."""
+
+    paths = ("/v1/messages/count_tokens", "/messages/count_tokens")
+    name = "messages.count_tokens"
+
+    def parse(self, body: dict[str, Any]) -> Conversation:
+        """Parse like Messages, without requiring `max_tokens`."""
+        return parse_request(body, self.name, need_max_tokens=False)
+
+    async def handle(self, ex: Exchange) -> None:
+        """Answer `{"input_tokens": n}`."""
+        await ex.read_body(ex.store.max_body)
+        conversation = self.parse(ex.read_json_object())
+        record_conversation(ex, conversation)
+        check_model(ex.store, conversation.model)
+        await ex.send_json(200, {"input_tokens": count_conversation(conversation)})
+
+
+@register_provider
+class Anthropic(Provider):
+    """Anthropic's Messages API."""
+
+    name = "anthropic"
+    endpoint_classes = (Messages, CountTokens)
+
+    def owns_path(self, path: str) -> bool:
+        """Paths under /v1/messages get Anthropic's error shape."""
+        return path.startswith(("/v1/messages", "/messages"))
+
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        request_id: str = "",
+    ) -> bytes:
+        """Anthropic's error JSON, with the request id that the `request-id` header also carries."""
+        return orjson.dumps({**anthropic_error(status, message, type=type), "request_id": request_id or None})
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        """An `event: error` SSE event, as Anthropic sends after a 200 start."""
+        return sse("error", anthropic_error(status, message))
+
+    def response_headers(self, ex: Exchange, request_id: str) -> list[tuple[bytes, bytes]]:
+        """`request-id`."""
+        return [(b"request-id", request_id.encode())]

@@ -8,19 +8,23 @@ from typing import Any
 import orjson
 
 from mockllm_tui.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
-from mockllm_tui.providers.base import Endpoint, Frame, RenderContext, new_id
+from mockllm_tui.providers.base import Endpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
     optional,
     positive_int,
     require,
+    split_fixed,
     stop_list,
+    tool_call_id,
 )
 from mockllm_tui.providers.registry import register_provider
+from mockllm_tui.tokens import count_tokens
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 DONE = b"data: [DONE]\n\n"
+ARGUMENT_CHUNK = 16
 
 
 def content_text(value: Any, name: str) -> str:
@@ -48,19 +52,23 @@ def parse_tool_calls(value: Any, name: str) -> list[ToolCall]:
     for i, raw in enumerate(check_type(value, list, name)):
         raw = check_type(raw, dict, f"{name}[{i}]")
         fn = require(raw, "function", dict, f"{name}[{i}].")
-        args_text = optional(fn, "arguments", str, "{}", f"{name}[{i}].function.")
-        try:
-            args = orjson.loads(args_text or "{}")
-        except orjson.JSONDecodeError:
-            args = {"raw": args_text}
         calls.append(
             ToolCall(
                 name=require(fn, "name", str, f"{name}[{i}].function."),
-                arguments=args if isinstance(args, dict) else {"value": args},
+                arguments=parse_arguments(optional(fn, "arguments", str, "{}", f"{name}[{i}].function.")),
                 id=optional(raw, "id", str, ""),
             )
         )
     return calls
+
+
+def parse_arguments(text: str) -> dict[str, Any]:
+    """Tool-call arguments (a JSON string) as an object; text that is not a JSON object is wrapped."""
+    try:
+        args = orjson.loads(text or "{}")
+    except orjson.JSONDecodeError:
+        return {"raw": text}
+    return args if isinstance(args, dict) else {"value": args}
 
 
 def parse_messages(value: Any) -> tuple[list[Message], str]:
@@ -113,23 +121,31 @@ def parse_tools(body: dict[str, Any]) -> list[ToolSpec]:
     return tools
 
 
-def parse_tool_choice(value: Any, tools: list[ToolSpec]) -> str:
-    """`tool_choice` as "auto" | "none" | "required" | a tool name."""
+def parse_tool_choice(value: Any, tools: list[ToolSpec], name_field: str = "tool_choice.function.name") -> str:
+    """`tool_choice` as "auto" | "none" | "required" | a tool name.
+
+    A named choice is `{"type": "function", "function": {"name": ...}}` (chat) or
+    `{"type": "function", "name": ...}` (responses); `name_field` is where the name belongs.
+    """
     if value is None:
         return "auto"
     if isinstance(value, str):
         if value not in ("none", "auto", "required"):
             raise RequestError("tool_choice: expected none, auto, required or a named function", param="tool_choice")
-        return value
-    if isinstance(value, dict):
+        choice = value
+    elif isinstance(value, dict):
         fn = value.get("function")
-        name = fn.get("name") if isinstance(fn, dict) else value.get("name")
-        if not isinstance(name, str):
-            raise RequestError("tool_choice.function.name: field required", param="tool_choice.function.name")
-        if tools and not any(t.name == name for t in tools):
-            raise RequestError(f"tool_choice: no tool named {name!r} in tools", param="tool_choice")
-        return name
-    raise RequestError("tool_choice: expected a string or an object", param="tool_choice")
+        named = fn.get("name") if isinstance(fn, dict) else value.get("name")
+        if not isinstance(named, str):
+            raise RequestError(f"{name_field}: field required", param=name_field)
+        choice = named
+        if tools and not any(t.name == choice for t in tools):
+            raise RequestError(f"tool_choice: no tool named {choice!r} in tools", param="tool_choice")
+    else:
+        raise RequestError("tool_choice: expected a string or an object", param="tool_choice")
+    if not tools and choice not in ("none", "auto"):
+        raise RequestError("tool_choice: only allowed when tools are specified", param="tool_choice")
+    return choice
 
 
 def parse_response_format(value: Any, name: str = "response_format") -> dict[str, Any] | None:
@@ -198,11 +214,11 @@ class ChatCompletions(Endpoint):
         if reply.tool_calls:
             message["tool_calls"] = [
                 {
-                    "id": call.id or new_id("call_"),
+                    "id": tool_call_id(ctx, i, call),
                     "type": "function",
                     "function": {"name": call.name, "arguments": orjson.dumps(call.arguments).decode()},
                 }
-                for call in reply.tool_calls
+                for i, call in enumerate(reply.tool_calls)
             ]
         choices = [
             {"index": i, "message": message, "logprobs": None, "finish_reason": finish_reason(reply)}
@@ -230,27 +246,24 @@ class ChatCompletions(Endpoint):
             choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
             return b"data: " + orjson.dumps({**head, **extra, "choices": [choice]}) + b"\n\n"
 
-        calls = [(c.id or new_id("call_"), c) for c in reply.tool_calls]
+        calls = [(tool_call_id(ctx, i, c), c) for i, c in enumerate(reply.tool_calls)]
         for n in range(conversation.n):
             yield Frame(chunk(n, {"role": "assistant", "content": "", "refusal": None}))
             for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
                 yield Frame(chunk(n, {"content": piece}), piece, tokens)
             for index, (call_id, call) in enumerate(calls):
-                start = {"index": index, "id": call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+                fn = {"name": call.name, "arguments": ""}
+                start = {"index": index, "id": call_id, "type": "function", "function": fn}
                 yield Frame(chunk(n, {"tool_calls": [start]}), f"[tool {call.name}]", 1)
                 args = orjson.dumps(call.arguments).decode()
-                for part in _split_fixed(args, 16):
+                for part in split_fixed(args, ARGUMENT_CHUNK):
                     delta = {"tool_calls": [{"index": index, "function": {"arguments": part}}]}
-                    yield Frame(chunk(n, delta), part, max(1, len(part) // 4))
+                    yield Frame(chunk(n, delta), part, count_tokens(part))
             yield Frame(chunk(n, {}, finish_reason(reply)))
         if conversation.include_usage:
             usage = {**head, **extra, "choices": [], "usage": usage_object(reply, conversation.n)}
             yield Frame(b"data: " + orjson.dumps(usage) + b"\n\n")
         yield Frame(DONE)
-
-
-def _split_fixed(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 def finish_reason(reply: Reply) -> str:

@@ -1,0 +1,186 @@
+"""The model registry: the models `/v1/models` lists, their aliases and owners.
+
+Any model is served by default; a registry with `strict` set makes unknown models a 404
+`model_not_found`. The store holds the registry in force (`store.set_models`); without one the
+defaults apply. Replies echo the model as the client asked for it (and `{{model}}` is that name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mockllm_tui.conversation import RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model: its id, the aliases that resolve to it, its owner and creation time (unix s)."""
+
+    id: str
+    owned_by: str = "system"
+    created: int = 1700000000
+    aliases: tuple[str, ...] = ()
+    dimensions: int | None = None
+
+    def public(self, name: str | None = None) -> dict[str, Any]:
+        """An OpenAI `Model` object, under `name` (an alias) or the id."""
+        return {"id": name or self.id, "object": "model", "created": self.created, "owned_by": self.owned_by}
+
+
+def _m(id: str, created: int, *aliases: str, owned_by: str = "system", dimensions: int | None = None) -> ModelInfo:
+    return ModelInfo(id=id, owned_by=owned_by, created=created, aliases=aliases, dimensions=dimensions)
+
+
+DEFAULT_MODELS: tuple[ModelInfo, ...] = (
+    _m("gpt-5-2025-08-07", 1754425777, "gpt-5"),
+    _m("gpt-5-mini-2025-08-07", 1754425867, "gpt-5-mini"),
+    _m("gpt-5-nano-2025-08-07", 1754426303, "gpt-5-nano"),
+    _m("gpt-4.1-2025-04-14", 1744315746, "gpt-4.1"),
+    _m("gpt-4.1-mini-2025-04-14", 1744317547, "gpt-4.1-mini"),
+    _m("gpt-4.1-nano-2025-04-14", 1744321025, "gpt-4.1-nano"),
+    _m("gpt-4o-2024-08-06", 1722814719, "gpt-4o"),
+    _m("gpt-4o-mini-2024-07-18", 1721172717, "gpt-4o-mini"),
+    _m("gpt-4-turbo-2024-04-09", 1712601677, "gpt-4-turbo"),
+    _m("gpt-3.5-turbo-0125", 1706048358, "gpt-3.5-turbo", owned_by="openai"),
+    _m("gpt-3.5-turbo-instruct", 1692901427, owned_by="openai"),
+    _m("o3-2025-04-16", 1744133301, "o3"),
+    _m("o3-mini-2025-01-31", 1738010200, "o3-mini"),
+    _m("o4-mini-2025-04-16", 1744133506, "o4-mini"),
+    _m("text-embedding-3-small", 1705948997, dimensions=1536),
+    _m("text-embedding-3-large", 1705953180, dimensions=3072),
+    _m("text-embedding-ada-002", 1671217299, owned_by="openai-internal", dimensions=1536),
+    _m("claude-opus-4-1-20250805", 1754352000, "claude-opus-4-1", owned_by="anthropic"),
+    _m("claude-opus-4-20250514", 1747180800, "claude-opus-4-0", owned_by="anthropic"),
+    _m("claude-sonnet-4-5-20250929", 1759104000, "claude-sonnet-4-5", owned_by="anthropic"),
+    _m("claude-sonnet-4-20250514", 1747180800, "claude-sonnet-4-0", owned_by="anthropic"),
+    _m("claude-haiku-4-5-20251001", 1759276800, "claude-haiku-4-5", owned_by="anthropic"),
+    _m("claude-3-7-sonnet-20250219", 1739923200, "claude-3-7-sonnet-latest", owned_by="anthropic"),
+    _m("claude-3-5-haiku-20241022", 1729555200, "claude-3-5-haiku-latest", owned_by="anthropic"),
+    _m("claude-3-5-sonnet-20241022", 1729555200, "claude-3-5-sonnet-latest", owned_by="anthropic"),
+    _m("claude-3-haiku-20240307", 1709769600, owned_by="anthropic"),
+)
+
+DEFAULT_EMBEDDING_DIMENSIONS = 1536
+MODEL_KEYS = frozenset({"id", "aliases", "owned_by", "created", "dimensions"})
+
+
+class ModelRegistry:
+    """Models by id and alias. `strict`: unknown models are refused (404 `model_not_found`)."""
+
+    def __init__(self, models: Iterable[ModelInfo] = DEFAULT_MODELS, *, strict: bool = False) -> None:
+        self.strict = strict
+        self._models: dict[str, ModelInfo] = {}
+        self._names: dict[str, ModelInfo] = {}
+        for model in models:
+            self.add(model)
+
+    def add(self, model: ModelInfo) -> None:
+        """Add (or replace) a model and its aliases."""
+        old = self._models.pop(model.id, None)
+        if old is not None:
+            for name in (old.id, *old.aliases):
+                self._names.pop(name, None)
+        self._models[model.id] = model
+        for name in (model.id, *model.aliases):
+            self._names[name] = model
+
+    def resolve(self, name: str) -> ModelInfo | None:
+        """The model an id or alias names, or None when it is unknown."""
+        return self._names.get(name)
+
+    def names(self) -> list[str]:
+        """Every id and alias, in registry order (aliases after their model's id)."""
+        return [name for model in self._models.values() for name in (model.id, *model.aliases)]
+
+    def models(self) -> list[ModelInfo]:
+        """The models, in registry order."""
+        return list(self._models.values())
+
+    def listing(self) -> dict[str, Any]:
+        """The body of `GET /v1/models`: every id and alias as a Model object."""
+        data = [model.public(name) for model in self._models.values() for name in (model.id, *model.aliases)]
+        return {"object": "list", "data": data}
+
+    def with_strict(self, strict: bool) -> ModelRegistry:
+        """A copy with the `strict` flag set as given."""
+        return ModelRegistry(self._models.values(), strict=strict)
+
+    @classmethod
+    def from_config(cls, entries: list[Any], *, strict: bool = False, include_defaults: bool = True) -> ModelRegistry:
+        """A registry from a file's `models:` list, added to (and overriding) the defaults.
+
+        Each entry is an id string or a mapping with `id` and optional `aliases` (a string or list),
+        `owned_by`, `created` and `dimensions`. Raises ValueError naming the bad entry.
+        """
+        registry = cls(DEFAULT_MODELS if include_defaults else (), strict=strict)
+        if not isinstance(entries, list):
+            raise ValueError("models: expected a list of models")
+        for index, entry in enumerate(entries):
+            registry.add(_model_from_entry(entry, f"models[{index}]"))
+        return registry
+
+
+def _model_from_entry(entry: Any, where: str) -> ModelInfo:
+    if isinstance(entry, str) and entry:
+        return ModelInfo(id=entry)
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected a model id or a mapping with an id")
+    unknown = set(entry) - MODEL_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(MODEL_KEYS))})")
+    model_id = entry.get("id")
+    if not isinstance(model_id, str) or not model_id:
+        raise ValueError(f"{where}.id: expected a non-empty string")
+    aliases = entry.get("aliases", [])
+    if isinstance(aliases, str):
+        aliases = [aliases]
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+        raise ValueError(f"{where}.aliases: expected a string or a list of strings")
+    owned_by = entry.get("owned_by", "system")
+    if not isinstance(owned_by, str):
+        raise ValueError(f"{where}.owned_by: expected a string")
+    created = entry.get("created", 1700000000)
+    if isinstance(created, bool) or not isinstance(created, int) or created < 0:
+        raise ValueError(f"{where}.created: expected unix seconds (a non-negative integer)")
+    dimensions = entry.get("dimensions")
+    if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1):
+        raise ValueError(f"{where}.dimensions: expected a positive integer")
+    return ModelInfo(id=model_id, owned_by=owned_by, created=created, aliases=tuple(aliases), dimensions=dimensions)
+
+
+_DEFAULT_REGISTRY = ModelRegistry()
+
+
+def default_registry() -> ModelRegistry:
+    """The built-in registry (not strict)."""
+    return _DEFAULT_REGISTRY
+
+
+def registry_of(store: Any) -> ModelRegistry:
+    """The registry in force for a store: `store.models` if set, else the defaults."""
+    models = getattr(store, "models", None)
+    return models if isinstance(models, ModelRegistry) else _DEFAULT_REGISTRY
+
+
+def resolve(name: str, store: Any = None) -> ModelInfo | None:
+    """The model a name (id or alias) stands for in the store's registry, or None."""
+    return registry_of(store).resolve(name)
+
+
+def model_not_found(name: str) -> RequestError:
+    """OpenAI's 404 for an unknown model."""
+    return RequestError(
+        f"The model `{name}` does not exist or you do not have access to it.",
+        status=404,
+        param="model",
+        code="model_not_found",
+    )
+
+
+def check_model(store: Any, name: str) -> None:
+    """Raise a 404 `model_not_found` RequestError when the registry is strict and `name` is unknown."""
+    registry = registry_of(store)
+    if registry.strict and registry.resolve(name) is None:
+        raise model_not_found(name)

@@ -1,0 +1,297 @@
+"""OpenAI's other endpoints: legacy `POST /v1/completions`, `POST /v1/embeddings`, `GET /v1/models[/{id}]`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+import sys
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from mockllm_tui.conversation import Conversation, Message, Reply, RequestError
+from mockllm_tui.exchange import Exchange
+from mockllm_tui.models import DEFAULT_EMBEDDING_DIMENSIONS, check_model, model_not_found, registry_of
+from mockllm_tui.pipeline import decide_for, fail_before, preview, wait_latency
+from mockllm_tui.providers.base import Endpoint, Frame, RenderContext
+from mockllm_tui.providers.openai_chat import DONE, finish_reason, usage_object
+from mockllm_tui.providers.openai_common import (
+    OpenAIBase,
+    check_type,
+    optional,
+    positive_int,
+    require,
+    stop_list,
+)
+from mockllm_tui.providers.registry import register_provider
+from mockllm_tui.tokens import count_tokens
+
+LEGACY_DEFAULT_MAX_TOKENS = 16
+COMPLETION_FINISH = ("stop", "length", "content_filter")
+MAX_EMBEDDING_INPUTS = 2048
+MAX_DIMENSIONS = 8192
+ENCODINGS = ("float", "base64")
+_WORDS = re.compile(r"\w+")
+NO_REPLY = Reply()
+
+
+# -- legacy completions ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CompletionConversation(Conversation):
+    """A legacy completion request: its prompts, the choices per prompt, and whether to echo them."""
+
+    prompts: list[str] = field(default_factory=list)
+    per_prompt: int = 1
+    echo: bool = False
+
+    def echoed(self, index: int) -> str:
+        """The prompt text that starts choice `index` (empty unless `echo`)."""
+        return self.prompts[index // self.per_prompt] if self.echo and self.prompts else ""
+
+
+def prompt_texts(value: Any, name: str) -> list[str]:
+    """A prompt (string, strings, token array or token arrays) as texts; tokens become their numbers."""
+    if value is None:
+        raise RequestError(f"{name}: field required", param=name)
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise RequestError(f"{name}: expected a string, an array of strings or an array of tokens", param=name)
+    if all(_is_token(v) for v in value):
+        return [_token_text(value)]
+    texts = []
+    for i, item in enumerate(value):
+        if isinstance(item, list) and item and all(_is_token(v) for v in item):
+            texts.append(_token_text(item))
+        else:
+            texts.append(check_type(item, str, f"{name}[{i}]"))
+    return texts
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _token_text(tokens: list[int]) -> str:
+    return " ".join(map(str, tokens))
+
+
+def _completion_finish(reply: Reply) -> str:
+    reason = finish_reason(reply)
+    return reason if reason in COMPLETION_FINISH else "stop"
+
+
+class Completions(Endpoint):
+    """`POST /v1/completions` (legacy), through the chat pipeline (rules, faults, pacing)."""
+
+    paths = ("/v1/completions", "/completions")
+    name = "completions"
+    id_prefix = "cmpl-"
+
+    def parse(self, body: dict[str, Any]) -> Conversation:
+        """Parse a legacy completion request."""
+        model = require(body, "model", str)
+        prompts = prompt_texts(body.get("prompt"), "prompt")
+        per_prompt = positive_int(body, "n", 1, 128) or 1
+        max_tokens = positive_int(body, "max_tokens", 0)
+        stream_options = optional(body, "stream_options", dict, {})
+        optional(body, "suffix", str)
+        positive_int(body, "logprobs", 0, 5)
+        positive_int(body, "best_of", 1, 20)
+        optional(body, "temperature", float)
+        return CompletionConversation(
+            provider="openai",
+            endpoint=self.name,
+            model=model,
+            messages=[Message(role="user", content="\n".join(prompts))],
+            stream=bool(optional(body, "stream", bool, False)),
+            include_usage=bool(optional(stream_options, "include_usage", bool, False, "stream_options.")),
+            n=per_prompt * len(prompts),
+            max_tokens=LEGACY_DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+            stop=stop_list(body.get("stop")),
+            prompts=prompts,
+            per_prompt=per_prompt,
+            echo=bool(optional(body, "echo", bool, False)),
+        )
+
+    def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
+        """A `text_completion` object."""
+        conv = _as_completion(conversation)
+        finish = _completion_finish(reply)
+        choices = [
+            {"text": conv.echoed(i) + reply.text, "index": i, "logprobs": None, "finish_reason": finish}
+            for i in range(conv.n)
+        ]
+        return {
+            **_head(conv, ctx),
+            "choices": choices,
+            "usage": usage_object(reply, conv.n),
+            "system_fingerprint": "fp_mockllm",
+        }
+
+    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
+        """`text_completion` chunks per choice, the optional usage chunk, then `[DONE]`."""
+        conv = _as_completion(conversation)
+        head = {**_head(conv, ctx), "system_fingerprint": "fp_mockllm"}
+        if conv.include_usage:
+            head["usage"] = None
+
+        def chunk(index: int, text: str, finish: str | None = None) -> bytes:
+            choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+            return b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+
+        for i in range(conv.n):
+            if conv.echoed(i):
+                yield Frame(chunk(i, conv.echoed(i)))
+            for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
+                yield Frame(chunk(i, piece), piece, tokens)
+            yield Frame(chunk(i, "", _completion_finish(reply)))
+        if conv.include_usage:
+            usage = {**head, "choices": [], "usage": usage_object(reply, conv.n)}
+            yield Frame(b"data: " + orjson.dumps(usage) + b"\n\n")
+        yield Frame(DONE)
+
+
+def _head(conv: Conversation, ctx: RenderContext) -> dict[str, Any]:
+    return {"id": ctx.id, "object": "text_completion", "created": ctx.created, "model": conv.model}
+
+
+def _as_completion(conversation: Conversation) -> CompletionConversation:
+    if isinstance(conversation, CompletionConversation):
+        return conversation
+    return CompletionConversation(
+        provider=conversation.provider, endpoint=conversation.endpoint, model=conversation.model
+    )
+
+
+# -- embeddings --------------------------------------------------------------------------------
+
+
+def embedding_inputs(value: Any) -> list[str]:
+    """`input` as texts: a string, strings, a token array or token arrays; none may be empty."""
+    if value is None:
+        raise RequestError("input: field required", param="input")
+    texts = prompt_texts(value, "input")
+    if len(texts) > MAX_EMBEDDING_INPUTS:
+        raise RequestError(f"input: at most {MAX_EMBEDDING_INPUTS} inputs, got {len(texts)}", param="input")
+    for i, text in enumerate(texts):
+        if not text:
+            where = "input" if isinstance(value, str) else f"input[{i}]"
+            raise RequestError(f"{where}: must not be an empty string", param=where)
+    return texts
+
+
+def embed(text: str, dimensions: int) -> array[float]:
+    """A deterministic unit vector (float32) for text.
+
+    Each word, and the whole text, adds signed ones at hashed positions, so the same text always
+    gives the same vector and texts sharing words point in similar directions.
+    """
+    vector = [0.0] * dimensions
+    for feature in [*_WORDS.findall(text.lower()), text]:
+        digest = hashlib.blake2b(feature.encode(), digest_size=32).digest()
+        for j in range(0, 32, 4):
+            bits = int.from_bytes(digest[j : j + 4], "little")
+            vector[(bits >> 1) % dimensions] += 1.0 if bits & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0.0:
+        vector[0], norm = 1.0, 1.0
+    return array("f", [x / norm for x in vector])
+
+
+def encode_vector(vector: array[float], encoding: str) -> list[float] | str:
+    """Floats, or OpenAI's base64 of little-endian float32."""
+    if encoding == "float":
+        return vector.tolist()
+    if sys.byteorder == "big":
+        vector = array("f", vector)
+        vector.byteswap()
+    return base64.b64encode(vector.tobytes()).decode("ascii")
+
+
+class Embeddings(Endpoint):
+    """`POST /v1/embeddings`."""
+
+    paths = ("/v1/embeddings", "/embeddings")
+    name = "embeddings"
+
+    async def handle(self, ex: Exchange) -> None:
+        """Answer with one deterministic vector per input (after the latency and error knobs)."""
+        await ex.read_body(ex.store.max_body)
+        body = ex.read_json_object()
+        model = require(body, "model", str)
+        ex.entry.model = model
+        texts = embedding_inputs(body.get("input"))
+        ex.entry.preview = preview(texts[0])
+        check_model(ex.store, model)
+        encoding = optional(body, "encoding_format", str, "float")
+        if encoding not in ENCODINGS:
+            raise RequestError(f"encoding_format: expected float or base64, got {encoding!r}", param="encoding_format")
+        known = registry_of(ex.store).resolve(model)
+        dimensions = positive_int(body, "dimensions", 1, MAX_DIMENSIONS)
+        if dimensions is None:
+            dimensions = (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
+        optional(body, "user", str)
+        plan = decide_for(ex, NO_REPLY)
+        if plan.error is not None:
+            ex.entry.fault = plan.error.describe()
+            await fail_before(ex, plan.error, plan, NO_REPLY)
+            return
+        await wait_latency(ex, plan.latency_s)
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode_vector(embed(text, dimensions), encoding)}
+            for i, text in enumerate(texts)
+        ]
+        tokens = sum(count_tokens(text) for text in texts)
+        ex.store.count_tokens_used(tokens)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        await ex.send_json(200, {"object": "list", "data": data, "model": model, "usage": usage})
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+class ListModels(Endpoint):
+    """`GET /v1/models`."""
+
+    method = "GET"
+    paths = ("/v1/models", "/models")
+    name = "models.list"
+
+    async def handle(self, ex: Exchange) -> None:
+        """Every model id and alias of the registry in force."""
+        ex.entry.preview = "list models"
+        await ex.send_json(200, registry_of(ex.store).listing())
+
+
+class RetrieveModel(Endpoint):
+    """`GET /v1/models/{id}`: a known id or alias, else 404 `model_not_found`."""
+
+    method = "GET"
+    paths = ("/v1/models/{id}", "/models/{id}")
+    name = "models.retrieve"
+
+    async def handle(self, ex: Exchange) -> None:
+        """The model, under the name asked for."""
+        name = ex.path.rsplit("/", 1)[-1]
+        ex.entry.model = name
+        ex.entry.preview = f"retrieve {name}"
+        model = registry_of(ex.store).resolve(name)
+        if model is None:
+            raise model_not_found(name)
+        await ex.send_json(200, model.public(name))
+
+
+@register_provider
+class OpenAIMisc(OpenAIBase):
+    """OpenAI's legacy completions, embeddings and models endpoints."""
+
+    name = "openai-misc"
+    endpoint_classes = (Completions, Embeddings, ListModels, RetrieveModel)

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 from mockllm_tui import __version__
 from mockllm_tui.knobs import CHUNK_MODES, ERROR_MODES, KnobError
-from mockllm_tui.server import PortInUse, ServerHandle, create_app
+from mockllm_tui.server import MockApp, PortInUse, ServerHandle, create_app
 from mockllm_tui.state import DEFAULT_JOURNAL_SIZE, Store
 
 log = logging.getLogger("mockllm_tui")
 
 PACKAGED_RESPONSES = Path(__file__).parent / "data" / "responses.yml"
 EXIT_USAGE = 2
+WORKER_ARGV_ENV = "MOCKLLM_WORKER_ARGV"
 
 # (flag, env var, knob name, type, help)
 KNOB_FLAGS: tuple[tuple[str, str, type, str], ...] = (
@@ -103,6 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="Import a provider plugin module (repeatable). [MOCKLLM_PLUGINS, comma-separated]",
     )
     parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=float(env.get("MOCKLLM_MAX_BODY_MB", "10")),
+        metavar="MB",
+        help="Refuse request bodies larger than this with a 413. [MOCKLLM_MAX_BODY_MB]",
+    )
+    parser.add_argument(
+        "--cors",
+        metavar="ORIGINS",
+        default=env.get("MOCKLLM_CORS"),
+        help="Allow browser calls from these origins (comma-separated, or *); off by default. [MOCKLLM_CORS]",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env.get("MOCKLLM_WORKERS", "1")),
+        metavar="N",
+        help="With --headless: serve from N processes, each watching the responses file; the journal and "
+        "counters are per process. The panel is single-process by design. [MOCKLLM_WORKERS]",
+    )
+    parser.add_argument(
         "--check",
         metavar="PATH",
         help="Validate a responses file, print any problems with their line numbers, and exit 0 (valid) or 1.",
@@ -175,15 +200,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return check_file(Path(args.check), sys.stdout)
     try:
-        knobs = knob_values(args)
-        store = Store(journal_size=args.journal_size)
-        store.set_knobs("cli", knobs)
+        store = make_store(args)
     except KnobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    store.responses_path = str(resolve_responses(args.responses))
+    if args.workers > 1 and not args.headless:
+        print("error: --workers needs --headless (the live panel is single-process by design)", file=sys.stderr)
+        return EXIT_USAGE
     setup_logging(args.log_file, to_stderr=args.headless)
+    if exposed_without_key(args.host, store):
+        print(f"warning: listening on {args.host} without --api-key: anyone who can reach it can use it",
+              file=sys.stderr)
     try:
+        if args.headless and args.workers > 1:
+            return run_workers(args, sys.argv[1:] if argv is None else list(argv))
         if args.headless:
             return run_headless(args, store)
         return run_panel(args, store)
@@ -192,13 +222,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def prepare(args: argparse.Namespace, store: Store) -> ServerHandle:
-    """Load the rules, build the app and bind the port (raises PortInUse before anything starts)."""
+def make_store(args: argparse.Namespace) -> Store:
+    """The store the options describe (raises KnobError for a bad value)."""
+    if args.max_body_mb <= 0:
+        raise KnobError(f"--max-body-mb: must be above 0, got {args.max_body_mb:g}")
+    if args.workers < 1:
+        raise KnobError(f"--workers: must be at least 1, got {args.workers}")
+    store = Store(journal_size=args.journal_size)
+    store.set_knobs("cli", knob_values(args))
+    store.max_body = int(args.max_body_mb * 1024 * 1024)
+    store.responses_path = str(resolve_responses(args.responses))
+    return store
+
+
+def exposed_without_key(host: str, store: Store) -> bool:
+    """Bound to a non-loopback address with no API key required."""
+    if store.knobs.api_key or host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True
+
+
+def build_app(args: argparse.Namespace, store: Store) -> MockApp:
+    """Load the rules and build the app the options describe."""
     from mockllm_tui.rules import load_initial
 
     load_initial(store, Path(store.responses_path))
     app = create_app(store, plugins=args.plugin)
-    handle = ServerHandle(app, args.host, args.port)
+    if args.cors:
+        app.enable_cors([o.strip() for o in args.cors.split(",") if o.strip()])
+    return app
+
+
+def prepare(args: argparse.Namespace, store: Store) -> ServerHandle:
+    """Load the rules, build the app and bind the port (raises PortInUse before anything starts)."""
+    handle = ServerHandle(build_app(args, store), args.host, args.port)
     store.url = handle.url
     return handle
 
@@ -216,39 +276,83 @@ def run_headless(args: argparse.Namespace, store: Store) -> int:
         return runner.run(_serve_headless(args, store, handle))
 
 
-async def _serve_headless(args: argparse.Namespace, store: Store, handle: ServerHandle) -> int:
+@asynccontextmanager
+async def headless_tasks(args: argparse.Namespace, store: Store) -> AsyncIterator[None]:
+    """The request log (stdout and --log-file) and the file watcher, while the server runs."""
     from mockllm_tui.request_log import RequestLogWriter
     from mockllm_tui.rules import watch_rules
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     sinks: list[TextIO] = [sys.stdout]
     log_file = open(args.log_file, "a", encoding="utf-8") if args.log_file else None  # noqa: SIM115
     if log_file is not None:
         sinks.append(log_file)
     writer = RequestLogWriter(store, sinks, args.log_format)
-    await handle.start()
-    address = f"http://{_host(handle)}:{handle.port}"
-    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.responses_path})\n")
-    sys.stdout.flush()
     tasks = [asyncio.create_task(writer.run()), asyncio.create_task(watch_rules(store, Path(store.responses_path)))]
     try:
-        await stop.wait()
+        yield
     finally:
-        await handle.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         writer.flush()
         if log_file is not None:
             log_file.close()
+
+
+async def _serve_headless(args: argparse.Namespace, store: Store, handle: ServerHandle) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with headless_tasks(args, store):
+        await handle.start()
+        print_serving(handle.host, handle.port, store)
+        try:
+            await stop.wait()
+        finally:
+            await handle.stop()
     return 0
 
 
-def _host(handle: ServerHandle) -> str:
-    return f"[{handle.host}]" if ":" in handle.host else handle.host
+def print_serving(host: str, port: int, store: Store) -> None:
+    """The first line on stdout, which scripts parse for the port."""
+    address = f"http://{_host(host)}:{port}"
+    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.responses_path})\n")
+    sys.stdout.flush()
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
+    """Serve from `--workers` processes through uvicorn's multi-process manager.
+
+    The parent binds the port and prints it; each worker is a whole headless server (its own store,
+    journal, request log and file watcher) built by `worker_app` from the same command line.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    from mockllm_tui.server import bind_socket, uvicorn_config
+
+    sock = bind_socket(args.host, args.port)
+    os.environ[WORKER_ARGV_ENV] = json.dumps(argv)
+    config = uvicorn_config(
+        "mockllm_tui.cli:worker_app", factory=True, workers=args.workers, lifespan="on", timeout_graceful_shutdown=1
+    )
+    print_serving(args.host, sock.getsockname()[1], make_store(args))
+    Multiprocess(config, sockets=[sock]).run()
+    return 0
+
+
+def worker_app() -> MockApp:
+    """The app of one `--workers` process, from the parent's command line (uvicorn calls this)."""
+    args = build_parser().parse_args(json.loads(os.environ.get(WORKER_ARGV_ENV, "[]")))
+    store = make_store(args)
+    setup_logging(args.log_file, to_stderr=True)
+    app = build_app(args, store)
+    app.router.lifespan_context = lambda _app: headless_tasks(args, store)
+    return app
 
 
 def run_panel(args: argparse.Namespace, store: Store) -> int:

@@ -18,6 +18,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+MAX_JSON_DEPTH = 200
 JSON_TYPE = b"application/json"
 SSE_TYPE = b"text/event-stream; charset=utf-8"
 REDACTED_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
@@ -110,6 +111,9 @@ class Exchange:
             raise RequestError(f"the request body is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise RequestError("the request body must be a JSON object")
+        # Only a body with enough brackets can nest that deep, so most requests skip the walk.
+        if self.body.count(b"[") + self.body.count(b"{") > MAX_JSON_DEPTH and too_deep(data, MAX_JSON_DEPTH):
+            raise RequestError(f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
         return data
 
     async def send_bytes(
@@ -157,6 +161,17 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
         self.store.add_chunk(self.entry, text, len(data))
 
+    async def send_chunks(self, data: list[bytes], texts: list[str]) -> None:
+        """Send several pieces that are due together in one write (a loop that fell behind catches up)."""
+        if len(data) == 1:
+            await self.send_chunk(data[0], texts[0])
+            return
+        if self._watcher is not None and self._watcher.done():
+            raise ClientGone()
+        joined = b"".join(data)
+        await self.send({"type": "http.response.body", "body": joined, "more_body": True})
+        self.store.add_chunks(self.entry, texts, len(joined))
+
     async def end_stream(self, status: int = 200) -> None:
         """Close the stream and record the end."""
         self._stop_watching()
@@ -203,6 +218,18 @@ class Exchange:
         watcher = self._watcher
         if watcher is not None and not watcher.done():
             watcher.cancel()
+
+
+def too_deep(data: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+    return False
 
 
 def redact_headers(headers: dict[str, str]) -> dict[str, str]:

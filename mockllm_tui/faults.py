@@ -1,6 +1,19 @@
 """Faults and timing as pure decisions: knobs + rule + headers + a random source -> a FaultPlan.
 
-The async part (pipeline.py) only carries the plan out.
+The async part (pipeline.py) only carries the plan out. Precedence, highest first:
+per-request header > matched rule > knobs (live > file > CLI/env > default; merged by the store).
+
+- A latency from `x-mock-latency-ms` is exact; a rule's or the knob's gets the knob's jitter.
+- A rule's error reply is an error `before`, below the headers and above `fail_next` and `error_rate`.
+- `x-mock-error: <status>` injects that error; `x-mock-error-mode` says when (default `before`).
+  The `disconnect` and `timeout` modes work without a status; `mid_stream` needs one.
+  The header's mode also applies to a `fail_next` or `error_rate` error of the same request.
+- Modes: `before` answers with the status before any byte; `mid_stream` sends the provider's
+  error event halfway through a stream; `disconnect` cuts the connection (halfway through a
+  stream); `timeout` hangs (a stream stalls halfway) until the client gives up, or until
+  `timeout_cap_s`, then ends with 504. A non-streamed request takes `mid_stream` as `before`.
+- `stream_jitter` lets each chunk be late by up to that fraction of its own interval. Pacing
+  stays deadline-based, so the lateness never accumulates.
 """
 
 from __future__ import annotations
@@ -13,6 +26,12 @@ from typing import Any
 from mockllm_tui.conversation import Reply
 from mockllm_tui.knobs import ERROR_MODES, Knobs
 
+#: Injected retryable errors ask the SDKs to wait this long (`retry-after-ms`), so tests stay fast.
+INJECTED_RETRY_AFTER_MS = 100
+#: Statuses the SDKs retry by default; injected ones also say so with `x-should-retry: true`.
+RETRYABLE_4XX = frozenset({408, 409, 429})
+TIMEOUT_STATUS = 504
+
 
 @dataclass(slots=True, frozen=True)
 class InjectedError:
@@ -23,7 +42,9 @@ class InjectedError:
     reason: str
 
     def describe(self) -> str:
-        """One line for the journal."""
+        """One line for the journal, e.g. "529 mid_stream (header)" or "disconnect (rate)"."""
+        if self.mode in ("disconnect", "timeout"):
+            return f"{self.mode} ({self.reason})"
         return f"{self.status} {self.mode} ({self.reason})"
 
 
@@ -39,6 +60,9 @@ class FaultPlan:
     error: InjectedError | None = None
 
 
+QUIET_PLAN = FaultPlan()
+
+
 def header_number(headers: dict[str, str], name: str) -> float | None:
     """A non-negative number from a header, or None when absent or not a number."""
     raw = headers.get(name)
@@ -52,13 +76,22 @@ def header_number(headers: dict[str, str], name: str) -> float | None:
 
 
 def sample_latency_ms(knobs: Knobs, base_ms: float, rng: random.Random) -> float:
-    """Latency with jitter: uniform in [base, base + jitter], or lognormal with that mean and spread."""
+    """Latency with jitter: uniform in [base, base + jitter], or lognormal with mean `base` and
+    spread about `jitter` (sigma = jitter / base, capped at 3)."""
     if knobs.jitter_ms <= 0:
         return base_ms
     if knobs.latency_distribution == "lognormal" and base_ms > 0:
         sigma = min(knobs.jitter_ms / base_ms, 3.0)
         return base_ms * rng.lognormvariate(-sigma * sigma / 2, sigma)
     return base_ms + rng.uniform(0.0, knobs.jitter_ms)
+
+
+MOCK_HEADERS = ("x-mock-latency-ms", "x-mock-stream-speed", "x-mock-error", "x-mock-error-mode")
+
+
+def has_mock_headers(headers: dict[str, str]) -> bool:
+    """Whether the request carries any per-request fault header."""
+    return any(name in headers for name in MOCK_HEADERS)
 
 
 def decide(
@@ -70,27 +103,41 @@ def decide(
     fail_next: int = 0,
     fail_next_status: int | None = None,
 ) -> FaultPlan:
-    """Decide latency, speed and any injected error. Precedence (highest first):
-    per-request header > matched rule > knobs (live > file > CLI > default)."""
-    latency_ms = knobs.latency_ms
-    if reply.latency_ms is not None:
-        latency_ms = reply.latency_ms
+    """Decide latency, speed and any injected error for one request (see the module docstring)."""
+    if (
+        fail_next <= 0
+        and knobs.latency_ms == 0
+        and knobs.jitter_ms == 0
+        and knobs.error_rate == 0
+        and reply.error is None
+        and reply.latency_ms is None
+        and reply.stream_speed is None
+        and not has_mock_headers(headers)
+    ):
+        return QUIET_PLAN
     header_latency = header_number(headers, "x-mock-latency-ms")
     if header_latency is not None:
         latency_ms = header_latency
-    latency_ms = sample_latency_ms(knobs, latency_ms, rng)
+    else:
+        base = reply.latency_ms if reply.latency_ms is not None else knobs.latency_ms
+        latency_ms = sample_latency_ms(knobs, base, rng)
 
     speed: float | None = reply.stream_speed
     header_speed = header_number(headers, "x-mock-stream-speed")
     if header_speed is not None:
         speed = header_speed
 
-    error = _decide_error(knobs, headers, rng, fail_next, fail_next_status)
+    error = _decide_error(knobs, reply, headers, rng, fail_next, fail_next_status)
     return FaultPlan(latency_s=max(latency_ms, 0.0) / 1000.0, speed_override=speed, error=error)
 
 
 def _decide_error(
-    knobs: Knobs, headers: dict[str, str], rng: random.Random, fail_next: int, fail_next_status: int | None
+    knobs: Knobs,
+    reply: Reply,
+    headers: dict[str, str],
+    rng: random.Random,
+    fail_next: int,
+    fail_next_status: int | None,
 ) -> InjectedError | None:
     header_mode = headers.get("x-mock-error-mode")
     mode = header_mode if header_mode in ERROR_MODES else None
@@ -99,12 +146,39 @@ def _decide_error(
         return InjectedError(int(raw_status), mode or "before", "header")
     if mode in ("disconnect", "timeout"):
         return InjectedError(knobs.error_status[0], mode, "header")
+    if reply.error is not None:
+        return InjectedError(reply.error.status, "before", "rule")
     if fail_next > 0:
-        return InjectedError(fail_next_status or knobs.error_status[0], knobs.error_mode, "fail_next")
+        return InjectedError(fail_next_status or knobs.error_status[0], mode or knobs.error_mode, "fail_next")
     if knobs.error_rate > 0 and rng.random() < knobs.error_rate:
         status = knobs.error_status[0] if len(knobs.error_status) == 1 else rng.choice(knobs.error_status)
-        return InjectedError(status, knobs.error_mode, "rate")
+        return InjectedError(status, mode or knobs.error_mode, "rate")
     return None
+
+
+def chunk_lateness(knobs: Knobs, interval_s: float, rng: random.Random) -> float:
+    """How late (seconds) one chunk goes out beyond its deadline: up to `stream_jitter` x its interval."""
+    if knobs.stream_jitter <= 0 or interval_s <= 0:
+        return 0.0
+    return rng.uniform(0.0, knobs.stream_jitter * interval_s)
+
+
+def is_retryable(status: int) -> bool:
+    """Whether the SDKs retry this status by default (408, 409, 429 and 5xx)."""
+    return status in RETRYABLE_4XX or status >= 500
+
+
+def retry_headers(status: int, wait_ms: float = INJECTED_RETRY_AFTER_MS) -> list[tuple[bytes, bytes]]:
+    """The retry-contract headers of an error response: `retry-after` (whole seconds, rounded up),
+    `retry-after-ms` and `x-should-retry`. A status the SDKs would not retry gets none."""
+    if not is_retryable(status):
+        return []
+    wait_ms = max(wait_ms, 1.0)
+    return [
+        (b"retry-after", str(max(1, math.ceil(wait_ms / 1000.0))).encode()),
+        (b"retry-after-ms", str(math.ceil(wait_ms)).encode()),
+        (b"x-should-retry", b"true"),
+    ]
 
 
 def describe_plan(plan: FaultPlan) -> dict[str, Any]:

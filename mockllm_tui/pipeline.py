@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from mockllm_tui.conversation import Conversation, Reply, RequestError
 from mockllm_tui.exchange import ClientGone, Exchange
-from mockllm_tui.faults import FaultPlan, InjectedError, decide
+from mockllm_tui.faults import TIMEOUT_STATUS, FaultPlan, InjectedError, chunk_lateness, decide, retry_headers
+from mockllm_tui.models import check_model
 from mockllm_tui.providers.base import Frame, RenderContext, new_id, now_s
 from mockllm_tui.shaping import shape_reply
 from mockllm_tui.tokens import count_tokens, split_chunks
@@ -20,16 +21,28 @@ if TYPE_CHECKING:
 
 PREVIEW_CHARS = 80
 DISCONNECT_STATUS = 499
+#: The longest single sleep while pacing a stream; longer waits re-read the live speed this often.
+SPEED_POLL_S = 0.25
 
 
 class InjectedFailure(Exception):
     """Raised to answer with an error before any byte; the dispatcher renders it in the provider's shape."""
 
-    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        code: str | None = None,
+        type: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or []
+        self.code = code
+        self.type = type
 
 
 def preview(text: str) -> str:
@@ -52,29 +65,21 @@ async def run_chat(endpoint: Endpoint, ex: Exchange) -> None:
     await ex.read_body(store.max_body)
     conversation = endpoint.parse(ex.read_json_object())
     record_conversation(ex, conversation)
+    check_model(store, conversation.model)
     reply = store.rules.choose(conversation)
     ex.entry.rule = reply.rule
-    if reply.error is not None:
-        ex.entry.fault = f"{reply.error.status} before (rule)"
-        raise InjectedFailure(reply.error.status, reply.error.message)
-    reply = shape_reply(conversation, reply)
-    store.count_tokens_used(reply.usage.total_tokens)
     plan = decide_for(ex, reply)
     error = plan.error
     if error is not None:
         ex.entry.fault = error.describe()
-    if error is not None and (error.mode == "before" or not conversation.stream):
-        if error.mode == "timeout":
-            await hang(ex)
+        if error.mode == "before" or not conversation.stream:
+            await fail_before(ex, error, plan, reply)
             return
-        if error.mode == "disconnect":
-            await sleep_until(plan.latency_s)
-            await ex.cut()
-        await sleep_until(plan.latency_s)
-        raise InjectedFailure(error.status, injected_message(error))
+    reply = shape_reply(conversation, reply)
+    store.count_tokens_used(reply.usage.total_tokens)
 
     ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.entry.request_id)
-    await sleep_until(plan.latency_s)
+    await wait_latency(ex, plan.latency_s)
     if not conversation.stream:
         body = endpoint.render(conversation, reply, ctx)
         ex.entry.reply_text = reply.text
@@ -98,21 +103,42 @@ def injected_message(error: InjectedError) -> str:
     return f"Injected error {error.status} by mockllm-tui ({error.reason})"
 
 
-async def sleep_until(delay_s: float) -> None:
-    """Sleep for the latency, if any."""
-    if delay_s > 0:
-        await asyncio.sleep(delay_s)
+async def fail_before(ex: Exchange, error: InjectedError, plan: FaultPlan, reply: Reply) -> None:
+    """Carry out an error that comes before any byte (or any error of a non-streamed request):
+    after the latency, hang (`timeout`), cut the connection (`disconnect`), or answer with the
+    status and the retry-contract headers."""
+    await wait_latency(ex, plan.latency_s)
+    if error.mode == "timeout":
+        await hang(ex)
+        return
+    if error.mode == "disconnect":
+        await ex.cut()
+    headers = retry_headers(error.status)
+    if error.reason == "rule" and reply.error is not None:
+        raise InjectedFailure(error.status, reply.error.message, headers, type=reply.error.type)
+    raise InjectedFailure(error.status, injected_message(error), headers)
+
+
+async def wait_latency(ex: Exchange, delay_s: float) -> None:
+    """Wait out the latency; a client that leaves meanwhile ends the request at once (ClientGone)."""
+    if delay_s <= 0:
+        return
+    try:
+        await asyncio.wait_for(ex.receive(), delay_s)
+    except TimeoutError:
+        return
+    raise ClientGone()
 
 
 async def hang(ex: Exchange) -> None:
-    """Hold the request open without answering until the client gives up (bounded by the cap)."""
-    ex.watch_disconnect()
+    """Hold the request open without answering until the client gives up, or answer 504 at the cap."""
+    cap = ex.store.knobs.timeout_cap_s
     try:
-        await asyncio.sleep(ex.store.knobs.timeout_cap_s)
-    except asyncio.CancelledError:
-        if not ex.client_gone():
-            raise
-    ex.abandon(DISCONNECT_STATUS if ex.client_gone() else 504)
+        await asyncio.wait_for(ex.receive(), cap)
+    except TimeoutError:
+        message = f"mockllm-tui held the request for the timeout cap ({cap:g} s)"
+        raise InjectedFailure(TIMEOUT_STATUS, message, retry_headers(TIMEOUT_STATUS)) from None
+    raise ClientGone()
 
 
 async def stream_reply(
@@ -125,8 +151,10 @@ async def stream_reply(
 ) -> None:
     """Send the stream, pacing each frame by its tokens (deadline-based: errors do not accumulate).
 
-    A live change of the speed knob applies from the next frame. A mid-stream error or disconnect
-    from the plan happens about halfway through the text.
+    A live change of the speed knob applies from the next frame: the next frame is then due its
+    tokens' time at the new speed after the last one sent. A wait longer than SPEED_POLL_S looks
+    at the knob every SPEED_POLL_S, so a very slow stream speeds up at once. A mid-stream error or
+    disconnect from the plan happens about halfway through the text.
     """
     frames = list(endpoint.render_stream(conversation, reply, ctx))
     cut_at = _cut_point(frames) if plan.error is not None else -1
@@ -134,24 +162,42 @@ async def stream_reply(
     store = ex.store
     await ex.start_stream()
     sent_tokens = 0
-    anchor_time = loop.time()
+    anchor_time = last_sent = loop.time()
     anchor_tokens = 0
-    speed = plan.speed_override if plan.speed_override is not None else store.knobs.stream_speed
+    fixed = plan.speed_override
+    speed = fixed if fixed is not None else store.knobs.stream_speed
+    index, count = 0, len(frames)
     try:
-        for index, frame in enumerate(frames):
+        while index < count:
+            frame = frames[index]
             if index == cut_at and plan.error is not None:
                 await _fail_stream(ex, endpoint, plan.error, ctx)
                 return
             if frame.tokens and speed > 0:
-                due = anchor_time + (sent_tokens + frame.tokens - anchor_tokens) / speed
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            await ex.send_chunk(frame.data, frame.text)
-            sent_tokens += frame.tokens
-            if plan.speed_override is None and store.knobs.stream_speed != speed:
-                speed = store.knobs.stream_speed
-                anchor_time, anchor_tokens = loop.time(), sent_tokens
+                late = chunk_lateness(store.knobs, frame.tokens / speed, store.rng)
+                while speed > 0:
+                    delay = anchor_time + (sent_tokens + frame.tokens - anchor_tokens) / speed + late - loop.time()
+                    if delay <= 0:
+                        break
+                    await asyncio.sleep(min(delay, SPEED_POLL_S))
+                    if fixed is None and store.knobs.stream_speed != speed:
+                        speed, anchor_time, anchor_tokens = store.knobs.stream_speed, last_sent, sent_tokens
+            # Frames already due go out in the same write, so a busy loop catches up instead of drifting.
+            end, tokens = index + 1, frame.tokens
+            now = loop.time()
+            while end < count and end != cut_at:
+                extra = frames[end].tokens
+                if extra and speed > 0 and anchor_time + (sent_tokens + tokens + extra - anchor_tokens) / speed > now:
+                    break
+                tokens += extra
+                end += 1
+            batch = frames[index:end]
+            await ex.send_chunks([f.data for f in batch], [f.text for f in batch])
+            sent_tokens += tokens
+            index = end
+            last_sent = loop.time()
+            if fixed is None and store.knobs.stream_speed != speed:
+                speed, anchor_time, anchor_tokens = store.knobs.stream_speed, last_sent, sent_tokens
         ex.entry.reply_text = reply.text
         await ex.end_stream()
         endpoint.remember(conversation, reply, ctx, None)
@@ -172,17 +218,14 @@ def _cut_point(frames: list[Frame]) -> int:
 async def _fail_stream(ex: Exchange, endpoint: Endpoint, error: InjectedError, ctx: RenderContext) -> None:
     if error.mode == "disconnect":
         await ex.cut()
+    status, message = error.status, injected_message(error)
     if error.mode == "timeout":
-        try:
-            await asyncio.sleep(ex.store.knobs.timeout_cap_s)
-        except asyncio.CancelledError:
-            if not ex.client_gone():
-                raise
-        ex.abandon(DISCONNECT_STATUS)
-        return
-    data = endpoint.stream_error(error.status, injected_message(error), ctx)
-    await ex.send_chunk(data, "")
-    await ex.end_stream(error.status)
+        # The disconnect watcher cancels this sleep when the client gives up.
+        cap = ex.store.knobs.timeout_cap_s
+        await asyncio.sleep(cap)
+        status, message = TIMEOUT_STATUS, f"mockllm-tui held the stream for the timeout cap ({cap:g} s)"
+    await ex.send_chunk(endpoint.stream_error(status, message, ctx), "")
+    await ex.end_stream(status)
 
 
 __all__ = ["InjectedFailure", "RequestError", "run_chat"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -48,7 +47,17 @@ def shape_reply(conversation: Conversation, reply: Reply) -> Reply:
 
     output = count_tokens(text) + sum(count_tokens(c.name) + count_json(c.arguments) for c in calls)
     usage = Usage(input_tokens=count_conversation(conversation), output_tokens=output)
-    return replace(reply, text=text, tool_calls=calls, finish_reason=finish, stop_sequence=stop_sequence, usage=usage)
+    return Reply(
+        text=text,
+        tool_calls=calls,
+        finish_reason=finish,
+        stop_sequence=stop_sequence,
+        usage=usage,
+        rule=reply.rule,
+        error=reply.error,
+        latency_ms=reply.latency_ms,
+        stream_speed=reply.stream_speed,
+    )
 
 
 def _as_object(value: Any) -> dict[str, Any]:

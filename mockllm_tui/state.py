@@ -237,6 +237,14 @@ class Store:
         entry.bytes_sent += size
         self.publish("chunk", entry)
 
+    def add_chunks(self, entry: JournalEntry, texts: list[str], size: int) -> None:
+        """Record several stream chunks that went out in one write."""
+        if entry.first_chunk_at is None:
+            entry.first_chunk_at = time.perf_counter()
+        entry.chunks.extend(texts)
+        entry.bytes_sent += size
+        self.publish("chunk", entry)
+
     def end_request(self, entry: JournalEntry, status: int, bytes_sent: int = 0) -> None:
         """Record the end of a request (streams included)."""
         if not entry.open:

@@ -7,6 +7,7 @@ character. That lands near real tokenizers' counts for English (about four chara
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Iterable
 from typing import Literal
 
@@ -28,10 +29,20 @@ def split_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+CACHED_TEXT_CHARS = 4096
+
+
+@lru_cache(maxsize=4096)
+def _count_cached(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
 def count_tokens(text: str) -> int:
-    """The number of estimate tokens in text."""
+    """The number of estimate tokens in text (short texts, such as canned replies, are cached)."""
     if not text:
         return 0
+    if len(text) <= CACHED_TEXT_CHARS:
+        return _count_cached(text)
     return len(_TOKEN.findall(text))
 
 

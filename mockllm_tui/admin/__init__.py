@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from mockllm_tui.admin.journal import router as journal_router
+from mockllm_tui.admin.rules import router as rules_router
+from mockllm_tui.admin.settings import router as settings_router
 from mockllm_tui.state import Store
 
 
@@ -12,3 +14,5 @@ def install_admin(app: FastAPI, store: Store) -> None:
     """Mount every admin router on the app; the store is reachable as `app.state.store`."""
     app.state.store = store
     app.include_router(journal_router)
+    app.include_router(settings_router)
+    app.include_router(rules_router)

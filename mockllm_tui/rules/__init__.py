@@ -1,26 +1,31 @@
-"""The rules: the responses.yml format, matching, hot reload and surgical write-back."""
+"""The rules: the responses.yml format, matching, hot reload and surgical write-back.
+
+- schema.py: the file model and its validation (messages name the file and the line)
+- matcher.py: RuleSet, the store's reply source (first match wins)
+- document.py: surgical text edits of the file
+- fileio.py: load, watch, reload, atomic write, --check
+- commands.py: what the panel and the admin API call (list/add/update/delete/move/try, settings)
+"""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TextIO
 
-from mockllm_tui.default_replies import FixedReplies
+from mockllm_tui.rules import fileio
 from mockllm_tui.state import Store
 
 
 def load_initial(store: Store, path: Path) -> None:
-    """Load the responses file into the store at start-up (placeholder: a fixed reply)."""
-    store.set_rules(FixedReplies())
+    """Load the responses file into the store at start-up (a broken file is reported, not fatal)."""
+    fileio.load_initial(store, Path(path))
 
 
 async def watch_rules(store: Store, path: Path) -> None:
-    """Reload the file when it changes (placeholder: waits forever)."""
-    await asyncio.Event().wait()
+    """Reload the file whenever it changes, until cancelled."""
+    await fileio.watch_rules(store, Path(path))
 
 
 def check_file(path: Path, out: TextIO) -> int:
-    """Validate a responses file: 0 when valid, 1 otherwise (placeholder)."""
-    out.write(f"{path}: ok\n")
-    return 0
+    """Validate a responses file, print problems with their lines: 0 when valid, 1 otherwise."""
+    return fileio.check_file(Path(path), out)

@@ -70,6 +70,14 @@ def status_text(entry: JournalEntry) -> Text:
     return Text(str(entry.status), style=status_style(entry.status))
 
 
+def rule_short(label: str | None) -> str:
+    """A rule's label for narrow columns: its name, or just `#3` for an unnamed rule."""
+    if not label:
+        return ""
+    head, _, rest = label.partition(" ")
+    return head if rest and head.startswith("#") and head[1:].isdigit() else label
+
+
 def clock(ts: float) -> str:
     """HH:MM:SS.mmm in local time."""
     return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
@@ -177,8 +185,10 @@ def conversation_lines(body: bytes) -> list[tuple[str, str]]:
         out.append(("user", _content_text(data["prompt"])))
     tools = data.get("tools")
     if isinstance(tools, list) and tools:
-        names = [str(t.get("name") or t.get("function", {}).get("name", "?")) for t in tools if isinstance(t, dict)]
-        out.append(("tools", ", ".join(names)))
+        tool_names = [
+            str(t.get("name") or t.get("function", {}).get("name", "?")) for t in tools if isinstance(t, dict)
+        ]
+        out.append(("tools", ", ".join(tool_names)))
     return out
 
 

@@ -24,9 +24,9 @@ class StatusBar(Vertical):
     StatusBar > Horizontal { height: 1; }
     StatusBar #status-url { width: auto; text-style: bold; color: $accent; }
     StatusBar #status-file { width: 1fr; padding-left: 2; }
-    StatusBar #status-rate-label { width: auto; color: $text-muted; padding-left: 1; }
+    StatusBar #status-rate-label { width: 12; color: $text-muted; padding-left: 1; text-align: right; }
     StatusBar Sparkline { width: 24; height: 1; margin-left: 1; }
-    StatusBar #status-counts { width: auto; padding-left: 1; }
+    StatusBar #status-counts { width: 56; padding-left: 1; }
     StatusBar #status-knobs { width: 1fr; color: $text-muted; }
     """
 
@@ -39,7 +39,7 @@ class StatusBar(Vertical):
         with Horizontal():
             yield Static(self.url, id="status-url")
             yield Static(id="status-file")
-            yield Static("req/s", id="status-rate-label")
+            yield Static("0 req/s", id="status-rate-label")
             yield Sparkline(list(self.rates), id="status-rate")
             yield Static(id="status-counts")
         yield Static(id="status-knobs")
@@ -51,7 +51,7 @@ class StatusBar(Vertical):
             text.append("  ✗ error", style="bold red")
         else:
             text.append("  ✓ valid", style="green")
-        self.query_one("#status-file", Static).update(text)
+        self.query_one("#status-file", Static).update(text, layout=False)
 
     def show_counts(self, counters: Counters) -> None:
         """In-flight requests, open streams, totals and errors."""
@@ -64,13 +64,13 @@ class StatusBar(Vertical):
         text.append(" streams  ")
         text.append(f"{counters.errors}", style="bold red" if counters.errors else "bold")
         text.append(" errors")
-        self.query_one("#status-counts", Static).update(text)
+        self.query_one("#status-counts", Static).update(text, layout=False)
 
     def push_rate(self, per_second: float) -> None:
         """Add one second's request count to the sparkline."""
         self.rates.append(per_second)
         self.query_one(Sparkline).data = list(self.rates)
-        self.query_one("#status-rate-label", Static).update(f"{per_second:g} req/s")
+        self.query_one("#status-rate-label", Static).update(f"{per_second:g} req/s", layout=False)
 
     def show_knobs(self, knobs: Knobs, fail_next: int, error_on: bool) -> None:
         """The live knob values at a glance."""
@@ -91,4 +91,4 @@ class StatusBar(Vertical):
             text.append("   ")
         if fail_next:
             text.append(f"fail next {fail_next}", style="bold yellow")
-        self.query_one("#status-knobs", Static).update(text)
+        self.query_one("#status-knobs", Static).update(text, layout=False)

@@ -1,0 +1,1 @@
+"""Benchmarks for mockllm-tui (not part of the test suite): `python -m benchmarks.run`."""

@@ -1,0 +1,87 @@
+"""The panel open, headless under Textual's `run_test`, serving like `mockllm-tui` does.
+
+`python -m benchmarks.panel_server [mockllm-tui options]` prints `panel serving on http://127.0.0.1:PORT`,
+then reads commands from stdin, one a line:
+- `key K`: press K and print `key_ms MS` once the panel's screen shows the effect: a widget's text
+  changes and shows the new stream speed (for `]` / `[`). Prints `key_ms nan` if nothing showed in 2 s.
+- `quit`: stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+from mockllm_tui.cli import build_parser, knob_values, prepare, resolve_responses
+from mockllm_tui.state import Store
+
+SHOW_TIMEOUT_S = 2.0
+
+
+def screen_texts(app: Any) -> dict[int, str]:
+    """The plain text of every Static on the current screen, by widget id()."""
+    from textual.widgets import Static
+
+    out: dict[int, str] = {}
+    for widget in app.screen.query(Static):
+        try:
+            out[id(widget)] = str(widget.render())
+        except Exception:  # a widget that cannot render outside a paint: skip it
+            continue
+    return out
+
+
+async def press_and_time(app: Any, pilot: Any, store: Store, key: str) -> float:
+    """Milliseconds from the key press to a changed widget text showing the new speed."""
+    before_speed = store.knobs.stream_speed
+    before = screen_texts(app)
+    t0 = time.perf_counter()
+    await pilot.press(key)
+    deadline = t0 + SHOW_TIMEOUT_S
+    while time.perf_counter() < deadline:
+        speed = store.knobs.stream_speed
+        if speed != before_speed:
+            marks = ("∞",) if speed <= 0 else (f"{speed:g}",)
+            for wid, text in screen_texts(app).items():
+                if text != before.get(wid) and any(m in text for m in marks):
+                    return (time.perf_counter() - t0) * 1000.0
+        await asyncio.sleep(0.002)
+    return float("nan")
+
+
+async def run(argv: list[str]) -> None:
+    """Open the panel headless and obey stdin."""
+    from mockllm_tui.tui.app import MockPanel
+
+    args = build_parser().parse_args(argv)
+    store = Store(journal_size=args.journal_size)
+    store.set_knobs("cli", knob_values(args))
+    store.responses_path = str(resolve_responses(args.responses))
+    handle = prepare(args, store)
+    app = MockPanel(store, handle)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    async with app.run_test(headless=True, size=(160, 48)) as pilot:
+        await pilot.pause()
+        print(f"panel serving on http://127.0.0.1:{handle.port}", flush=True)
+        while line := (await reader.readline()).decode().strip():
+            if line == "quit":
+                break
+            if line.startswith("key "):
+                ms = await press_and_time(app, pilot, store, line[4:])
+                print(f"key_ms {ms:.1f}", flush=True)
+
+
+def main() -> None:
+    """Entry point (uvloop, as the real panel runs)."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

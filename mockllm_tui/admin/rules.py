@@ -1,0 +1,131 @@
+"""`/_mock/rules` and `/_mock/reload`: the rules through the same commands the panel uses.
+
+Bodies are rules in the file's rich form (`{"match": {...}, "reply": ...}`). Bad input is a 400 with
+the file's own validation message; `?persist=false` keeps a change in memory only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from mockllm_tui.admin.journal import store_of
+from mockllm_tui.providers.openai_common import openai_error
+from mockllm_tui.rules import commands
+from mockllm_tui.rules.commands import ConflictError, RuleError, RuleNotFound
+
+router = APIRouter(prefix="/_mock")
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse(openai_error(status, message), status_code=status)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise RuleError(f"the body is not valid JSON: {exc}") from None
+
+
+def _run(action: Any, status: int = 200) -> Response:
+    try:
+        result = action()
+    except RuleNotFound as exc:
+        return _error(404, str(exc))
+    except ConflictError as exc:
+        return _error(409, str(exc))
+    except RuleError as exc:
+        return _error(400, str(exc))
+    body = result.public() if hasattr(result, "public") else result
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("/rules")
+async def list_rules(request: Request) -> dict[str, Any]:
+    """Every rule in listing order, with ids, hit counts and the file's state."""
+    store = store_of(request)
+    return {
+        "object": "list",
+        "data": [view.public() for view in commands.list_rules(store)],
+        "file": store.responses_path,
+        "file_error": store.file_error,
+    }
+
+
+@router.post("/rules")
+async def add_rule(request: Request, persist: bool = True) -> Response:
+    """Add a rule; `index` in the body places it (default: the end of its form)."""
+    try:
+        body = await _body(request)
+    except RuleError as exc:
+        return _error(400, str(exc))
+    index = body.get("index") if isinstance(body, dict) else None
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+        return _error(400, "index: expected an integer")
+    return _run(lambda: commands.add_rule(store_of(request), body, index=index, persist=persist), 201)
+
+
+@router.post("/rules/reorder")
+async def reorder(request: Request, persist: bool = True) -> Response:
+    """Move one rule: `{"id": 3, "index": 0}`; or give the whole order: `{"order": [3, 1, 2]}`."""
+    store = store_of(request)
+    try:
+        body = await _body(request)
+    except RuleError as exc:
+        return _error(400, str(exc))
+    if not isinstance(body, dict):
+        return _error(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
+    order = body.get("order")
+    if order is not None:
+        if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
+            return _error(400, "order: expected a list of rule ids")
+
+        def move_all() -> dict[str, Any]:
+            for position, rule_id in enumerate(order):
+                commands.move_rule(store, rule_id, position, persist=persist)
+            return {"object": "list", "data": [v.public() for v in commands.list_rules(store)]}
+
+        return _run(move_all)
+    rule_id, index = body.get("id"), body.get("index")
+    if type(rule_id) is not int or type(index) is not int:
+        return _error(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
+    return _run(lambda: commands.move_rule(store, rule_id, index, persist=persist))
+
+
+@router.get("/rules/{rule_id}")
+async def get_rule(request: Request, rule_id: int) -> Response:
+    """One rule."""
+    return _run(lambda: commands.get_rule(store_of(request), rule_id))
+
+
+@router.put("/rules/{rule_id}")
+async def update_rule(request: Request, rule_id: int, persist: bool = True) -> Response:
+    """Replace a rule's content (same id and position)."""
+    try:
+        body = await _body(request)
+    except RuleError as exc:
+        return _error(400, str(exc))
+    return _run(lambda: commands.update_rule(store_of(request), rule_id, body, persist=persist))
+
+
+@router.delete("/rules/{rule_id}")
+async def delete_rule(request: Request, rule_id: int, persist: bool = True) -> Response:
+    """Remove a rule."""
+    return _run(lambda: commands.delete_rule(store_of(request), rule_id, persist=persist))
+
+
+@router.post("/reload")
+async def reload(request: Request) -> Response:
+    """Read the responses file again now (a 400 with the file's error when it is invalid)."""
+    store = store_of(request)
+
+    def run() -> dict[str, Any]:
+        commands.reload_rules(store)
+        return {"reloaded": True, "rules": len(commands.list_rules(store)), "file": store.responses_path}
+
+    return _run(run)

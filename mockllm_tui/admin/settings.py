@@ -1,0 +1,125 @@
+"""`/_mock/settings` and `/_mock/fail-next`: the knobs over HTTP (the "live" layer).
+
+PATCH sets values in the live layer; a `null` removes a value from it, so the file, CLI or
+default value shows through again. DELETE clears the live layer. POST /_mock/settings/save writes
+the live values into the responses file's `settings:` (surgically) and then clears the live layer,
+since the file layer now holds them. The API key is never shown, and never written to the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from mockllm_tui.admin.journal import store_of
+from mockllm_tui.knobs import KNOB_NAMES, KnobError
+from mockllm_tui.providers.openai_common import openai_error
+from mockllm_tui.rules.commands import RuleError, save_settings
+from mockllm_tui.state import Store
+
+router = APIRouter(prefix="/_mock")
+
+LAYERS = ("cli", "file", "live")
+
+
+def bad_request(message: str, param: str | None = None) -> JSONResponse:
+    """A 400 in OpenAI's error shape."""
+    return JSONResponse(openai_error(400, message, param=param), status_code=400)
+
+
+def redact_layer(values: dict[str, Any]) -> dict[str, Any]:
+    """A layer's values with the API key hidden."""
+    out = dict(values)
+    if "api_key" in out:
+        out["api_key"] = "***" if out["api_key"] else None
+    if isinstance(out.get("error_status"), tuple):
+        out["error_status"] = list(out["error_status"])
+    return out
+
+
+def settings_view(store: Store) -> dict[str, Any]:
+    """The effective knob values, each layer's own values, and any pending fail-next."""
+    count, status = store.fail_next
+    return {
+        "effective": store.knobs.public(),
+        "layers": {name: redact_layer(store.knob_layer(name)) for name in LAYERS},
+        "fail_next": {"count": count, "status": status},
+    }
+
+
+async def json_object(request: Request) -> dict[str, Any] | JSONResponse:
+    """The request body as a JSON object, or a 400 response saying what is wrong."""
+    try:
+        body = orjson.loads(await request.body() or b"{}")
+    except orjson.JSONDecodeError as exc:
+        return bad_request(f"the request body is not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        return bad_request("the request body must be a JSON object")
+    return body
+
+
+@router.get("/settings")
+async def get_settings(request: Request) -> dict[str, Any]:
+    """The knobs in force and where each value comes from."""
+    return settings_view(store_of(request))
+
+
+@router.patch("/settings", response_model=None)
+async def patch_settings(request: Request) -> dict[str, Any] | JSONResponse:
+    """Change knobs live; `null` drops a value from the live layer."""
+    body = await json_object(request)
+    if isinstance(body, JSONResponse):
+        return body
+    store = store_of(request)
+    live = {**store.knob_layer("live"), **body}
+    live = {name: value for name, value in live.items() if value is not None}
+    try:
+        store.set_knobs("live", live, replace_layer=True)
+    except KnobError as exc:
+        name = str(exc).split(":", 1)[0]
+        return bad_request(str(exc), param=name if name in KNOB_NAMES else None)
+    return settings_view(store)
+
+
+@router.delete("/settings")
+async def clear_live_settings(request: Request) -> dict[str, Any]:
+    """Forget every live change: the file, CLI and default values apply again."""
+    store = store_of(request)
+    store.set_knobs("live", {}, replace_layer=True)
+    return settings_view(store)
+
+
+@router.post("/settings/save", response_model=None)
+async def save_live_settings(request: Request) -> dict[str, Any] | JSONResponse:
+    """Write the live values (except the API key) into the responses file's `settings:`."""
+    store = store_of(request)
+    live = store.knob_layer("live")
+    values = {name: value for name, value in live.items() if name != "api_key"}
+    try:
+        result = save_settings(store, None, values)
+    except RuleError as exc:
+        return bad_request(str(exc))
+    kept = {name: value for name, value in live.items() if name == "api_key"}
+    store.set_knobs("live", kept, replace_layer=True)
+    return {"saved": sorted(values), "persisted": result.persisted, "message": result.message, **settings_view(store)}
+
+
+@router.post("/fail-next", response_model=None)
+async def fail_next(request: Request) -> dict[str, Any] | JSONResponse:
+    """Fail exactly the next `count` model requests, with `status` (default: the error_status knob)."""
+    body = await json_object(request)
+    if isinstance(body, JSONResponse):
+        return body
+    count = body.get("count", 1)
+    status = body.get("status")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        return bad_request(f"count: expected a whole number of at least 0, got {count!r}", param="count")
+    if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599):
+        return bad_request(f"status: expected an HTTP error status (400-599), got {status!r}", param="status")
+    store = store_of(request)
+    store.set_fail_next(count, status)
+    pending, pending_status = store.fail_next
+    return {"count": pending, "status": pending_status}

@@ -1,0 +1,548 @@
+"""Rule commands: what the panel and the admin API call to read and change the rules.
+
+Every rule has a stable integer `id` (kept across edits and reloads). Positions (`index`) are in
+listing order: the rich `rules:` first (tried in order), then the short-form `responses:` in file
+order (the `default` key is the catch-all and is tried last wherever it stands).
+
+A change is validated with the file's own messages (RuleError), made live (`store.set_rules`) and,
+unless `persist=False`, written back surgically. When the file changed on disk since it was
+loaded, the change is merged onto the current file by finding the same entry there; when that
+entry is gone or different, ConflictError is raised and nothing changes. When the file cannot be
+written (read-only), the change stays live in memory and `ChangeResult.message` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mockllm_tui.conversation import Conversation, Message, Reply
+from mockllm_tui.knobs import KnobError, validate_knob_values
+from mockllm_tui.rules.document import Document, Op, Section
+from mockllm_tui.rules.fileio import (
+    FileSource,
+    WriteError,
+    apply_ruleset,
+    assign_ids,
+    atomic_write,
+    digest_of,
+    empty_ruleset,
+    parse_bytes,
+    read_bytes,
+    reload_from_disk,
+)
+from mockllm_tui.rules.matcher import RuleSet
+from mockllm_tui.rules.schema import Entry, RuleError, RulesFileError, RulesModel, RuleSpec, parse_rule, parse_short
+from mockllm_tui.state import Store
+
+__all__ = [
+    "ChangeResult",
+    "ConflictError",
+    "RuleError",
+    "RuleNotFound",
+    "RuleView",
+    "TryResult",
+    "add_rule",
+    "delete_rule",
+    "get_rule",
+    "list_rules",
+    "move_rule",
+    "parse_rule_data",
+    "reload_rules",
+    "save_settings",
+    "try_prompt",
+    "update_rule",
+]
+
+
+class RuleNotFound(LookupError):
+    """No rule has this id."""
+
+    def __init__(self, rule_id: int) -> None:
+        super().__init__(f"no rule with id {rule_id}")
+        self.rule_id = rule_id
+
+
+class ConflictError(RuntimeError):
+    """The file changed on disk in a way the change cannot be merged onto; nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleView:
+    """One row of the rules table: id, position, kind, label, match summary, reply preview, hits."""
+
+    id: int
+    index: int
+    kind: str
+    name: str | None
+    label: str
+    match: str
+    reply: str
+    hits: int
+    volatile: bool
+    spec: RuleSpec
+
+    def public(self) -> dict[str, Any]:
+        """As plain data (the admin API's shape; `rule` is the rich form, accepted back by PUT)."""
+        return {
+            "id": self.id,
+            "index": self.index,
+            "kind": self.kind,
+            "name": self.name,
+            "label": self.label,
+            "match": self.match,
+            "reply": self.reply,
+            "hits": self.hits,
+            "in_memory_only": self.volatile,
+            "rule": self.spec.to_data(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """What a change did: the rule as it is now (None after a delete), whether the file was written,
+    and a note when it was not (read-only file, memory-only rule)."""
+
+    rule: RuleView | None
+    persisted: bool
+    message: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """As plain data."""
+        return {
+            "rule": self.rule.public() if self.rule else None,
+            "persisted": self.persisted,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TryResult:
+    """Which rule would answer a prompt (None: a fallback) and its reply."""
+
+    rule_id: int | None
+    label: str
+    reply: Reply
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def ruleset_of(store: Store) -> RuleSet:
+    """The store's rule set (an empty one when the store holds something else)."""
+    rules = store.rules
+    if isinstance(rules, RuleSet):
+        return rules
+    return empty_ruleset(Path(store.responses_path) if store.responses_path else None)
+
+
+def _view(ruleset: RuleSet, index: int) -> RuleView:
+    rule = ruleset.rules[index]
+    return RuleView(
+        id=rule.id,
+        index=index,
+        kind=rule.entry.kind,
+        name=rule.spec.name,
+        label=rule.label,
+        match=rule.spec.match.summary() if rule.entry.kind != "default" else "anything (catch-all)",
+        reply=rule.spec.preview(),
+        hits=rule.hits,
+        volatile=rule.id in ruleset.volatile,
+        spec=rule.spec,
+    )
+
+
+def list_rules(store: Store) -> list[RuleView]:
+    """Every rule in listing order."""
+    ruleset = ruleset_of(store)
+    return [_view(ruleset, i) for i in range(len(ruleset))]
+
+
+def get_rule(store: Store, rule_id: int) -> RuleView:
+    """One rule by id (RuleNotFound)."""
+    ruleset = ruleset_of(store)
+    try:
+        return _view(ruleset, ruleset.index_of(rule_id))
+    except ValueError:
+        raise RuleNotFound(rule_id) from None
+
+
+def parse_rule_data(data: Any) -> RuleSpec:
+    """A rule from plain data in the rich form (`id`, `index` and the read-only view keys are ignored)."""
+    if isinstance(data, Mapping):
+        data = {k: v for k, v in data.items() if k not in ("id", "index")}
+    return parse_rule(data, "rule")
+
+
+def try_prompt(
+    store: Store, text: str, model: str | None = None, provider: str | None = None, system: str = ""
+) -> TryResult:
+    """Which rule would answer this prompt, and the reply, without counting a hit or advancing a sequence."""
+    ruleset = ruleset_of(store)
+    scratch = RuleSet(ruleset.model, ruleset.ids, previous=ruleset)
+    conversation = Conversation(
+        provider=provider or "openai",
+        endpoint="chat",
+        model=model or "mock-model",
+        messages=[Message(role="user", content=text)],
+        system=system,
+    )
+    choice = scratch.explain(conversation)
+    return TryResult(choice.rule_id, choice.label, choice.reply)
+
+
+# -- planning: which section operations a change needs ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One section operation, with the entry it writes and the id it concerns."""
+
+    op: Op
+    entry: Entry | None
+    rule_id: int
+
+
+class Rows:
+    """The entries of both sections with their ids: the planner's view of a model."""
+
+    def __init__(self, rules: list[tuple[int, Entry]], responses: list[tuple[int, Entry]]) -> None:
+        self.sections: dict[str, list[tuple[int, Entry]]] = {"rules": rules, "responses": responses}
+
+    @classmethod
+    def of(cls, ruleset: RuleSet) -> Rows:
+        n = len(ruleset.model.rules)
+        pairs = [(r.id, r.entry) for r in ruleset.rules]
+        return cls(pairs[:n], pairs[n:])
+
+    @property
+    def rules(self) -> list[tuple[int, Entry]]:
+        return self.sections["rules"]
+
+    @property
+    def responses(self) -> list[tuple[int, Entry]]:
+        return self.sections["responses"]
+
+    def locate(self, rule_id: int) -> tuple[Section, int]:
+        sections: tuple[Section, Section] = ("rules", "responses")
+        for section in sections:
+            for i, (rid, _) in enumerate(self.sections[section]):
+                if rid == rule_id:
+                    return section, i
+        raise RuleNotFound(rule_id)
+
+    def apply(self, step: Step) -> None:
+        op, rows = step.op, self.sections[step.op.section]
+        if op.kind == "insert" and step.entry is not None:
+            rows.insert(op.index, (step.rule_id, step.entry))
+        elif op.kind == "replace" and step.entry is not None:
+            rows[op.index] = (rows[op.index][0], step.entry)
+        elif op.kind == "delete":
+            del rows[op.index]
+        elif op.kind == "move":
+            rows.insert(op.to, rows.pop(op.index))
+
+    def short_conflict(self, key: str, skip: int | None = None) -> int | None:
+        """The id of another short-form entry with the same prompt, if any."""
+        folded = key.strip().lower()
+        for rid, entry in self.responses:
+            if rid != skip and entry.key is not None and entry.key.strip().lower() == folded:
+                return rid
+        return None
+
+
+def _rule_step(kind: str, index: int, spec: RuleSpec, rule_id: int) -> Step:
+    return Step(Op(kind, "rules", index, spec.to_data()), Entry(spec), rule_id)  # type: ignore[arg-type]
+
+
+def _short_step(kind: str, index: int, key: str, spec: RuleSpec, rule_id: int) -> Step:
+    reply = spec.reply or ""
+    entry = parse_short(key, reply, None)
+    return Step(Op(kind, "responses", index, (key, reply)), entry, rule_id)  # type: ignore[arg-type]
+
+
+def _short_key_for(rows: Rows, spec: RuleSpec, skip: int | None = None) -> str | None:
+    key = spec.short_key()
+    if key is None:
+        return None
+    if rows.short_conflict(key, skip) is not None:
+        return None
+    return key
+
+
+def plan_add(rows: Rows, spec: RuleSpec, index: int | None, new_id: int) -> list[Step]:
+    """Steps to add a rule: short form when it fits and the file uses it, else a rich rule."""
+    n, m = len(rows.rules), len(rows.responses)
+    key = spec.short_key()
+    if key is not None and (m > 0 or n == 0):
+        clash = rows.short_conflict(key)
+        if clash is not None:
+            raise RuleError(
+                f"a response for {key!r} already exists (rule #{clash}); edit that one instead", where="rule"
+            )
+        if index is None or index >= n:
+            at = m if index is None else min(index - n, m)
+            return [_short_step("insert", at, key, spec, new_id)]
+    at = n if index is None else max(0, min(index, n))
+    return [_rule_step("insert", at, spec, new_id)]
+
+
+def plan_update(rows: Rows, rule_id: int, spec: RuleSpec) -> list[Step]:
+    """Steps to change a rule in place (a short-form entry that no longer fits moves to `rules:`)."""
+    section, i = rows.locate(rule_id)
+    if section == "rules":
+        return [_rule_step("replace", i, spec, rule_id)]
+    old_key = rows.responses[i][1].key or ""
+    key = _short_key_for(rows, spec, skip=rule_id)
+    if key is not None:
+        if key.strip().lower() == old_key.strip().lower():
+            key = old_key
+        return [_short_step("replace", i, key, spec, rule_id)]
+    return [
+        Step(Op("delete", "responses", i), None, rule_id),
+        _rule_step("insert", len(rows.rules), spec, rule_id),
+    ]
+
+
+def plan_delete(rows: Rows, rule_id: int) -> list[Step]:
+    """Steps to remove a rule."""
+    section, i = rows.locate(rule_id)
+    return [Step(Op("delete", section, i), None, rule_id)]
+
+
+def plan_move(rows: Rows, rule_id: int, new_index: int) -> list[Step]:
+    """Steps to move a rule to listing position `new_index` (crossing between the forms if needed)."""
+    section, i = rows.locate(rule_id)
+    n, m = len(rows.rules), len(rows.responses)
+    new_index = max(0, min(new_index, n + m - 1))
+    entry = (rows.rules if section == "rules" else rows.responses)[i][1]
+    if section == "rules":
+        if new_index <= n - 1:
+            return [Step(Op("move", "rules", i, to=new_index), None, rule_id)] if new_index != i else []
+        key = _short_key_for(rows, entry.spec)
+        if key is None:
+            raise RuleError(
+                f"rule #{rule_id} needs the rich form, and rich rules are tried before every short-form "
+                f"response: it can move to positions 0-{n - 1}",
+                where="rule",
+            )
+        return [
+            Step(Op("delete", "rules", i), None, rule_id),
+            _short_step("insert", min(new_index - (n - 1), m), key, entry.spec, rule_id),
+        ]
+    if new_index >= n:
+        to = min(new_index - n, m - 1)
+        return [Step(Op("move", "responses", i, to=to), None, rule_id)] if to != i else []
+    return [
+        Step(Op("delete", "responses", i), None, rule_id),
+        _rule_step("insert", new_index, entry.spec, rule_id),
+    ]
+
+
+# -- committing: memory, then the file ----------------------------------------------------------------
+
+
+def _model_with(model: RulesModel, rows: Rows) -> RulesModel:
+    return replace(
+        model,
+        rules=tuple(e for _, e in rows.rules),
+        responses=tuple(e for _, e in rows.responses),
+        warnings=(),
+    )
+
+
+def _find(entries: list[Entry], entry: Entry, hint: int) -> int | None:
+    if 0 <= hint < len(entries) and entries[hint] == entry:
+        return hint
+    for i, e in enumerate(entries):
+        if e == entry:
+            return i
+    return None
+
+
+def _disk_entries(doc: Document, section: Section) -> list[Entry]:
+    return list(doc.model.rules if section == "rules" else doc.model.responses)
+
+
+def _write_steps(
+    doc: Document, rows: Rows, steps: list[Step], volatile: frozenset[int], name: str
+) -> tuple[Document, bool]:
+    """Apply the steps to the file's current document, finding each entry there by its content.
+    Also says whether a step was skipped because its rule is in memory only."""
+    skipped = False
+    rows = Rows(list(rows.rules), list(rows.responses))
+    for step in steps:
+        op = step.op
+        mem = rows.sections[op.section]
+        disk = _disk_entries(doc, op.section)
+        if op.kind == "insert":
+            anchor = mem[op.index][1] if op.index < len(mem) else None
+            at = _find(disk, anchor, op.index) if anchor is not None else None
+            doc = doc.apply(replace(op, index=len(disk) if at is None else at))
+        else:
+            at = _find(disk, mem[op.index][1], op.index)
+            if at is None:
+                if mem[op.index][0] not in volatile:
+                    raise ConflictError(
+                        f"rule #{mem[op.index][0]} was changed in {name} since it was loaded; "
+                        "nothing was changed (reload and try again)"
+                    )
+                skipped = True
+            elif op.kind == "move":
+                after = mem[: op.index] + mem[op.index + 1 :]
+                anchor = after[op.to][1] if op.to < len(after) else None
+                rest = disk[:at] + disk[at + 1 :]
+                to = _find(rest, anchor, op.to) if anchor is not None else None
+                doc = doc.apply(replace(op, index=at, to=len(rest) if to is None else to))
+            else:
+                doc = doc.apply(replace(op, index=at))
+        rows.apply(step)
+    return doc, skipped
+
+
+def _commit(store: Store, steps: list[Step], rule_id: int | None, persist: bool) -> ChangeResult:
+    ruleset = ruleset_of(store)
+    rows = Rows.of(ruleset)
+    before = Rows(list(rows.rules), list(rows.responses))
+    for step in steps:
+        rows.apply(step)
+    model = _model_with(ruleset.model, rows)
+    ids = [rid for rid, _ in rows.rules + rows.responses]
+    volatile = set(ruleset.volatile)
+    source = ruleset.source
+    persisted, message = False, None
+    if not steps:
+        persisted = persist
+    elif not persist:
+        if rule_id is not None:
+            volatile.add(rule_id)
+    elif source is None:
+        message = "no responses file: the change is live in memory only"
+    else:
+        try:
+            written = _persist(source, before, steps, ruleset.volatile)
+        except WriteError as exc:
+            message = f"{exc.strerror}; the change is live in memory only"
+            if rule_id is not None:
+                volatile.add(rule_id)
+        else:
+            if written is None:
+                message = f"rule #{rule_id} is in memory only (persist=false): nothing was written"
+            else:
+                new_source, disk_model, merged = written
+                persisted, source = True, new_source
+                volatile.discard(rule_id if rule_id is not None else -1)
+                if merged or (not volatile and disk_model.entries != model.entries):
+                    pinned = dict(zip(ids, model.entries, strict=True))
+                    model, ids, volatile = disk_model, assign_ids(disk_model, ruleset, pinned), set()
+    new = RuleSet(model, ids, source=source, previous=ruleset, volatile=volatile)
+    apply_ruleset(store, new)
+    view = None
+    if rule_id is not None and rule_id in new.ids:
+        view = _view(new, new.index_of(rule_id))
+    return ChangeResult(rule=view, persisted=persisted, message=message)
+
+
+def _persist(
+    source: FileSource, before: Rows, steps: list[Step], volatile: frozenset[int]
+) -> tuple[FileSource, RulesModel, bool] | None:
+    """Write the steps onto the file as it is on disk now. Returns the new source, the file's model
+    and whether the file had changed since it was loaded (None: nothing to write)."""
+    raw = read_bytes(source.path)
+    try:
+        doc, _ = parse_bytes(raw, source.path)
+    except RulesFileError as exc:
+        raise WriteError(0, f"{source.name} has errors on disk ({exc}); fix it first") from None
+    new, skipped = _write_steps(doc, before, steps, volatile, source.name)
+    merged = digest_of(raw) != source.digest
+    if new.text == doc.text:
+        return None if skipped else (FileSource(source.path, doc.text, digest_of(raw)), doc.model, merged)
+    digest = atomic_write(source.path, new.text)
+    return FileSource(source.path, new.text, digest), new.model, merged
+
+
+# -- the commands ------------------------------------------------------------------------------------
+
+
+def add_rule(store: Store, data: Any, *, index: int | None = None, persist: bool = True) -> ChangeResult:
+    """Add a rule (rich-form data) at listing position `index` (None: the end of its form)."""
+    spec = parse_rule_data(data)
+    ruleset = ruleset_of(store)
+    new_id = ruleset.next_id()
+    return _commit(store, plan_add(Rows.of(ruleset), spec, index, new_id), new_id, persist)
+
+
+def update_rule(store: Store, rule_id: int, data: Any, *, persist: bool = True) -> ChangeResult:
+    """Replace a rule's content (rich-form data); its id and position stay."""
+    spec = parse_rule_data(data)
+    return _commit(store, plan_update(Rows.of(ruleset_of(store)), rule_id, spec), rule_id, persist)
+
+
+def delete_rule(store: Store, rule_id: int, *, persist: bool = True) -> ChangeResult:
+    """Remove a rule."""
+    return _commit(store, plan_delete(Rows.of(ruleset_of(store)), rule_id), rule_id, persist)
+
+
+def move_rule(store: Store, rule_id: int, new_index: int, *, persist: bool = True) -> ChangeResult:
+    """Move a rule to listing position `new_index`."""
+    return _commit(store, plan_move(Rows.of(ruleset_of(store)), rule_id, new_index), rule_id, persist)
+
+
+def reload_rules(store: Store) -> None:
+    """Read the file again now (memory-only changes are dropped). Raises RuleError when it is invalid."""
+    error = reload_from_disk(store, force=True)
+    if error is not None:
+        raise RuleError(error)
+
+
+def save_settings(
+    store: Store, path: Path | str | None, values: Mapping[str, Any], *, persist: bool = True
+) -> ChangeResult:
+    """Set knob values in the file's `settings:` section (a value of None removes the key), make them
+    the store's "file" knob layer, and write them back surgically (into `path`, default: the rules'
+    file). When the file cannot be written, `ChangeResult.message` says why (the values stay live)."""
+    try:
+        validate_knob_values({k: v for k, v in values.items() if v is not None})
+    except KnobError as exc:
+        raise RuleError(str(exc), where="settings") from None
+    ruleset = ruleset_of(store)
+    settings = {**ruleset.model.settings, **values}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    model = replace(ruleset.model, settings=settings)
+    source = ruleset.source
+    if path is not None:
+        source = FileSource(Path(path), source.text if source else "", source.digest if source else "")
+    persisted, message = False, None
+    if persist and source is not None:
+        try:
+            doc, _ = parse_bytes(read_bytes(source.path), source.path)
+            for key, value in values.items():
+                doc = _set_setting(doc, key, value)
+            digest = atomic_write(source.path, doc.text)
+        except RulesFileError as exc:
+            message = f"{source.name} has errors on disk ({exc}); the settings are live in memory only"
+        except WriteError as exc:
+            message = f"{exc.strerror}; the settings are live in memory only"
+        else:
+            persisted = True
+            source = FileSource(source.path, doc.text, digest)
+    elif persist:
+        message = "no responses file: the settings are live in memory only"
+    apply_ruleset(
+        store, RuleSet(model, ruleset.ids, source=source, previous=ruleset, volatile=ruleset.volatile)
+    )
+    return ChangeResult(rule=None, persisted=persisted, message=message)
+
+
+def _set_setting(doc: Document, key: str, value: Any) -> Document:
+    keys = list(doc.model.settings)
+    if key in keys:
+        at = keys.index(key)
+        if value is None:
+            return doc.apply(Op("delete", "settings", at))
+        return doc.apply(Op("replace", "settings", at, (key, value)))
+    if value is None:
+        return doc
+    return doc.apply(Op("insert", "settings", len(keys), (key, value)))

@@ -1,0 +1,308 @@
+"""Reading, watching and writing the responses file.
+
+- `read_document` validates a file into a Document (errors name the file and the line).
+- `reload_from_disk` swaps in the file's rules, or keeps the last good ones and reports the error.
+- `watch_rules` reloads on change (watchfiles; the parent folder is watched so editors' atomic
+  renames are seen). A file whose content hash equals what the store already serves (our own
+  write, say) is not reloaded again.
+- `atomic_write` writes through a temporary file in the same folder, fsync and os.replace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mockllm_tui.rules.document import Document
+from mockllm_tui.rules.matcher import RuleSet
+from mockllm_tui.rules.schema import Entry, RuleError, RulesFileError, RulesModel
+from mockllm_tui.state import Store
+
+log = logging.getLogger("mockllm_tui.rules")
+
+WATCH_DEBOUNCE_MS = 50
+WATCH_STEP_MS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """The file a rule set was read from (or last written to), with its text and content hash."""
+
+    path: Path
+    text: str
+    digest: str
+
+    @property
+    def name(self) -> str:
+        """The file's name, as error messages show it."""
+        return self.path.name
+
+
+def digest_of(data: bytes) -> str:
+    """The content hash used to tell our own writes and unchanged files apart."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def located(exc: RulesFileError, filename: str) -> RulesFileError:
+    """The same errors, naming the file."""
+    return RulesFileError([e.located(filename) for e in exc.errors])
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes; a missing file reads as empty. Raises RulesFileError when unreadable."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise RulesFileError(
+            [RuleError(f"cannot read the file: {exc.strerror}", filename=path.name)]
+        ) from None
+
+
+def parse_bytes(raw: bytes, path: Path) -> tuple[Document, FileSource]:
+    """Validate file content into a Document and its source."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RulesFileError([RuleError(f"not UTF-8 text ({exc.reason})", filename=path.name)]) from None
+    try:
+        doc = Document(text)
+    except RulesFileError as exc:
+        raise located(exc, path.name) from None
+    return doc, FileSource(path, text, digest_of(raw))
+
+
+def read_document(path: Path) -> tuple[Document, FileSource]:
+    """Read and validate a responses file. Raises RulesFileError (every message names file and line)."""
+    return parse_bytes(read_bytes(path), path)
+
+
+def identity(entry: Entry) -> tuple[Any, ...]:
+    """What makes an entry "the same rule" across reloads: its key, its name, or the rule itself."""
+    if entry.key is not None:
+        return ("short", entry.key.strip().lower())
+    if entry.spec.name:
+        return ("named", entry.spec.name)
+    return ("rule", entry.spec)
+
+
+def assign_ids(model: RulesModel, previous: Any = None, pinned: dict[int, Entry] | None = None) -> list[int]:
+    """Ids for the model's entries: kept from `previous` for the same rule (see `identity`), and from
+    `pinned` (id -> entry) first; new rules get new ids."""
+    entries = model.entries
+    old = previous.rules if isinstance(previous, RuleSet) else []
+    ids: list[int | None] = [None] * len(entries)
+    taken: set[int] = set()
+    for rule_id, entry in (pinned or {}).items():
+        for i, e in enumerate(entries):
+            if ids[i] is None and e == entry:
+                ids[i] = rule_id
+                taken.add(rule_id)
+                break
+    pool: dict[tuple[Any, ...], list[int]] = {}
+    for rule in old:
+        if rule.id not in taken:
+            pool.setdefault(identity(rule.entry), []).append(rule.id)
+    for i, entry in enumerate(entries):
+        if ids[i] is None:
+            candidates = pool.get(identity(entry))
+            if candidates:
+                ids[i] = candidates.pop(0)
+                taken.add(ids[i] or 0)
+    next_id = max([*taken, *(r.id for r in old)], default=0) + 1
+    out = []
+    for maybe in ids:
+        if maybe is None:
+            maybe, next_id = next_id, next_id + 1
+        out.append(maybe)
+    return out
+
+
+def apply_ruleset(store: Store, ruleset: RuleSet) -> None:
+    """Make a rule set live: the rules, the file's `settings:` knob layer and its `models:`."""
+    previous = store.rules
+    before = previous.model if isinstance(previous, RuleSet) else None
+    store.set_rules(ruleset)
+    model = ruleset.model
+    if model.knob_settings() != store.knob_layer("file"):
+        store.set_knobs("file", model.knob_settings(), replace_layer=True)
+    if before is None or before.models != model.models:
+        store.set_models(models_from(model.models))
+
+
+def models_from(entries: list[Any] | None) -> Any:
+    """The model registry for a file's `models:` list (None: the defaults)."""
+    if entries is None:
+        return None
+    from mockllm_tui.models import ModelRegistry
+
+    return ModelRegistry.from_config(entries)
+
+
+def empty_ruleset(path: Path | None) -> RuleSet:
+    """No rules (every prompt gets the unknown response), reading from `path` when given."""
+    source = FileSource(path, "", digest_of(b"")) if path is not None else None
+    return RuleSet(RulesModel(), [], source=source)
+
+
+def load_initial(store: Store, path: Path) -> None:
+    """Load the file at start-up. A broken file starts with no rules and reports the error."""
+    path = Path(path)
+    store.responses_path = str(path)
+    try:
+        raw = read_bytes(path)
+        doc, source = parse_bytes(raw, path)
+    except RulesFileError as exc:
+        ruleset = empty_ruleset(path)
+        with contextlib.suppress(OSError):
+            raw = path.read_bytes()
+            text = raw.decode("utf-8", "replace")
+            ruleset = RuleSet(RulesModel(), [], source=FileSource(path, text, digest_of(raw)))
+        apply_ruleset(store, ruleset)
+        report_error(store, str(exc))
+        return
+    apply_ruleset(store, RuleSet(doc.model, source=source))
+    if not path.exists():
+        report_error(store, f"{path.name}: file not found; starting with no rules (an edit will create it)")
+
+
+def report_error(store: Store, message: str) -> None:
+    """Keep serving the last good rules, and show the problem (log line and the store's event)."""
+    log.warning("%s (the last good rules keep serving)", message)
+    store.set_file_error(message)
+
+
+def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = False) -> str | None:
+    """Reload the file if its content differs from what is served. Returns the error message, if any.
+
+    An invalid file keeps the last good rules serving and reports the error through the store.
+    """
+    current = store.rules
+    source = current.source if isinstance(current, RuleSet) else None
+    path = (
+        Path(path) if path is not None else source.path if source is not None else Path(store.responses_path)
+    )
+    try:
+        raw = read_bytes(path)
+        if not force and source is not None and source.digest == digest_of(raw):
+            if store.file_error is not None:
+                store.set_file_error(None)
+            return None
+        doc, new_source = parse_bytes(raw, path)
+    except RulesFileError as exc:
+        report_error(store, str(exc))
+        return str(exc)
+    previous = current if isinstance(current, RuleSet) else None
+    apply_ruleset(
+        store, RuleSet(doc.model, assign_ids(doc.model, previous), source=new_source, previous=previous)
+    )
+    log.info("reloaded %s (%d rules)", path.name, len(doc.model.entries))
+    return None
+
+
+async def watch_rules(store: Store, path: Path) -> None:
+    """Reload the file whenever it changes on disk, until cancelled."""
+    from watchfiles import awatch
+
+    target = Path(path).resolve()
+    name = target.name
+
+    def only_the_file(_change: object, changed: str) -> bool:
+        return Path(changed).name == name
+
+    async for _changes in awatch(
+        target.parent,
+        watch_filter=only_the_file,
+        debounce=WATCH_DEBOUNCE_MS,
+        step=WATCH_STEP_MS,
+        recursive=False,
+        ignore_permission_denied=True,
+    ):
+        reload_from_disk(store, target)
+
+
+class WriteError(OSError):
+    """The file could not be written (read-only file or folder, disk full)."""
+
+
+def atomic_write(path: Path, text: str) -> str:
+    """Write `text` to `path` atomically (temporary file in the same folder, fsync, os.replace).
+
+    Keeps the file's permissions. Refuses a read-only file. Returns the content hash.
+    """
+    target = Path(path).resolve()
+    data = text.encode("utf-8")
+    mode = 0o644
+    if target.exists():
+        mode = stat.S_IMODE(target.stat().st_mode)
+        # no write bit at all is the user saying "read-only", even to root
+        if not os.access(target, os.W_OK) or not mode & 0o222:
+            raise WriteError(errno.EACCES, f"could not write {target.name}: the file is read-only")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise WriteError(
+            exc.errno or errno.EACCES, f"could not write {target.name}: {exc.strerror}"
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise WriteError(exc.errno or errno.EIO, f"could not write {target.name}: {exc.strerror}") from None
+    _fsync_dir(target.parent)
+    return digest_of(data)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def check_file(path: Path, out: Any) -> int:
+    """`mockllm-tui --check`: print every problem (file:line: ...) and the warnings; 0 when valid."""
+    path = Path(path)
+    if not path.exists():
+        out.write(f"{path}: file not found\n")
+        return 1
+    try:
+        doc, _ = read_document(path)
+    except RulesFileError as exc:
+        for error in exc.errors:
+            out.write(f"{error}\n")
+        out.write(f"{path}: {len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''}\n")
+        return 1
+    for warning in doc.model.warnings:
+        line, _, message = warning.removeprefix("line ").partition(": ")
+        out.write(
+            f"{path.name}:{line}: warning: {message}\n"
+            if line.isdigit()
+            else f"{path.name}: warning: {warning}\n"
+        )
+    n = len(doc.model.entries)
+    out.write(f"{path}: ok ({n} rule{'s' if n != 1 else ''})\n")
+    return 0
+
+
+def ids_and_entries(ruleset: RuleSet) -> Iterable[tuple[int, Entry]]:
+    """(id, entry) pairs in listing order."""
+    return ((r.id, r.entry) for r in ruleset.rules)

@@ -1,0 +1,241 @@
+"""The rule editor: a modal form for one rule (match kind and pattern, reply or replies, a tool call,
+an error, per-rule latency and speed).
+
+It opens with the cursor in the pattern; the reply field follows it. `ctrl+s` saves from anywhere
+in the form and `escape` cancels. The form only builds the rule's data: the caller's `submit`
+makes the change and returns an error message when the change is refused (the form stays open).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Select, TextArea
+
+from mockllm_tui.rules.commands import RuleView
+
+TEXT_KINDS: tuple[str, ...] = ("exact", "contains", "regex", "system", "tool_result")
+ANYTHING = "anything"
+SEPARATOR = "---"
+Submit = Callable[[dict[str, Any]], str | None]
+
+
+class FormError(ValueError):
+    """A field of the form holds something that cannot be a rule."""
+
+
+def _number(raw: str, name: str) -> float | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise FormError(f"{name}: expected a number, got {raw!r}") from None
+
+
+def build_rule_data(fields: dict[str, Any], original: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The rich-form data of the rule in the form (conditions the form does not show are kept)."""
+    kept = {k: v for k, v in (original or {}).get("match", {}).items() if k not in (*TEXT_KINDS, "model")}
+    match: dict[str, Any] = dict(kept)
+    kind, pattern = fields["kind"], fields["pattern"]
+    if kind != ANYTHING:
+        if not pattern:
+            raise FormError(f"give the text to match ({kind}), or choose 'anything'")
+        match[kind] = pattern
+    if fields["model"].strip():
+        match["model"] = fields["model"].strip()
+    data: dict[str, Any] = {"match": match}
+    if fields["name"].strip():
+        data["name"] = fields["name"].strip()
+    reply = fields["reply"]
+    tool = fields["tool_name"].strip()
+    status = fields["error_status"].strip()
+    if fields["sequence"]:
+        parts = [p.strip("\n") for p in reply.split(f"\n{SEPARATOR}\n")]
+        data["replies"] = [p for p in parts if p]
+    elif reply or not (tool or status):
+        data["reply"] = reply
+    if tool:
+        try:
+            arguments = json.loads(fields["tool_args"]) if fields["tool_args"].strip() else {}
+        except ValueError as exc:
+            raise FormError(f"tool arguments: not JSON ({exc})") from None
+        data["tool_calls"] = [{"name": tool, "arguments": arguments}]
+    if status:
+        if not status.isdigit():
+            raise FormError(f"error status: expected a number like 500, got {status!r}")
+        data["error"] = {"status": int(status), "message": fields["error_message"] or "Error from mockllm-tui"}
+    for key, name in (("latency_ms", "latency"), ("stream_speed", "speed")):
+        value = _number(fields[key], name)
+        if value is not None:
+            data[key] = value
+    return data
+
+
+class RuleEditor(ModalScreen[None]):
+    """Edit one rule (or a new one when `view` is None)."""
+
+    DEFAULT_CSS = """
+    RuleEditor { align: center middle; }
+    RuleEditor > Vertical { width: 96; height: auto; max-height: 95%; border: thick $accent;
+        background: $surface; padding: 0 1; }
+    RuleEditor VerticalScroll { height: auto; max-height: 30; }
+    RuleEditor Horizontal { height: auto; }
+    RuleEditor .name { width: 10; padding-top: 1; text-style: bold; }
+    RuleEditor #kind { width: 18; }
+    RuleEditor #pattern { width: 1fr; }
+    RuleEditor #reply { height: 7; width: 1fr; }
+    RuleEditor #sequence { margin-left: 10; }
+    RuleEditor #model, RuleEditor #rule-name { width: 30; }
+    RuleEditor #tool-name { width: 24; }
+    RuleEditor #tool-args { width: 1fr; }
+    RuleEditor #error-status { width: 12; }
+    RuleEditor #error-message { width: 1fr; }
+    RuleEditor #latency, RuleEditor #speed { width: 14; }
+    RuleEditor .hint { color: $text-muted; padding: 1 1 0 1; }
+    RuleEditor #form-error { color: $error; height: auto; padding-left: 10; }
+    RuleEditor #buttons { align-horizontal: right; height: 3; }
+    RuleEditor Button { margin-left: 1; }
+    """
+
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("ctrl+s", "save", "Save", id="editor.save", priority=True),
+        Binding("escape", "cancel", "Cancel", id="editor.cancel"),
+    ]
+
+    def __init__(self, view: RuleView | None, submit: Submit, *, default_kind: str = "exact") -> None:
+        super().__init__()
+        self.view = view
+        self.submit = submit
+        self.original: dict[str, Any] | None = view.spec.to_data() if view is not None else None
+        self.default_kind = default_kind
+
+    def _initial(self) -> dict[str, Any]:
+        data = self.original or {}
+        match = data.get("match", {})
+        kind = next((k for k in TEXT_KINDS if k in match), ANYTHING if data else self.default_kind)
+        replies = data.get("replies")
+        tool = (data.get("tool_calls") or [{}])[0]
+        error = data.get("error") or {}
+        return {
+            "kind": kind,
+            "pattern": match.get(kind, "") if kind != ANYTHING else "",
+            "model": match.get("model", ""),
+            "name": data.get("name") or "",
+            "reply": f"\n{SEPARATOR}\n".join(replies) if replies is not None else data.get("reply", ""),
+            "sequence": replies is not None,
+            "tool_name": tool.get("name", ""),
+            "tool_args": json.dumps(tool["arguments"]) if tool.get("arguments") else "",
+            "error_status": str(error.get("status", "")),
+            "error_message": error.get("message", ""),
+            "latency_ms": "" if data.get("latency_ms") is None else f"{data['latency_ms']:g}",
+            "stream_speed": "" if data.get("stream_speed") is None else f"{data['stream_speed']:g}",
+        }
+
+    def compose(self) -> ComposeResult:
+        v = self._initial()
+        box = Vertical()
+        box.border_title = f"Edit rule {self.view.label}" if self.view is not None else "New rule"
+        box.border_subtitle = "ctrl+s save · escape cancel"
+        kinds = [(k, k) for k in (*TEXT_KINDS, ANYTHING)]
+        with box, VerticalScroll():
+            with Horizontal():
+                yield Label("Match", classes="name")
+                yield Select(kinds, value=v["kind"], allow_blank=False, id="kind")
+                yield Input(v["pattern"], placeholder="the text to match", id="pattern")
+            with Horizontal():
+                yield Label("Reply", classes="name")
+                yield TextArea(v["reply"], id="reply", soft_wrap=True, tab_behavior="focus")
+            yield Checkbox(
+                f"a sequence: one reply after another, separated by lines of {SEPARATOR}",
+                v["sequence"],
+                id="sequence",
+            )
+            with Horizontal():
+                yield Label("Model", classes="name")
+                yield Input(v["model"], placeholder="any (glob, e.g. gpt-4*)", id="model")
+                yield Label("Name", classes="hint")
+                yield Input(v["name"], placeholder="optional", id="rule-name")
+            with Horizontal():
+                yield Label("Tool call", classes="name")
+                yield Input(v["tool_name"], placeholder="tool name", id="tool-name")
+                yield Input(v["tool_args"], placeholder='arguments as JSON, e.g. {"city": "Paris"}', id="tool-args")
+            with Horizontal():
+                yield Label("Error", classes="name")
+                yield Input(v["error_status"], placeholder="status", id="error-status", type="integer")
+                yield Input(v["error_message"], placeholder="message", id="error-message")
+            with Horizontal():
+                yield Label("Latency", classes="name")
+                yield Input(v["latency_ms"], placeholder="ms", id="latency", type="number")
+                yield Label("Speed", classes="hint")
+                yield Input(v["stream_speed"], placeholder="tok/s", id="speed", type="number")
+                yield Label("(empty: the live toggles)", classes="hint")
+            yield Label("", id="form-error")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Save", id="save", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#pattern", Input).focus()
+
+    def fields(self) -> dict[str, Any]:
+        """The form's raw values."""
+        text = {
+            key: self.query_one(f"#{widget}", Input).value
+            for key, widget in (
+                ("pattern", "pattern"),
+                ("model", "model"),
+                ("name", "rule-name"),
+                ("tool_name", "tool-name"),
+                ("tool_args", "tool-args"),
+                ("error_status", "error-status"),
+                ("error_message", "error-message"),
+                ("latency_ms", "latency"),
+                ("stream_speed", "speed"),
+            )
+        }
+        return {
+            **text,
+            "kind": self.query_one("#kind", Select).value,
+            "reply": self.query_one("#reply", TextArea).text,
+            "sequence": self.query_one("#sequence", Checkbox).value,
+        }
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_save()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.action_cancel()
+
+    def action_save(self) -> None:
+        """Make the change; stay open with the message when it is refused."""
+        try:
+            data = build_rule_data(self.fields(), self.original)
+        except FormError as exc:
+            self._show_error(str(exc))
+            return
+        error = self.submit(data)
+        if error:
+            self._show_error(error)
+            return
+        self.dismiss(None)
+
+    def _show_error(self, message: str) -> None:
+        self.query_one("#form-error", Label).update(message)
+        self.notify(message, title="Rule not saved", severity="error")
+
+    def action_cancel(self) -> None:
+        """Close without a change."""
+        self.dismiss(None)

@@ -1,0 +1,149 @@
+"""The detail pane: the selected request's conversation, reply (growing live for open streams),
+headers and any fault."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Group, RenderableType
+from rich.rule import Rule
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from mockllm_tui.state import JournalEntry
+from mockllm_tui.tui.format import conversation_lines, live_stats, status_style
+
+MIN_LAYOUT_INTERVAL_S = 0.3
+MIN_SWITCH_INTERVAL_S = 0.2  # following a busy log, the selection changes every tick
+ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow", "tools": "yellow"}
+
+
+def describe_entry(entry: JournalEntry) -> RenderableType:
+    """Everything the pane shows for one request."""
+    head = Text()
+    head.append(f"#{entry.id} ", style="bold")
+    head.append(f"{entry.method} {entry.path}")
+    for part in (entry.provider, entry.model):
+        if part:
+            head.append(f" · {part}")
+    head.append(" · ")
+    if entry.open:
+        head.append("open", style="bold cyan")
+    else:
+        head.append(str(entry.status), style=status_style(entry.status))
+        head.append(f" · {entry.duration_ms:.0f} ms")
+    if entry.rule:
+        head.append(f" · rule {entry.rule}", style="italic")
+    parts: list[RenderableType] = [head]
+    if entry.fault:
+        parts.append(Text(f"fault injected: {entry.fault}", style="bold red"))
+    parts.append(Rule("Conversation", style="dim"))
+    for role, text in conversation_lines(entry.request_body):
+        line = Text()
+        line.append(f"{role}: ", style=f"bold {ROLE_STYLES.get(role, 'white')}")
+        line.append(text)
+        parts.append(line)
+    parts.append(Rule("Reply", style="dim"))
+    if entry.stream:
+        parts.append(Text(stream_stats(entry), style="bold cyan" if entry.open else "cyan"))
+    reply = entry.reply_text or "".join(entry.chunks)
+    parts.append(Text(reply or ("(waiting…)" if entry.open else "(no reply text)"), style="" if reply else "dim"))
+    parts.append(Rule("Headers", style="dim"))
+    for name, value in sorted(entry.request_headers.items()):
+        line = Text()
+        line.append(f"{name}: ", style="bold")
+        line.append(value, style="dim" if value == "[redacted]" else "")
+        parts.append(line)
+    return Group(*parts)
+
+
+def stream_stats(entry: JournalEntry) -> str:
+    """A stream's progress: "streaming: 12 chunks · 20.1 tok/s · TTFT 3 ms"."""
+    stats = live_stats(entry)
+    bits = [f"{stats['chunks']} chunks"]
+    if stats["tokens_per_s"] is not None:
+        bits.append(f"{stats['tokens_per_s']:.1f} tok/s")
+    if stats["ttft_ms"] is not None:
+        bits.append(f"TTFT {stats['ttft_ms']:.0f} ms")
+    state = "streaming" if entry.open else "stream"
+    return f"{state}: {' · '.join(bits)}"
+
+
+class DetailPane(VerticalScroll):
+    """Shows one request; the app calls `show` on selection and `refresh_entry` on each tick."""
+
+    DEFAULT_CSS = """
+    DetailPane { height: 1fr; border: round $primary-darken-2; padding: 0 1; }
+    DetailPane:focus { border: round $accent; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.entry: JournalEntry | None = None
+        self.border_title = "Request"
+        self._shown_chunks = -1
+        self._lines = 0
+        self._last_layout = 0.0
+        self._shown_id: int | None = None
+        self._last_switch = 0.0
+        self.pending = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Select a request to see it here.", style="dim"), id="detail-body")
+
+    def show(self, entry: JournalEntry | None) -> None:
+        """Show this request (None: nothing selected)."""
+        self.entry = entry
+        self._shown_chunks = -1
+        self.refresh_entry()
+
+    def refresh_entry(self, *, force: bool = False) -> None:
+        """Re-render when the shown request changed (a chunk arrived, or it finished).
+
+        A change of height relayouts the whole screen, which is costly: at most a few times a
+        second, and so is a switch to another request. A deferred update sets `pending`, and the
+        app's next tick calls again.
+        """
+        force = force or self.pending
+        entry = self.entry
+        body = self.query_one("#detail-body", Static)
+        if entry is None:
+            self.pending = False
+            if self._shown_id is not None or self.border_title != "Request":
+                body.update(Text("Select a request to see it here.", style="dim"))
+                self.border_title = "Request"
+            self._shown_id = None
+            return
+        now = time.monotonic()
+        switch = entry.id != self._shown_id
+        if switch and now - self._last_switch < MIN_SWITCH_INTERVAL_S:
+            self.pending = True
+            return
+        stamp = len(entry.chunks) if entry.open else -2 - entry.status
+        if not force and stamp == self._shown_chunks and not entry.open:
+            return
+        content = describe_entry(entry)
+        console = self.app.console
+        width = max(body.size.width, 10)
+        lines = len(console.render_lines(content, console.options.update_width(width), pad=False))
+        layout = lines != self._lines
+        if layout and now - self._last_layout < MIN_LAYOUT_INTERVAL_S:
+            self.pending = True
+            return
+        self.pending = False
+        if layout:
+            self._last_layout = now
+        if switch:
+            self._shown_id = entry.id
+            self._last_switch = now
+        at_end = self.scroll_y >= self.max_scroll_y - 1
+        self._shown_chunks = stamp
+        body.update(content, layout=layout)
+        self._lines = lines
+        title = f"Request #{entry.id}" + (" · live" if entry.open else "")
+        if self.border_title != title:
+            self.border_title = title
+        if entry.open and at_end:
+            self.call_after_refresh(self.scroll_end, animate=False)

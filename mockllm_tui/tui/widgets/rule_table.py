@@ -1,0 +1,218 @@
+"""The responses table: every rule in order, with its match, reply preview and hit count.
+
+`a` adds, `e`/enter edits (modal form), `d` deletes (after a confirmation), shift+up/down reorders,
+`t` tries a prompt. Every change goes through rules.commands, which makes it live in the store and
+writes it back to the file surgically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from mockllm_tui.rules.commands import (
+    ChangeResult,
+    ConflictError,
+    RuleError,
+    RuleNotFound,
+    RuleView,
+    add_rule,
+    delete_rule,
+    list_rules,
+    move_rule,
+    update_rule,
+)
+from mockllm_tui.state import Store
+from mockllm_tui.tui.screens.confirm import ConfirmScreen
+from mockllm_tui.tui.screens.rule_editor import RuleEditor
+from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
+
+RULE_ERRORS = (RuleError, ConflictError, RuleNotFound)
+HITS_INTERVAL_S = 0.5  # hit counts under load: a redraw of the whole table each time, so not every tick
+
+
+class RuleTable(DataTable[Any]):
+    """The rules, read from the store; changes go through rules.commands."""
+
+    DEFAULT_CSS = """
+    RuleTable { border: round $primary-darken-2; }
+    RuleTable:focus { border: round $accent; }
+    RuleTable.-file-error { border: round $error; }
+    """
+
+    BINDINGS: ClassVar[list[Any]] = [
+        Binding("a", "add", "Add rule", id="rules.add"),
+        Binding("e", "edit", "Edit rule", id="rules.edit"),
+        Binding("d", "delete", "Delete rule", id="rules.delete"),
+        Binding("shift+up", "move(-1)", "Move up", id="rules.move_up"),
+        Binding("shift+down", "move(1)", "Move down", id="rules.move_down"),
+        Binding("t", "try", "Try prompt", id="rules.try"),
+    ]
+
+    def __init__(self, store: Store, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.store = store
+        self.views: list[RuleView] = []
+        self._hits_stale = False
+
+    def on_mount(self) -> None:
+        self.set_interval(HITS_INTERVAL_S, self._refresh_stale_hits)
+        self.add_column("#", key="index", width=3)
+        self.add_column("rule", key="label", width=14)
+        self.add_column("match", key="match", width=30)
+        self.add_column("reply", key="reply", width=40)
+        self.add_column("hits", key="hits", width=5)
+
+    # -- showing -------------------------------------------------------------------------------
+
+    def show_rules(self) -> None:
+        """Show the store's rules and the file's state (rebuilds only when the rules changed)."""
+        views = list_rules(self.store)
+        same = [(v.id, v.label, v.match, v.reply) for v in views] == [
+            (v.id, v.label, v.match, v.reply) for v in self.views
+        ]
+        if same:
+            self.refresh_hits(views)
+        else:
+            selected = self.selected_view()
+            self.views = views
+            self.clear()
+            for view in views:
+                self.add_row(*self._cells(view), key=str(view.id))
+            if selected is not None and any(v.id == selected.id for v in views):
+                self.select_id(selected.id)
+        self._show_title()
+
+    def refresh_hits(self, views: list[RuleView] | None = None) -> None:
+        """Update the hit counts only."""
+        views = list_rules(self.store) if views is None else views
+        old = {v.id: v.hits for v in self.views}
+        for view in views:
+            if old.get(view.id) != view.hits and view.id in old:
+                self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
+        self.views = views
+
+    def hits_changed(self) -> None:
+        """Requests were answered: update the hit counts within HITS_INTERVAL_S."""
+        self._hits_stale = True
+
+    def _refresh_stale_hits(self) -> None:
+        if self._hits_stale:
+            self._hits_stale = False
+            self.refresh_hits()
+
+    def _cells(self, view: RuleView) -> list[Any]:
+        label = Text(view.name or f"#{view.id}", style="italic" if view.volatile else "")
+        return [
+            Text(str(view.index + 1), style="dim"),
+            label,
+            view.match,
+            view.reply,
+            Text(str(view.hits), justify="right"),
+        ]
+
+    def _show_title(self) -> None:
+        path = self.store.responses_path
+        name = Path(path).name if path else "no file"
+        error = self.store.file_error
+        self.set_class(error is not None, "-file-error")
+        if error:
+            first = error.splitlines()[0] if error else ""
+            self.border_title = f"Responses · {name} · ✗ {first}"
+        else:
+            self.border_title = f"Responses · {name} · {len(self.views)} rules"
+
+    def selected_view(self) -> RuleView | None:
+        """The highlighted rule."""
+        if not self.views or not 0 <= self.cursor_row < len(self.views):
+            return None
+        return self.views[self.cursor_row]
+
+    def select_id(self, rule_id: int) -> None:
+        """Move the cursor to a rule."""
+        for i, view in enumerate(self.views):
+            if view.id == rule_id:
+                self.move_cursor(row=i, animate=False)
+                return
+
+    # -- changes -------------------------------------------------------------------------------
+
+    def _change(self, command: Callable[[], ChangeResult]) -> str | None:
+        """Run a rules command; returns the error message when it was refused."""
+        try:
+            result = command()
+        except RULE_ERRORS as exc:
+            return str(exc)
+        self.show_rules()
+        if result.rule is not None:
+            self.select_id(result.rule.id)
+        if result.message:
+            self.notify(result.message, severity="warning")
+        return None
+
+    def _default_kind(self) -> str:
+        short = not self.views or any(v.kind in ("short", "default") for v in self.views)
+        return "exact" if short else "contains"
+
+    def action_add(self) -> None:
+        """Add a rule through the editor."""
+        selected = self.selected_view()
+        index = None if selected is None or selected.kind != "rule" else selected.index + 1
+
+        def submit(data: dict[str, Any]) -> str | None:
+            return self._change(lambda: add_rule(self.store, data, index=index))
+
+        self.app.push_screen(RuleEditor(None, submit, default_kind=self._default_kind()))
+
+    def action_edit(self) -> None:
+        """Edit the highlighted rule."""
+        view = self.selected_view()
+        if view is None:
+            self.action_add()
+            return
+
+        def submit(data: dict[str, Any]) -> str | None:
+            return self._change(lambda: update_rule(self.store, view.id, data))
+
+        self.app.push_screen(RuleEditor(view, submit, default_kind=self._default_kind()))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_edit()
+
+    def action_delete(self) -> None:
+        """Delete the highlighted rule, after a confirmation."""
+        view = self.selected_view()
+        if view is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                error = self._change(lambda: delete_rule(self.store, view.id))
+                if error:
+                    self.notify(error, title="Not deleted", severity="error")
+
+        self.app.push_screen(ConfirmScreen(f"Delete rule {view.label} ({view.match})?"), answered)
+
+    def action_move(self, delta: int) -> None:
+        """Move the highlighted rule up (-1) or down (1)."""
+        view = self.selected_view()
+        if view is None:
+            return
+        error = self._change(lambda: move_rule(self.store, view.id, view.index + delta))
+        if error:
+            self.notify(error, title="Not moved", severity="error")
+
+    def action_try(self) -> None:
+        """Try a prompt against the rules; the winner is highlighted."""
+
+        def tried(rule_id: int | None) -> None:
+            if rule_id is not None:
+                self.select_id(rule_id)
+
+        self.app.push_screen(TryPromptScreen(self.store), tried)

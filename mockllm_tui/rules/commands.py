@@ -294,11 +294,8 @@ def plan_update(rows: Rows, rule_id: int, spec: RuleSpec) -> list[Step]:
     section, i = rows.locate(rule_id)
     if section == "rules":
         return [_rule_step("replace", i, spec, rule_id)]
-    old_key = rows.responses[i][1].key or ""
     key = _short_key_for(rows, spec, skip=rule_id)
     if key is not None:
-        if key.strip().lower() == old_key.strip().lower():
-            key = old_key
         return [_short_step("replace", i, key, spec, rule_id)]
     return [
         Step(Op("delete", "responses", i), None, rule_id),
@@ -360,6 +357,14 @@ def _find(entries: list[Entry], entry: Entry, hint: int) -> int | None:
         if e == entry:
             return i
     return None
+
+
+def _apply_keeping_error(store: Store, ruleset: RuleSet, persisted: bool) -> None:
+    """Make the rules live; a file error stays shown unless the file was just written (so is valid)."""
+    error = store.file_error
+    apply_ruleset(store, ruleset)
+    if error is not None and not persisted:
+        store.set_file_error(error)
 
 
 def _disk_entries(doc: Document, section: Section) -> list[Entry]:
@@ -438,7 +443,7 @@ def _commit(store: Store, steps: list[Step], rule_id: int | None, persist: bool)
                     pinned = dict(zip(ids, model.entries, strict=True))
                     model, ids, volatile = disk_model, assign_ids(disk_model, ruleset, pinned), set()
     new = RuleSet(model, ids, source=source, previous=ruleset, volatile=volatile)
-    apply_ruleset(store, new)
+    _apply_keeping_error(store, new, persisted)
     view = None
     if rule_id is not None and rule_id in new.ids:
         view = _view(new, new.index_of(rule_id))
@@ -530,9 +535,8 @@ def save_settings(
             source = FileSource(source.path, doc.text, digest)
     elif persist:
         message = "no responses file: the settings are live in memory only"
-    apply_ruleset(
-        store, RuleSet(model, ruleset.ids, source=source, previous=ruleset, volatile=ruleset.volatile)
-    )
+    new = RuleSet(model, ruleset.ids, source=source, previous=ruleset, volatile=ruleset.volatile)
+    _apply_keeping_error(store, new, persisted)
     return ChangeResult(rule=None, persisted=persisted, message=message)
 
 

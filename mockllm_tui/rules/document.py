@@ -370,10 +370,12 @@ def mutate(data: CommentedMap, op: Op, *, quote_like: type[str] | None = None) -
     if section == "rules":
         if op.kind == "insert":
             container.insert(op.index, rule_node(op.value))
-        elif _anchored(container[op.index]):
-            container[op.index] = rule_node(op.value)
         else:
-            merge_into(container[op.index], op.value, RULE_KEYS)
+            shared = frozenset(shared_nodes(data))
+            if id(container[op.index]) in shared:
+                container[op.index] = rule_node(op.value)
+            else:
+                merge_into(container[op.index], op.value, RULE_KEYS, shared)
         return
     key, value = op.value
     if op.kind == "insert":
@@ -418,9 +420,23 @@ def _styled(value: Any, like: Any, quote_like: type[str] | None = None) -> Any:
     return value
 
 
-def _anchored(node: Any) -> bool:
-    anchor = getattr(node, "anchor", None)
-    return getattr(anchor, "value", None) is not None
+def shared_nodes(data: Any) -> set[int]:
+    """The ids of collections reached by more than one path (YAML anchors and aliases)."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+
+    def walk(node: Any) -> None:
+        if not isinstance(node, dict | list):
+            return
+        if id(node) in seen:
+            shared.add(id(node))
+            return
+        seen.add(id(node))
+        for child in node.values() if isinstance(node, dict) else node:
+            walk(child)
+
+    walk(data)
+    return shared
 
 
 def rule_node(data: dict[str, Any]) -> CommentedMap:
@@ -431,14 +447,16 @@ def rule_node(data: dict[str, Any]) -> CommentedMap:
     return node
 
 
-def merge_into(node: CommentedMap, data: dict[str, Any], order: tuple[str, ...]) -> None:
+def merge_into(
+    node: CommentedMap, data: dict[str, Any], order: tuple[str, ...], shared: frozenset[int] = frozenset()
+) -> None:
     """Change a round-trip mapping to hold `data`, keeping unchanged values (and their comments and
     style) as they are, and putting new keys in the canonical order."""
     for key in [k for k in node if k not in data]:
         del node[key]
     for key, value in data.items():
         if key in node:
-            node[key] = _merged(node[key], value, MATCH_KEYS if key == "match" else ())
+            node[key] = _merged(node[key], value, MATCH_KEYS if key == "match" else (), shared)
             continue
         new = _styled(value, None, DoubleQuotedScalarString if key != "name" else None)
         rank = order.index(key) if key in order else len(order)
@@ -446,17 +464,17 @@ def merge_into(node: CommentedMap, data: dict[str, Any], order: tuple[str, ...])
         node.insert(at, key, new)
 
 
-def _merged(old: Any, value: Any, order: tuple[str, ...] = ()) -> Any:
+def _merged(old: Any, value: Any, order: tuple[str, ...] = (), shared: frozenset[int] = frozenset()) -> Any:
     """`value` as round-trip data, reusing `old` (its style and comments) wherever it is unchanged."""
     if plain(old) == value:
         return old
-    if _anchored(old):  # an anchored node may be aliased elsewhere: change a copy, never the shared one
+    if id(old) in shared:  # aliased elsewhere (an anchor): change a copy, never the shared one
         return _styled(value, None, DoubleQuotedScalarString)
     if isinstance(old, CommentedMap) and isinstance(value, dict):
-        merge_into(old, value, order or tuple(value))
+        merge_into(old, value, order or tuple(value), shared)
         return old
     if isinstance(old, CommentedSeq) and isinstance(value, list) and len(old) == len(value):
         for i, item in enumerate(value):
-            old[i] = _merged(old[i], item)
+            old[i] = _merged(old[i], item, (), shared)
         return old
     return _styled(value, old, DoubleQuotedScalarString if isinstance(old, dict | list) else None)

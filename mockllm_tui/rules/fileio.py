@@ -17,7 +17,6 @@ import logging
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,8 +171,15 @@ def load_initial(store: Store, path: Path) -> None:
         report_error(store, str(exc))
         return
     apply_ruleset(store, RuleSet(doc.model, source=source))
+    log_warnings(path, doc.model)
     if not path.exists():
         report_error(store, f"{path.name}: file not found; starting with no rules (an edit will create it)")
+
+
+def log_warnings(path: Path, model: RulesModel) -> None:
+    """Log what --check would warn about (a shadowed tool_result rule, say)."""
+    for warning in model.warnings:
+        log.warning("%s: %s", path.name, warning)
 
 
 def report_error(store: Store, message: str) -> None:
@@ -207,6 +213,7 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
         store, RuleSet(doc.model, assign_ids(doc.model, previous), source=new_source, previous=previous)
     )
     log.info("reloaded %s (%d rules)", path.name, len(doc.model.entries))
+    log_warnings(path, doc.model)
     return None
 
 
@@ -301,8 +308,3 @@ def check_file(path: Path, out: Any) -> int:
     n = len(doc.model.entries)
     out.write(f"{path}: ok ({n} rule{'s' if n != 1 else ''})\n")
     return 0
-
-
-def ids_and_entries(ruleset: RuleSet) -> Iterable[tuple[int, Entry]]:
-    """(id, entry) pairs in listing order."""
-    return ((r.id, r.entry) for r in ruleset.rules)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mockllm_tui.conversation import Conversation, ErrorReply, Reply, ToolCall
-from mockllm_tui.rules.schema import TEMPLATE, Entry, RulesModel, RuleSpec, clip
+from mockllm_tui.rules.schema import TEMPLATE, Entry, RulesModel, RuleSpec
 
 if TYPE_CHECKING:
     from mockllm_tui.rules.fileio import FileSource
@@ -301,8 +301,3 @@ def trigger_reply(conversation: Conversation, prompt: str) -> Reply | None:
     if not calls:
         return None
     return Reply(tool_calls=calls, finish_reason="tool_calls", rule="trigger: call tool")
-
-
-def describe_rule(rule: CompiledRule) -> str:
-    """`#3 contains 'weather' → It is sunny` for logs."""
-    return f"{rule.label} → {clip(rule.spec.preview(), 40)}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -300,13 +300,6 @@ def line_finder(node: Any, fallback: int | None) -> LineOf:
             return fallback
 
     return line_of
-
-
-def node_line(node: Any) -> int | None:
-    """The 1-based line where a ruamel collection starts, if known."""
-    lc = getattr(node, "lc", None)
-    line = getattr(lc, "line", None)
-    return int(line) + 1 if isinstance(line, int) else None
 
 
 def plain(value: Any) -> Any:
@@ -760,13 +753,3 @@ def _compatible(a: Match, b: Match) -> bool:
         if x is not None and y is not None and x != y and not any(c in x + y for c in "*?["):
             return False
     return True
-
-
-def entry_from_data(data: Mapping[str, Any], where: str = "rule") -> RuleSpec:
-    """A RuleSpec from plain data (the admin API's body, the panel's form)."""
-    return parse_rule(dict(data), where)
-
-
-def with_match(spec: RuleSpec, **changes: str | None) -> RuleSpec:
-    """The spec with some match conditions changed."""
-    return replace(spec, match=replace(spec.match, **changes))

@@ -255,6 +255,8 @@ def atomic_write(path: Path, text: str) -> str:
         # no write bit at all is the user saying "read-only", even to root
         if not os.access(target, os.W_OK) or not mode & 0o222:
             raise WriteError(errno.EACCES, f"could not write {target.name}: the file is read-only")
+    if not stat.S_IMODE(target.parent.stat().st_mode) & 0o222:
+        raise WriteError(errno.EACCES, f"could not write {target.name}: its folder {target.parent} is read-only")
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +24,8 @@ def big_file(reply: str) -> str:
     """A commented rules file large enough that a write-back takes measurable time."""
     lines = ["# kept comment", "rules:"]
     for i in range(BIG_FILE_RULES):
-        lines += [f"  - name: rule {i}  # comment {i}", f"    match: {{exact: 'prompt {i}'}}", f"    reply: '{reply} {i}'"]
+        lines.append(f"  - name: rule {i}  # comment {i}")
+        lines += [f"    match: {{exact: 'prompt {i}'}}", f"    reply: '{reply} {i}'"]
     return "\n".join(lines) + "\n"
 
 
@@ -68,10 +70,8 @@ def test_kill_9_during_write_back_leaves_the_file_whole(tmp_path: Path) -> None:
 
 def put_quietly(url: str, body: dict[str, object]) -> None:
     """PUT, ignoring the connection dropping when the server is killed."""
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         httpx.put(url, json=body, timeout=5)
-    except httpx.HTTPError:
-        pass
 
 
 async def test_read_only_folder_gives_a_clear_error_and_keeps_the_change(live: Live, tmp_path: Path) -> None:

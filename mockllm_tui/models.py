@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from mockllm_tui.conversation import RequestError
@@ -27,6 +28,18 @@ class ModelInfo:
     def public(self, name: str | None = None) -> dict[str, Any]:
         """An OpenAI `Model` object, under `name` (an alias) or the id."""
         return {"id": name or self.id, "object": "model", "created": self.created, "owned_by": self.owned_by}
+
+    def anthropic_public(self, name: str | None = None) -> dict[str, Any]:
+        """An Anthropic `ModelInfo` object (what the anthropic SDK's `models.list()` reads)."""
+        created = datetime.fromtimestamp(self.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        model_id = name or self.id
+        return {
+            "type": "model",
+            "id": model_id,
+            "display_name": model_id.replace("-", " ").title(),
+            "created_at": created,
+            "lifecycle": "active",
+        }
 
 
 def _m(id: str, created: int, *aliases: str, owned_by: str = "system", dimensions: int | None = None) -> ModelInfo:
@@ -102,6 +115,16 @@ class ModelRegistry:
         """The body of `GET /v1/models`: every id and alias as a Model object."""
         data = [model.public(name) for model in self._models.values() for name in (model.id, *model.aliases)]
         return {"object": "list", "data": data}
+
+    def anthropic_listing(self) -> dict[str, Any]:
+        """The body of `GET /v1/models` for the anthropic SDK: its models as one page."""
+        data = [m.anthropic_public() for m in self._models.values() if m.owned_by == "anthropic"]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
 
     def with_strict(self, strict: bool) -> ModelRegistry:
         """A copy with the `strict` flag set as given."""

@@ -119,7 +119,10 @@ class MockApp(FastAPI):
             if endpoint is None:
                 endpoint = self._match_prefix(method, path)
             if endpoint is not None:
-                await self._serve(endpoint, endpoint.provider, scope, receive, send)
+                provider = endpoint.provider
+                if endpoint.shared and self._anthropic is not None:
+                    provider = self.provider_for_path(path, scope.get("headers", ())) or provider
+                await self._serve(endpoint, provider, scope, receive, send)
                 return
             known = self._known_paths.get(path)
             if known is not None or path.startswith(("/v1/", "/messages/")):

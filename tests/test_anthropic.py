@@ -454,3 +454,21 @@ async def test_with_a_key_set_both_header_forms_pass(live: Live) -> None:
     assert wrong.status_code == 401
     error = ErrorResponse.model_validate_json(wrong.content, strict=True)
     assert error.error.type == "authentication_error" and error.request_id == wrong.headers["request-id"]
+
+
+async def test_models_in_anthropics_shape_for_the_anthropic_sdk(live: Live) -> None:
+    from anthropic.types import ModelInfo
+
+    client = anthropic.AsyncAnthropic(base_url=live.anthropic_url, api_key="k", max_retries=0)
+    page = await client.models.with_raw_response.list()
+    listing = orjson.loads(page.http_response.content)
+    assert listing["data"] and listing["has_more"] is False
+    for item in listing["data"]:
+        ModelInfo.model_validate_json(orjson.dumps(item), strict=True)
+    assert "claude-sonnet-4-5-20250929" in [m.id for m in (await client.models.list()).data]
+    one = await client.models.with_raw_response.retrieve("claude-sonnet-4-5")
+    assert ModelInfo.model_validate_json(one.http_response.content, strict=True).id == "claude-sonnet-4-5"
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        await client.models.retrieve("no-such-model")
+    ErrorResponse.model_validate_json(caught.value.response.content, strict=True)
+    assert caught.value.response.headers["request-id"].startswith("req_")

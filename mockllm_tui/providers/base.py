@@ -58,6 +58,8 @@ class Endpoint:
     paths: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str] = ""
     id_prefix: ClassVar[str] = ""
+    #: Served for both SDKs (e.g. /v1/models): errors and headers follow the caller's provider.
+    shared: ClassVar[bool] = False
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider

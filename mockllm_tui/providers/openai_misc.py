@@ -264,11 +264,14 @@ class ListModels(Endpoint):
     method = "GET"
     paths = ("/v1/models", "/models")
     name = "models.list"
+    shared = True
 
     async def handle(self, ex: Exchange) -> None:
         """Every model id and alias of the registry in force."""
         ex.entry.preview = "list models"
-        await ex.send_json(200, registry_of(ex.store).listing())
+        registry = registry_of(ex.store)
+        anthropic = "anthropic-version" in ex.headers
+        await ex.send_json(200, registry.anthropic_listing() if anthropic else registry.listing())
 
 
 class RetrieveModel(Endpoint):
@@ -277,6 +280,7 @@ class RetrieveModel(Endpoint):
     method = "GET"
     paths = ("/v1/models/{id}", "/models/{id}")
     name = "models.retrieve"
+    shared = True
 
     async def handle(self, ex: Exchange) -> None:
         """The model, under the name asked for."""
@@ -286,7 +290,8 @@ class RetrieveModel(Endpoint):
         model = registry_of(ex.store).resolve(name)
         if model is None:
             raise model_not_found(name)
-        await ex.send_json(200, model.public(name))
+        anthropic = "anthropic-version" in ex.headers
+        await ex.send_json(200, model.anthropic_public(name) if anthropic else model.public(name))
 
 
 @register_provider

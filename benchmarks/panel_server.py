@@ -3,7 +3,12 @@
 `python -m benchmarks.panel_server [mockllm-tui options]` prints `panel serving on http://127.0.0.1:PORT`,
 then reads commands from stdin, one a line:
 - `key K`: press K and print `key_ms MS` once the panel's screen shows the effect: a widget's text
-  changes and shows the new stream speed (for `]` / `[`). Prints `key_ms nan` if nothing showed in 2 s.
+  changes and shows the new stream speed (for `]` / `[`), and the screen has been refreshed since.
+  Prints `key_ms nan` if nothing showed in 2 s.
+
+The key goes in as a terminal would send it (an `events.Key` through the driver), not through
+`Pilot.press`: that waits for the process to go idle (up to a second, twice), which it never
+does under load, so it would time the wait rather than the panel.
 - `quit`: stop.
 """
 
@@ -33,12 +38,22 @@ def screen_texts(app: Any) -> dict[int, str]:
     return out
 
 
-async def press_and_time(app: Any, pilot: Any, store: Store, key: str) -> float:
-    """Milliseconds from the key press to a changed widget text showing the new speed."""
+def key_event(key: str) -> Any:
+    """The `events.Key` a terminal sends for `key` (a character such as `[`, or a key name)."""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    if len(key) == 1:
+        return events.Key(key if key.isalnum() else _character_to_key(key), key)
+    return events.Key(key, None)
+
+
+async def press_and_time(app: Any, store: Store, key: str) -> float:
+    """Milliseconds from the key press to a refreshed screen with a widget text showing the new speed."""
     before_speed = store.knobs.stream_speed
     before = screen_texts(app)
     t0 = time.perf_counter()
-    await pilot.press(key)
+    app._driver.send_message(key_event(key))
     deadline = t0 + SHOW_TIMEOUT_S
     while time.perf_counter() < deadline:
         speed = store.knobs.stream_speed
@@ -46,6 +61,7 @@ async def press_and_time(app: Any, pilot: Any, store: Store, key: str) -> float:
             marks = ("∞",) if speed <= 0 else (f"{speed:g}",)
             for wid, text in screen_texts(app).items():
                 if text != before.get(wid) and any(m in text for m in marks):
+                    await app.screen.wait_for_refresh()
                     return (time.perf_counter() - t0) * 1000.0
         await asyncio.sleep(0.002)
     return float("nan")
@@ -71,7 +87,7 @@ async def run(argv: list[str]) -> None:
             if line == "quit":
                 break
             if line.startswith("key "):
-                ms = await press_and_time(app, pilot, store, line[4:])
+                ms = await press_and_time(app, store, line[4:])
                 print(f"key_ms {ms:.1f}", flush=True)
 
 

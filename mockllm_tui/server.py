@@ -126,9 +126,9 @@ class MockApp(FastAPI):
                 return
             known = self._known_paths.get(path)
             if known is not None or path.startswith(("/v1/", "/messages/")):
-                provider = known.provider if known else self.provider_for_path(path, scope.get("headers", ()))
-                if provider is not None:
-                    await self._serve(None, provider, scope, receive, send)
+                shape = known.provider if known else self.provider_for_path(path, scope.get("headers", ()))
+                if shape is not None:
+                    await self._serve(None, shape, scope, receive, send)
                     return
             if not path.startswith("/_mock/"):
                 await self._journaled(scope, receive, send)

@@ -7,8 +7,8 @@ character. That lands near real tokenizers' counts for English (about four chara
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Literal
 
 import orjson

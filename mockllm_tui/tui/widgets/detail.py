@@ -16,7 +16,7 @@ from mockllm_tui.state import JournalEntry
 from mockllm_tui.tui.format import conversation_lines, live_stats, status_style
 
 MIN_LAYOUT_INTERVAL_S = 0.3
-MIN_SWITCH_INTERVAL_S = 0.2  # following a busy log, the selection changes every tick
+MIN_SWITCH_INTERVAL_S = 0.4  # following a busy log, the selection changes every tick
 ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow", "tools": "yellow"}
 
 

@@ -17,7 +17,7 @@ from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -41,7 +41,7 @@ COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
 )
 PROMPT_COLUMN = 4
 CELL_PADDING = 1
-STRIP_CACHE_SIZE = 2_000
+STRIP_CACHE_SIZE = 300
 CONTROL_CHARS = {c: " " for c in range(32)} | {127: " "}
 Cell = tuple[str, str]  # (text, rich style definition)
 
@@ -62,13 +62,14 @@ def row_cells(entry: JournalEntry, frame: int) -> list[Cell]:
 
 
 @lru_cache(maxsize=16)
-def column_widths(total: int) -> tuple[tuple[int, bool], ...]:
+def column_widths(total: int) -> tuple[tuple[tuple[int, bool], ...], int]:
     """Each column's content width and justification when the row is `total` cells wide (the
-    prompt column flexes)."""
+    prompt column flexes), and the row's width with the padding."""
     widths = [width for _, _, width, _ in COLUMNS]
     fixed = sum(widths) + 2 * CELL_PADDING * len(widths)
     widths[PROMPT_COLUMN] += max(0, total - fixed)
-    return tuple((width, right) for width, (_, _, _, right) in zip(widths, COLUMNS, strict=True))
+    columns = tuple((width, right) for width, (_, _, _, right) in zip(widths, COLUMNS, strict=True))
+    return columns, max(total, fixed)
 
 
 def fit(text: str, width: int, right: bool) -> str:
@@ -172,6 +173,8 @@ class RequestLog(ScrollView, can_focus=True):
         self._strips: LRUCache[tuple[int, int, int], Strip] = LRUCache(STRIP_CACHE_SIZE)
         self._header: tuple[int, Strip] | None = None
         self._styles: dict[str, Style] = {}
+        self._cell_styles: dict[tuple[str, Style, bool], Style] = {}
+        self._view = (0, 0)  # (content width, scroll y) while rendering
 
     def on_mount(self) -> None:
         self._update_title()
@@ -224,12 +227,15 @@ class RequestLog(ScrollView, can_focus=True):
             return
         dropped = self._drop_oldest()
         self._update_size()
+        if dropped:  # every row on screen moved up
+            self.refresh()
+        elif bottom - top < self.scrollable_content_region.height - 1:  # new rows in the empty space
+            self.refresh_lines(bottom + 1, added)
         if self.follow:
             self._move_cursor(self.row_count - 1)
         else:
             if dropped:  # keep the same rows on screen as the oldest ones leave
                 self.scroll_to(y=max(0, self.scroll_offset.y - dropped), animate=False)
-                self.refresh()
             self._move_cursor(self.cursor_row)
 
     def _drop_oldest(self) -> int:
@@ -355,6 +361,16 @@ class RequestLog(ScrollView, can_focus=True):
                 self.follow = False
             self._move_cursor(row)
 
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        """Scrolling back through the log stops following (the wheel moves the view, not the cursor)."""
+        self.follow = False
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Keep the newest row at the bottom when following."""
+        self._update_size()
+        if self.follow:
+            self._move_cursor(self.row_count - 1)
+
     def action_toggle_follow(self) -> None:
         """Follow new requests (or stop following)."""
         self.follow = not self.follow
@@ -406,6 +422,7 @@ class RequestLog(ScrollView, can_focus=True):
         self._strips.clear()
         self._header = None
         self._styles.clear()
+        self._cell_styles.clear()
 
     def _style(self, component: str) -> Style:
         """The widget's style with a component class on top ("" for the widget's own)."""
@@ -417,45 +434,55 @@ class RequestLog(ScrollView, can_focus=True):
             self._styles[component] = style
         return style
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Render the lines in `crop` (what the view looks like is read once, not once a line)."""
+        self._view = (self.scrollable_content_region.width, self.scroll_offset.y)
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         """Screen line `y`: the header, a row, or blank."""
-        width = self.scrollable_content_region.width
+        width, scroll_y = self._view
         if y == 0:
             if self._header is None or self._header[0] != width:
-                style = self._style("request-log--header")
                 cells = [(label, "") for _, label, _, _ in COLUMNS]
-                self._header = (width, self._strip(cells, width, style, css_wins=False))
+                self._header = (width, self._strip(cells, width, self._style("request-log--header"), css_wins=False))
             return self._header[1]
-        row = y - 1 + self.scroll_offset.y
+        row = y - 1 + scroll_y
         if not 0 <= row < self.row_count:
             return Strip.blank(width, self._style(""))
         entry = self._entries[self._skip + row]
         seq = self._offset + self._skip + row
         if seq == self._cursor:
-            style = self._style("request-log--cursor")
-            return self._strip(row_cells(entry, self.frame), width, style, css_wins=True)
+            cursor = self._style("request-log--cursor")
+            return self._strip(row_cells(entry, self.frame), width, cursor, css_wins=True)
         key = (entry.id, self.frame if entry.open else -1, width)
         strip = self._strips.get(key)
         if strip is None:
-            stripe = "request-log--even-row" if seq % 2 == 0 else "request-log--odd-row"
-            style = self._style(stripe)
-            strip = self._strip(row_cells(entry, self.frame), width, style, css_wins=False)
+            stripe = self._style("request-log--even-row" if seq % 2 == 0 else "request-log--odd-row")
+            strip = self._strip(row_cells(entry, self.frame), width, stripe, css_wins=False)
             self._strips[key] = strip
         return strip
 
     def _strip(self, cells: list[Cell], width: int, base: Style, *, css_wins: bool) -> Strip:
         """One line of cells on a background; the cursor's colours win over a cell's own."""
         pad = " " * CELL_PADDING
+        columns, length = column_widths(width)
         segments = []
-        length = 0
-        for (text, style), (cell_width, right) in zip(cells, column_widths(width), strict=True):
+        run: list[str] = []  # neighbouring cells in the same style make one segment
+        run_style = base
+        for (text, style), (cell_width, right) in zip(cells, columns, strict=True):
+            full = base
             if style:
-                cell = Style.parse(style)
-                full = cell + base if css_wins else base + cell
-            else:
-                full = base
-            segments.append(Segment(pad + fit(text, cell_width, right) + pad, full))
-            length += cell_width + 2 * CELL_PADDING
+                key = (style, base, css_wins)
+                full = self._cell_styles.get(key) or self._cell_styles.setdefault(
+                    key, Style.parse(style) + base if css_wins else base + Style.parse(style)
+                )
+            if full is not run_style and run:
+                segments.append(Segment("".join(run), run_style))
+                run = []
+            run_style = full
+            run.append(pad + fit(text, cell_width, right) + pad)
+        segments.append(Segment("".join(run), run_style))
         if length == width:
             return Strip(segments, width)
         return Strip(segments, length).adjust_cell_length(width, base)

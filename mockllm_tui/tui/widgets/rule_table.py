@@ -33,7 +33,7 @@ from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
 
 RULE_ERRORS = (RuleError, ConflictError, RuleNotFound)
-HITS_INTERVAL_S = 0.5  # hit counts under load: a redraw of the whole table each time, so not every tick
+HITS_INTERVAL_S = 1.0  # hit counts under load: a redraw of the whole table each time, so not every tick
 
 
 class RuleTable(DataTable[Any]):

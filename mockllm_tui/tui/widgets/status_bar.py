@@ -14,6 +14,7 @@ from mockllm_tui.state import Counters
 from mockllm_tui.tui.format import speed_label
 
 RATE_WINDOW = 60
+COUNTS_INTERVAL_S = 0.25  # under load the counts change every tick; a few redraws a second is live enough
 
 
 class StatusBar(Vertical):
@@ -34,6 +35,8 @@ class StatusBar(Vertical):
         super().__init__(id=id)
         self.url = url
         self.rates: deque[float] = deque([0.0] * RATE_WINDOW, maxlen=RATE_WINDOW)
+        self._counters: Counters | None = None
+        self._shown_counts: tuple[int, int, int, int] | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -43,6 +46,9 @@ class StatusBar(Vertical):
             yield Sparkline(list(self.rates), id="status-rate")
             yield Static(id="status-counts")
         yield Static(id="status-knobs")
+
+    def on_mount(self) -> None:
+        self.set_interval(COUNTS_INTERVAL_S, self._show_stale_counts)
 
     def show_file(self, path: str, error: str | None) -> None:
         """The responses file's name and whether it is valid."""
@@ -54,7 +60,20 @@ class StatusBar(Vertical):
         self.query_one("#status-file", Static).update(text, layout=False)
 
     def show_counts(self, counters: Counters) -> None:
-        """In-flight requests, open streams, totals and errors."""
+        """In-flight requests, open streams, totals and errors (shown within COUNTS_INTERVAL_S)."""
+        first = self._counters is None
+        self._counters = counters
+        if first:
+            self._show_stale_counts()
+
+    def _show_stale_counts(self) -> None:
+        counters = self._counters
+        if counters is None:
+            return
+        values = (counters.total, counters.in_flight, counters.streams_open, counters.errors)
+        if values == self._shown_counts:
+            return
+        self._shown_counts = values
         text = Text()
         text.append(f"{counters.total}", style="bold")
         text.append(" total  ")

@@ -41,7 +41,7 @@ from mockllm_tui.tui.widgets.request_log import RequestLog
 from mockllm_tui.tui.widgets.rule_table import RuleTable
 from mockllm_tui.tui.widgets.status_bar import StatusBar
 
-DRAIN_INTERVAL_S = 1 / 15
+DRAIN_INTERVAL_S = 1 / 10  # each tick repaints the log; at 15 Hz under load that costs the server ~20%
 RATE_INTERVAL_S = 1.0
 
 

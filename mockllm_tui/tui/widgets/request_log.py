@@ -286,8 +286,9 @@ class RequestLog(ScrollView, can_focus=True):
             return
         scrollbar = self.show_vertical_scrollbar
         self.set_reactive(RequestLog.virtual_size, size)
-        self._scroll_update(size)
-        self.refresh(layout=scrollbar != self.show_vertical_scrollbar)
+        self._scroll_update(size)  # the scrollbar's size and position; the caller repaints the rows
+        if scrollbar != self.show_vertical_scrollbar:
+            self.refresh(layout=True)
 
     def _visible_rows(self) -> tuple[int, int]:
         """The rows on screen: [top, bottom)."""

@@ -162,7 +162,10 @@ async def stream_reply(
     store = ex.store
     await ex.start_stream()
     sent_tokens = 0
-    anchor_time = last_sent = loop.time()
+    # Deadlines count from the request's arrival plus its latency, so time spent parsing a burst of
+    # requests is caught up rather than added to every stream.
+    anchor_time = loop.time() - ex.elapsed_ms() / 1000.0 + plan.latency_s
+    last_sent = loop.time()
     anchor_tokens = 0
     fixed = plan.speed_override
     speed = fixed if fixed is not None else store.knobs.stream_speed

@@ -233,5 +233,10 @@ def too_deep(data: Any, limit: int) -> bool:
 
 
 def redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Headers with credentials replaced by a mark that shows only that one was sent."""
+    """Headers with credentials replaced by a mark that shows only that one was sent.
+
+    Without credentials the same dict is returned: it is never changed after parsing.
+    """
+    if REDACTED_HEADERS.isdisjoint(headers):
+        return headers
     return {k: ("[redacted]" if k in REDACTED_HEADERS else v) for k, v in headers.items()}

@@ -307,8 +307,8 @@ async def _serve_headless(args: argparse.Namespace, store: Store, handle: Server
         loop.add_signal_handler(sig, stop.set)
     async with headless_tasks(args, store):
         await handle.start()
-        freeze_startup_objects()
         print_serving(handle.host, handle.port, store)
+        handle.app.prepare_fallback().add_done_callback(lambda _: freeze_startup_objects())
         try:
             await stop.wait()
         finally:
@@ -353,12 +353,12 @@ def worker_app() -> MockApp:
     store = make_store(args)
     setup_logging(args.log_file, to_stderr=True)
     app = build_app(args, store)
-    app.router.lifespan_context = lambda _app: headless_tasks(args, store)
+    app.fallback.router.lifespan_context = lambda _app: headless_tasks(args, store)
     return app
 
 
 def freeze_startup_objects() -> None:
-    """Move everything made at start-up out of the garbage collector's sight.
+    """Move everything made at start-up (the FastAPI fallback too) out of the garbage collector's sight.
 
     The modules and the app never die, yet every full collection walked them all: measured under
     wrk, this alone moves headless throughput from about 3,700 to 4,700 requests a second.

@@ -1,8 +1,9 @@
 """The HTTP server: `create_app(store)` and the embedded uvicorn runner.
 
-The model endpoints are served by a small pure-ASGI dispatcher in front of the FastAPI app
-(measured: FastAPI's own routing costs about half the throughput); everything else (`/health`,
-`/_mock/*`, docs, 404s) falls through to FastAPI.
+The model endpoints and `/health` are served by a small pure-ASGI dispatcher (measured: FastAPI's
+own routing costs about half the throughput); everything else (`/_mock/*`, docs, 404s) falls
+through to a FastAPI app. That app is built off the event loop's thread once the server listens
+(importing FastAPI takes about half a second), so the first model request never waits for it.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import contextlib
 import errno
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mockllm_tui import __version__
@@ -34,9 +32,13 @@ from mockllm_tui.providers.registry import build_providers
 from mockllm_tui.ratelimit import RateLimiter
 from mockllm_tui.state import Store
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 log = logging.getLogger("mockllm_tui")
 
 READ_TIMEOUT_S = 30.0
+HEALTH = {"status": "ok"}
 
 Guard = Callable[[Exchange, Provider], None]
 
@@ -50,18 +52,21 @@ class PortInUse(OSError):
         self.port = port
 
 
-class MockApp(FastAPI):
-    """The FastAPI app, with the model endpoints dispatched in plain ASGI before FastAPI's stack."""
+class MockApp:
+    """The ASGI app: model endpoints and `/health` in plain ASGI, the rest through a FastAPI fallback."""
 
-    store: Store
-    providers: list[Provider]
-    guards: list[Guard]
-
-    def setup_dispatch(self, store: Store, providers: list[Provider]) -> None:
-        """Build the route tables once, at start-up."""
+    def __init__(self, store: Store, providers: list[Provider]) -> None:
         self.store = store
         self.providers = providers
-        self.guards = []
+        self.guards: list[Guard] = []
+        self._fallback: FastAPI | None = None
+        self._fallback_lock = threading.Lock()
+        self._fallback_pending: asyncio.Future[FastAPI] | None = None
+        self._cors: Callable[[Scope, Receive, Send], Any] | None = None
+        self.setup_dispatch(providers)
+
+    def setup_dispatch(self, providers: list[Provider]) -> None:
+        """Build the route tables once, at start-up."""
         self._exact: dict[tuple[str, str], Endpoint] = {}
         self._known_paths: dict[str, Endpoint] = {}
         self._prefixes: list[tuple[str, str, Endpoint]] = []
@@ -104,10 +109,28 @@ class MockApp(FastAPI):
             expose_headers=["x-request-id", "request-id", "retry-after"],
         )
 
+    @property
+    def fallback(self) -> FastAPI:
+        """The FastAPI app behind the dispatcher (`/_mock/*`, docs, 404s), built on first use."""
+        with self._fallback_lock:
+            if self._fallback is None:
+                self._fallback = build_fallback(self)
+            return self._fallback
+
+    def prepare_fallback(self) -> asyncio.Future[FastAPI]:
+        """Build the fallback on a worker thread, so the loop keeps serving model requests meanwhile."""
+        loop = asyncio.get_running_loop()
+        if self._fallback_pending is None or self._fallback_pending.get_loop() is not loop:
+            self._fallback_pending = loop.run_in_executor(None, lambda: self.fallback)
+        return self._fallback_pending
+
+    async def _call_fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        api = self._fallback if self._fallback is not None else await self.prepare_fallback()
+        await api(scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cors = getattr(self, "_cors", None)
-        if cors is not None:
-            await cors(scope, receive, send)
+        if self._cors is not None:
+            await self._cors(scope, receive, send)
         else:
             await self.dispatch(scope, receive, send)
 
@@ -130,13 +153,16 @@ class MockApp(FastAPI):
                 if shape is not None:
                     await self._serve(None, shape, scope, receive, send)
                     return
+            if path == "/health" and method == "GET":
+                await Exchange(scope, receive, send, self.store).send_json(200, HEALTH)
+                return
             if not path.startswith("/_mock/"):
                 await self._journaled(scope, receive, send)
                 return
             if not admin_allowed(self.store, path, scope.get("headers", ())):
                 await send_unauthorized(send, scope.get("headers", ()))
                 return
-        await super().__call__(scope, receive, send)
+        await self._call_fallback(scope, receive, send)
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a non-model route through FastAPI, recording it in the journal like any request."""
@@ -153,7 +179,7 @@ class MockApp(FastAPI):
             await send(message)
 
         try:
-            await super().__call__(scope, receive, recording_send)
+            await self._call_fallback(scope, receive, recording_send)
         finally:
             self.store.end_request(entry, status, size)
 
@@ -224,20 +250,32 @@ class MockApp(FastAPI):
 
 def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:
     """The whole server as one ASGI app, sharing `store` with the caller."""
-    app = MockApp(
+    app = MockApp(store, build_providers(plugins))
+    app.add_guard(AuthGuard(store))
+    app.add_guard(RateLimiter(store))
+    return app
+
+
+def build_fallback(mock: MockApp) -> FastAPI:
+    """The FastAPI app for what the dispatcher does not serve itself: the admin API, docs, 404s."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from mockllm_tui.admin import install_admin
+
+    app = FastAPI(
         title="mockllm-tui",
         version=__version__,
         docs_url="/_mock/docs",
         redoc_url=None,
         openapi_url="/_mock/openapi.json",
     )
-    app.setup_dispatch(store, build_providers(plugins))
-    app.add_guard(AuthGuard(store))
-    app.add_guard(RateLimiter(store))
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, str]:  # served by the dispatcher; here for the docs and other methods
+        return HEALTH
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -249,9 +287,7 @@ def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
         return JSONResponse(openai_error(400, f"{where}: {first.get('msg', 'invalid')}", param=where), status_code=400)
 
-    from mockllm_tui.admin import install_admin
-
-    install_admin(app, store)
+    install_admin(app, mock.store, mock.providers)
     return app
 
 
@@ -408,7 +444,7 @@ class ServerHandle:
         return f"http://{host}:{self.port}/v1"
 
     async def start(self) -> None:
-        """Serve on the running loop; returns once the server listens."""
+        """Serve on the running loop; returns once the server listens (the FastAPI fallback then builds)."""
         self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="mockllm-server")
         ready = asyncio.create_task(self.server.ready.wait())
         done, _ = await asyncio.wait({self.task, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -416,6 +452,11 @@ class ServerHandle:
             ready.cancel()
             self.task.result()
             raise RuntimeError("the server stopped during start-up")
+        self.app.prepare_fallback()
+
+    async def fully_ready(self) -> None:
+        """Wait until every route is ready (the FastAPI fallback is built)."""
+        await self.app.prepare_fallback()
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then close."""

@@ -44,6 +44,9 @@ class FixedHandle:
 
     url = "http://127.0.0.1:8000/v1"
 
+    async def fully_ready(self) -> None:
+        """Nothing to wait for."""
+
     async def start(self) -> None:
         """Nothing to start."""
 

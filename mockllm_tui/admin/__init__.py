@@ -7,12 +7,14 @@ from fastapi import FastAPI
 from mockllm_tui.admin.journal import router as journal_router
 from mockllm_tui.admin.rules import router as rules_router
 from mockllm_tui.admin.settings import router as settings_router
+from mockllm_tui.providers.base import Provider
 from mockllm_tui.state import Store
 
 
-def install_admin(app: FastAPI, store: Store) -> None:
-    """Mount every admin router on the app; the store is reachable as `app.state.store`."""
+def install_admin(app: FastAPI, store: Store, providers: list[Provider]) -> None:
+    """Mount every admin router on the app; the store and providers are `app.state.store` and `.providers`."""
     app.state.store = store
+    app.state.providers = providers
     app.include_router(journal_router)
     app.include_router(settings_router)
     app.include_router(rules_router)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from mockllm_tui.providers.base import Provider
 from mockllm_tui.providers.registry import plugin_errors
 from mockllm_tui.state import Store
 
@@ -36,7 +37,7 @@ async def clear_journal(request: Request) -> dict[str, Any]:
 @router.get("/providers")
 async def list_providers(request: Request) -> dict[str, Any]:
     """The providers loaded, their endpoints, and any plugin that failed to load."""
-    providers = request.app.providers
+    providers: list[Provider] = request.app.state.providers
     return {
         "object": "list",
         "data": [

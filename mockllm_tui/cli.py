@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from mockllm_tui import __version__
 from mockllm_tui.knobs import CHUNK_MODES, ERROR_MODES, KnobError
-from mockllm_tui.server import MockApp, PortInUse, ServerHandle, create_app
+from mockllm_tui.server import CannotListen, MockApp, ServerHandle, create_app
 from mockllm_tui.state import DEFAULT_JOURNAL_SIZE, Store
 
 log = logging.getLogger("mockllm_tui")
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port",
         type=int,
-        default=int(env.get("MOCKLLM_PORT", "8000")),
+        default=env.get("MOCKLLM_PORT", "8000"),
         help="Port to listen on; 0 picks a free one and prints it. [MOCKLLM_PORT]",
     )
     parser.add_argument(
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--journal-size",
         type=int,
-        default=int(env.get("MOCKLLM_JOURNAL_SIZE", str(DEFAULT_JOURNAL_SIZE))),
+        default=env.get("MOCKLLM_JOURNAL_SIZE", str(DEFAULT_JOURNAL_SIZE)),
         help="How many requests the in-memory journal keeps (oldest dropped first). [MOCKLLM_JOURNAL_SIZE]",
     )
     parser.add_argument(
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-body-mb",
         type=float,
-        default=float(env.get("MOCKLLM_MAX_BODY_MB", "10")),
+        default=env.get("MOCKLLM_MAX_BODY_MB", "10"),
         metavar="MB",
         help="Refuse request bodies larger than this with a 413. [MOCKLLM_MAX_BODY_MB]",
     )
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(env.get("MOCKLLM_WORKERS", "1")),
+        default=env.get("MOCKLLM_WORKERS", "1"),
         metavar="N",
         help="With --headless: serve from N processes, each watching the responses file; the journal and "
         "counters are per process. The panel is single-process by design. [MOCKLLM_WORKERS]",
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.headless:
             return run_headless(args, store)
         return run_panel(args, store)
-    except PortInUse as exc:
+    except CannotListen as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -258,7 +258,7 @@ def build_app(args: argparse.Namespace, store: Store) -> MockApp:
 
 
 def prepare(args: argparse.Namespace, store: Store) -> ServerHandle:
-    """Load the rules, build the app and bind the port (raises PortInUse before anything starts)."""
+    """Load the rules, build the app and bind the port (raises CannotListen before anything starts)."""
     handle = ServerHandle(build_app(args, store), args.host, args.port)
     store.url = handle.url
     return handle

@@ -142,7 +142,7 @@ def _decide_error(
     header_mode = headers.get("x-mock-error-mode")
     mode = header_mode if header_mode in ERROR_MODES else None
     raw_status = headers.get("x-mock-error")
-    if raw_status is not None and raw_status.isdigit() and 400 <= int(raw_status) <= 599:
+    if raw_status is not None and raw_status.isascii() and raw_status.isdigit() and 400 <= int(raw_status) <= 599:
         return InjectedError(int(raw_status), mode or "before", "header")
     if mode in ("disconnect", "timeout"):
         return InjectedError(knobs.error_status[0], mode, "header")

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 PREVIEW_CHARS = 80
 DISCONNECT_STATUS = 499
+#: Recorded for a request the server itself cut short (shutdown), not the client.
+SHUTDOWN_STATUS = 503
 #: The longest single sleep while pacing a stream; longer waits re-read the live speed this often.
 SPEED_POLL_S = 0.25
 
@@ -205,10 +207,10 @@ async def stream_reply(
         await ex.end_stream()
         endpoint.remember(conversation, reply, ctx, None)
     except (asyncio.CancelledError, ClientGone):
-        if not ex.client_gone():
-            ex.abandon(DISCONNECT_STATUS)
+        gone = ex.client_gone()
+        ex.abandon(DISCONNECT_STATUS if gone else SHUTDOWN_STATUS)
+        if not gone:
             raise
-        ex.abandon(DISCONNECT_STATUS)
 
 
 def _cut_point(frames: list[Frame]) -> int:

@@ -25,7 +25,7 @@ from mockllm_tui import __version__
 from mockllm_tui.auth import AuthGuard, admin_allowed, send_unauthorized
 from mockllm_tui.conversation import RequestError
 from mockllm_tui.exchange import ClientGone, CutConnection, Exchange, Receive, Scope, Send
-from mockllm_tui.pipeline import DISCONNECT_STATUS, InjectedFailure
+from mockllm_tui.pipeline import DISCONNECT_STATUS, SHUTDOWN_STATUS, InjectedFailure
 from mockllm_tui.providers.base import Endpoint, Provider
 from mockllm_tui.providers.openai_common import openai_error
 from mockllm_tui.providers.registry import build_providers
@@ -43,7 +43,11 @@ HEALTH = {"status": "ok"}
 Guard = Callable[[Exchange, Provider], None]
 
 
-class PortInUse(OSError):
+class CannotListen(OSError):
+    """The address cannot be listened on; the message is one line for the user."""
+
+
+class PortInUse(CannotListen):
     """The port is taken by another process."""
 
     def __init__(self, host: str, port: int) -> None:
@@ -125,7 +129,7 @@ class MockApp:
         return self._fallback_pending
 
     async def _call_fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
-        api = self._fallback if self._fallback is not None else await self.prepare_fallback()
+        api = self._fallback if self._fallback is not None else await asyncio.shield(self.prepare_fallback())
         await api(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,7 +157,7 @@ class MockApp:
                 if shape is not None:
                     await self._serve(None, shape, scope, receive, send)
                     return
-            if path == "/health" and method == "GET":
+            if path == "/health" and method in ("GET", "HEAD"):
                 await Exchange(scope, receive, send, self.store).send_json(200, HEALTH)
                 return
             if not path.startswith("/_mock/"):
@@ -217,7 +221,7 @@ class MockApp:
         except CutConnection:
             raise
         except asyncio.CancelledError:
-            ex.abandon(DISCONNECT_STATUS)
+            ex.abandon(DISCONNECT_STATUS if ex.client_gone() else SHUTDOWN_STATUS)
             if not ex.client_gone():
                 raise
         except Exception:
@@ -304,20 +308,26 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
             raise PortInUse(host, port) from None
-        raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CannotListen(f"cannot listen on {host} port {port}: {reason}") from None
     sock.listen(2048)
     sock.setblocking(False)
     return sock
 
 
 class _QuietCuts(logging.Filter):
+    """Drop uvicorn's tracebacks for connections we cut on purpose or cancelled at shutdown."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, CutConnection)
+        return not isinstance(exc, CutConnection | asyncio.CancelledError)
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -435,7 +445,6 @@ class ServerHandle:
         config = uvicorn_config(app, read_timeout_s=read_timeout_s, timeout_graceful_shutdown=grace_s)
         self.server = EmbeddedServer(config)
         self.task: asyncio.Task[None] | None = None
-        logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
 
     @property
     def url(self) -> str:
@@ -456,7 +465,7 @@ class ServerHandle:
 
     async def fully_ready(self) -> None:
         """Wait until every route is ready (the FastAPI fallback is built)."""
-        await self.app.prepare_fallback()
+        await asyncio.shield(self.app.prepare_fallback())
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then close."""

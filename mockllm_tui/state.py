@@ -53,6 +53,7 @@ class JournalEntry:
     request_body: bytes = b""
     reply_text: str = ""
     first_chunk_at: float | None = None
+    stream_started: bool = False
     started: float = field(default_factory=perf_counter)
 
     def public(self, *, with_body: bool = False) -> dict[str, Any]:
@@ -227,7 +228,9 @@ class Store:
     def open_stream(self, entry: JournalEntry) -> None:
         """Mark the entry as a stream that has started."""
         entry.stream = True
-        self._counters.streams_open += 1
+        if not entry.stream_started:
+            entry.stream_started = True
+            self._counters.streams_open += 1
 
     def add_chunk(self, entry: JournalEntry, text: str, size: int) -> None:
         """Record a stream chunk as it goes out."""
@@ -255,7 +258,7 @@ class Store:
         entry.duration_ms = (time.perf_counter() - entry.started) * 1000.0
         c = self._counters
         c.in_flight -= 1
-        if entry.stream:
+        if entry.stream_started:
             c.streams_open -= 1
         c.total += 1
         c.by_status[status] = c.by_status.get(status, 0) + 1

@@ -48,6 +48,7 @@ class Exchange:
         "status",
         "store",
         "t0",
+        "timing_header",
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, store: Store) -> None:
@@ -64,6 +65,7 @@ class Exchange:
         self.body = b""
         self.status = 0
         self.extra_headers: list[tuple[bytes, bytes]] = []
+        self.timing_header: bytes | None = None
         self._started_stream = False
         self._watcher: asyncio.Future[Message] | None = None
 
@@ -131,9 +133,15 @@ class Exchange:
             *self.extra_headers,
             *(headers or ()),
         ]
+        self._add_timing(raw_headers)
         await self.send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await self.send({"type": "http.response.body", "body": body})
         self.store.end_request(self.entry, status, len(body))
+
+    def _add_timing(self, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        """The provider's processing-time header (e.g. `openai-processing-ms`), measured as the head goes out."""
+        if self.timing_header is not None:
+            raw_headers.append((self.timing_header, b"%d" % self.elapsed_ms()))
 
     async def send_json(self, status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         """Send an object as JSON."""
@@ -149,6 +157,7 @@ class Exchange:
             *self.extra_headers,
             *(headers or ()),
         ]
+        self._add_timing(raw_headers)
         await self.send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         self._started_stream = True
         self.store.open_stream(self.entry)

@@ -151,7 +151,7 @@ class MockApp:
                     provider = self.provider_for_path(path, scope.get("headers", ())) or provider
                 await self._serve(endpoint, provider, scope, receive, send)
                 return
-            known = self._known_paths.get(path)
+            known = self._known(path)
             if known is not None or path.startswith(("/v1/", "/messages/")):
                 shape = known.provider if known else self.provider_for_path(path, scope.get("headers", ()))
                 if shape is not None:
@@ -187,11 +187,17 @@ class MockApp:
         finally:
             self.store.end_request(entry, status, size)
 
-    def _match_prefix(self, method: str, path: str) -> Endpoint | None:
+    def _match_prefix(self, method: str | None, path: str) -> Endpoint | None:
+        """The `/{id}` route for this path (any method when `method` is None)."""
         for m, prefix, endpoint in self._prefixes:
-            if m == method and path.startswith(prefix) and "/" not in path[len(prefix) :] and len(path) > len(prefix):
-                return endpoint
+            if (method is None or m == method) and path.startswith(prefix) and len(path) > len(prefix):
+                if "/" not in path[len(prefix) :]:
+                    return endpoint
         return None
+
+    def _known(self, path: str) -> Endpoint | None:
+        """An endpoint serving this path with some method (for 405 rather than 404)."""
+        return self._known_paths.get(path) or self._match_prefix(None, path)
 
     async def _serve(
         self, endpoint: Endpoint | None, provider: Provider, scope: Scope, receive: Receive, send: Send
@@ -201,10 +207,10 @@ class MockApp:
         ex.entry.provider = provider.name
         ex.entry.request_id = request_id
         ex.extra_headers = provider.response_headers(ex, request_id)
+        ex.timing_header = provider.timing_header
         try:
             if endpoint is None:
-                known = self._known_paths.get(ex.path)
-                if known is not None:
+                if self._known(ex.path) is not None:
                     raise RequestError(f"method {scope['method']} is not allowed on {ex.path}", status=405)
                 raise RequestError(f"unknown path {scope['method']} {ex.path}", status=404)
             for guard in self.guards:

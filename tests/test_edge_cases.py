@@ -67,3 +67,22 @@ def test_an_address_that_cannot_be_listened_on_is_one_line(args: tuple[str, ...]
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot listen on") and says in last
+
+
+async def test_processing_time_header_counts_the_latency(live: Live) -> None:
+    async with httpx.AsyncClient(base_url=live.root) as client:
+        reply = await client.post(
+            "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+            headers={"x-mock-latency-ms": "120"},
+        )
+    assert reply.status_code == 200
+    assert int(reply.headers["openai-processing-ms"]) >= 120
+
+
+async def test_a_wrong_method_on_an_id_route_is_405(live: Live) -> None:
+    async with httpx.AsyncClient(base_url=live.root) as client:
+        wrong = await client.put("/v1/models/gpt-4o", json={})
+        unknown = await client.get("/v1/models/gpt-4o/extra")
+    assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
+    assert unknown.status_code == 404

@@ -95,6 +95,8 @@ class Provider:
 
     name: ClassVar[str] = ""
     endpoint_classes: ClassVar[tuple[type[Endpoint], ...]] = ()
+    #: A header carrying the milliseconds spent on the request, added as the response head goes out.
+    timing_header: ClassVar[bytes | None] = None
 
     def __init__(self) -> None:
         self.endpoints: list[Endpoint] = [cls(self) for cls in self.endpoint_classes]

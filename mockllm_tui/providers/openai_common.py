@@ -56,6 +56,8 @@ def openai_error(
 class OpenAIBase(Provider):
     """What every OpenAI-format provider shares: the error shape and the headers."""
 
+    timing_header = b"openai-processing-ms"
+
     def owns_path(self, path: str) -> bool:
         """Everything that is not Anthropic's is answered in OpenAI's shape."""
         return True
@@ -80,12 +82,8 @@ class OpenAIBase(Provider):
         return b"data: " + orjson.dumps(openai_error(status, message)) + b"\n\n"
 
     def response_headers(self, ex: Exchange, request_id: str) -> list[tuple[bytes, bytes]]:
-        """`x-request-id` and `openai-processing-ms`."""
-        return [
-            (b"x-request-id", request_id.encode()),
-            (b"openai-processing-ms", str(int(ex.elapsed_ms())).encode()),
-            (b"openai-version", b"2020-10-01"),
-        ]
+        """`x-request-id` and `openai-version` (`openai-processing-ms` is added as the head goes out)."""
+        return [(b"x-request-id", request_id.encode()), (b"openai-version", b"2020-10-01")]
 
 
 # -- parsing helpers ---------------------------------------------------------------------------

@@ -190,9 +190,9 @@ class MockApp:
     def _match_prefix(self, method: str | None, path: str) -> Endpoint | None:
         """The `/{id}` route for this path (any method when `method` is None)."""
         for m, prefix, endpoint in self._prefixes:
-            if (method is None or m == method) and path.startswith(prefix) and len(path) > len(prefix):
-                if "/" not in path[len(prefix) :]:
-                    return endpoint
+            tail = path[len(prefix) :] if path.startswith(prefix) else ""
+            if (method is None or m == method) and tail and "/" not in tail:
+                return endpoint
         return None
 
     def _known(self, path: str) -> Endpoint | None:

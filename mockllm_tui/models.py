@@ -47,6 +47,7 @@ def _m(id: str, created: int, *aliases: str, owned_by: str = "system", dimension
 
 
 DEFAULT_MODELS: tuple[ModelInfo, ...] = (
+    _m("gpt-5.5-2026-04-23", 1776902400, "gpt-5.5"),
     _m("gpt-5-2025-08-07", 1754425777, "gpt-5"),
     _m("gpt-5-mini-2025-08-07", 1754425867, "gpt-5-mini"),
     _m("gpt-5-nano-2025-08-07", 1754426303, "gpt-5-nano"),
@@ -64,6 +65,11 @@ DEFAULT_MODELS: tuple[ModelInfo, ...] = (
     _m("text-embedding-3-small", 1705948997, dimensions=1536),
     _m("text-embedding-3-large", 1705953180, dimensions=3072),
     _m("text-embedding-ada-002", 1671217299, owned_by="openai-internal", dimensions=1536),
+    _m("claude-opus-5-5", 1780000000, owned_by="anthropic"),
+    _m("claude-sonnet-5-5", 1780000000, owned_by="anthropic"),
+    _m("claude-haiku-5-5", 1780000000, owned_by="anthropic"),
+    _m("claude-opus-4-6", 1770000000, owned_by="anthropic"),
+    _m("claude-sonnet-4-6", 1770000000, owned_by="anthropic"),
     _m("claude-opus-4-1-20250805", 1754352000, "claude-opus-4-1", owned_by="anthropic"),
     _m("claude-opus-4-20250514", 1747180800, "claude-opus-4-0", owned_by="anthropic"),
     _m("claude-sonnet-4-5-20250929", 1759104000, "claude-sonnet-4-5", owned_by="anthropic"),

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Any
 
 from mockllm_tui.conversation import Reply
 from mockllm_tui.knobs import ERROR_MODES, Knobs
@@ -179,12 +178,3 @@ def retry_headers(status: int, wait_ms: float = INJECTED_RETRY_AFTER_MS) -> list
         (b"retry-after-ms", str(math.ceil(wait_ms)).encode()),
         (b"x-should-retry", b"true"),
     ]
-
-
-def describe_plan(plan: FaultPlan) -> dict[str, Any]:
-    """The plan as plain data (for the journal and the admin API)."""
-    return {
-        "latency_ms": round(plan.latency_s * 1000.0, 3),
-        "speed_override": plan.speed_override,
-        "error": plan.error.describe() if plan.error else None,
-    }

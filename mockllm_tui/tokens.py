@@ -7,7 +7,6 @@ character. That lands near real tokenizers' counts for English (about four chara
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from functools import lru_cache
 from typing import Literal
 
@@ -80,8 +79,3 @@ def count_conversation(conversation: Conversation) -> int:
 def count_json(value: object) -> int:
     """Tokens of a JSON value, counted over its compact text."""
     return count_tokens(orjson.dumps(value).decode())
-
-
-def count_texts(texts: Iterable[str]) -> int:
-    """Tokens of several texts together."""
-    return sum(count_tokens(t) for t in texts)

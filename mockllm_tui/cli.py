@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Refuse request bodies larger than this with a 413. [MOCKLLM_MAX_BODY_MB]",
     )
     parser.add_argument(
+        "--strict-models",
+        action="store_true",
+        default=_env_flag("MOCKLLM_STRICT_MODELS"),
+        help="Answer 404 model_not_found for models not in the registry (by default any model is served). "
+        "[MOCKLLM_STRICT_MODELS]",
+    )
+    parser.add_argument(
         "--cors",
         metavar="ORIGINS",
         default=env.get("MOCKLLM_CORS"),
@@ -232,6 +239,7 @@ def make_store(args: argparse.Namespace) -> Store:
     store = Store(journal_size=args.journal_size)
     store.set_knobs("cli", knob_values(args))
     store.max_body = int(args.max_body_mb * 1024 * 1024)
+    store.strict_models = args.strict_models
     store.responses_path = str(resolve_responses(args.responses))
     return store
 

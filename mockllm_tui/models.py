@@ -209,7 +209,8 @@ def model_not_found(name: str) -> RequestError:
 
 
 def check_model(store: Any, name: str) -> None:
-    """Raise a 404 `model_not_found` RequestError when the registry is strict and `name` is unknown."""
+    """Raise a 404 `model_not_found` RequestError when models are strict (the registry's flag or
+    `--strict-models`) and `name` is unknown."""
     registry = registry_of(store)
-    if registry.strict and registry.resolve(name) is None:
+    if (registry.strict or getattr(store, "strict_models", False)) and registry.resolve(name) is None:
         raise model_not_found(name)

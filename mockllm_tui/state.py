@@ -168,6 +168,7 @@ class Store:
         self._tokens_used = 0
         self.rng = random.Random(self._knobs.seed)
         self.max_body = 10 * 1024 * 1024
+        self.strict_models = False
         self.responses_path: str = ""
         self.url: str = ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TextIO
 
@@ -59,8 +60,6 @@ class RequestLogWriter:
 
     async def run(self) -> None:
         """Flush whenever events arrive, at most every FLUSH_INTERVAL_S."""
-        import asyncio
-
         try:
             while True:
                 await self.subscription.wait()

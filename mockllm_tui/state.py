@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Literal
 
-from mockllm_tui.knobs import Knobs
+from mockllm_tui.knobs import Knobs, validate_knob_values
 
 DEFAULT_JOURNAL_SIZE = 5_000
 DEFAULT_SUBSCRIPTION_SIZE = 10_000
@@ -294,8 +294,7 @@ class Store:
 
     def set_knobs(self, layer: str, values: dict[str, Any], *, replace_layer: bool = False) -> Knobs:
         """Set knob values in a layer ("cli" < "file" < "live") and publish the merged result."""
-        checked = Knobs().with_changes(**values)  # validates
-        del checked
+        validate_knob_values(values)
         current = {} if replace_layer else self._knob_layers[layer]
         self._knob_layers[layer] = {**current, **values}
         merged: dict[str, Any] = {}

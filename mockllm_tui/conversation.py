@@ -73,6 +73,23 @@ class Conversation:
             return self.messages[-1]
         return None
 
+    def transcript(self) -> list[tuple[str, str]]:
+        """The request as neutral (role, text) lines for people to read: system, turns, tools."""
+        out: list[tuple[str, str]] = []
+        if self.system:
+            out.append(("system", self.system))
+        for message in self.messages:
+            text = message.content
+            if message.tool_calls:
+                names = ", ".join(call.name for call in message.tool_calls)
+                text = (text + "\n" if text else "") + f"[tool call {names}]"
+            if message.role == "tool":
+                text = f"[tool result{' ' + message.name if message.name else ''}] {text}"
+            out.append((message.role, text))
+        if self.tools:
+            out.append(("tools", ", ".join(tool.name for tool in self.tools)))
+        return out
+
     def tool_named(self, name: str) -> ToolSpec | None:
         """The offered tool with this name, if any."""
         for tool in self.tools:

@@ -57,6 +57,7 @@ def record_conversation(ex: Exchange, conversation: Conversation) -> None:
     """Fill the journal entry from the parsed request."""
     entry = ex.entry
     entry.model = conversation.model
+    entry.conversation = conversation
     entry.preview = preview(conversation.last_user_text() or conversation.system)
     entry.stream = conversation.stream
 

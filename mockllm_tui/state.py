@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Literal
 
+from mockllm_tui.conversation import Conversation
 from mockllm_tui.knobs import Knobs, validate_knob_values
 
 DEFAULT_JOURNAL_SIZE = 5_000
@@ -55,6 +56,11 @@ class JournalEntry:
     first_chunk_at: float | None = None
     stream_started: bool = False
     started: float = field(default_factory=perf_counter)
+    conversation: Conversation | None = None
+
+    def transcript(self) -> list[tuple[str, str]]:
+        """The request as neutral (role, text) lines, as its provider parsed it (empty if it was not)."""
+        return self.conversation.transcript() if self.conversation is not None else []
 
     def public(self, *, with_body: bool = False) -> dict[str, Any]:
         """The entry as plain data (for the admin API and the export)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
+from mockllm_tui.conversation import Conversation, Message
 from mockllm_tui.rules import load_initial
 from mockllm_tui.state import Store
 from mockllm_tui.tui.app import MockPanel
@@ -68,6 +69,7 @@ def fixed_store(tmp_path: Path) -> Store:
             body["stream"] = True
             store.open_stream(entry)
         entry.request_body = json.dumps(body).encode()
+        entry.conversation = Conversation("openai", "chat.completions", "gpt-4o", [Message("user", prompt)])
         entry.request_headers = {"content-type": "application/json", "authorization": "[redacted]"}
         entry.provider, entry.model, entry.preview, entry.rule = "openai", "gpt-4o", prompt, rule
         if status >= 400:

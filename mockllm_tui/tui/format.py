@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from typing import Any
 
 from rich.text import Text
 
@@ -132,64 +131,6 @@ def live_stats(entry: JournalEntry, now: float | None = None) -> dict[str, float
     if entry.first_chunk_at is not None and end > entry.first_chunk_at:
         rate = tokens / (end - entry.first_chunk_at)
     return {"chunks": len(entry.chunks), "tokens": tokens, "tokens_per_s": rate, "ttft_ms": ttft}
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict):
-                if isinstance(part.get("text"), str):
-                    parts.append(part["text"])
-                elif part.get("type") in ("tool_use", "function_call"):
-                    parts.append(f"[tool call {part.get('name', '')}]")
-                elif part.get("type") in ("tool_result", "function_call_output"):
-                    parts.append(f"[tool result] {_content_text(part.get('content') or part.get('output'))}")
-                else:
-                    parts.append(f"[{part.get('type', 'part')}]")
-            else:
-                parts.append(str(part))
-        return "\n".join(parts)
-    return "" if content is None else json.dumps(content)
-
-
-def conversation_lines(body: bytes) -> list[tuple[str, str]]:
-    """(role, text) pairs from an OpenAI or Anthropic request body, system and tools included."""
-    try:
-        data = json.loads(body) if body else {}
-    except ValueError:
-        return [("body", body.decode("utf-8", "replace"))]
-    if not isinstance(data, dict):
-        return [("body", json.dumps(data))]
-    out: list[tuple[str, str]] = []
-    for key in ("system", "instructions"):
-        if data.get(key):
-            out.append(("system", _content_text(data[key])))
-    messages = data.get("messages")
-    if messages is None:
-        messages = data.get("input")
-    if isinstance(messages, str):
-        out.append(("user", messages))
-    elif isinstance(messages, list):
-        for m in messages:
-            if not isinstance(m, dict):
-                continue
-            text = _content_text(m.get("content"))
-            if m.get("tool_calls"):
-                names = ", ".join(str(c.get("function", {}).get("name", "")) for c in m["tool_calls"])
-                text = (text + "\n" if text else "") + f"[tool call {names}]"
-            out.append((str(m.get("role") or m.get("type") or "?"), text))
-    elif "prompt" in data:
-        out.append(("user", _content_text(data["prompt"])))
-    tools = data.get("tools")
-    if isinstance(tools, list) and tools:
-        tool_names = [
-            str(t.get("name") or t.get("function", {}).get("name", "?")) for t in tools if isinstance(t, dict)
-        ]
-        out.append(("tools", ", ".join(tool_names)))
-    return out
 
 
 def curl_command(entry: JournalEntry, root: str) -> str:

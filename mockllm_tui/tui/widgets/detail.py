@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from mockllm_tui.state import JournalEntry
-from mockllm_tui.tui.format import conversation_lines, live_stats, status_style
+from mockllm_tui.tui.format import live_stats, status_style
 
 MIN_LAYOUT_INTERVAL_S = 0.3
 MIN_SWITCH_INTERVAL_S = 0.4  # following a busy log, the selection changes every tick
@@ -40,7 +40,7 @@ def describe_entry(entry: JournalEntry) -> RenderableType:
     if entry.fault:
         parts.append(Text(f"fault injected: {entry.fault}", style="bold red"))
     parts.append(Rule("Conversation", style="dim"))
-    for role, text in conversation_lines(entry.request_body):
+    for role, text in entry.transcript() or ([("request", entry.preview)] if entry.preview else []):
         line = Text()
         line.append(f"{role}: ", style=f"bold {ROLE_STYLES.get(role, 'white')}")
         line.append(text)

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from mockllm_tui.cli import build_parser, knob_values, prepare, resolve_responses
-from mockllm_tui.state import Store
+from mockllm_tui.core.store import Store
 
 SHOW_TIMEOUT_S = 2.0
 

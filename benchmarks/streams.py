@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from mockllm_tui.tokens import count_tokens
+from mockllm_tui.core.tokens import count_tokens
 from tests.test_hardening_load import RawConnection
 
 STREAM_BODY = {

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mockllm_tui import __version__
-from mockllm_tui.knobs import CHUNK_MODES, ERROR_MODES, KnobError
-from mockllm_tui.server import CannotListen, MockApp, ServerHandle, create_app
-from mockllm_tui.state import DEFAULT_JOURNAL_SIZE, Store
+from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
+from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, Store
+from mockllm_tui.http.app import CannotListen, MockApp, ServerHandle, create_app
 
 log = logging.getLogger("mockllm_tui")
 
@@ -288,7 +288,7 @@ def run_headless(args: argparse.Namespace, store: Store) -> int:
 @asynccontextmanager
 async def headless_tasks(args: argparse.Namespace, store: Store) -> AsyncIterator[None]:
     """The request log (stdout and --log-file) and the file watcher, while the server runs."""
-    from mockllm_tui.request_log import RequestLogWriter
+    from mockllm_tui.core.request_log import RequestLogWriter
     from mockllm_tui.rules import watch_rules
 
     sinks: list[TextIO] = [sys.stdout]
@@ -343,7 +343,7 @@ def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
     """
     from uvicorn.supervisors import Multiprocess
 
-    from mockllm_tui.server import bind_socket, uvicorn_config
+    from mockllm_tui.http.app import bind_socket, uvicorn_config
 
     sock = bind_socket(args.host, args.port)
     os.environ[WORKER_ARGV_ENV] = json.dumps(argv)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mockllm_tui.conversation import Conversation, Reply
+from mockllm_tui.core.conversation import Conversation, Reply
 
 DEFAULT_TEXT = "This is a mock response from mockllm-tui."
 

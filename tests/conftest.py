@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mockllm_tui.server import MockApp, ServerHandle, create_app
-from mockllm_tui.state import Store
+from mockllm_tui.core.store import Store
+from mockllm_tui.http.app import MockApp, ServerHandle, create_app
 
 HOST = "127.0.0.1"
 

@@ -14,8 +14,8 @@ import pytest
 from anthropic.types import ErrorResponse, Message, MessageTokensCount, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
-from mockllm_tui.conversation import Conversation, Reply, ToolCall
-from mockllm_tui.models import ModelRegistry
+from mockllm_tui.core.conversation import Conversation, Reply, ToolCall
+from mockllm_tui.core.models import ModelRegistry
 from tests.conftest import Live
 
 MODEL = "claude-haiku-4-5"

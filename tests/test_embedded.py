@@ -8,8 +8,8 @@ import httpx
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
-from mockllm_tui.server import ServerHandle, create_app
-from mockllm_tui.state import Store
+from mockllm_tui.core.store import Store
+from mockllm_tui.http.app import ServerHandle, create_app
 from tests.conftest import make_store
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from mockllm_tui.conversation import ErrorReply, Reply
-from mockllm_tui.faults import FaultPlan, InjectedError, chunk_lateness, decide, retry_headers, sample_latency_ms
-from mockllm_tui.knobs import Knobs
-from mockllm_tui.ratelimit import Bucket, openai_duration, rfc3339
-from mockllm_tui.state import Store
+from mockllm_tui.core.conversation import ErrorReply, Reply
+from mockllm_tui.core.knobs import Knobs
+from mockllm_tui.core.store import Store
+from mockllm_tui.engine.faults import FaultPlan, InjectedError, chunk_lateness, decide, retry_headers, sample_latency_ms
+from mockllm_tui.http.ratelimit import Bucket, openai_duration, rfc3339
 
 
 def plan(knobs: Knobs, reply: Reply | None = None, headers: dict[str, str] | None = None, **kw: Any) -> FaultPlan:
@@ -170,7 +170,7 @@ def test_reset_formats() -> None:
 
 
 def test_key_matching_accepts_either_header_and_nothing_else() -> None:
-    from mockllm_tui.auth import admin_allowed, key_matches
+    from mockllm_tui.http.auth import admin_allowed, key_matches
 
     assert key_matches("k1", {"x-api-key": "k1"})
     assert key_matches("k1", {"authorization": "Bearer k1"})

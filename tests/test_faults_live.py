@@ -24,7 +24,7 @@ class Fixed:
     """A reply source with one fixed reply (stands in for the rules engine)."""
 
     def __init__(self, **reply: Any) -> None:
-        from mockllm_tui.conversation import Reply
+        from mockllm_tui.core.conversation import Reply
 
         self.reply = Reply(**reply)
 
@@ -67,7 +67,7 @@ LEVELS = ("default", "cli", "file", "live", "rule", "header")
 @pytest.mark.parametrize("level", LEVELS)
 async def test_precedence_through_the_server(live: Live, level: str) -> None:
     """Each level set up to `level` (the status tells which one won): header > rule > live > file > cli > default."""
-    from mockllm_tui.conversation import ErrorReply
+    from mockllm_tui.core.conversation import ErrorReply
 
     store = live.store
     store.set_knobs("live", {"error_rate": 1.0})
@@ -105,7 +105,7 @@ async def test_injected_error_shape_and_retry_headers(live: Live) -> None:
 
 
 async def test_rule_error_keeps_its_type_and_a_header_error_beats_it(live: Live) -> None:
-    from mockllm_tui.conversation import ErrorReply
+    from mockllm_tui.core.conversation import ErrorReply
 
     live.store.set_rules(Fixed(error=ErrorReply(status=529, message="busy", type="overloaded_error"), rule="busy"))
     async with httpx.AsyncClient() as http:
@@ -403,7 +403,7 @@ async def test_settings_get_patch_delete_and_fail_next(live: Live) -> None:
 
 
 async def test_settings_save_writes_live_values_into_the_file_but_never_the_key(tmp_path: Path) -> None:
-    from mockllm_tui.server import ServerHandle, create_app
+    from mockllm_tui.http.app import ServerHandle, create_app
     from tests.conftest import HOST, make_store
 
     responses = tmp_path / "responses.yml"

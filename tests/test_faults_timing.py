@@ -8,7 +8,7 @@ from typing import Any
 import openai
 import pytest
 
-from mockllm_tui.tokens import count_tokens
+from mockllm_tui.core.tokens import count_tokens
 from tests.conftest import Live
 from tests.test_faults_live import MESSAGES, Fixed
 

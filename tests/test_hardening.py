@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from openai.types.shared import ErrorObject
 
 from mockllm_tui import cli
-from mockllm_tui.exchange import MAX_JSON_DEPTH
-from mockllm_tui.knobs import KnobError
-from mockllm_tui.request_log import format_json, format_text
-from mockllm_tui.server import MockApp, ServerHandle, create_app
+from mockllm_tui.core.knobs import KnobError
+from mockllm_tui.core.request_log import format_json, format_text
+from mockllm_tui.engine.exchange import MAX_JSON_DEPTH
+from mockllm_tui.http.app import MockApp, ServerHandle, create_app
 from tests.conftest import HOST, Live, make_store
 from tests.test_hardening_load import RawConnection, wait_for
 

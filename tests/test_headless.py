@@ -143,7 +143,7 @@ def test_help_explains_each_option() -> None:
 
 def test_domain_modules_never_import_textual() -> None:
     code = (
-        "import sys, mockllm_tui.state, mockllm_tui.server, mockllm_tui.cli;"
+        "import sys, mockllm_tui.core.store, mockllm_tui.http.app, mockllm_tui.cli;"
         "assert not [m for m in sys.modules if m == 'textual' or m.startswith('textual.')], 'textual imported'"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -11,7 +11,7 @@ import pytest
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from mockllm_tui.conversation import Conversation, Reply
+from mockllm_tui.core.conversation import Conversation, Reply
 from mockllm_tui.default_replies import DEFAULT_TEXT
 from tests.conftest import Live
 from tests.openai_testkit import assert_openai_error, post_raw, sse_data

@@ -11,9 +11,9 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types import Completion, CompletionChoice, CreateEmbeddingResponse, Model
 
+from mockllm_tui.core.models import ModelRegistry, check_model, default_registry, resolve
+from mockllm_tui.core.store import Store
 from mockllm_tui.default_replies import DEFAULT_TEXT, FixedReplies
-from mockllm_tui.models import ModelRegistry, check_model, default_registry, resolve
-from mockllm_tui.state import Store
 from tests.conftest import Live
 from tests.openai_testkit import assert_openai_error, get_raw, post_raw, sse_data
 

@@ -16,10 +16,10 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, Select, Static
 
+from mockllm_tui.core.store import Store
 from mockllm_tui.default_replies import FixedReplies
+from mockllm_tui.http.app import ServerHandle, create_app
 from mockllm_tui.rules import load_initial
-from mockllm_tui.server import ServerHandle, create_app
-from mockllm_tui.state import Store
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.screens.help import HelpScreen
 from mockllm_tui.tui.screens.rule_editor import RuleEditor

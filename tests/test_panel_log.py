@@ -7,7 +7,7 @@ from typing import Any
 
 from textual.app import App, ComposeResult
 
-from mockllm_tui.state import JournalEntry
+from mockllm_tui.core.store import JournalEntry
 from mockllm_tui.tui.widgets.request_log import RequestLog
 
 CAP = 40

@@ -13,9 +13,9 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from mockllm_tui.conversation import Conversation, Message
+from mockllm_tui.core.conversation import Conversation, Message
+from mockllm_tui.core.store import Store
 from mockllm_tui.rules import load_initial
-from mockllm_tui.state import Store
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.widgets.rule_table import RuleTable
 

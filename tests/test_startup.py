@@ -9,7 +9,7 @@ import httpx
 import orjson
 from openai import AsyncOpenAI
 
-from mockllm_tui.server import ServerHandle, create_app
+from mockllm_tui.http.app import ServerHandle, create_app
 from tests.conftest import HOST, make_store
 
 

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from mockllm_tui.state import Store
+from mockllm_tui.core.store import Store
 from tests.conftest import Live
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}

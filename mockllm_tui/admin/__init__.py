@@ -7,8 +7,8 @@ from fastapi import FastAPI
 from mockllm_tui.admin.journal import router as journal_router
 from mockllm_tui.admin.rules import router as rules_router
 from mockllm_tui.admin.settings import router as settings_router
+from mockllm_tui.core.store import Store
 from mockllm_tui.providers.base import Provider
-from mockllm_tui.state import Store
 
 
 def install_admin(app: FastAPI, store: Store, providers: list[Provider]) -> None:

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from mockllm_tui.core.store import Store
 from mockllm_tui.providers.base import Provider
 from mockllm_tui.providers.registry import plugin_errors
-from mockllm_tui.state import Store
 
 router = APIRouter(prefix="/_mock")
 

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from mockllm_tui.admin.journal import store_of
-from mockllm_tui.knobs import KNOB_NAMES, KnobError
+from mockllm_tui.core.knobs import KNOB_NAMES, KnobError
+from mockllm_tui.core.store import Store
 from mockllm_tui.providers.openai_common import openai_error
 from mockllm_tui.rules.commands import RuleError, save_settings
-from mockllm_tui.state import Store
 
 router = APIRouter(prefix="/_mock")
 

@@ -7,14 +7,14 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
-from mockllm_tui.exchange import Exchange
-from mockllm_tui.models import check_model
-from mockllm_tui.pipeline import record_conversation
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.models import check_model
+from mockllm_tui.core.tokens import count_conversation, count_tokens, split_tokens
+from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.http.chat import record_conversation
 from mockllm_tui.providers.base import Endpoint, Frame, Provider, RenderContext, new_id
 from mockllm_tui.providers.parsing import check_type, optional, require
 from mockllm_tui.providers.registry import register_provider
-from mockllm_tui.tokens import count_conversation, count_tokens, split_tokens
 
 ROLES = ("user", "assistant")
 TOOL_CHOICES = ("auto", "any", "tool", "none")

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mockllm_tui.conversation import Conversation, Reply
-from mockllm_tui.exchange import Exchange
+from mockllm_tui.core.conversation import Conversation, Reply
+from mockllm_tui.engine.exchange import Exchange
 
 
 @dataclass(slots=True)
@@ -66,7 +66,7 @@ class Endpoint:
 
     async def handle(self, ex: Exchange) -> None:
         """Answer the request. The default runs the chat pipeline."""
-        from mockllm_tui.pipeline import run_chat
+        from mockllm_tui.http.chat import run_chat
 
         await run_chat(self, ex)
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.providers.base import Endpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
@@ -20,7 +21,6 @@ from mockllm_tui.providers.openai_common import (
     tool_call_id,
 )
 from mockllm_tui.providers.registry import register_provider
-from mockllm_tui.tokens import count_tokens
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 DONE = b"data: [DONE]\n\n"

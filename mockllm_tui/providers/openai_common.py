@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.conversation import RequestError, ToolCall
-from mockllm_tui.exchange import Exchange
+from mockllm_tui.core.conversation import RequestError, ToolCall
+from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.providers.base import Provider, RenderContext
 from mockllm_tui.providers.parsing import check_type, optional, require, type_name
 

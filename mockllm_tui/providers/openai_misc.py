@@ -14,10 +14,11 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.conversation import Conversation, Message, Reply, RequestError
-from mockllm_tui.exchange import Exchange
-from mockllm_tui.models import DEFAULT_EMBEDDING_DIMENSIONS, check_model, model_not_found, registry_of
-from mockllm_tui.pipeline import decide_for, fail_before, preview, wait_latency
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError
+from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, check_model, model_not_found, registry_of
+from mockllm_tui.core.tokens import count_tokens
+from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.http.chat import decide_for, fail_before, preview, wait_latency
 from mockllm_tui.providers.base import Endpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_chat import DONE, finish_reason, usage_object
 from mockllm_tui.providers.openai_common import (
@@ -29,7 +30,6 @@ from mockllm_tui.providers.openai_common import (
     stop_list,
 )
 from mockllm_tui.providers.registry import register_provider
-from mockllm_tui.tokens import count_tokens
 
 LEGACY_DEFAULT_MAX_TOKENS = 16
 COMPLETION_FINISH = ("stop", "length", "content_filter")

@@ -10,9 +10,10 @@ from typing import Any, cast
 
 import orjson
 
-from mockllm_tui.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
-from mockllm_tui.exchange import Exchange
-from mockllm_tui.pipeline import preview
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.tokens import count_tokens
+from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.http.chat import preview
 from mockllm_tui.providers.base import Endpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_chat import (
     ARGUMENT_CHUNK,
@@ -32,7 +33,6 @@ from mockllm_tui.providers.openai_common import (
     tool_call_id,
 )
 from mockllm_tui.providers.registry import register_provider
-from mockllm_tui.tokens import count_tokens
 
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 SKIPPED_ITEMS = ("reasoning", "item_reference")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mockllm_tui.conversation import RequestError
+from mockllm_tui.core.conversation import RequestError
 
 
 def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], prefix: str = "") -> Any:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
+from mockllm_tui.core.store import Store
 from mockllm_tui.rules import fileio
-from mockllm_tui.state import Store
 
 
 def load_initial(store: Store, path: Path) -> None:

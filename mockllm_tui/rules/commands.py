@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mockllm_tui.conversation import Conversation, Message, Reply
-from mockllm_tui.knobs import KnobError, validate_knob_values
+from mockllm_tui.core.conversation import Conversation, Message, Reply
+from mockllm_tui.core.knobs import KnobError, validate_knob_values
+from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document, Op, Section
 from mockllm_tui.rules.fileio import (
     FileSource,
@@ -35,7 +36,6 @@ from mockllm_tui.rules.fileio import (
 )
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.schema import Entry, RuleError, RulesFileError, RulesModel, RuleSpec, parse_rule, parse_short
-from mockllm_tui.state import Store
 
 __all__ = [
     "ChangeResult",

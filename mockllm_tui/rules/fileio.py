@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.schema import Entry, RuleError, RulesFileError, RulesModel
-from mockllm_tui.state import Store
 
 log = logging.getLogger("mockllm_tui.rules")
 
@@ -143,7 +143,7 @@ def models_from(entries: list[Any] | None) -> Any:
     """The model registry for a file's `models:` list (None: the defaults)."""
     if entries is None:
         return None
-    from mockllm_tui.models import ModelRegistry
+    from mockllm_tui.core.models import ModelRegistry
 
     return ModelRegistry.from_config(entries)
 

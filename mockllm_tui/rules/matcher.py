@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mockllm_tui.conversation import Conversation, ErrorReply, Reply, ToolCall
+from mockllm_tui.core.conversation import Conversation, ErrorReply, Reply, ToolCall
 from mockllm_tui.rules.schema import TEMPLATE, Entry, RulesModel, RuleSpec
 
 if TYPE_CHECKING:

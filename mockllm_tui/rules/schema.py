@@ -16,7 +16,7 @@ from typing import Any, Literal
 import orjson
 from ruamel.yaml.scalarbool import ScalarBoolean
 
-from mockllm_tui.knobs import KnobError, validate_knob_values
+from mockllm_tui.core.knobs import KnobError, validate_knob_values
 
 MATCH_KEYS: tuple[str, ...] = ("exact", "contains", "regex", "model", "provider", "system", "tool_result")
 RULE_KEYS: tuple[str, ...] = (
@@ -686,7 +686,7 @@ def _parse_models(section: Any, line: int | None, errors: list[RuleError]) -> li
         return None
     value = plain(section)
     try:
-        from mockllm_tui.models import ModelRegistry
+        from mockllm_tui.core.models import ModelRegistry
     except ImportError:  # pragma: no cover - the registry module is part of the package
         return value if isinstance(value, list) else None
     try:

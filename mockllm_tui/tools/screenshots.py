@@ -16,10 +16,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mockllm_tui.core.store import Store
+from mockllm_tui.http.app import PortInUse, ServerHandle, create_app
 from mockllm_tui.rules import load_initial
 from mockllm_tui.rules.commands import add_rule
-from mockllm_tui.server import PortInUse, ServerHandle, create_app
-from mockllm_tui.state import Store
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.widgets.controls import Controls
 from mockllm_tui.tui.widgets.rule_table import RuleTable

@@ -19,8 +19,8 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Footer
 
-from mockllm_tui.knobs import KnobError
-from mockllm_tui.state import JournalEntry, Store
+from mockllm_tui.core.knobs import KnobError
+from mockllm_tui.core.store import JournalEntry, Store
 from mockllm_tui.tui.commands import PaletteCommand, PanelCommands
 from mockllm_tui.tui.format import (
     LATENCY_STEPS_MS,
@@ -155,7 +155,7 @@ class MockPanel(App[int]):
             self.set_keymap(self._keymap)
 
     def _start_log_file(self, path: str) -> None:
-        from mockllm_tui.request_log import RequestLogWriter
+        from mockllm_tui.core.request_log import RequestLogWriter
 
         sink = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed when the worker ends
 

@@ -11,8 +11,8 @@ import time
 
 from rich.text import Text
 
-from mockllm_tui.state import JournalEntry
-from mockllm_tui.tokens import count_tokens
+from mockllm_tui.core.store import JournalEntry
+from mockllm_tui.core.tokens import count_tokens
 
 LATENCY_STEPS_MS: tuple[float, ...] = (0, 100, 250, 500, 1000, 2000, 5000, 10000)
 SPEED_STEPS: tuple[float, ...] = (5, 10, 20, 50, 100, 200, 500, 1000)  # tokens/s; 0 = unlimited

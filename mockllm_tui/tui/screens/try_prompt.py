@@ -11,8 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import TryResult, try_prompt
-from mockllm_tui.state import Store
 
 
 def describe_result(result: TryResult) -> Text:

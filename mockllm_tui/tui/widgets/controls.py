@@ -9,7 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
-from mockllm_tui.knobs import CHUNK_MODES, ERROR_MODES, Knobs
+from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, Knobs
 from mockllm_tui.tui.format import speed_label
 
 DEFAULT_ERROR_RATE = 1.0

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from mockllm_tui.state import JournalEntry
+from mockllm_tui.core.store import JournalEntry
 from mockllm_tui.tui.format import live_stats, status_style
 
 MIN_LAYOUT_INTERVAL_S = 0.3

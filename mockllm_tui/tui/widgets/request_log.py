@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from mockllm_tui.state import JournalEntry
+from mockllm_tui.core.store import JournalEntry
 from mockllm_tui.tui.format import clock, duration_text, entry_matches, rule_short, status_style, stream_marker
 from mockllm_tui.tui.screens.filter import FilterScreen
 

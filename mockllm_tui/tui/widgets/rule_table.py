@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import (
     ChangeResult,
     ConflictError,
@@ -27,7 +28,6 @@ from mockllm_tui.rules.commands import (
     move_rule,
     update_rule,
 )
-from mockllm_tui.state import Store
 from mockllm_tui.tui.screens.confirm import ConfirmScreen
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.screens.try_prompt import TryPromptScreen

@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
-from mockllm_tui.knobs import Knobs
-from mockllm_tui.state import Counters
+from mockllm_tui.core.knobs import Knobs
+from mockllm_tui.core.store import Counters
 from mockllm_tui.tui.format import speed_label
 
 RATE_WINDOW = 60

@@ -12,7 +12,7 @@ from typing import Literal
 
 import orjson
 
-from mockllm_tui.conversation import Conversation
+from mockllm_tui.core.conversation import Conversation
 
 ChunkMode = Literal["char", "word", "token"]
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from mockllm_tui.conversation import Conversation, Reply, RequestError
-from mockllm_tui.exchange import ClientGone, Exchange
-from mockllm_tui.faults import TIMEOUT_STATUS, FaultPlan, InjectedError, chunk_lateness, decide, retry_headers
-from mockllm_tui.models import check_model
+from mockllm_tui.core.conversation import Conversation, Reply, RequestError
+from mockllm_tui.core.models import check_model
+from mockllm_tui.core.tokens import count_tokens, split_chunks
+from mockllm_tui.engine.exchange import ClientGone, Exchange
+from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, InjectedError, chunk_lateness, decide, retry_headers
+from mockllm_tui.engine.shaping import shape_reply
 from mockllm_tui.providers.base import Frame, RenderContext, new_id, now_s
-from mockllm_tui.shaping import shape_reply
-from mockllm_tui.tokens import count_tokens, split_chunks
 
 if TYPE_CHECKING:
     from mockllm_tui.providers.base import Endpoint

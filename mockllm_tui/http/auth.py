@@ -12,11 +12,11 @@ from collections.abc import Iterable
 
 import orjson
 
-from mockllm_tui.conversation import RequestError
-from mockllm_tui.exchange import Exchange, Send
+from mockllm_tui.core.conversation import RequestError
+from mockllm_tui.core.store import Store
+from mockllm_tui.engine.exchange import Exchange, Send
 from mockllm_tui.providers.base import Provider
 from mockllm_tui.providers.openai_common import openai_error
-from mockllm_tui.state import Store
 
 INVALID_KEY_CODE = "invalid_api_key"
 ADMIN_PREFIX = "/_mock"

@@ -22,8 +22,8 @@ import math
 import random
 from dataclasses import dataclass
 
-from mockllm_tui.conversation import Reply
-from mockllm_tui.knobs import ERROR_MODES, Knobs
+from mockllm_tui.core.conversation import Reply
+from mockllm_tui.core.knobs import ERROR_MODES, Knobs
 
 #: Injected retryable errors ask the SDKs to wait this long (`retry-after-ms`), so tests stay fast.
 INJECTED_RETRY_AFTER_MS = 100

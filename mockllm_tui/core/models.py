@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mockllm_tui.conversation import RequestError
+from mockllm_tui.core.conversation import RequestError
 
 
 @dataclass(frozen=True, slots=True)

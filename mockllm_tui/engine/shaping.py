@@ -6,9 +6,9 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.conversation import Conversation, Reply, ToolCall, Usage
-from mockllm_tui.schema_fake import fake_from_schema
-from mockllm_tui.tokens import count_conversation, count_json, count_tokens, truncate_tokens
+from mockllm_tui.core.conversation import Conversation, Reply, ToolCall, Usage
+from mockllm_tui.core.tokens import count_conversation, count_json, count_tokens, truncate_tokens
+from mockllm_tui.engine.schema_fake import fake_from_schema
 
 
 def shape_reply(conversation: Conversation, reply: Reply) -> Reply:

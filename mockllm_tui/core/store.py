@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Literal
 
-from mockllm_tui.conversation import Conversation
-from mockllm_tui.knobs import Knobs, validate_knob_values
+from mockllm_tui.core.conversation import Conversation
+from mockllm_tui.core.knobs import Knobs, validate_knob_values
 
 DEFAULT_JOURNAL_SIZE = 5_000
 DEFAULT_SUBSCRIPTION_SIZE = 10_000
@@ -359,7 +359,7 @@ class Store:
 
     @property
     def models(self) -> Any:
-        """The model registry in force (see mockllm_tui.models)."""
+        """The model registry in force (see mockllm_tui.core.models)."""
         return self._models
 
     def set_models(self, models: Any) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.conversation import RequestError
-from mockllm_tui.state import MAX_STORED_BODY, JournalEntry, Store
+from mockllm_tui.core.conversation import RequestError
+from mockllm_tui.core.store import MAX_STORED_BODY, JournalEntry, Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

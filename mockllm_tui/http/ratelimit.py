@@ -15,12 +15,12 @@ import math
 import time
 from dataclasses import dataclass
 
-from mockllm_tui.exchange import Exchange
-from mockllm_tui.faults import retry_headers
-from mockllm_tui.knobs import Knobs
-from mockllm_tui.pipeline import InjectedFailure
+from mockllm_tui.core.knobs import Knobs
+from mockllm_tui.core.store import Store
+from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.faults import retry_headers
+from mockllm_tui.http.chat import InjectedFailure
 from mockllm_tui.providers.base import Provider
-from mockllm_tui.state import Store
 
 #: What the headers report while no limit is set.
 UNLIMITED_RPM = 10_000

@@ -22,15 +22,15 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mockllm_tui import __version__
-from mockllm_tui.auth import AuthGuard, admin_allowed, send_unauthorized
-from mockllm_tui.conversation import RequestError
-from mockllm_tui.exchange import ClientGone, CutConnection, Exchange, Receive, Scope, Send
-from mockllm_tui.pipeline import DISCONNECT_STATUS, SHUTDOWN_STATUS, InjectedFailure
+from mockllm_tui.core.conversation import RequestError
+from mockllm_tui.core.store import Store
+from mockllm_tui.engine.exchange import ClientGone, CutConnection, Exchange, Receive, Scope, Send
+from mockllm_tui.http.auth import AuthGuard, admin_allowed, send_unauthorized
+from mockllm_tui.http.chat import DISCONNECT_STATUS, SHUTDOWN_STATUS, InjectedFailure
+from mockllm_tui.http.ratelimit import RateLimiter
 from mockllm_tui.providers.base import Endpoint, Provider
 from mockllm_tui.providers.openai_common import openai_error
 from mockllm_tui.providers.registry import build_providers
-from mockllm_tui.ratelimit import RateLimiter
-from mockllm_tui.state import Store
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

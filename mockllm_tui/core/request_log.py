@@ -8,7 +8,7 @@ from typing import TextIO
 
 import orjson
 
-from mockllm_tui.state import JournalEntry, Store
+from mockllm_tui.core.store import JournalEntry, Store
 
 FLUSH_INTERVAL_S = 0.05
 

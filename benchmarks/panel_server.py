@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from mockllm_tui.cli import build_parser, knob_values, prepare, resolve_responses
+from mockllm_tui.cli import build_parser, make_store, prepare
 from mockllm_tui.core.store import Store
 
 SHOW_TIMEOUT_S = 2.0
@@ -72,9 +72,7 @@ async def run(argv: list[str]) -> None:
     from mockllm_tui.tui.app import MockPanel
 
     args = build_parser().parse_args(argv)
-    store = Store(journal_size=args.journal_size)
-    store.set_knobs("cli", knob_values(args))
-    store.responses_path = str(resolve_responses(args.responses))
+    store = make_store(args)
     handle = prepare(args, store)
     app = MockPanel(store, handle)
     loop = asyncio.get_running_loop()

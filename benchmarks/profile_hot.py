@@ -17,7 +17,8 @@ from benchmarks.common import run_wrk
 from mockllm_tui.cli import build_parser, knob_values
 from mockllm_tui.core.request_log import RequestLogWriter
 from mockllm_tui.core.store import Store
-from mockllm_tui.http.app import ServerHandle, create_app
+from mockllm_tui.http.app import create_app
+from mockllm_tui.http.runner import ServerHandle
 
 
 async def profile(seconds: float, with_log: bool) -> cProfile.Profile:

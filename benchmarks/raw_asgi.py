@@ -15,7 +15,7 @@ import orjson
 import uvicorn
 import uvloop
 
-from mockllm_tui.http.app import bind_socket, uvicorn_config
+from mockllm_tui.http.runner import bind_socket, uvicorn_config
 
 BODY = orjson.dumps(
     {

@@ -18,8 +18,9 @@ from typing import Any, TextIO
 
 from mockllm_tui import __version__
 from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
-from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, Store
-from mockllm_tui.http.app import CannotListen, MockApp, ServerHandle, create_app
+from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, StartupConfig, Store
+from mockllm_tui.http.app import MockApp, create_app
+from mockllm_tui.http.runner import CannotListen, ServerHandle
 
 log = logging.getLogger("mockllm_tui")
 
@@ -236,11 +237,13 @@ def make_store(args: argparse.Namespace) -> Store:
         raise KnobError(f"--max-body-mb: must be above 0, got {args.max_body_mb:g}")
     if args.workers < 1:
         raise KnobError(f"--workers: must be at least 1, got {args.workers}")
-    store = Store(journal_size=args.journal_size)
+    config = StartupConfig(
+        max_body=int(args.max_body_mb * 1024 * 1024),
+        strict_models=args.strict_models,
+        responses_path=str(resolve_responses(args.responses)),
+    )
+    store = Store(journal_size=args.journal_size, config=config)
     store.set_knobs("cli", knob_values(args))
-    store.max_body = int(args.max_body_mb * 1024 * 1024)
-    store.strict_models = args.strict_models
-    store.responses_path = str(resolve_responses(args.responses))
     return store
 
 
@@ -258,7 +261,7 @@ def build_app(args: argparse.Namespace, store: Store) -> MockApp:
     """Load the rules and build the app the options describe."""
     from mockllm_tui.rules import load_initial
 
-    load_initial(store, Path(store.responses_path))
+    load_initial(store, Path(store.config.responses_path))
     app = create_app(store, plugins=args.plugin)
     if args.cors:
         app.enable_cors([o.strip() for o in args.cors.split(",") if o.strip()])
@@ -268,7 +271,7 @@ def build_app(args: argparse.Namespace, store: Store) -> MockApp:
 def prepare(args: argparse.Namespace, store: Store) -> ServerHandle:
     """Load the rules, build the app and bind the port (raises CannotListen before anything starts)."""
     handle = ServerHandle(build_app(args, store), args.host, args.port)
-    store.url = handle.url
+    store.configure(url=handle.url)
     return handle
 
 
@@ -296,7 +299,8 @@ async def headless_tasks(args: argparse.Namespace, store: Store) -> AsyncIterato
     if log_file is not None:
         sinks.append(log_file)
     writer = RequestLogWriter(store, sinks, args.log_format)
-    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(watch_rules(store, Path(store.responses_path)))]
+    watch = watch_rules(store, Path(store.config.responses_path))
+    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(watch)]
     try:
         yield
     finally:
@@ -327,7 +331,7 @@ async def _serve_headless(args: argparse.Namespace, store: Store, handle: Server
 def print_serving(host: str, port: int, store: Store) -> None:
     """The first line on stdout, which scripts parse for the port."""
     address = f"http://{_host(host)}:{port}"
-    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.responses_path})\n")
+    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.config.responses_path})\n")
     sys.stdout.flush()
 
 
@@ -343,7 +347,7 @@ def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
     """
     from uvicorn.supervisors import Multiprocess
 
-    from mockllm_tui.http.app import bind_socket, uvicorn_config
+    from mockllm_tui.http.runner import bind_socket, uvicorn_config
 
     sock = bind_socket(args.host, args.port)
     os.environ[WORKER_ARGV_ENV] = json.dumps(argv)

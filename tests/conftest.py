@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from mockllm_tui.core.store import Store
-from mockllm_tui.http.app import MockApp, ServerHandle, create_app
+from mockllm_tui.http.app import MockApp, create_app
+from mockllm_tui.http.runner import ServerHandle
 
 HOST = "127.0.0.1"
 
@@ -46,7 +47,7 @@ def make_store(responses: Path | None = None) -> Store:
 
     store = Store()
     if responses is not None:
-        store.responses_path = str(responses)
+        store.configure(responses_path=str(responses))
     load_initial(store, responses or Path(__file__).parent / "data" / "empty.yml")
     return store
 

@@ -384,7 +384,7 @@ async def test_count_tokens_errors_and_strict_models(live: Live) -> None:
 
 
 async def test_request_too_large(live: Live) -> None:
-    live.store.max_body = 200
+    live.store.configure(max_body=200)
     response = await post(live, "/v1/messages", body(system="x" * 500))
     assert response.status_code == 413
     # The real API sends `request_too_large`, which the SDK's ErrorObject union does not list.

@@ -91,8 +91,8 @@ async def test_a_wrong_method_on_an_id_route_is_405(live: Live) -> None:
 async def test_strict_models_from_the_command_line_refuses_unknown_models(live: Live) -> None:
     from mockllm_tui.cli import build_parser, make_store
 
-    assert make_store(build_parser().parse_args(["--strict-models"])).strict_models
-    live.store.strict_models = True
+    assert make_store(build_parser().parse_args(["--strict-models"])).config.strict_models
+    live.store.configure(strict_models=True)
     body = {"messages": [{"role": "user", "content": "x"}]}
     async with httpx.AsyncClient(base_url=live.root) as client:
         unknown = await client.post("/v1/chat/completions", json={**body, "model": "no-such-model"})

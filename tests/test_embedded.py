@@ -9,7 +9,8 @@ from textual.app import App, ComposeResult
 from textual.widgets import Static
 
 from mockllm_tui.core.store import Store
-from mockllm_tui.http.app import ServerHandle, create_app
+from mockllm_tui.http.app import create_app
+from mockllm_tui.http.runner import ServerHandle
 from tests.conftest import make_store
 
 

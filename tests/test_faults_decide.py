@@ -12,8 +12,11 @@ import pytest
 from mockllm_tui.core.conversation import ErrorReply, Reply
 from mockllm_tui.core.knobs import Knobs
 from mockllm_tui.core.store import Store
-from mockllm_tui.engine.faults import FaultPlan, InjectedError, chunk_lateness, decide, retry_headers, sample_latency_ms
-from mockllm_tui.http.ratelimit import Bucket, openai_duration, rfc3339
+from mockllm_tui.engine.faults import FaultPlan, PlannedError, chunk_lateness, decide, sample_latency_ms
+from mockllm_tui.http.ratelimit import Bucket
+from mockllm_tui.providers.anthropic import rfc3339
+from mockllm_tui.providers.base import retry_headers
+from mockllm_tui.providers.base import short_duration as openai_duration
 
 
 def plan(knobs: Knobs, reply: Reply | None = None, headers: dict[str, str] | None = None, **kw: Any) -> FaultPlan:
@@ -57,26 +60,26 @@ def test_error_sources_in_order_header_rule_fail_next_rate() -> None:
     knobs = Knobs(error_rate=1.0, error_status=(503,), error_mode="mid_stream")
     rule_reply = Reply(error=ErrorReply(status=418, message="teapot"))
     header = {"x-mock-error": "429"}
-    assert plan(knobs, rule_reply, header, fail_next=1).error == InjectedError(429, "before", "header")
-    assert plan(knobs, rule_reply, {}, fail_next=1).error == InjectedError(418, "before", "rule")
-    assert plan(knobs, None, {}, fail_next=1, fail_next_status=529).error == InjectedError(
+    assert plan(knobs, rule_reply, header, fail_next=1).error == PlannedError(429, "before", "header")
+    assert plan(knobs, rule_reply, {}, fail_next=1).error == PlannedError(418, "before", "rule")
+    assert plan(knobs, None, {}, fail_next=1, fail_next_status=529).error == PlannedError(
         529, "mid_stream", "fail_next"
     )
-    assert plan(knobs).error == InjectedError(503, "mid_stream", "rate")
+    assert plan(knobs).error == PlannedError(503, "mid_stream", "rate")
     assert plan(Knobs()).error is None
 
 
 def test_header_modes() -> None:
     knobs = Knobs(error_status=(500,))
-    assert plan(knobs, headers={"x-mock-error": "529", "x-mock-error-mode": "mid_stream"}).error == InjectedError(
+    assert plan(knobs, headers={"x-mock-error": "529", "x-mock-error-mode": "mid_stream"}).error == PlannedError(
         529, "mid_stream", "header"
     )
     # disconnect and timeout need no status; mid_stream alone does nothing
-    assert plan(knobs, headers={"x-mock-error-mode": "disconnect"}).error == InjectedError(500, "disconnect", "header")
-    assert plan(knobs, headers={"x-mock-error-mode": "timeout"}).error == InjectedError(500, "timeout", "header")
+    assert plan(knobs, headers={"x-mock-error-mode": "disconnect"}).error == PlannedError(500, "disconnect", "header")
+    assert plan(knobs, headers={"x-mock-error-mode": "timeout"}).error == PlannedError(500, "timeout", "header")
     assert plan(knobs, headers={"x-mock-error-mode": "mid_stream"}).error is None
     # the header's mode applies to a fail_next error of the same request
-    assert plan(knobs, headers={"x-mock-error-mode": "mid_stream"}, fail_next=1).error == InjectedError(
+    assert plan(knobs, headers={"x-mock-error-mode": "mid_stream"}, fail_next=1).error == PlannedError(
         500, "mid_stream", "fail_next"
     )
     # nonsense headers are ignored
@@ -170,7 +173,14 @@ def test_reset_formats() -> None:
 
 
 def test_key_matching_accepts_either_header_and_nothing_else() -> None:
-    from mockllm_tui.http.auth import admin_allowed, key_matches
+    from mockllm_tui.http.auth import admin_allowed, headers_text
+    from mockllm_tui.http.auth import key_matches as keys_match
+    from mockllm_tui.providers.openai_chat import OpenAIChat
+
+    shape = OpenAIChat()
+
+    def key_matches(expected: str, headers: dict[str, str]) -> bool:
+        return keys_match(expected, shape.presented_keys(headers))
 
     assert key_matches("k1", {"x-api-key": "k1"})
     assert key_matches("k1", {"authorization": "Bearer k1"})
@@ -180,8 +190,8 @@ def test_key_matching_accepts_either_header_and_nothing_else() -> None:
     for headers in ({}, {"x-api-key": "k2"}, {"authorization": "k1"}, {"authorization": "Basic k1"}, {"api-key": "k1"}):
         assert not key_matches("k1", headers)
     store = Store()
-    assert admin_allowed(store, "/_mock/settings", [])
+    assert admin_allowed(store, "/_mock/settings", {}, shape)
     store.set_knobs("cli", {"api_key": "k1"})
-    assert not admin_allowed(store, "/_mock/settings", [])
-    assert admin_allowed(store, "/_mock/settings", [(b"X-Api-Key", b"k1")])
-    assert admin_allowed(store, "/health", [])
+    assert not admin_allowed(store, "/_mock/settings", {}, shape)
+    assert admin_allowed(store, "/_mock/settings", headers_text([(b"X-Api-Key", b"k1")]), shape)
+    assert admin_allowed(store, "/health", {}, shape)

@@ -403,7 +403,8 @@ async def test_settings_get_patch_delete_and_fail_next(live: Live) -> None:
 
 
 async def test_settings_save_writes_live_values_into_the_file_but_never_the_key(tmp_path: Path) -> None:
-    from mockllm_tui.http.app import ServerHandle, create_app
+    from mockllm_tui.http.app import create_app
+    from mockllm_tui.http.runner import ServerHandle
     from tests.conftest import HOST, make_store
 
     responses = tmp_path / "responses.yml"

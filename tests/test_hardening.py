@@ -26,7 +26,8 @@ from mockllm_tui import cli
 from mockllm_tui.core.knobs import KnobError
 from mockllm_tui.core.request_log import format_json, format_text
 from mockllm_tui.engine.exchange import MAX_JSON_DEPTH
-from mockllm_tui.http.app import MockApp, ServerHandle, create_app
+from mockllm_tui.http.app import MockApp, create_app
+from mockllm_tui.http.runner import ServerHandle
 from tests.conftest import HOST, Live, make_store
 from tests.test_hardening_load import RawConnection, wait_for
 
@@ -73,8 +74,12 @@ FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 
 def endpoints_of(app: MockApp) -> list[tuple[str, str, str]]:
     """(method, path, provider name) for every registered model endpoint, `{id}` routes with an id."""
-    out = [(m, p, e.provider.name) for (m, p), e in app._exact.items()]
-    out += [(m, prefix + "resp_fuzz", e.provider.name) for m, prefix, e in app._prefixes]
+    out = set()
+    for r in app.routes():
+        path = r.path.replace("{id}", "resp_fuzz")
+        endpoint = app.endpoint_for(r.method, path)  # several providers may serve a route: the one chosen
+        assert endpoint is not None
+        out.add((r.method, path, endpoint.provider.name))
     return sorted(out)
 
 
@@ -162,7 +167,7 @@ def test_huge_strings_and_arrays_and_deep_nesting_on_every_endpoint(fuzz_server:
 async def test_body_over_the_limit_is_refused_with_413_without_reading_it_all(live: Live, path: str) -> None:
     conn = await RawConnection.open(live.handle.port)
     try:
-        declared = live.store.max_body + 1
+        declared = live.store.config.max_body + 1
         conn.writer.write(
             f"POST {path} HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\n"
             f"anthropic-version: 2023-06-01\r\ncontent-length: {declared}\r\n\r\n".encode() + b"{" * 1024
@@ -178,7 +183,7 @@ async def test_body_over_the_limit_is_refused_with_413_without_reading_it_all(li
 
 
 async def test_chunked_body_over_a_settable_limit_is_refused(live: Live) -> None:
-    live.store.max_body = 64 * 1024
+    live.store.configure(max_body=64 * 1024)
     conn = await RawConnection.open(live.handle.port)
     try:
         conn.writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\n"
@@ -195,9 +200,9 @@ async def test_chunked_body_over_a_settable_limit_is_refused(live: Live) -> None
 
 def test_max_body_option_sets_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     args = cli.build_parser().parse_args(["--max-body-mb", "0.5"])
-    assert cli.make_store(args).max_body == 512 * 1024
+    assert cli.make_store(args).config.max_body == 512 * 1024
     monkeypatch.setenv("MOCKLLM_MAX_BODY_MB", "2")
-    assert cli.make_store(cli.build_parser().parse_args([])).max_body == 2 * 1024 * 1024
+    assert cli.make_store(cli.build_parser().parse_args([])).config.max_body == 2 * 1024 * 1024
     with pytest.raises(KnobError):
         cli.make_store(cli.build_parser().parse_args(["--max-body-mb", "0"]))
 

@@ -12,9 +12,9 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from mockllm_tui.core.conversation import Conversation, Reply
-from mockllm_tui.default_replies import DEFAULT_TEXT
 from tests.conftest import Live
 from tests.openai_testkit import assert_openai_error, post_raw, sse_data
+from tests.support import DEFAULT_TEXT
 
 HELLO: list[Any] = [{"role": "user", "content": "Hello there"}]
 

@@ -11,11 +11,11 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types import Completion, CompletionChoice, CreateEmbeddingResponse, Model
 
-from mockllm_tui.core.models import ModelRegistry, check_model, default_registry, resolve
+from mockllm_tui.core.models import ModelRegistry, check_model, default_registry
 from mockllm_tui.core.store import Store
-from mockllm_tui.default_replies import DEFAULT_TEXT, FixedReplies
 from tests.conftest import Live
 from tests.openai_testkit import assert_openai_error, get_raw, post_raw, sse_data
+from tests.support import DEFAULT_TEXT, FixedReplies
 
 LONG_TEXT = " ".join(f"word{i}" for i in range(40))
 
@@ -263,11 +263,11 @@ def test_registry_resolves_ids_and_aliases() -> None:
     assert registry.resolve("gpt-4o-2024-08-06") is gpt4o
     assert registry.resolve("nope") is None and not registry.strict
     store = Store()
-    assert resolve("claude-sonnet-4-0", store) is not None
-    check_model(store, "nope")
+    assert store.models.resolve("claude-sonnet-4-0") is not None
+    check_model(store.models, "nope")
     store.set_models(registry.with_strict(True))
     with pytest.raises(Exception) as info:
-        check_model(store, "nope")
+        check_model(store.models, "nope")
     assert getattr(info.value, "status", None) == 404 and getattr(info.value, "code", None) == "model_not_found"
 
 

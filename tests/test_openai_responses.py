@@ -14,9 +14,9 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response, ResponseStreamEvent
 
-from mockllm_tui.default_replies import DEFAULT_TEXT
 from tests.conftest import Live
 from tests.openai_testkit import assert_openai_error, get_raw, post_raw, sse_events
+from tests.support import DEFAULT_TEXT
 from tests.test_openai_chat import WEATHER, Capture
 
 EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)

@@ -17,14 +17,15 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Label, Select, Static
 
 from mockllm_tui.core.store import Store
-from mockllm_tui.default_replies import FixedReplies
-from mockllm_tui.http.app import ServerHandle, create_app
+from mockllm_tui.http.app import create_app
+from mockllm_tui.http.runner import ServerHandle
 from mockllm_tui.rules import load_initial
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.screens.help import HelpScreen
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.widgets.request_log import RequestLog
 from mockllm_tui.tui.widgets.rule_table import RuleTable
+from tests.support import FixedReplies
 
 SIZE = (160, 45)
 LONG_REPLY = " ".join(f"word{i}" for i in range(60))

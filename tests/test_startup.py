@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+from typing import Any
 
 import httpx
 import orjson
+import pytest
 from openai import AsyncOpenAI
 
-from mockllm_tui.http.app import ServerHandle, create_app
+from mockllm_tui.http import app as app_module
+from mockllm_tui.http.app import create_app
+from mockllm_tui.http.runner import ServerHandle
 from tests.conftest import HOST, make_store
 
 
@@ -19,10 +24,17 @@ def test_importing_the_cli_leaves_fastapi_and_pydantic_out() -> None:
     assert out.stdout.strip() == "[]"
 
 
-async def test_model_requests_and_health_do_not_wait_for_the_fallback() -> None:
+async def test_model_requests_and_health_do_not_wait_for_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     store = make_store()
     app = create_app(store)
-    app._fallback_lock.acquire()  # hold the FastAPI build back until the model requests are answered
+    gate = threading.Event()  # holds the FastAPI build back until the model requests are answered
+    build = app_module.build_fallback
+
+    def held_build(*args: Any) -> Any:
+        gate.wait(30)
+        return build(*args)
+
+    monkeypatch.setattr(app_module, "build_fallback", held_build)
     handle = ServerHandle(app, HOST, 0, grace_s=1)
     await handle.start()
     try:
@@ -33,14 +45,13 @@ async def test_model_requests_and_health_do_not_wait_for_the_fallback() -> None:
                 chat = await sdk.chat.completions.create(
                     model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
                 )
-            assert app._fallback is None
-            app._fallback_lock.release()
+            assert not app.fallback_built
+            gate.set()
             providers = await client.get("/_mock/providers")
             docs = await client.get("/_mock/openapi.json")
             unknown = await client.get("/nowhere")
     finally:
-        if app._fallback_lock.locked():
-            app._fallback_lock.release()
+        gate.set()
         await handle.stop()
     assert health.status_code == 200 and orjson.loads(health.content) == {"status": "ok"}
     assert health.headers["content-type"] == "application/json"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
+from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.journal import router as journal_router
 from mockllm_tui.admin.rules import router as rules_router
 from mockllm_tui.admin.settings import router as settings_router
@@ -11,10 +13,19 @@ from mockllm_tui.core.store import Store
 from mockllm_tui.providers.base import Provider
 
 
-def install_admin(app: FastAPI, store: Store, providers: list[Provider]) -> None:
-    """Mount every admin router on the app; the store and providers are `app.state.store` and `.providers`."""
+def install_admin(app: FastAPI, store: Store, providers: list[Provider], shape: Provider) -> None:
+    """Mount every admin router on the app; errors take `shape`'s error format.
+
+    The store and providers are `app.state.store` and `app.state.providers`.
+    """
     app.state.store = store
     app.state.providers = providers
+
+    @app.exception_handler(AdminError)
+    async def admin_error(request: Request, exc: AdminError) -> Response:
+        body = shape.error_body(exc.status, exc.message, param=exc.param)
+        return Response(body, status_code=exc.status, media_type="application/json")
+
     app.include_router(journal_router)
     app.include_router(settings_router)
     app.include_router(rules_router)

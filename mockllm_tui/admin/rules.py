@@ -12,16 +12,12 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.journal import store_of
-from mockllm_tui.providers.openai_common import openai_error
 from mockllm_tui.rules import commands
 from mockllm_tui.rules.commands import ConflictError, RuleError, RuleNotFound
 
 router = APIRouter(prefix="/_mock")
-
-
-def _error(status: int, message: str) -> Response:
-    return JSONResponse(openai_error(status, message), status_code=status)
 
 
 async def _body(request: Request) -> Any:
@@ -36,11 +32,11 @@ def _run(action: Any, status: int = 200) -> Response:
     try:
         result = action()
     except RuleNotFound as exc:
-        return _error(404, str(exc))
+        raise AdminError(404, str(exc)) from None
     except ConflictError as exc:
-        return _error(409, str(exc))
+        raise AdminError(409, str(exc)) from None
     except RuleError as exc:
-        return _error(400, str(exc))
+        raise AdminError(400, str(exc)) from None
     body = result.public() if hasattr(result, "public") else result
     return JSONResponse(body, status_code=status)
 
@@ -52,7 +48,7 @@ async def list_rules(request: Request) -> dict[str, Any]:
     return {
         "object": "list",
         "data": [view.public() for view in commands.list_rules(store)],
-        "file": store.responses_path,
+        "file": store.config.responses_path,
         "file_error": store.file_error,
     }
 
@@ -63,10 +59,10 @@ async def add_rule(request: Request, persist: bool = True) -> Response:
     try:
         body = await _body(request)
     except RuleError as exc:
-        return _error(400, str(exc))
+        raise AdminError(400, str(exc)) from None
     index = body.get("index") if isinstance(body, dict) else None
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-        return _error(400, "index: expected an integer")
+        raise AdminError(400, "index: expected an integer")
     return _run(lambda: commands.add_rule(store_of(request), body, index=index, persist=persist), 201)
 
 
@@ -77,13 +73,13 @@ async def reorder(request: Request, persist: bool = True) -> Response:
     try:
         body = await _body(request)
     except RuleError as exc:
-        return _error(400, str(exc))
+        raise AdminError(400, str(exc)) from None
     if not isinstance(body, dict):
-        return _error(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
+        raise AdminError(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
     order = body.get("order")
     if order is not None:
         if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
-            return _error(400, "order: expected a list of rule ids")
+            raise AdminError(400, "order: expected a list of rule ids")
 
         def move_all() -> dict[str, Any]:
             for position, rule_id in enumerate(order):
@@ -93,7 +89,7 @@ async def reorder(request: Request, persist: bool = True) -> Response:
         return _run(move_all)
     rule_id, index = body.get("id"), body.get("index")
     if type(rule_id) is not int or type(index) is not int:
-        return _error(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
+        raise AdminError(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
     return _run(lambda: commands.move_rule(store, rule_id, index, persist=persist))
 
 
@@ -109,7 +105,7 @@ async def update_rule(request: Request, rule_id: int, persist: bool = True) -> R
     try:
         body = await _body(request)
     except RuleError as exc:
-        return _error(400, str(exc))
+        raise AdminError(400, str(exc)) from None
     return _run(lambda: commands.update_rule(store_of(request), rule_id, body, persist=persist))
 
 
@@ -126,6 +122,6 @@ async def reload(request: Request) -> Response:
 
     def run() -> dict[str, Any]:
         commands.reload_rules(store)
-        return {"reloaded": True, "rules": len(commands.list_rules(store)), "file": store.responses_path}
+        return {"reloaded": True, "rules": len(commands.list_rules(store)), "file": store.config.responses_path}
 
     return _run(run)

@@ -14,20 +14,15 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.journal import store_of
 from mockllm_tui.core.knobs import KNOB_NAMES, KnobError
 from mockllm_tui.core.store import Store
-from mockllm_tui.providers.openai_common import openai_error
 from mockllm_tui.rules.commands import RuleError, save_settings
 
 router = APIRouter(prefix="/_mock")
 
 LAYERS = ("cli", "file", "live")
-
-
-def bad_request(message: str, param: str | None = None) -> JSONResponse:
-    """A 400 in OpenAI's error shape."""
-    return JSONResponse(openai_error(400, message, param=param), status_code=400)
 
 
 def redact_layer(values: dict[str, Any]) -> dict[str, Any]:
@@ -55,9 +50,9 @@ async def json_object(request: Request) -> dict[str, Any] | JSONResponse:
     try:
         body = orjson.loads(await request.body() or b"{}")
     except orjson.JSONDecodeError as exc:
-        return bad_request(f"the request body is not valid JSON: {exc}")
+        raise AdminError(400, f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        return bad_request("the request body must be a JSON object")
+        raise AdminError(400, "the request body must be a JSON object")
     return body
 
 
@@ -80,7 +75,7 @@ async def patch_settings(request: Request) -> dict[str, Any] | JSONResponse:
         store.set_knobs("live", live, replace_layer=True)
     except KnobError as exc:
         name = str(exc).split(":", 1)[0]
-        return bad_request(str(exc), param=name if name in KNOB_NAMES else None)
+        raise AdminError(400, str(exc), param=name if name in KNOB_NAMES else None) from None
     return settings_view(store)
 
 
@@ -101,7 +96,7 @@ async def save_live_settings(request: Request) -> dict[str, Any] | JSONResponse:
     try:
         result = save_settings(store, None, values)
     except RuleError as exc:
-        return bad_request(str(exc))
+        raise AdminError(400, str(exc)) from None
     kept = {name: value for name, value in live.items() if name == "api_key"}
     store.set_knobs("live", kept, replace_layer=True)
     return {"saved": sorted(values), "persisted": result.persisted, "message": result.message, **settings_view(store)}
@@ -116,9 +111,9 @@ async def fail_next(request: Request) -> dict[str, Any] | JSONResponse:
     count = body.get("count", 1)
     status = body.get("status")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        return bad_request(f"count: expected a whole number of at least 0, got {count!r}", param="count")
+        raise AdminError(400, f"count: expected a whole number of at least 0, got {count!r}", param="count")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599):
-        return bad_request(f"status: expected an HTTP error status (400-599), got {status!r}", param="status")
+        raise AdminError(400, f"status: expected an HTTP error status (400-599), got {status!r}", param="status")
     store = store_of(request)
     store.set_fail_next(count, status)
     pending, pending_status = store.fail_next

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from mockllm_tui.core.conversation import RequestError
@@ -25,21 +24,9 @@ class ModelInfo:
     aliases: tuple[str, ...] = ()
     dimensions: int | None = None
 
-    def public(self, name: str | None = None) -> dict[str, Any]:
-        """An OpenAI `Model` object, under `name` (an alias) or the id."""
-        return {"id": name or self.id, "object": "model", "created": self.created, "owned_by": self.owned_by}
-
-    def anthropic_public(self, name: str | None = None) -> dict[str, Any]:
-        """An Anthropic `ModelInfo` object (what the anthropic SDK's `models.list()` reads)."""
-        created = datetime.fromtimestamp(self.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        model_id = name or self.id
-        return {
-            "type": "model",
-            "id": model_id,
-            "display_name": model_id.replace("-", " ").title(),
-            "created_at": created,
-            "lifecycle": "active",
-        }
+    def names(self) -> tuple[str, ...]:
+        """Its id, then its aliases."""
+        return (self.id, *self.aliases)
 
 
 def _m(id: str, created: int, *aliases: str, owned_by: str = "system", dimensions: int | None = None) -> ModelInfo:
@@ -117,21 +104,6 @@ class ModelRegistry:
         """The models, in registry order."""
         return list(self._models.values())
 
-    def listing(self) -> dict[str, Any]:
-        """The body of `GET /v1/models`: every id and alias as a Model object."""
-        data = [model.public(name) for model in self._models.values() for name in (model.id, *model.aliases)]
-        return {"object": "list", "data": data}
-
-    def anthropic_listing(self) -> dict[str, Any]:
-        """The body of `GET /v1/models` for the anthropic SDK: its models as one page."""
-        data = [m.anthropic_public() for m in self._models.values() if m.owned_by == "anthropic"]
-        return {
-            "data": data,
-            "has_more": False,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-        }
-
     def with_strict(self, strict: bool) -> ModelRegistry:
         """A copy with the `strict` flag set as given."""
         return ModelRegistry(self._models.values(), strict=strict)
@@ -187,19 +159,8 @@ def default_registry() -> ModelRegistry:
     return _DEFAULT_REGISTRY
 
 
-def registry_of(store: Any) -> ModelRegistry:
-    """The registry in force for a store: `store.models` if set, else the defaults."""
-    models = getattr(store, "models", None)
-    return models if isinstance(models, ModelRegistry) else _DEFAULT_REGISTRY
-
-
-def resolve(name: str, store: Any = None) -> ModelInfo | None:
-    """The model a name (id or alias) stands for in the store's registry, or None."""
-    return registry_of(store).resolve(name)
-
-
 def model_not_found(name: str) -> RequestError:
-    """OpenAI's 404 for an unknown model."""
+    """The 404 for an unknown model (`model_not_found`, as the OpenAI API words it)."""
     return RequestError(
         f"The model `{name}` does not exist or you do not have access to it.",
         status=404,
@@ -208,9 +169,8 @@ def model_not_found(name: str) -> RequestError:
     )
 
 
-def check_model(store: Any, name: str) -> None:
+def check_model(registry: ModelRegistry, name: str, *, strict: bool = False) -> None:
     """Raise a 404 `model_not_found` RequestError when models are strict (the registry's flag or
-    `--strict-models`) and `name` is unknown."""
-    registry = registry_of(store)
-    if (registry.strict or getattr(store, "strict_models", False)) and registry.resolve(name) is None:
+    `strict`, from `--strict-models`) and `name` is unknown."""
+    if (registry.strict or strict) and registry.resolve(name) is None:
         raise model_not_found(name)

@@ -14,17 +14,29 @@ import random
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any, Literal
 
-from mockllm_tui.core.conversation import Conversation
+from mockllm_tui.core.conversation import Conversation, ReplySource
 from mockllm_tui.core.knobs import Knobs, validate_knob_values
+from mockllm_tui.core.models import ModelRegistry, default_registry
 
 DEFAULT_JOURNAL_SIZE = 5_000
 DEFAULT_SUBSCRIPTION_SIZE = 10_000
-PREVIEW_CHARS = 80
 MAX_STORED_BODY = 64 * 1024
+#: The largest request body served (`--max-body-mb`); larger ones get a 413.
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+@dataclass(slots=True, frozen=True)
+class StartupConfig:
+    """The values fixed at start-up: the body limit, strict models, the responses file and the URL."""
+
+    max_body: int = DEFAULT_MAX_BODY
+    strict_models: bool = False
+    responses_path: str = ""
+    url: str = ""
 
 EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "journal_cleared"]
 Event = tuple[EventKind, Any]
@@ -158,7 +170,13 @@ class Counters:
 class Store:
     """Rules, knobs, journal, counters and subscriptions. Change it only through its methods."""
 
-    def __init__(self, *, journal_size: int = DEFAULT_JOURNAL_SIZE, knobs: Knobs | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        journal_size: int = DEFAULT_JOURNAL_SIZE,
+        knobs: Knobs | None = None,
+        config: StartupConfig | None = None,
+    ) -> None:
         self._journal: deque[JournalEntry] = deque(maxlen=max(1, journal_size))
         self._ids = itertools.count(1)
         self._subscriptions: list[Subscription] = []
@@ -166,17 +184,26 @@ class Store:
         self._knob_layers: dict[str, dict[str, Any]] = {"cli": {}, "file": {}, "live": {}}
         self._base_knobs = knobs or Knobs()
         self._knobs = self._base_knobs
-        self._rules: Any = None
-        self._models: Any = None
+        self._rules: ReplySource | None = None
+        self._models: ModelRegistry | None = None
         self._file_error: str | None = None
         self._fail_next = 0
         self._fail_next_status: int | None = None
         self._tokens_used = 0
         self.rng = random.Random(self._knobs.seed)
-        self.max_body = 10 * 1024 * 1024
-        self.strict_models = False
-        self.responses_path: str = ""
-        self.url: str = ""
+        self._config = config or StartupConfig()
+
+    # -- start-up values -----------------------------------------------------------------------
+
+    @property
+    def config(self) -> StartupConfig:
+        """The start-up values (frozen)."""
+        return self._config
+
+    def configure(self, **changes: Any) -> StartupConfig:
+        """Replace start-up values (as the server and the responses file become known)."""
+        self._config = replace(self._config, **changes)
+        return self._config
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -347,22 +374,29 @@ class Store:
     # -- rules ---------------------------------------------------------------------------------
 
     @property
-    def rules(self) -> Any:
+    def rules(self) -> ReplySource:
         """The active rule set (see mockllm_tui.rules)."""
+        if self._rules is None:
+            raise LookupError("no rules are loaded into the store")
         return self._rules
 
-    def set_rules(self, rules: Any) -> None:
+    @property
+    def has_rules(self) -> bool:
+        """Whether a rule set has been loaded."""
+        return self._rules is not None
+
+    def set_rules(self, rules: ReplySource) -> None:
         """Replace the active rules; the next request uses them."""
         self._rules = rules
         self._file_error = None
         self.publish("rules", rules)
 
     @property
-    def models(self) -> Any:
-        """The model registry in force (see mockllm_tui.core.models)."""
-        return self._models
+    def models(self) -> ModelRegistry:
+        """The model registry in force: the file's `models:`, else the built-in one."""
+        return self._models if self._models is not None else default_registry()
 
-    def set_models(self, models: Any) -> None:
+    def set_models(self, models: ModelRegistry | None) -> None:
         """Replace the model registry (from the file's `models:` section or the defaults)."""
         self._models = models
         self.publish("rules", self._rules)

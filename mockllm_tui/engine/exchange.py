@@ -17,11 +17,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-DEFAULT_MAX_BODY = 10 * 1024 * 1024
 MAX_JSON_DEPTH = 200
 JSON_TYPE = b"application/json"
 SSE_TYPE = b"text/event-stream; charset=utf-8"
-REDACTED_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
+#: Credential headers of HTTP itself; each provider adds its own (Provider.credential_headers).
+REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
 class ClientGone(Exception):
@@ -51,7 +51,14 @@ class Exchange:
         "timing_header",
     )
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send, store: Store) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        store: Store,
+        secret_headers: frozenset[str] = REDACTED_HEADERS,
+    ) -> None:
         self.scope = scope
         self.receive = receive
         self.send = send
@@ -61,7 +68,7 @@ class Exchange:
             k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
         }
         self.entry: JournalEntry = store.begin_request(scope["method"], scope["path"])
-        self.entry.request_headers = redact_headers(self.headers)
+        self.entry.request_headers = redact_headers(self.headers, secret_headers)
         self.body = b""
         self.status = 0
         self.extra_headers: list[tuple[bytes, bytes]] = []
@@ -78,8 +85,16 @@ class Exchange:
         """Milliseconds since the request arrived."""
         return (time.perf_counter() - self.t0) * 1000.0
 
-    async def read_body(self, limit: int = DEFAULT_MAX_BODY) -> bytes:
-        """Read the whole body, refusing (413) one larger than `limit` before reading it all."""
+    @property
+    def query(self) -> str:
+        """The query string, decoded."""
+        return bytes(self.scope.get("query_string", b"")).decode("latin-1")
+
+    async def read_body(self, limit: int | None = None) -> bytes:
+        """Read the whole body, refusing (413) one larger than `limit` (default: the configured
+        limit) before reading it all."""
+        if limit is None:
+            limit = self.store.config.max_body
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise RequestError(f"request body is larger than the limit of {limit} bytes", status=413)
@@ -147,11 +162,13 @@ class Exchange:
         """Send an object as JSON."""
         await self.send_bytes(status, orjson.dumps(obj), headers)
 
-    async def start_stream(self, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        """Send the 200 head of an SSE stream and start watching for the client going away."""
+    async def start_stream(
+        self, headers: list[tuple[bytes, bytes]] | None = None, content_type: bytes = SSE_TYPE
+    ) -> None:
+        """Send the 200 head of a stream and start watching for the client going away."""
         self.status = 200
         raw_headers = [
-            (b"content-type", SSE_TYPE),
+            (b"content-type", content_type),
             (b"cache-control", b"no-cache"),
             (b"x-accel-buffering", b"no"),
             *self.extra_headers,
@@ -241,11 +258,11 @@ def too_deep(data: Any, limit: int) -> bool:
     return False
 
 
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+def redact_headers(headers: dict[str, str], secret: frozenset[str] = REDACTED_HEADERS) -> dict[str, str]:
     """Headers with credentials replaced by a mark that shows only that one was sent.
 
     Without credentials the same dict is returned: it is never changed after parsing.
     """
-    if REDACTED_HEADERS.isdisjoint(headers):
+    if secret.isdisjoint(headers):
         return headers
-    return {k: ("[redacted]" if k in REDACTED_HEADERS else v) for k, v in headers.items()}
+    return {k: ("[redacted]" if k in secret else v) for k, v in headers.items()}

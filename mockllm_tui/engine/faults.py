@@ -1,6 +1,6 @@
 """Faults and timing as pure decisions: knobs + rule + headers + a random source -> a FaultPlan.
 
-The async part (pipeline.py) only carries the plan out. Precedence, highest first:
+The async part (engine/answer.py, http/chat.py) only carries the plan out. Precedence, highest first:
 per-request header > matched rule > knobs (live > file > CLI/env > default; merged by the store).
 
 - A latency from `x-mock-latency-ms` is exact; a rule's or the knob's gets the knob's jitter.
@@ -27,14 +27,12 @@ from mockllm_tui.core.knobs import ERROR_MODES, Knobs
 
 #: Injected retryable errors ask the SDKs to wait this long (`retry-after-ms`), so tests stay fast.
 INJECTED_RETRY_AFTER_MS = 100
-#: Statuses the SDKs retry by default; injected ones also say so with `x-should-retry: true`.
-RETRYABLE_4XX = frozenset({408, 409, 429})
 TIMEOUT_STATUS = 504
 
 
 @dataclass(slots=True, frozen=True)
-class InjectedError:
-    """An error to inject: its status, when (`mode`) and why (`reason`: header, rule, rate, fail_next)."""
+class PlannedError:
+    """An error the plan injects: its status, when (`mode`) and why (`reason`: header, rule, rate, fail_next)."""
 
     status: int
     mode: str
@@ -56,7 +54,7 @@ class FaultPlan:
 
     latency_s: float = 0.0
     speed_override: float | None = None
-    error: InjectedError | None = None
+    error: PlannedError | None = None
 
 
 QUIET_PLAN = FaultPlan()
@@ -137,21 +135,21 @@ def _decide_error(
     rng: random.Random,
     fail_next: int,
     fail_next_status: int | None,
-) -> InjectedError | None:
+) -> PlannedError | None:
     header_mode = headers.get("x-mock-error-mode")
     mode = header_mode if header_mode in ERROR_MODES else None
     raw_status = headers.get("x-mock-error")
     if raw_status is not None and raw_status.isascii() and raw_status.isdigit() and 400 <= int(raw_status) <= 599:
-        return InjectedError(int(raw_status), mode or "before", "header")
+        return PlannedError(int(raw_status), mode or "before", "header")
     if mode in ("disconnect", "timeout"):
-        return InjectedError(knobs.error_status[0], mode, "header")
+        return PlannedError(knobs.error_status[0], mode, "header")
     if reply.error is not None:
-        return InjectedError(reply.error.status, "before", "rule")
+        return PlannedError(reply.error.status, "before", "rule")
     if fail_next > 0:
-        return InjectedError(fail_next_status or knobs.error_status[0], mode or knobs.error_mode, "fail_next")
+        return PlannedError(fail_next_status or knobs.error_status[0], mode or knobs.error_mode, "fail_next")
     if knobs.error_rate > 0 and rng.random() < knobs.error_rate:
         status = knobs.error_status[0] if len(knobs.error_status) == 1 else rng.choice(knobs.error_status)
-        return InjectedError(status, mode or knobs.error_mode, "rate")
+        return PlannedError(status, mode or knobs.error_mode, "rate")
     return None
 
 
@@ -160,21 +158,3 @@ def chunk_lateness(knobs: Knobs, interval_s: float, rng: random.Random) -> float
     if knobs.stream_jitter <= 0 or interval_s <= 0:
         return 0.0
     return rng.uniform(0.0, knobs.stream_jitter * interval_s)
-
-
-def is_retryable(status: int) -> bool:
-    """Whether the SDKs retry this status by default (408, 409, 429 and 5xx)."""
-    return status in RETRYABLE_4XX or status >= 500
-
-
-def retry_headers(status: int, wait_ms: float = INJECTED_RETRY_AFTER_MS) -> list[tuple[bytes, bytes]]:
-    """The retry-contract headers of an error response: `retry-after` (whole seconds, rounded up),
-    `retry-after-ms` and `x-should-retry`. A status the SDKs would not retry gets none."""
-    if not is_retryable(status):
-        return []
-    wait_ms = max(wait_ms, 1.0)
-    return [
-        (b"retry-after", str(max(1, math.ceil(wait_ms / 1000.0))).encode()),
-        (b"retry-after-ms", str(math.ceil(wait_ms)).encode()),
-        (b"x-should-retry", b"true"),
-    ]

@@ -1,35 +1,30 @@
-"""The HTTP server: `create_app(store)` and the embedded uvicorn runner.
+"""The dispatcher: `create_app(store)`, one ASGI app for the model endpoints and everything else.
 
-The model endpoints and `/health` are served by a small pure-ASGI dispatcher (measured: FastAPI's
-own routing costs about half the throughput); everything else (`/_mock/*`, docs, 404s) falls
-through to a FastAPI app. That app is built off the event loop's thread once the server listens
-(importing FastAPI takes about half a second), so the first model request never waits for it.
+The model endpoints and `/health` are served in plain ASGI (measured: FastAPI's own routing costs
+about half the throughput). The dispatcher knows no wire format: it asks the providers which one
+claims a request, and the provider supplies its errors and headers. Everything else (`/_mock/*`,
+docs, 404s) falls through to a FastAPI app, built off the event loop's thread once the server
+listens (importing FastAPI takes about half a second), so the first model request never waits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
-from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-from mockllm_tui import __version__
 from mockllm_tui.core.conversation import RequestError
 from mockllm_tui.core.store import Store
-from mockllm_tui.engine.exchange import ClientGone, CutConnection, Exchange, Receive, Scope, Send
-from mockllm_tui.http.auth import AuthGuard, admin_allowed, send_unauthorized
-from mockllm_tui.http.chat import DISCONNECT_STATUS, SHUTDOWN_STATUS, InjectedFailure
+from mockllm_tui.engine.answer import DISCONNECT_STATUS, SHUTDOWN_STATUS, ErrorAnswer
+from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, CutConnection, Exchange, Receive, Scope, Send
+from mockllm_tui.http.auth import AuthGuard, admin_allowed, headers_text, send_unauthorized
+from mockllm_tui.http.chat import run_chat
+from mockllm_tui.http.fallback import HEALTH, build_fallback
 from mockllm_tui.http.ratelimit import RateLimiter
-from mockllm_tui.providers.base import Endpoint, Provider
-from mockllm_tui.providers.openai_common import openai_error
+from mockllm_tui.providers.base import CLAIM_NONE, ChatEndpoint, Endpoint, Headers, Provider
 from mockllm_tui.providers.registry import build_providers
 
 if TYPE_CHECKING:
@@ -37,42 +32,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mockllm_tui")
 
-READ_TIMEOUT_S = 30.0
-HEALTH = {"status": "ok"}
-
+ADMIN_PREFIX = "/_mock/"
 Guard = Callable[[Exchange, Provider], None]
 
 
-class CannotListen(OSError):
-    """The address cannot be listened on; the message is one line for the user."""
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One served route: method, path (ending in `/{id}` for one free last segment) and endpoint."""
 
-
-class PortInUse(CannotListen):
-    """The port is taken by another process."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(f"port {port} on {host} is in use (try --port 0 for a free one)")
-        self.host = host
-        self.port = port
+    method: str
+    path: str
+    endpoint: Endpoint
 
 
 class MockApp:
     """The ASGI app: model endpoints and `/health` in plain ASGI, the rest through a FastAPI fallback."""
 
     def __init__(self, store: Store, providers: list[Provider]) -> None:
+        if not providers:
+            raise ValueError("no providers are registered")
         self.store = store
         self.providers = providers
         self.guards: list[Guard] = []
+        self.shape = next((p for p in providers if p.default_shape), providers[0])
+        self.secret_headers = REDACTED_HEADERS.union(*(p.credential_headers for p in providers))
         self._fallback: FastAPI | None = None
         self._fallback_lock = threading.Lock()
         self._fallback_pending: asyncio.Future[FastAPI] | None = None
         self._cors: Callable[[Scope, Receive, Send], Any] | None = None
-        self.setup_dispatch(providers)
-
-    def setup_dispatch(self, providers: list[Provider]) -> None:
-        """Build the route tables once, at start-up."""
-        self._exact: dict[tuple[str, str], Endpoint] = {}
-        self._known_paths: dict[str, Endpoint] = {}
+        self._exact: dict[tuple[str, str], list[Endpoint]] = {}
+        self._by_path: dict[str, list[Endpoint]] = {}
         self._prefixes: list[tuple[str, str, Endpoint]] = []
         for provider in providers:
             for endpoint in provider.endpoints:
@@ -80,23 +69,32 @@ class MockApp:
                     if path.endswith("/{id}"):
                         self._prefixes.append((endpoint.method, path[: -len("{id}")], endpoint))
                     else:
-                        self._exact.setdefault((endpoint.method, path), endpoint)
-                        self._known_paths.setdefault(path, endpoint)
-        self._anthropic = next((p for p in providers if p.name == "anthropic"), None)
-        self._openai = next((p for p in providers if p.name == "openai"), providers[0] if providers else None)
+                        self._exact.setdefault((endpoint.method, path), []).append(endpoint)
+                        self._by_path.setdefault(path, []).append(endpoint)
+
+    def routes(self) -> list[Route]:
+        """Every route the dispatcher serves itself, in registration order."""
+        out = [Route(m, p, e) for (m, p), endpoints in self._exact.items() for e in endpoints]
+        out += [Route(m, prefix + "{id}", e) for m, prefix, e in self._prefixes]
+        return out
+
+    @property
+    def fallback_built(self) -> bool:
+        """Whether the FastAPI fallback has been built yet."""
+        return self._fallback is not None
 
     def add_guard(self, guard: Guard) -> None:
         """A check run before every model endpoint (auth, rate limits); it raises to refuse."""
         self.guards.append(guard)
 
-    def provider_for_path(self, path: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> Provider | None:
-        """Whose error shape an unknown path gets: Anthropic's under /v1/messages or with its headers."""
-        if self._anthropic is not None and (
-            path.startswith(("/v1/messages", "/messages", "/v1/complete"))
-            or any(k == b"anthropic-version" for k, _ in headers)
-        ):
-            return self._anthropic
-        return self._openai
+    def claimant(self, path: str, headers: dict[str, str], among: Iterable[Provider] | None = None) -> Provider | None:
+        """The provider that claims a request most strongly (the first on a tie), or None."""
+        best, strength = None, CLAIM_NONE
+        for provider in self.providers if among is None else among:
+            claim = provider.claims(path, headers)
+            if claim > strength:
+                best, strength = provider, claim
+        return best
 
     def enable_cors(self, origins: Sequence[str]) -> None:
         """Answer CORS preflights and add CORS headers for these origins (`*` for any), on every route.
@@ -118,7 +116,7 @@ class MockApp:
         """The FastAPI app behind the dispatcher (`/_mock/*`, docs, 404s), built on first use."""
         with self._fallback_lock:
             if self._fallback is None:
-                self._fallback = build_fallback(self)
+                self._fallback = build_fallback(self.store, self.providers, self.shape)
             return self._fallback
 
     def prepare_fallback(self) -> asyncio.Future[FastAPI]:
@@ -142,31 +140,39 @@ class MockApp:
         """Route a request: model endpoints in plain ASGI, the rest through FastAPI."""
         if scope["type"] == "http":
             method, path = scope["method"], scope["path"]
-            endpoint = self._exact.get((method, path))
-            if endpoint is None:
-                endpoint = self._match_prefix(method, path)
+            endpoint = self.endpoint_for(method, path, scope.get("headers", ()))
             if endpoint is not None:
-                provider = endpoint.provider
-                if endpoint.shared and self._anthropic is not None:
-                    provider = self.provider_for_path(path, scope.get("headers", ())) or provider
-                await self._serve(endpoint, provider, scope, receive, send)
+                await self._serve(endpoint, endpoint.provider, scope, receive, send)
                 return
-            known = self._known(path)
-            if known is not None or path.startswith(("/v1/", "/messages/")):
-                shape = known.provider if known else self.provider_for_path(path, scope.get("headers", ()))
-                if shape is not None:
-                    await self._serve(None, shape, scope, receive, send)
-                    return
             if path == "/health" and method in ("GET", "HEAD"):
                 await Exchange(scope, receive, send, self.store).send_json(200, HEALTH)
                 return
-            if not path.startswith("/_mock/"):
+            if path.startswith(ADMIN_PREFIX):
+                headers = headers_text(scope.get("headers", ()))
+                if not admin_allowed(self.store, path, headers, self.shape):
+                    await send_unauthorized(send, headers, self.shape)
+                    return
+            else:
+                headers = headers_text(scope.get("headers", ()))
+                known = self._known(path)
+                shape = self.claimant(path, headers, [e.provider for e in known] if known else None)
+                if shape is None and known:
+                    shape = known[0].provider
+                if shape is not None:
+                    await self._serve(None, shape, scope, receive, send)
+                    return
                 await self._journaled(scope, receive, send)
                 return
-            if not admin_allowed(self.store, path, scope.get("headers", ())):
-                await send_unauthorized(send, scope.get("headers", ()))
-                return
         await self._call_fallback(scope, receive, send)
+
+    def endpoint_for(self, method: str, path: str, raw_headers: Iterable[tuple[bytes, bytes]] = ()) -> Endpoint | None:
+        """The endpoint that serves a request, or None. Among several providers serving the same
+        route, the one that claims the request most strongly (by its headers) wins."""
+        endpoints = self._exact.get((method, path)) or self._prefix_endpoints(method, path)
+        if len(endpoints) <= 1:
+            return endpoints[0] if endpoints else None
+        provider = self.claimant(path, headers_text(raw_headers), [e.provider for e in endpoints])
+        return next((e for e in endpoints if e.provider is provider), endpoints[0])
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a non-model route through FastAPI, recording it in the journal like any request."""
@@ -187,40 +193,45 @@ class MockApp:
         finally:
             self.store.end_request(entry, status, size)
 
-    def _match_prefix(self, method: str | None, path: str) -> Endpoint | None:
-        """The `/{id}` route for this path (any method when `method` is None)."""
+    def _prefix_endpoints(self, method: str | None, path: str) -> list[Endpoint]:
+        """The `/{id}` endpoints for this path (any method when `method` is None)."""
+        out = []
         for m, prefix, endpoint in self._prefixes:
             tail = path[len(prefix) :] if path.startswith(prefix) else ""
             if (method is None or m == method) and tail and "/" not in tail:
-                return endpoint
-        return None
+                out.append(endpoint)
+        return out
 
-    def _known(self, path: str) -> Endpoint | None:
-        """An endpoint serving this path with some method (for 405 rather than 404)."""
-        return self._known_paths.get(path) or self._match_prefix(None, path)
+    def _known(self, path: str) -> list[Endpoint]:
+        """Endpoints serving this path with some method (for 405 rather than 404)."""
+        return self._by_path.get(path) or self._prefix_endpoints(None, path)
 
     async def _serve(
         self, endpoint: Endpoint | None, provider: Provider, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        ex = Exchange(scope, receive, send, self.store)
+        ex = Exchange(scope, receive, send, self.store, self.secret_headers)
         request_id = provider.request_id()
         ex.entry.provider = provider.name
         ex.entry.request_id = request_id
-        ex.extra_headers = provider.response_headers(ex, request_id)
+        ex.extra_headers = provider.response_headers(request_id)
         ex.timing_header = provider.timing_header
         try:
             if endpoint is None:
-                if self._known(ex.path) is not None:
+                if self._known(ex.path):
                     raise RequestError(f"method {scope['method']} is not allowed on {ex.path}", status=405)
                 raise RequestError(f"unknown path {scope['method']} {ex.path}", status=404)
             for guard in self.guards:
                 guard(ex, provider)
-            await endpoint.handle(ex)
+            if isinstance(endpoint, ChatEndpoint):
+                await run_chat(endpoint, ex)
+            else:
+                await endpoint.handle(ex)
         except RequestError as exc:
             await self._send_error(ex, provider, request_id, exc.status, exc.message, param=exc.param, code=exc.code)
-        except InjectedFailure as exc:
+        except ErrorAnswer as exc:
+            headers = provider.retry_headers(exc.status, exc.retry_after_ms) if exc.retry_after_ms is not None else []
             await self._send_error(
-                ex, provider, request_id, exc.status, exc.message, code=exc.code, type=exc.type, headers=exc.headers
+                ex, provider, request_id, exc.status, exc.message, code=exc.code, type=exc.type, headers=headers
             )
         except ClientGone:
             ex.abandon(DISCONNECT_STATUS)
@@ -248,7 +259,7 @@ class MockApp:
         param: str | None = None,
         code: str | None = None,
         type: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
+        headers: Headers | None = None,
     ) -> None:
         if ex.streaming:
             await ex.send_chunk(provider.stream_error(status, message))
@@ -264,223 +275,3 @@ def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:
     app.add_guard(AuthGuard(store))
     app.add_guard(RateLimiter(store))
     return app
-
-
-def build_fallback(mock: MockApp) -> FastAPI:
-    """The FastAPI app for what the dispatcher does not serve itself: the admin API, docs, 404s."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
-    from mockllm_tui.admin import install_admin
-
-    app = FastAPI(
-        title="mockllm-tui",
-        version=__version__,
-        docs_url="/_mock/docs",
-        redoc_url=None,
-        openapi_url="/_mock/openapi.json",
-    )
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:  # served by the dispatcher; here for the docs and other methods
-        return HEALTH
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return JSONResponse(openai_error(exc.status_code, str(exc.detail)), status_code=exc.status_code)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return JSONResponse(openai_error(400, f"{where}: {first.get('msg', 'invalid')}", param=where), status_code=400)
-
-    install_admin(app, mock.store, mock.providers)
-    return app
-
-
-# -- the embedded runner -----------------------------------------------------------------------
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket, or PortInUse. Binding ourselves lets `--port 0` report the real port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it
-    # a response's head and body (two writes) wait out the client's delayed ACK (~40 ms a request).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except (OSError, OverflowError) as exc:
-        sock.close()
-        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-            raise PortInUse(host, port) from None
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise CannotListen(f"cannot listen on {host} port {port}: {reason}") from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-class _QuietCuts(logging.Filter):
-    """Drop uvicorn's tracebacks for connections we cut on purpose or cancelled at shutdown."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, CutConnection | asyncio.CancelledError)
-
-
-logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
-
-
-class EmbeddedServer(uvicorn.Server):
-    """uvicorn on the caller's loop: no signal handlers of its own, no logging config of its own."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-        self.exit_requested = asyncio.Event()
-
-    def request_exit(self) -> None:
-        """Begin a graceful shutdown now (uvicorn's own loop would notice within 0.1 s)."""
-        self.should_exit = True
-        self.exit_requested.set()
-
-    async def main_loop(self) -> None:
-        """Wait for an exit request instead of polling every 0.1 s."""
-        await self.on_tick(0)
-        while not self.should_exit:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.exit_requested.wait(), 1.0)
-
-    @contextmanager
-    def capture_signals(self) -> Any:
-        """The host (headless runner or Textual) owns signals."""
-        yield
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start, then tell waiters we are listening."""
-        await super().startup(sockets)
-        self.ready.set()
-
-
-class TimedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for reading each request, headers and body.
-
-    uvicorn has no timeout before a request's headers are complete, so a slow-loris client
-    (headers a byte at a time, or nothing at all) would hold its connection forever.
-    """
-
-    read_timeout_s: float = READ_TIMEOUT_S
-    _read_deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the clock for the first request."""
-        super().connection_made(transport)
-        self._arm_read_deadline()
-
-    def on_message_begin(self) -> None:
-        """Start the clock for a following request on a kept-alive connection."""
-        super().on_message_begin()
-        self._arm_read_deadline()
-
-    def on_message_complete(self) -> None:
-        """The request is read: stop the clock."""
-        self._disarm_read_deadline()
-        super().on_message_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the clock with the connection."""
-        self._disarm_read_deadline()
-        super().connection_lost(exc)
-
-    def _arm_read_deadline(self) -> None:
-        self._disarm_read_deadline()
-        self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
-
-    def _disarm_read_deadline(self) -> None:
-        if self._read_deadline is not None:
-            self._read_deadline.cancel()
-            self._read_deadline = None
-
-    def _read_timed_out(self) -> None:
-        self._read_deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
-
-
-def uvicorn_config(app: Any, *, read_timeout_s: float = READ_TIMEOUT_S, **overrides: Any) -> uvicorn.Config:
-    """The uvicorn settings every mockllm-tui server uses (embedded, workers, the benchmark baseline)."""
-    protocol: type[TimedHttpProtocol] = TimedHttpProtocol  # importable, so worker processes can unpickle it
-    if read_timeout_s != TimedHttpProtocol.read_timeout_s:
-        protocol = type("TimedHttpProtocol", (TimedHttpProtocol,), {"read_timeout_s": read_timeout_s})
-    settings: dict[str, Any] = {
-        "log_config": None,
-        "access_log": False,
-        "lifespan": "off",
-        "http": protocol,
-        "ws": "none",
-        "proxy_headers": False,
-        "timeout_graceful_shutdown": 1,
-        "timeout_keep_alive": 5,
-        "server_header": False,
-        "date_header": False,
-    }
-    return uvicorn.Config(app, **{**settings, **overrides})
-
-
-class ServerHandle:
-    """A running embedded server: its task, its socket and how to stop it."""
-
-    def __init__(
-        self,
-        app: MockApp,
-        host: str = "127.0.0.1",
-        port: int = 8000,
-        *,
-        grace_s: int = 1,
-        read_timeout_s: float = READ_TIMEOUT_S,
-    ) -> None:
-        self.app = app
-        self.host = host
-        self.sock = bind_socket(host, port)
-        self.port: int = self.sock.getsockname()[1]
-        config = uvicorn_config(app, read_timeout_s=read_timeout_s, timeout_graceful_shutdown=grace_s)
-        self.server = EmbeddedServer(config)
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        """The base URL clients use (with /v1)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/v1"
-
-    async def start(self) -> None:
-        """Serve on the running loop; returns once the server listens (the FastAPI fallback then builds)."""
-        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="mockllm-server")
-        ready = asyncio.create_task(self.server.ready.wait())
-        done, _ = await asyncio.wait({self.task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if self.task in done:
-            ready.cancel()
-            self.task.result()
-            raise RuntimeError("the server stopped during start-up")
-        self.app.prepare_fallback()
-
-    async def fully_ready(self) -> None:
-        """Wait until every route is ready (the FastAPI fallback is built)."""
-        await asyncio.shield(self.app.prepare_fallback())
-
-    async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish within the grace period, then close."""
-        self.server.request_exit()
-        if self.task is not None:
-            try:
-                grace = self.server.config.timeout_graceful_shutdown or 1
-                await asyncio.wait_for(asyncio.shield(self.task), grace + 2.0)
-            except TimeoutError:
-                self.server.force_exit = True
-                self.task.cancel()
-        self.sock.close()

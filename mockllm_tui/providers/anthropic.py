@@ -1,18 +1,33 @@
-"""Anthropic Messages: `POST /v1/messages` (JSON and SSE) and `POST /v1/messages/count_tokens`."""
+"""Anthropic Messages: `POST /v1/messages` (JSON and SSE), `POST /v1/messages/count_tokens`, and
+`GET /v1/models[/{id}]` in Anthropic's shape for the anthropic SDK."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
-from mockllm_tui.core.models import check_model
+from mockllm_tui.core.models import ModelInfo
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_tokens
+from mockllm_tui.engine.answer import model_in_path, record_conversation, require_known_model
 from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.http.chat import record_conversation
-from mockllm_tui.providers.base import Endpoint, Frame, Provider, RenderContext, new_id
+from mockllm_tui.providers.base import (
+    CLAIM_NONE,
+    CLAIM_OWN,
+    ChatEndpoint,
+    Endpoint,
+    Frame,
+    Headers,
+    Provider,
+    RateLimitReport,
+    RenderContext,
+    new_id,
+)
 from mockllm_tui.providers.parsing import check_type, optional, require
 from mockllm_tui.providers.registry import register_provider
 
@@ -43,6 +58,9 @@ STOP_REASONS = {
 }
 
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+#: Paths that are Anthropic's own (its 404s and 405s there take its shape).
+OWN_PREFIXES = ("/v1/messages", "/messages/", "/v1/complete")
+VERSION_HEADER = "anthropic-version"
 
 
 def anthropic_error_type(status: int) -> str:
@@ -238,7 +256,7 @@ def has_text_block(reply: Reply) -> bool:
     return bool(reply.text) or not reply.tool_calls
 
 
-class Messages(Endpoint):
+class Messages(ChatEndpoint):
     """`POST /v1/messages`."""
 
     paths = ("/v1/messages", "/messages")
@@ -337,11 +355,57 @@ class CountTokens(Endpoint):
 
     async def handle(self, ex: Exchange) -> None:
         """Answer `{"input_tokens": n}`."""
-        await ex.read_body(ex.store.max_body)
+        await ex.read_body()
         conversation = self.parse(ex.read_json_object())
         record_conversation(ex, conversation)
-        check_model(ex.store, conversation.model)
+        require_known_model(ex, conversation.model)
         await ex.send_json(200, {"input_tokens": count_conversation(conversation)})
+
+
+def model_info(model: ModelInfo, name: str | None = None) -> dict[str, Any]:
+    """An Anthropic `ModelInfo` object (what the anthropic SDK's `models.list()` reads)."""
+    created = datetime.fromtimestamp(model.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    model_id = name or model.id
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": model_id.replace("-", " ").title(),
+        "created_at": created,
+        "lifecycle": "active",
+    }
+
+
+class ListModels(Endpoint):
+    """`GET /v1/models` for the anthropic SDK: its models as one page."""
+
+    method = "GET"
+    paths = ("/v1/models", "/models")
+    name = "models.list"
+
+    async def handle(self, ex: Exchange) -> None:
+        """The registry's Anthropic models."""
+        ex.entry.preview = "list models"
+        data = [model_info(m) for m in ex.store.models.models() if m.owned_by == "anthropic"]
+        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+        await ex.send_json(200, {"data": data, "has_more": False, "first_id": first, "last_id": last})
+
+
+class RetrieveModel(Endpoint):
+    """`GET /v1/models/{id}` for the anthropic SDK."""
+
+    method = "GET"
+    paths = ("/v1/models/{id}", "/models/{id}")
+    name = "models.retrieve"
+
+    async def handle(self, ex: Exchange) -> None:
+        """The model, under the name asked for, or 404."""
+        name, model = model_in_path(ex)
+        await ex.send_json(200, model_info(model, name))
+
+
+def rfc3339(epoch_s: float) -> str:
+    """A UTC time as RFC 3339 with whole seconds (rounded up), as Anthropic's reset headers."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(epoch_s)))
 
 
 @register_provider
@@ -349,11 +413,27 @@ class Anthropic(Provider):
     """Anthropic's Messages API."""
 
     name = "anthropic"
-    endpoint_classes = (Messages, CountTokens)
+    endpoint_classes = (Messages, CountTokens, ListModels, RetrieveModel)
 
-    def owns_path(self, path: str) -> bool:
-        """Paths under /v1/messages get Anthropic's error shape."""
-        return path.startswith(("/v1/messages", "/messages"))
+    def claims(self, path: str, headers: Mapping[str, str]) -> int:
+        """Its own paths, and any request from the anthropic SDK (it sends `anthropic-version`)."""
+        return CLAIM_OWN if path.startswith(OWN_PREFIXES) or VERSION_HEADER in headers else CLAIM_NONE
+
+    def auth_refusal(self, missing: bool) -> str:
+        """Anthropic's wording for a missing or wrong key."""
+        return "x-api-key header is required" if missing else "invalid x-api-key"
+
+    def rate_limit_headers(self, report: RateLimitReport) -> Headers:
+        """`anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` (resets in RFC 3339)."""
+        r, t, now = report.requests, report.tokens, report.now
+        return [
+            (b"anthropic-ratelimit-requests-limit", str(r.limit).encode()),
+            (b"anthropic-ratelimit-requests-remaining", str(r.remaining).encode()),
+            (b"anthropic-ratelimit-requests-reset", rfc3339(now + r.reset_s).encode()),
+            (b"anthropic-ratelimit-tokens-limit", str(t.limit).encode()),
+            (b"anthropic-ratelimit-tokens-remaining", str(t.remaining).encode()),
+            (b"anthropic-ratelimit-tokens-reset", rfc3339(now + t.reset_s).encode()),
+        ]
 
     def error_body(
         self,
@@ -372,6 +452,6 @@ class Anthropic(Provider):
         """An `event: error` SSE event, as Anthropic sends after a 200 start."""
         return sse("error", anthropic_error(status, message))
 
-    def response_headers(self, ex: Exchange, request_id: str) -> list[tuple[bytes, bytes]]:
+    def response_headers(self, request_id: str) -> Headers:
         """`request-id`."""
         return [(b"request-id", request_id.encode())]

@@ -1,20 +1,45 @@
-"""What a provider and its endpoints are: the wire format's parse, render and error shape."""
+"""The provider seam: what a wire format is, for built-in providers and plugins alike.
+
+A provider is the only code that knows its wire format. It lists its endpoints (method and paths),
+says which requests it claims (path and headers), and supplies its own error body for any status,
+its auth refusal, its rate-limit and retry headers and its standard response headers. The
+dispatcher (`mockllm_tui.http`) asks; it never names a provider.
+
+Two kinds of endpoint:
+- a `ChatEndpoint` parses a request into a neutral `Conversation` and renders a `Reply` as JSON or
+  as stream frames; the chat flow runs it (rules, faults, latency, pacing, journal);
+- a plain `Endpoint` answers in its own `handle`, with the helpers of `mockllm_tui.engine.answer`.
+
+A plugin subclasses `Provider`, decorates it with `register_provider` (or exposes it under the
+`mockllm_tui.providers` entry point group) and is loaded with `--plugin MODULE`.
+"""
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mockllm_tui.core.conversation import Conversation, Reply
 from mockllm_tui.engine.exchange import Exchange
 
+Headers = list[tuple[bytes, bytes]]
+
+#: `Provider.claims` strengths: not at all, as the shape for a family of paths, as its own.
+CLAIM_NONE = 0
+CLAIM_SHAPE = 1
+CLAIM_OWN = 2
+
+#: Statuses the Stainless-built SDKs (openai, anthropic) retry by default.
+RETRYABLE_4XX = frozenset({408, 409, 429})
+
 
 @dataclass(slots=True)
 class Frame:
-    """One piece of an SSE stream: its bytes, the reply text it carries and its output tokens.
+    """One piece of a stream: its bytes, the reply text it carries and its output tokens.
 
     Pacing is by tokens: a frame is due when its tokens are due; frames without tokens go at once.
     """
@@ -36,6 +61,24 @@ class RenderContext:
     request_id: str = ""
 
 
+@dataclass(slots=True, frozen=True)
+class Allowance:
+    """One rate limit as the headers report it: the limit, what is left, and seconds to a full reset."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+@dataclass(slots=True, frozen=True)
+class RateLimitReport:
+    """The rate limits in force for a response's headers; `now` is Unix time."""
+
+    requests: Allowance
+    tokens: Allowance
+    now: float
+
+
 _ids = random.SystemRandom().getrandbits(64)
 _id_random = random.Random(_ids)
 
@@ -50,25 +93,61 @@ def now_s() -> int:
     return int(time.time())
 
 
+def is_retryable(status: int) -> bool:
+    """Whether the Stainless-built SDKs retry this status by default (408, 409, 429 and 5xx)."""
+    return status in RETRYABLE_4XX or status >= 500
+
+
+def retry_headers(status: int, wait_ms: float = 100.0) -> Headers:
+    """The Stainless SDKs' retry contract: `retry-after` (whole seconds, rounded up), `retry-after-ms`
+    and `x-should-retry`. A status the SDKs would not retry gets none."""
+    if not is_retryable(status):
+        return []
+    wait_ms = max(wait_ms, 1.0)
+    return [
+        (b"retry-after", str(max(1, math.ceil(wait_ms / 1000.0))).encode()),
+        (b"retry-after-ms", str(math.ceil(wait_ms)).encode()),
+        (b"x-should-retry", b"true"),
+    ]
+
+
+def short_duration(seconds: float) -> str:
+    """A wait as OpenAI writes it in headers and messages: "12ms", "1s", "1.5s", "6m0s"."""
+    if seconds < 1.0:
+        return f"{math.ceil(seconds * 1000.0)}ms"
+    if seconds < 60.0:
+        return f"{round(seconds, 3):g}s"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, if any."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 class Endpoint:
-    """One route of a provider. Chat-like endpoints implement parse/render/render_stream/stream_error
-    and leave `handle` to the shared pipeline; others override `handle`."""
+    """One route of a provider, answered by its own `handle`."""
 
     method: ClassVar[str] = "POST"
+    #: Exact paths; a path ending in `/{id}` matches any one last segment.
     paths: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str] = ""
-    id_prefix: ClassVar[str] = ""
-    #: Served for both SDKs (e.g. /v1/models): errors and headers follow the caller's provider.
-    shared: ClassVar[bool] = False
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
 
     async def handle(self, ex: Exchange) -> None:
-        """Answer the request. The default runs the chat pipeline."""
-        from mockllm_tui.http.chat import run_chat
+        """Answer the request (raise RequestError or ErrorAnswer to refuse it)."""
+        raise NotImplementedError
 
-        await run_chat(self, ex)
+
+class ChatEndpoint(Endpoint):
+    """A chat-like route: the chat flow parses, picks a reply by the rules, applies the faults and
+    renders it through these methods."""
+
+    id_prefix: ClassVar[str] = ""
 
     def parse(self, body: dict[str, Any]) -> Conversation:
         """Turn a request body into a Conversation, or raise RequestError naming the field."""
@@ -79,31 +158,45 @@ class Endpoint:
         raise NotImplementedError
 
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
-        """The SSE frames of a streamed reply, in the provider's real event order."""
+        """The frames of a streamed reply, in the provider's real event order."""
         raise NotImplementedError
 
     def stream_error(self, status: int, message: str, ctx: RenderContext) -> bytes:
-        """The SSE bytes of an error in the middle of a stream."""
+        """The bytes of an error in the middle of a stream."""
         return self.provider.stream_error(status, message)
 
     def remember(self, conversation: Conversation, reply: Reply, ctx: RenderContext, body: Any) -> None:
         """Hook called after a reply was made (the Responses API keeps them for GET)."""
 
+    @property
+    def stream_content_type(self) -> bytes:
+        """The content type of this endpoint's streams."""
+        return self.provider.stream_content_type
+
 
 class Provider:
-    """A wire format: its endpoints, its error shape and its standard headers."""
+    """A wire format: its endpoints, which requests it claims, its error shape and its headers."""
 
     name: ClassVar[str] = ""
     endpoint_classes: ClassVar[tuple[type[Endpoint], ...]] = ()
     #: A header carrying the milliseconds spent on the request, added as the response head goes out.
     timing_header: ClassVar[bytes | None] = None
+    #: Request headers that carry credentials (lower case): never shown, never logged.
+    credential_headers: ClassVar[frozenset[str]] = frozenset({"authorization", "x-api-key"})
+    #: This provider's shape also answers requests no provider claims (the admin API's errors).
+    default_shape: ClassVar[bool] = False
+    stream_content_type: ClassVar[bytes] = b"text/event-stream; charset=utf-8"
 
     def __init__(self) -> None:
         self.endpoints: list[Endpoint] = [cls(self) for cls in self.endpoint_classes]
 
-    def owns_path(self, path: str) -> bool:
-        """Whether an unknown path under this prefix should get this provider's 404 shape."""
-        return False
+    def claims(self, path: str, headers: Mapping[str, str]) -> int:
+        """How strongly a request is this provider's: CLAIM_NONE, CLAIM_SHAPE or CLAIM_OWN.
+
+        Asked when several providers serve the same path (the strongest wins) and for paths no
+        endpoint serves (a claimed one gets this provider's 404 or 405).
+        """
+        return CLAIM_NONE
 
     def error_body(
         self,
@@ -115,17 +208,35 @@ class Provider:
         code: str | None = None,
         request_id: str = "",
     ) -> bytes:
-        """The JSON bytes of an error in this provider's shape."""
+        """The bytes of an error response in this provider's shape."""
         raise NotImplementedError
 
     def stream_error(self, status: int, message: str) -> bytes:
-        """The SSE bytes of an error after a stream has started."""
+        """The bytes of an error after a stream has started."""
         raise NotImplementedError
 
-    def response_headers(self, ex: Exchange, request_id: str) -> list[tuple[bytes, bytes]]:
+    def response_headers(self, request_id: str) -> Headers:
         """Headers every response of this provider carries (request id and the like)."""
         return [(b"x-request-id", request_id.encode())]
 
     def request_id(self) -> str:
         """A fresh request id in this provider's style."""
         return new_id("req_")
+
+    def presented_keys(self, headers: Mapping[str, str]) -> list[str]:
+        """The API keys a request carries in this provider's auth headers."""
+        keys = [headers["x-api-key"]] if headers.get("x-api-key") else []
+        token = bearer_token(headers)
+        return [*keys, token] if token else keys
+
+    def auth_refusal(self, missing: bool) -> str:
+        """The message of a 401: no key sent (`missing`) or a wrong one. Never quotes the key."""
+        return "no API key provided" if missing else "invalid API key"
+
+    def rate_limit_headers(self, report: RateLimitReport) -> Headers:
+        """The rate-limit headers every model response carries."""
+        return []
+
+    def retry_headers(self, status: int, wait_ms: float) -> Headers:
+        """The headers that tell this provider's SDK whether and when to retry an error."""
+        return retry_headers(status, wait_ms)

@@ -9,7 +9,7 @@ import orjson
 
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.providers.base import Endpoint, Frame, RenderContext
+from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
@@ -166,7 +166,7 @@ def parse_response_format(value: Any, name: str = "response_format") -> dict[str
     raise RequestError(f"{name}.type: expected text, json_object or json_schema", param=f"{name}.type")
 
 
-class ChatCompletions(Endpoint):
+class ChatCompletions(ChatEndpoint):
     """`POST /v1/chat/completions`."""
 
     paths = ("/v1/chat/completions", "/chat/completions")

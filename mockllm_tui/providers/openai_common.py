@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from mockllm_tui.core.conversation import RequestError, ToolCall
-from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.providers.base import Provider, RenderContext
+from mockllm_tui.providers.base import (
+    CLAIM_NONE,
+    CLAIM_SHAPE,
+    Headers,
+    Provider,
+    RateLimitReport,
+    RenderContext,
+    short_duration,
+)
 from mockllm_tui.providers.parsing import check_type, optional, require, type_name
 
 __all__ = [
@@ -57,10 +65,34 @@ class OpenAIBase(Provider):
     """What every OpenAI-format provider shares: the error shape and the headers."""
 
     timing_header = b"openai-processing-ms"
+    default_shape = True
+    #: `api-key` is what the openai package's AzureOpenAI client sends.
+    credential_headers = frozenset({"authorization", "x-api-key", "api-key"})
 
-    def owns_path(self, path: str) -> bool:
-        """Everything that is not Anthropic's is answered in OpenAI's shape."""
-        return True
+    def claims(self, path: str, headers: Mapping[str, str]) -> int:
+        """Any `/v1/` path takes OpenAI's shape unless a provider claims it as its own."""
+        return CLAIM_SHAPE if path.startswith("/v1/") else CLAIM_NONE
+
+    def auth_refusal(self, missing: bool) -> str:
+        """OpenAI's wording for a missing or wrong key."""
+        if missing:
+            return (
+                "You didn't provide an API key. You need to provide your API key in an Authorization header "
+                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            )
+        return "Incorrect API key provided. (mockllm-tui was started with --api-key; send that key.)"
+
+    def rate_limit_headers(self, report: RateLimitReport) -> Headers:
+        """`x-ratelimit-{limit,remaining,reset}-{requests,tokens}`."""
+        r, t = report.requests, report.tokens
+        return [
+            (b"x-ratelimit-limit-requests", str(r.limit).encode()),
+            (b"x-ratelimit-limit-tokens", str(t.limit).encode()),
+            (b"x-ratelimit-remaining-requests", str(r.remaining).encode()),
+            (b"x-ratelimit-remaining-tokens", str(t.remaining).encode()),
+            (b"x-ratelimit-reset-requests", short_duration(r.reset_s).encode()),
+            (b"x-ratelimit-reset-tokens", short_duration(t.reset_s).encode()),
+        ]
 
     def error_body(
         self,
@@ -81,7 +113,7 @@ class OpenAIBase(Provider):
         """A `data: {"error": ...}` line, as OpenAI sends mid-stream."""
         return b"data: " + orjson.dumps(openai_error(status, message)) + b"\n\n"
 
-    def response_headers(self, ex: Exchange, request_id: str) -> list[tuple[bytes, bytes]]:
+    def response_headers(self, request_id: str) -> Headers:
         """`x-request-id` and `openai-version` (`openai-processing-ms` is added as the head goes out)."""
         return [(b"x-request-id", request_id.encode()), (b"openai-version", b"2020-10-01")]
 

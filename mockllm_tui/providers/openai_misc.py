@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError
-from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, check_model, model_not_found, registry_of
+from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_tokens
+from mockllm_tui.engine.answer import answer_faults, model_in_path, preview, require_known_model
 from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.http.chat import decide_for, fail_before, preview, wait_latency
-from mockllm_tui.providers.base import Endpoint, Frame, RenderContext
+from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_chat import DONE, finish_reason, usage_object
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
@@ -88,7 +88,7 @@ def _completion_finish(reply: Reply) -> str:
     return reason if reason in COMPLETION_FINISH else "stop"
 
 
-class Completions(Endpoint):
+class Completions(ChatEndpoint):
     """`POST /v1/completions` (legacy), through the chat pipeline (rules, faults, pacing)."""
 
     paths = ("/v1/completions", "/completions")
@@ -224,27 +224,23 @@ class Embeddings(Endpoint):
 
     async def handle(self, ex: Exchange) -> None:
         """Answer with one deterministic vector per input (after the latency and error knobs)."""
-        await ex.read_body(ex.store.max_body)
+        await ex.read_body()
         body = ex.read_json_object()
         model = require(body, "model", str)
         ex.entry.model = model
         texts = embedding_inputs(body.get("input"))
         ex.entry.preview = preview(texts[0])
-        check_model(ex.store, model)
+        require_known_model(ex, model)
         encoding = optional(body, "encoding_format", str, "float")
         if encoding not in ENCODINGS:
             raise RequestError(f"encoding_format: expected float or base64, got {encoding!r}", param="encoding_format")
-        known = registry_of(ex.store).resolve(model)
+        known = ex.store.models.resolve(model)
         dimensions = positive_int(body, "dimensions", 1, MAX_DIMENSIONS)
         if dimensions is None:
             dimensions = (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
         optional(body, "user", str)
-        plan = decide_for(ex, NO_REPLY)
-        if plan.error is not None:
-            ex.entry.fault = plan.error.describe()
-            await fail_before(ex, plan.error, plan, NO_REPLY)
+        if await answer_faults(ex, NO_REPLY) is None:
             return
-        await wait_latency(ex, plan.latency_s)
         data = [
             {"object": "embedding", "index": i, "embedding": encode_vector(embed(text, dimensions), encoding)}
             for i, text in enumerate(texts)
@@ -258,20 +254,23 @@ class Embeddings(Endpoint):
 # -- models ------------------------------------------------------------------------------------
 
 
+def model_object(model: ModelInfo, name: str | None = None) -> dict[str, Any]:
+    """An OpenAI `Model` object, under `name` (an alias) or the id."""
+    return {"id": name or model.id, "object": "model", "created": model.created, "owned_by": model.owned_by}
+
+
 class ListModels(Endpoint):
-    """`GET /v1/models`."""
+    """`GET /v1/models`: every model id and alias of the registry in force."""
 
     method = "GET"
     paths = ("/v1/models", "/models")
     name = "models.list"
-    shared = True
 
     async def handle(self, ex: Exchange) -> None:
-        """Every model id and alias of the registry in force."""
+        """The registry as a list of Model objects."""
         ex.entry.preview = "list models"
-        registry = registry_of(ex.store)
-        anthropic = "anthropic-version" in ex.headers
-        await ex.send_json(200, registry.anthropic_listing() if anthropic else registry.listing())
+        data = [model_object(m, name) for m in ex.store.models.models() for name in m.names()]
+        await ex.send_json(200, {"object": "list", "data": data})
 
 
 class RetrieveModel(Endpoint):
@@ -280,18 +279,11 @@ class RetrieveModel(Endpoint):
     method = "GET"
     paths = ("/v1/models/{id}", "/models/{id}")
     name = "models.retrieve"
-    shared = True
 
     async def handle(self, ex: Exchange) -> None:
         """The model, under the name asked for."""
-        name = ex.path.rsplit("/", 1)[-1]
-        ex.entry.model = name
-        ex.entry.preview = f"retrieve {name}"
-        model = registry_of(ex.store).resolve(name)
-        if model is None:
-            raise model_not_found(name)
-        anthropic = "anthropic-version" in ex.headers
-        await ex.send_json(200, model.anthropic_public(name) if anthropic else model.public(name))
+        name, model = model_in_path(ex)
+        await ex.send_json(200, model_object(model, name))
 
 
 @register_provider

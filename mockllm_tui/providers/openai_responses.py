@@ -12,9 +12,9 @@ import orjson
 
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
 from mockllm_tui.core.tokens import count_tokens
+from mockllm_tui.engine.answer import preview
 from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.http.chat import preview
-from mockllm_tui.providers.base import Endpoint, Frame, RenderContext
+from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_chat import (
     ARGUMENT_CHUNK,
     content_text,
@@ -195,7 +195,7 @@ def _saved(endpoint: Endpoint) -> SavedResponses:
     return cast(OpenAIResponses, endpoint.provider).saved
 
 
-class CreateResponse(Endpoint):
+class CreateResponse(ChatEndpoint):
     """`POST /v1/responses`."""
 
     paths = ("/v1/responses", "/responses")

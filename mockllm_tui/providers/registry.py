@@ -74,7 +74,9 @@ def load_plugins(modules: Iterable[str] = ()) -> list[str]:
 
 
 def build_providers(plugins: Iterable[str] = ()) -> list[Provider]:
-    """Instances of every registered provider, built-ins first."""
+    """Instances of every registered provider: built-ins in BUILTIN_MODULES order, then plugins."""
     _import_builtins()
     load_plugins(plugins)
-    return [cls() for cls in _registry.values()]
+    rank = {module: i for i, module in enumerate(BUILTIN_MODULES)}
+    classes = sorted(_registry.values(), key=lambda cls: rank.get(cls.__module__, len(rank)))
+    return [cls() for cls in classes]

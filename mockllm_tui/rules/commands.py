@@ -132,10 +132,10 @@ class TryResult:
 
 def ruleset_of(store: Store) -> RuleSet:
     """The store's rule set (an empty one when the store holds something else)."""
-    rules = store.rules
+    rules = store.rules if store.has_rules else None
     if isinstance(rules, RuleSet):
         return rules
-    return empty_ruleset(Path(store.responses_path) if store.responses_path else None)
+    return empty_ruleset(Path(store.config.responses_path) if store.config.responses_path else None)
 
 
 def _view(ruleset: RuleSet, index: int) -> RuleView:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mockllm_tui.core.models import ModelRegistry
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.matcher import RuleSet
@@ -129,7 +130,7 @@ def assign_ids(model: RulesModel, previous: Any = None, pinned: dict[int, Entry]
 
 def apply_ruleset(store: Store, ruleset: RuleSet) -> None:
     """Make a rule set live: the rules, the file's `settings:` knob layer and its `models:`."""
-    previous = store.rules
+    previous = store.rules if store.has_rules else None
     before = previous.model if isinstance(previous, RuleSet) else None
     store.set_rules(ruleset)
     model = ruleset.model
@@ -139,12 +140,10 @@ def apply_ruleset(store: Store, ruleset: RuleSet) -> None:
         store.set_models(models_from(model.models))
 
 
-def models_from(entries: list[Any] | None) -> Any:
+def models_from(entries: list[Any] | None) -> ModelRegistry | None:
     """The model registry for a file's `models:` list (None: the defaults)."""
     if entries is None:
         return None
-    from mockllm_tui.core.models import ModelRegistry
-
     return ModelRegistry.from_config(entries)
 
 
@@ -157,7 +156,7 @@ def empty_ruleset(path: Path | None) -> RuleSet:
 def load_initial(store: Store, path: Path) -> None:
     """Load the file at start-up. A broken file starts with no rules and reports the error."""
     path = Path(path)
-    store.responses_path = str(path)
+    store.configure(responses_path=str(path))
     try:
         raw = read_bytes(path)
         doc, source = parse_bytes(raw, path)
@@ -193,10 +192,10 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
 
     An invalid file keeps the last good rules serving and reports the error through the store.
     """
-    current = store.rules
+    current = store.rules if store.has_rules else None
     source = current.source if isinstance(current, RuleSet) else None
     path = (
-        Path(path) if path is not None else source.path if source is not None else Path(store.responses_path)
+        Path(path) if path is not None else source.path if source is not None else Path(store.config.responses_path)
     )
     try:
         raw = read_bytes(path)

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mockllm_tui.core.store import Store
-from mockllm_tui.http.app import PortInUse, ServerHandle, create_app
+from mockllm_tui.http.app import create_app
+from mockllm_tui.http.runner import PortInUse, ServerHandle
 from mockllm_tui.rules import load_initial
 from mockllm_tui.rules.commands import add_rule
 from mockllm_tui.tui.app import MockPanel

@@ -125,10 +125,10 @@ class MockPanel(App[int]):
         self.controls = self.query_one(Controls)
         self._load_keymap()
         await self.handle.start()
-        if self.watch_file and self.store.responses_path:
+        if self.watch_file and self.store.config.responses_path:
             from mockllm_tui.rules import watch_rules
 
-            self.run_worker(watch_rules(self.store, Path(self.store.responses_path)), group="watch")
+            self.run_worker(watch_rules(self.store, Path(self.store.config.responses_path)), group="watch")
         if self.log_file:
             self._start_log_file(self.log_file)
         self.log_view.reload(self.store.journal())
@@ -230,7 +230,7 @@ class MockPanel(App[int]):
         self.rule_table.show_rules()
 
     def _show_file(self) -> None:
-        self.status_bar.show_file(Path(self.store.responses_path).name, self.store.file_error)
+        self.status_bar.show_file(Path(self.store.config.responses_path).name, self.store.file_error)
 
     def _show_knobs(self) -> None:
         knobs = self.store.knobs
@@ -331,7 +331,7 @@ class MockPanel(App[int]):
         if not values:
             self.notify("No live changes to save", severity="warning")
             return
-        if not self.store.responses_path:
+        if not self.store.config.responses_path:
             self.notify("No responses file to save into", severity="error")
             return
         from mockllm_tui.rules.commands import RuleError, save_settings
@@ -344,7 +344,7 @@ class MockPanel(App[int]):
         if result.message:
             self.notify(result.message, title="Settings not written", severity="warning")
             return
-        self.notify(f"Saved {', '.join(sorted(values))} into {Path(self.store.responses_path).name}")
+        self.notify(f"Saved {', '.join(sorted(values))} into {Path(self.store.config.responses_path).name}")
 
     def action_export(self) -> None:
         """Write the journal as JSON lines to a new file."""

@@ -117,7 +117,7 @@ class RuleTable(DataTable[Any]):
         ]
 
     def _show_title(self) -> None:
-        path = self.store.responses_path
+        path = self.store.config.responses_path
         name = Path(path).name if path else "no file"
         error = self.store.file_error
         self.set_class(error is not None, "-file-error")

@@ -1,4 +1,4 @@
-"""The reply source used before any rules are loaded: a fixed reply, or the prompt mirrored."""
+"""Helpers shared between test files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ DEFAULT_TEXT = "This is a mock response from mockllm-tui."
 
 @dataclass(slots=True)
 class FixedReplies:
-    """Answers every conversation with one text, or echoes the last user message when `mirror`."""
+    """A reply source for tests: one text for every conversation, or the last user message when `mirror`."""
 
     text: str = DEFAULT_TEXT
     mirror: bool = False

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import openai
 import pytest
-from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, Select, Static
 
@@ -25,7 +24,7 @@ from mockllm_tui.tui.screens.help import HelpScreen
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.widgets.request_log import RequestLog
 from mockllm_tui.tui.widgets.rule_table import RuleTable
-from tests.support import FixedReplies
+from tests.support import FixedReplies, rendered
 
 SIZE = (160, 45)
 LONG_REPLY = " ".join(f"word{i}" for i in range(60))
@@ -57,13 +56,6 @@ class Panel:
             **kwargs,  # type: ignore[arg-type]
         )
         return str(reply.choices[0].message.content)
-
-
-def rendered(widget: Static) -> str:
-    """The plain text a Static shows."""
-    console = Console(width=max(widget.size.width, 40), record=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    console.print(widget.content)
-    return console.export_text()
 
 
 RESPONSES = """\

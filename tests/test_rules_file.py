@@ -26,7 +26,7 @@ from mockllm_tui.rules.commands import (
     update_rule,
 )
 from mockllm_tui.rules.fileio import read_document
-from mockllm_tui.rules.schema import RulesFileError
+from mockllm_tui.rules.model import RulesFileError
 from tests.conftest import Live
 
 MOCKLLM_TUI = Path(sys.executable).parent / "mockllm-tui"

@@ -25,7 +25,8 @@ from mockllm_tui.rules.commands import (
 )
 from mockllm_tui.rules.fileio import read_document
 from mockllm_tui.rules.matcher import RuleSet
-from mockllm_tui.rules.schema import RuleSpec, parse_rule
+from mockllm_tui.rules.model import RuleSpec
+from mockllm_tui.rules.validate import parse_rule
 from tests.conftest import make_store
 
 ALPHABET = st.characters(codec="utf-8", categories=("L", "N", "Zs"), include_characters="'\":#-?!.,é")

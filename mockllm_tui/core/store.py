@@ -25,6 +25,8 @@ from mockllm_tui.core.models import ModelRegistry, default_registry
 DEFAULT_JOURNAL_SIZE = 5_000
 DEFAULT_SUBSCRIPTION_SIZE = 10_000
 MAX_STORED_BODY = 64 * 1024
+#: What the journal shows in place of a credential.
+REDACTED = "[redacted]"
 #: The largest request body served (`--max-body-mb`); larger ones get a 413.
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 

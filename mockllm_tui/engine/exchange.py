@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from mockllm_tui.core.conversation import RequestError
-from mockllm_tui.core.store import MAX_STORED_BODY, JournalEntry, Store
+from mockllm_tui.core.store import MAX_STORED_BODY, REDACTED, JournalEntry, Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -265,4 +265,4 @@ def redact_headers(headers: dict[str, str], secret: frozenset[str] = REDACTED_HE
     """
     if secret.isdisjoint(headers):
         return headers
-    return {k: ("[redacted]" if k in secret else v) for k, v in headers.items()}
+    return {k: (REDACTED if k in secret else v) for k, v in headers.items()}

@@ -103,12 +103,13 @@ class MockApp:
         """
         from starlette.middleware.cors import CORSMiddleware
 
+        exposed = {name.decode() for p in self.providers for name, _ in p.response_headers("")} | {"retry-after"}
         self._cors = CORSMiddleware(
             self.dispatch,
             allow_origins=list(origins),
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["x-request-id", "request-id", "retry-after"],
+            expose_headers=sorted(exposed),
         )
 
     @property

@@ -33,6 +33,11 @@ def register_provider(cls: type[Provider]) -> type[Provider]:
     return cls
 
 
+def unregister_provider(name: str) -> None:
+    """Forget a registered provider (for a plugin's own tests)."""
+    _registry.pop(name, None)
+
+
 def registered() -> dict[str, type[Provider]]:
     """The registered provider classes by name."""
     return dict(_registry)

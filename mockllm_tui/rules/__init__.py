@@ -1,6 +1,7 @@
 """The rules: the responses.yml format, matching, hot reload and surgical write-back.
 
-- schema.py: the file model and its validation (messages name the file and the line)
+- model.py: the file model (rules, matchers, replies, defaults, the source file)
+- validate.py, yamlnodes.py, lint.py: validation with file and line, YAML node helpers, warnings
 - matcher.py: RuleSet, the store's reply source (first match wins)
 - document.py: surgical text edits of the file
 - fileio.py: load, watch, reload, atomic write, --check

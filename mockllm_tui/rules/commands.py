@@ -23,7 +23,6 @@ from mockllm_tui.core.knobs import KnobError, validate_knob_values
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document, Op, Section
 from mockllm_tui.rules.fileio import (
-    FileSource,
     WriteError,
     apply_ruleset,
     assign_ids,
@@ -35,7 +34,8 @@ from mockllm_tui.rules.fileio import (
     reload_from_disk,
 )
 from mockllm_tui.rules.matcher import RuleSet
-from mockllm_tui.rules.schema import Entry, RuleError, RulesFileError, RulesModel, RuleSpec, parse_rule, parse_short
+from mockllm_tui.rules.model import Entry, FileSource, RuleError, RulesFileError, RulesModel, RuleSpec
+from mockllm_tui.rules.validate import parse_rule, parse_short
 
 __all__ = [
     "ChangeResult",
@@ -179,11 +179,13 @@ def parse_rule_data(data: Any) -> RuleSpec:
 def try_prompt(
     store: Store, text: str, model: str | None = None, provider: str | None = None, system: str = ""
 ) -> TryResult:
-    """Which rule would answer this prompt, and the reply, without counting a hit or advancing a sequence."""
+    """Which rule would answer this prompt, and the reply, without counting a hit or advancing a sequence.
+
+    Without a `provider`, rules that name one do not match (the prompt comes from no wire format)."""
     ruleset = ruleset_of(store)
     scratch = RuleSet(ruleset.model, ruleset.ids, previous=ruleset)
     conversation = Conversation(
-        provider=provider or "openai",
+        provider=provider or "",
         endpoint="chat",
         model=model or "mock-model",
         messages=[Message(role="user", content=text)],

@@ -4,8 +4,9 @@ A Document is the file's text with its ruamel round-trip data and node positions
 replace, delete or move of one entry of `rules:`, `responses:` or `settings:`) changes the
 round-trip data, renders just that entry with ruamel in the file's own indentation, and splices it
 into the original text: every other line stays byte for byte. The result is verified by parsing it
-again; when the text cannot be spliced (a flow-style section, say) the whole round-trip data is
-dumped instead, which still keeps comments, key order and quoting.
+again, and a splice that fails that check is refused (SpliceError), never written. When the text
+cannot be spliced by design (a flow-style section, say) the whole round-trip data is dumped
+instead, which still keeps comments, key order and quoting.
 """
 
 from __future__ import annotations
@@ -28,15 +29,9 @@ from ruamel.yaml.scalarstring import (
     SingleQuotedScalarString,
 )
 
-from mockllm_tui.rules.schema import (
-    MATCH_KEYS,
-    RULE_KEYS,
-    RuleError,
-    RulesFileError,
-    RulesModel,
-    parse_document,
-    plain,
-)
+from mockllm_tui.rules.model import MATCH_KEYS, RULE_KEYS, RuleError, RulesFileError, RulesModel
+from mockllm_tui.rules.validate import parse_document
+from mockllm_tui.rules.yamlnodes import plain
 
 Section = Literal["rules", "responses", "settings"]
 OpKind = Literal["insert", "replace", "delete", "move"]
@@ -57,6 +52,10 @@ class Op:
 
 class _NoSplice(Exception):
     """The text cannot be edited line-wise; dump the whole data instead."""
+
+
+class SpliceError(RuleError):
+    """A splice went wrong (a bug, not the user's input): nothing is written."""
 
 
 def make_yaml(mapping: int = 2, sequence: int = 4, offset: int = 2) -> YAML:
@@ -190,13 +189,24 @@ class Document:
         data = self.data if isinstance(self.data, CommentedMap) else CommentedMap()
         mutate(data, op, quote_like=_quote_style(data.get(op.section)))
         if layout is not None:
-            try:
-                spliced = Document(self._splice(op, data, layout))
-                if spliced.model == parse_document(data):
-                    return spliced
-            except (RulesFileError, _NoSplice, IndexError):
-                pass
+            with contextlib.suppress(_NoSplice):
+                return self._spliced(op, data, layout)
         return Document(dump(data, self._yaml_for(layout)))
+
+    def _spliced(self, op: Op, data: CommentedMap, layout: Layout) -> Document:
+        """The text with the edit spliced in, if it says exactly what the edited data says; else
+        SpliceError (a bug of ours: the file stays as it was rather than be rewritten whole)."""
+        try:
+            spliced = Document(self._splice(op, data, layout))
+            if spliced.model == parse_document(data):
+                return spliced
+            problem = "the result reads differently from the edit"
+        except (RulesFileError, IndexError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        raise SpliceError(
+            f"internal error: the edit could not be spliced into the file's text ({problem}); "
+            "nothing was written, please report this"
+        )
 
     def _yaml_for(self, layout: Layout | None) -> YAML:
         rules = layout if layout is not None else Layout()

@@ -17,7 +17,6 @@ import logging
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +24,12 @@ from mockllm_tui.core.models import ModelRegistry
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.matcher import RuleSet
-from mockllm_tui.rules.schema import Entry, RuleError, RulesFileError, RulesModel
+from mockllm_tui.rules.model import Entry, FileSource, RuleError, RulesFileError, RulesModel
 
 log = logging.getLogger("mockllm_tui.rules")
 
 WATCH_DEBOUNCE_MS = 50
 WATCH_STEP_MS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class FileSource:
-    """The file a rule set was read from (or last written to), with its text and content hash."""
-
-    path: Path
-    text: str
-    digest: str
-
-    @property
-    def name(self) -> str:
-        """The file's name, as error messages show it."""
-        return self.path.name
 
 
 def digest_of(data: bytes) -> str:
@@ -177,8 +162,8 @@ def load_initial(store: Store, path: Path) -> None:
 
 def log_warnings(path: Path, model: RulesModel) -> None:
     """Log what --check would warn about (a shadowed tool_result rule, say)."""
-    for warning in model.warnings:
-        log.warning("%s: %s", path.name, warning)
+    for line, message in model.warnings:
+        log.warning("%s: %s", f"{path.name}:{line}" if line else path.name, message)
 
 
 def report_error(store: Store, message: str) -> None:
@@ -299,13 +284,8 @@ def check_file(path: Path, out: Any) -> int:
             out.write(f"{error}\n")
         out.write(f"{path}: {len(exc.errors)} problem{'s' if len(exc.errors) != 1 else ''}\n")
         return 1
-    for warning in doc.model.warnings:
-        line, _, message = warning.removeprefix("line ").partition(": ")
-        out.write(
-            f"{path.name}:{line}: warning: {message}\n"
-            if line.isdigit()
-            else f"{path.name}: warning: {warning}\n"
-        )
+    for line, message in doc.model.warnings:
+        out.write(f"{path.name}:{line}: warning: {message}\n" if line else f"{path.name}: warning: {message}\n")
     n = len(doc.model.entries)
     out.write(f"{path}: ok ({n} rule{'s' if n != 1 else ''})\n")
     return 0

@@ -12,15 +12,12 @@ import fnmatch
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from mockllm_tui.core.conversation import Conversation, ErrorReply, Reply, ToolCall
-from mockllm_tui.rules.schema import TEMPLATE, Entry, RulesModel, RuleSpec
-
-if TYPE_CHECKING:
-    from mockllm_tui.rules.fileio import FileSource
+from mockllm_tui.rules.model import TEMPLATE, Entry, FileSource, RulesModel, RuleSpec
 
 UNKNOWN_RESPONSE = "I don't know the answer to that."
 CALL_TOOL = re.compile(r"""call tool '(?P<name>[^']+)' with '(?P<args>.*)'""")

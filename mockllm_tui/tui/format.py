@@ -11,13 +11,16 @@ import time
 
 from rich.text import Text
 
-from mockllm_tui.core.store import JournalEntry
+from mockllm_tui.core.store import REDACTED, JournalEntry
 from mockllm_tui.core.tokens import count_tokens
 
 LATENCY_STEPS_MS: tuple[float, ...] = (0, 100, 250, 500, 1000, 2000, 5000, 10000)
 SPEED_STEPS: tuple[float, ...] = (5, 10, 20, 50, 100, 200, 500, 1000)  # tokens/s; 0 = unlimited
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-CURL_HEADERS = ("content-type", "authorization", "x-api-key", "anthropic-version", "anthropic-beta")
+#: Headers of the connection, not of the request's meaning: a replay leaves them to the client.
+TRANSPORT_HEADERS = frozenset(
+    {"host", "content-length", "connection", "accept-encoding", "transfer-encoding", "keep-alive", "user-agent"}
+)
 
 
 def step_up(value: float, steps: tuple[float, ...]) -> float:
@@ -133,31 +136,32 @@ def live_stats(entry: JournalEntry, now: float | None = None) -> dict[str, float
     return {"chunks": len(entry.chunks), "tokens": tokens, "tokens_per_s": rate, "ttft_ms": ttft}
 
 
+def replayable_headers(entry: JournalEntry) -> dict[str, str]:
+    """The recorded headers a client would send again (transport and SDK bookkeeping left out)."""
+    return {
+        name: value
+        for name, value in entry.request_headers.items()
+        if name not in TRANSPORT_HEADERS and not name.startswith("x-stainless-")
+    }
+
+
 def curl_command(entry: JournalEntry, root: str) -> str:
     """The request as a curl command (credentials stay redacted)."""
     parts = ["curl", "-sS", "-X", entry.method, root.rstrip("/") + entry.path]
-    for name in CURL_HEADERS:
-        value = entry.request_headers.get(name)
-        if value is not None:
-            parts += ["-H", f"{name}: {value}"]
-    for name, value in entry.request_headers.items():
-        if name.startswith("x-mock-"):
-            parts += ["-H", f"{name}: {value}"]
+    for name, value in replayable_headers(entry).items():
+        parts += ["-H", f"{name}: {value}"]
     if entry.request_body:
         parts += ["-d", entry.request_body.decode("utf-8", "replace")]
     return " ".join(shlex.quote(p) for p in parts)
 
 
 def resend_headers(entry: JournalEntry, api_key: str | None) -> dict[str, str]:
-    """Headers to send the request again: the recorded ones, with the live key put back in place."""
-    out: dict[str, str] = {}
-    for name, value in entry.request_headers.items():
-        if name in ("content-type", "anthropic-version", "anthropic-beta") or name.startswith("x-mock-"):
-            out[name] = value
-        elif name == "authorization":
-            out[name] = f"Bearer {api_key or 'mock'}"
-        elif name == "x-api-key":
-            out[name] = api_key or "mock"
+    """Headers to send the request again: the recorded ones, with the live key put back where a
+    credential was redacted."""
+    out = replayable_headers(entry)
+    for name, value in out.items():
+        if value == REDACTED:
+            out[name] = f"Bearer {api_key or 'mock'}" if name == "authorization" else api_key or "mock"
     return out
 
 

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from mockllm_tui.core.store import JournalEntry
+from mockllm_tui.core.store import REDACTED, JournalEntry
 from mockllm_tui.tui.format import live_stats, status_style
 
 MIN_LAYOUT_INTERVAL_S = 0.3
@@ -54,7 +54,7 @@ def describe_entry(entry: JournalEntry) -> RenderableType:
     for name, value in sorted(entry.request_headers.items()):
         line = Text()
         line.append(f"{name}: ", style="bold")
-        line.append(value, style="dim" if value == "[redacted]" else "")
+        line.append(value, style="dim" if value == REDACTED else "")
         parts.append(line)
     return Group(*parts)
 

@@ -1,0 +1,289 @@
+"""The responses file's data model: rules, their matchers and replies, defaults, and the file they
+came from. Plain frozen values; validation is in validate.py, warnings in lint.py.
+
+Templates (`{{prompt}}`, `{{model}}`, regex groups) are substituted when a reply is made, and
+nothing in the file is ever executed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import orjson
+
+MATCH_KEYS: tuple[str, ...] = ("exact", "contains", "regex", "model", "provider", "system", "tool_result")
+RULE_KEYS: tuple[str, ...] = (
+    "name",
+    "match",
+    "reply",
+    "replies",
+    "tool_calls",
+    "error",
+    "latency_ms",
+    "stream_speed",
+)
+TOP_KEYS: tuple[str, ...] = ("rules", "responses", "defaults", "models", "settings")
+DEFAULTS_KEYS: tuple[str, ...] = ("unknown_response", "mirror", "triggers")
+ERROR_KEYS: tuple[str, ...] = ("status", "message", "type")
+TOOL_CALL_KEYS: tuple[str, ...] = ("name", "arguments")
+DEFAULT_KEY = "default"
+# mockllm's own settings: accepted so its files load unchanged, but they do nothing here.
+MOCKLLM_SETTINGS: tuple[str, ...] = ("lag_enabled", "lag_factor")
+BASE_VARIABLES: tuple[str, ...] = ("prompt", "model")
+TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+EntryKind = Literal["rule", "short", "default"]
+
+
+class RuleError(ValueError):
+    """A problem with a rule or the file. `where` names the part ("rule 3"), `line` is 1-based.
+
+    str() gives `file:line: where: message`, as much of it as is known.
+    """
+
+    def __init__(self, message: str, *, where: str = "", line: int | None = None, filename: str = "") -> None:
+        self.message = message
+        self.where = where
+        self.line = line
+        self.filename = filename
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """The message with its location."""
+        parts = []
+        if self.filename:
+            parts.append(f"{self.filename}:{self.line}" if self.line else self.filename)
+        if self.where:
+            parts.append(self.where)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+    def located(self, filename: str) -> RuleError:
+        """The same error, naming the file."""
+        return RuleError(self.message, where=self.where, line=self.line, filename=filename)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+class RulesFileError(ValueError):
+    """A file with one or more problems; `errors` lists them all, str() is the first (and a count)."""
+
+    def __init__(self, errors: list[RuleError]) -> None:
+        self.errors = errors
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{errors[0]}{more}")
+
+
+class RuleWarning(NamedTuple):
+    """Something `--check` and the log point out in a valid file: the 1-based line (if known) and what."""
+
+    line: int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What a rule looks for; every condition given must hold. No condition: matches everything."""
+
+    exact: str | None = None
+    contains: str | None = None
+    regex: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    system: str | None = None
+    tool_result: str | None = None
+
+    def to_data(self) -> dict[str, str]:
+        """The conditions that are set, in the canonical order."""
+        return {k: getattr(self, k) for k in MATCH_KEYS if getattr(self, k) is not None}
+
+    def is_empty(self) -> bool:
+        """True when no condition is set (a catch-all)."""
+        return not self.to_data()
+
+    def summary(self) -> str:
+        """A short description for tables and labels: `contains 'weather' · model gpt-4o*`."""
+        data = self.to_data()
+        if not data:
+            return "anything"
+        return " · ".join(
+            f"{k} {clip(v, 40)!r}" if k in ("exact", "contains", "regex", "system") else f"{k} {v}"
+            for k, v in data.items()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallSpec:
+    """A tool call a rule answers with. String values in `arguments` are templates."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def to_data(self) -> dict[str, Any]:
+        """As plain data."""
+        return {"name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    """An error a rule answers with, rendered in each provider's own shape."""
+
+    status: int
+    message: str
+    type: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """As plain data."""
+        out: dict[str, Any] = {"status": self.status, "message": self.message}
+        if self.type is not None:
+            out["type"] = self.type
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One rule: a match and what to answer (reply, a sequence of replies, tool calls or an error)."""
+
+    match: Match = field(default_factory=Match)
+    name: str | None = None
+    reply: str | None = None
+    replies: tuple[str, ...] | None = None
+    tool_calls: tuple[ToolCallSpec, ...] = ()
+    error: ErrorSpec | None = None
+    latency_ms: float | None = None
+    stream_speed: float | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """The rule as plain data in the file's rich form (only the keys that are set)."""
+        out: dict[str, Any] = {}
+        if self.name is not None:
+            out["name"] = self.name
+        out["match"] = self.match.to_data()
+        if self.reply is not None:
+            out["reply"] = self.reply
+        if self.replies is not None:
+            out["replies"] = list(self.replies)
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_data() for c in self.tool_calls]
+        if self.error is not None:
+            out["error"] = self.error.to_data()
+        if self.latency_ms is not None:
+            out["latency_ms"] = self.latency_ms
+        if self.stream_speed is not None:
+            out["stream_speed"] = self.stream_speed
+        return out
+
+    def short_key(self) -> str | None:
+        """The `responses:` key this rule would have in the short form, or None when it needs the rich form."""
+        plain = RuleSpec(match=self.match, reply=self.reply)
+        if self.reply is None or self != plain:
+            return None
+        data = self.match.to_data()
+        if not data:
+            return DEFAULT_KEY
+        if list(data) == ["exact"] and self.match.exact and self.match.exact.strip().lower() != DEFAULT_KEY:
+            return self.match.exact
+        return None
+
+    def preview(self) -> str:
+        """A one-line preview of the answer."""
+        if self.error is not None:
+            return f"error {self.error.status}: {self.error.message}"
+        parts = []
+        if self.reply is not None:
+            parts.append(self.reply)
+        if self.replies is not None:
+            parts.append(" → ".join(self.replies))
+        if self.tool_calls:
+            parts.append(
+                ", ".join(f"{c.name}({orjson.dumps(c.arguments).decode()})" for c in self.tool_calls)
+            )
+        return clip(" ".join(" | ".join(parts).split()), 80)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry of the file. `key` is the `responses:` key for a short-form entry (None for a rich rule).
+
+    The key `default` is mockllm's catch-all: it is tried after every other rule.
+    """
+
+    spec: RuleSpec
+    key: str | None = None
+    line: int | None = field(default=None, compare=False)
+
+    @property
+    def kind(self) -> EntryKind:
+        """ "rule" (rich form), "short" (a `responses:` key) or "default" (the catch-all key)."""
+        if self.key is None:
+            return "rule"
+        return "default" if self.key.strip().lower() == DEFAULT_KEY else "short"
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """What answers when no rule matches."""
+
+    unknown_response: str | None = None
+    mirror: bool = False
+    triggers: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RulesModel:
+    """The whole file: rich rules (tried first, in order), then the short-form responses."""
+
+    rules: tuple[Entry, ...] = ()
+    responses: tuple[Entry, ...] = ()
+    defaults: Defaults = field(default_factory=Defaults)
+    models: list[Any] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[RuleWarning, ...] = field(default=(), compare=False)
+
+    @property
+    def entries(self) -> tuple[Entry, ...]:
+        """Every entry in listing order: the rules, then the responses in file order."""
+        return self.rules + self.responses
+
+    def knob_settings(self) -> dict[str, Any]:
+        """The `settings:` values that are knobs (mockllm's lag settings left out)."""
+        return {k: v for k, v in self.settings.items() if k not in MOCKLLM_SETTINGS}
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """The file a rule set was read from (or last written to), with its text and content hash."""
+
+    path: Path
+    text: str
+    digest: str
+
+    @property
+    def name(self) -> str:
+        """The file's name, as error messages show it."""
+        return self.path.name
+
+
+def clip(text: str, size: int) -> str:
+    """`text` cut to `size` characters with an ellipsis."""
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def template_names(text: str) -> list[str]:
+    """The variables a template uses."""
+    return TEMPLATE.findall(text)
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string inside a value (for template checks)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in strings_in(v)]
+    return []

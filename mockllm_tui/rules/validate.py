@@ -1,0 +1,394 @@
+"""Validation of the responses file: mockllm's short form (`responses:`), the rich `rules:` list,
+`defaults:`, `models:` and `settings:`, with messages that name the part and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from mockllm_tui.core.knobs import KnobError, validate_knob_values
+from mockllm_tui.core.models import ModelRegistry
+from mockllm_tui.rules.lint import shadow_warnings, short_warnings
+from mockllm_tui.rules.model import (
+    BASE_VARIABLES,
+    DEFAULT_KEY,
+    DEFAULTS_KEYS,
+    ERROR_KEYS,
+    MATCH_KEYS,
+    MOCKLLM_SETTINGS,
+    RULE_KEYS,
+    TOOL_CALL_KEYS,
+    TOP_KEYS,
+    Defaults,
+    Entry,
+    ErrorSpec,
+    Match,
+    RuleError,
+    RulesFileError,
+    RulesModel,
+    RuleSpec,
+    RuleWarning,
+    ToolCallSpec,
+    strings_in,
+    template_names,
+)
+from mockllm_tui.rules.yamlnodes import LineOf, find_unsupported, line_finder, no_line, plain, type_name, unknown_key
+
+
+class _Checker:
+    """Validation of one rule, raising RuleError with the rule's name and the line of the bad key."""
+
+    def __init__(self, where: str, line_of: LineOf) -> None:
+        self.where = where
+        self.line_of = line_of
+
+    def fail(self, message: str, key: str | int | None = None) -> RuleError:
+        return RuleError(message, where=self.where, line=self.line_of(key))
+
+    def string(self, value: Any, name: str, key: str, *, allow_empty: bool = True) -> str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise self.fail(f"{name!r} must be a string, not {type_name(value)}", key)
+        if not allow_empty and not value.strip():
+            raise self.fail(f"{name!r} must not be empty", key)
+        return value
+
+    def number(self, value: Any, name: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise self.fail(f"{name!r} must be a number of at least 0, not {value!r}", name)
+        return value
+
+
+def parse_rule(
+    data: Any, where: str = "rule", line_of: LineOf = no_line, match_lines: LineOf | None = None
+) -> RuleSpec:
+    """Validate one rule in the rich form (plain data) and build its RuleSpec.
+
+    Raises RuleError naming `where` and, when known, the line of the offending key.
+    """
+    check = _Checker(where, line_of)
+    if not isinstance(data, dict):
+        raise check.fail(f"expected a mapping with 'match' and a reply, not {type_name(data)}", None)
+    for key in data:
+        if key not in RULE_KEYS:
+            raise check.fail(unknown_key(key, RULE_KEYS, "key"), key)
+    name = data.get("name")
+    if name is not None:
+        name = check.string(name, "name", "name", allow_empty=False)
+    match, variables = _parse_match(data.get("match"), check, match_lines or line_of)
+    reply = data.get("reply")
+    if reply is not None:
+        reply = check.string(reply, "reply", "reply")
+    replies = _parse_replies(data.get("replies"), check)
+    tool_calls = _parse_tool_calls(data.get("tool_calls"), check)
+    error = _parse_error(data.get("error"), check)
+    latency = data.get("latency_ms")
+    speed = data.get("stream_speed")
+    spec = RuleSpec(
+        match=match,
+        name=name,
+        reply=reply,
+        replies=replies,
+        tool_calls=tool_calls,
+        error=error,
+        latency_ms=None if latency is None else check.number(latency, "latency_ms"),
+        stream_speed=None if speed is None else check.number(speed, "stream_speed"),
+    )
+    if reply is not None and replies is not None:
+        raise check.fail("use either 'reply' or 'replies', not both", "replies")
+    if error is not None and (reply is not None or replies is not None or tool_calls):
+        raise check.fail("'error' cannot be combined with 'reply', 'replies' or 'tool_calls'", "error")
+    if reply is None and replies is None and not tool_calls and error is None:
+        raise check.fail("give a 'reply', 'replies', 'tool_calls' or 'error'", None)
+    _check_templates(spec, variables, check)
+    return spec
+
+
+def _parse_match(value: Any, check: _Checker, line_of: LineOf) -> tuple[Match, tuple[str, ...]]:
+    if value is None:
+        return Match(), BASE_VARIABLES
+    if isinstance(value, str):
+        raise check.fail("'match' must be a mapping such as {contains: \"weather\"}, not a string", "match")
+    if not isinstance(value, dict):
+        raise check.fail(f"'match' must be a mapping, not {type_name(value)}", "match")
+    sub = _Checker(check.where, line_of)
+    values: dict[str, str] = {}
+    for key, raw in value.items():
+        if key not in MATCH_KEYS:
+            raise sub.fail(unknown_key(key, MATCH_KEYS, "matcher"), key)
+        values[key] = sub.string(raw, key, key, allow_empty=key in ("exact", "contains"))
+    variables = BASE_VARIABLES
+    regex = values.get("regex")
+    if regex is not None:
+        try:
+            compiled = re.compile(regex)
+        except re.error as exc:
+            raise sub.fail(f"'regex' is not a valid regular expression: {exc}", "regex") from None
+        variables = (*BASE_VARIABLES, *compiled.groupindex)
+    return Match(**values), variables
+
+
+def _parse_replies(value: Any, check: _Checker) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise check.fail("'replies' must be a non-empty list of strings", "replies")
+    return tuple(check.string(v, "replies", "replies") for v in value)
+
+
+def _parse_tool_calls(value: Any, check: _Checker) -> tuple[ToolCallSpec, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise check.fail("'tool_calls' must be a list of {name, arguments}", "tool_calls")
+    calls = []
+    for i, raw in enumerate(value):
+        if not isinstance(raw, dict):
+            raise check.fail(f"tool_calls[{i}] must be a mapping with 'name' and 'arguments'", "tool_calls")
+        for key in raw:
+            if key not in TOOL_CALL_KEYS:
+                raise check.fail(
+                    f"tool_calls[{i}]: " + unknown_key(key, TOOL_CALL_KEYS, "key"), "tool_calls"
+                )
+        name = check.string(raw.get("name"), f"tool_calls[{i}].name", "tool_calls", allow_empty=False)
+        args = raw.get("arguments", {})
+        if isinstance(args, str):
+            try:
+                args = orjson.loads(args) if args.strip() else {}
+            except orjson.JSONDecodeError as exc:
+                raise check.fail(
+                    f"tool_calls[{i}].arguments is not valid JSON: {exc}", "tool_calls"
+                ) from None
+        if not isinstance(args, dict):
+            raise check.fail(f"tool_calls[{i}].arguments must be a mapping (a JSON object)", "tool_calls")
+        calls.append(ToolCallSpec(name=name, arguments=args))
+    return tuple(calls)
+
+
+def _parse_error(value: Any, check: _Checker) -> ErrorSpec | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"status": value}
+    if not isinstance(value, dict):
+        raise check.fail("'error' must be a mapping such as {status: 529, message: \"Overloaded\"}", "error")
+    for key in value:
+        if key not in ERROR_KEYS:
+            raise check.fail("error: " + unknown_key(key, ERROR_KEYS, "key"), "error")
+    status = value.get("status")
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        raise check.fail(f"'error.status' must be an HTTP error status (400-599), not {status!r}", "error")
+    message = check.string(value.get("message", f"Mock error {status}"), "error.message", "error")
+    kind = value.get("type")
+    if kind is not None:
+        kind = check.string(kind, "error.type", "error")
+    return ErrorSpec(status=status, message=message, type=kind)
+
+
+def _check_templates(spec: RuleSpec, variables: tuple[str, ...], check: _Checker) -> None:
+    texts = strings_in([spec.reply, list(spec.replies or ()), [c.arguments for c in spec.tool_calls]])
+    if spec.error is not None:
+        texts.append(spec.error.message)
+    for text in texts:
+        for name in template_names(text):
+            if name not in variables:
+                raise check.fail(
+                    f"unknown template variable {{{{{name}}}}} (known here: {', '.join(variables)})", None
+                )
+
+
+def parse_short(key: Any, value: Any, line: int | None) -> Entry:
+    """One `responses:` entry (mockllm's form): the key matches the prompt, the value is the reply."""
+    where = f"response {str(key)!r}"
+    if isinstance(key, bool) or not isinstance(key, str | int | float):
+        raise RuleError(f"the prompt must be a string, not {type_name(key)}", where=where, line=line)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RuleError(f"the reply must be a string, not {type_name(value)}", where=where, line=line)
+    key, reply = str(key), str(value)
+    exact = None if key.strip().lower() == DEFAULT_KEY else key
+    return Entry(spec=RuleSpec(match=Match(exact=exact), reply=reply), key=key, line=line)
+
+
+def parse_document(data: Any) -> RulesModel:
+    """Validate a loaded document (ruamel round-trip data, or plain data) and build the model.
+
+    Raises RulesFileError listing every problem found (without the file name; see fileio).
+    """
+    if data is None:
+        return RulesModel()
+    unsupported = find_unsupported(data, 1)
+    if unsupported is not None:
+        raise RulesFileError([unsupported])
+    if not isinstance(data, dict):
+        raise RulesFileError(
+            [RuleError(f"the file must be a mapping of sections ({', '.join(TOP_KEYS)})", line=1)]
+        )
+    errors: list[RuleError] = []
+    warnings: list[RuleWarning] = []
+    top_line = line_finder(data, 1)
+    for key in data:
+        if key not in TOP_KEYS:
+            errors.append(RuleError(unknown_key(key, TOP_KEYS, "section"), line=top_line(key)))
+    rules = _parse_rules_section(data.get("rules"), top_line("rules"), errors)
+    responses = _parse_responses_section(data.get("responses"), top_line("responses"), errors, warnings)
+    defaults = _parse_defaults(data.get("defaults"), top_line("defaults"), errors)
+    models = _parse_models(data.get("models"), top_line("models"), errors)
+    settings = _parse_settings(data.get("settings"), top_line("settings"), errors, warnings)
+    if errors:
+        raise RulesFileError(errors)
+    return RulesModel(
+        rules=tuple(rules),
+        responses=tuple(responses),
+        defaults=defaults,
+        models=models,
+        settings=settings,
+        warnings=tuple(warnings) + tuple(shadow_warnings(rules)),
+    )
+
+
+def _parse_rules_section(section: Any, line: int | None, errors: list[RuleError]) -> list[Entry]:
+    if section is None:
+        return []
+    if not isinstance(section, list):
+        errors.append(
+            RuleError(f"must be a list of rules, not {type_name(section)}", where="rules", line=line)
+        )
+        return []
+    item_line = line_finder(section, line)
+    out = []
+    for i, raw in enumerate(section):
+        start = item_line(i)
+        try:
+            spec = parse_rule(
+                plain(raw),
+                f"rule {i + 1}",
+                line_finder(raw, start),
+                line_finder(raw.get("match") if isinstance(raw, dict) else None, start),
+            )
+        except RuleError as exc:
+            errors.append(exc if exc.line else replace_line(exc, start))
+            continue
+        out.append(Entry(spec=spec, line=start))
+    return out
+
+
+def replace_line(error: RuleError, line: int | None) -> RuleError:
+    """The error at another line."""
+    return RuleError(error.message, where=error.where, line=line, filename=error.filename)
+
+
+def _parse_responses_section(
+    section: Any, line: int | None, errors: list[RuleError], warnings: list[RuleWarning]
+) -> list[Entry]:
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        errors.append(
+            RuleError(
+                f"must be a mapping of prompt: reply, not {type_name(section)}", where="responses", line=line
+            )
+        )
+        return []
+    key_line = line_finder(section, line)
+    out = []
+    seen: dict[str, str] = {}
+    for key, value in section.items():
+        try:
+            entry = parse_short(plain(key), plain(value), key_line(key))
+        except RuleError as exc:
+            errors.append(exc)
+            continue
+        folded = str(entry.key).strip().lower()
+        if folded in seen:
+            errors.append(
+                RuleError(
+                    f"the same prompt as {seen[folded]!r} (keys match ignoring case and spaces)",
+                    where=f"response {entry.key!r}",
+                    line=entry.line,
+                )
+            )
+            continue
+        seen[folded] = str(entry.key)
+        warnings.extend(RuleWarning(entry.line, f"response {entry.key!r}: {w}") for w in short_warnings(entry))
+        out.append(entry)
+    return out
+
+
+def _parse_defaults(section: Any, line: int | None, errors: list[RuleError]) -> Defaults:
+    if section is None:
+        return Defaults()
+    if not isinstance(section, dict):
+        errors.append(RuleError(f"must be a mapping, not {type_name(section)}", where="defaults", line=line))
+        return Defaults()
+    line_of = line_finder(section, line)
+    values: dict[str, Any] = {}
+    for key, raw in section.items():
+        value = plain(raw)
+        if key not in DEFAULTS_KEYS:
+            errors.append(
+                RuleError(unknown_key(key, DEFAULTS_KEYS, "key"), where="defaults", line=line_of(key))
+            )
+        elif key == "unknown_response":
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                errors.append(
+                    RuleError("'unknown_response' must be a string", where="defaults", line=line_of(key))
+                )
+            else:
+                values[key] = str(value)
+        elif not isinstance(value, bool):
+            errors.append(
+                RuleError(
+                    f"{key!r} must be true or false, not {value!r}", where="defaults", line=line_of(key)
+                )
+            )
+        else:
+            values[key] = value
+    return Defaults(**values)
+
+
+def _parse_models(section: Any, line: int | None, errors: list[RuleError]) -> list[Any] | None:
+    if section is None:
+        return None
+    value = plain(section)
+    try:
+        ModelRegistry.from_config(value)
+    except ValueError as exc:
+        message = str(exc).removeprefix("models: ")
+        errors.append(RuleError(message, where="models", line=line))
+        return None
+    return list(value)
+
+
+def _parse_settings(
+    section: Any, line: int | None, errors: list[RuleError], warnings: list[RuleWarning]
+) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        errors.append(
+            RuleError(
+                f"must be a mapping of knob: value, not {type_name(section)}", where="settings", line=line
+            )
+        )
+        return {}
+    line_of = line_finder(section, line)
+    out: dict[str, Any] = {}
+    for key, raw in section.items():
+        value = plain(raw)
+        if key in MOCKLLM_SETTINGS:
+            message = f"settings: mockllm's {key!r} is ignored (use latency_ms and stream_speed)"
+            warnings.append(RuleWarning(line_of(key), message))
+        else:
+            try:
+                validate_knob_values({key: value})
+            except KnobError as exc:
+                errors.append(RuleError(str(exc), where="settings", line=line_of(key)))
+                continue
+        out[str(key)] = value
+    return out

@@ -1,0 +1,104 @@
+"""A toy wire format, built through the public provider seam alone, as a user's plugin would be.
+
+Loaded with `--plugin tests.toy_provider`. Its own path (`/toy/ask`), its own error shape
+(`{"toy_error": {...}}`), its own auth header (`x-toy-key`), rate-limit and retry headers, and
+streams as newline-delimited JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from mockllm_tui.core.conversation import Conversation, Message, Reply
+from mockllm_tui.providers.base import (
+    CLAIM_NONE,
+    CLAIM_OWN,
+    ChatEndpoint,
+    Frame,
+    Headers,
+    Provider,
+    RateLimitReport,
+    RenderContext,
+)
+from mockllm_tui.providers.parsing import optional, require
+from mockllm_tui.providers.registry import register_provider
+
+
+class Ask(ChatEndpoint):
+    """`POST /toy/ask`: `{"model": ..., "prompt": ..., "stream": false}`."""
+
+    paths = ("/toy/ask",)
+    name = "ask"
+    id_prefix = "toy-"
+
+    def parse(self, body: dict[str, Any]) -> Conversation:
+        """The prompt as the one user message."""
+        return Conversation(
+            provider="toy",
+            endpoint=self.name,
+            model=require(body, "model", str),
+            messages=[Message(role="user", content=require(body, "prompt", str))],
+            stream=bool(optional(body, "stream", bool, False)),
+        )
+
+    def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
+        """`{"id", "answer", "calls"}`."""
+        calls = [{"tool": c.name, "args": c.arguments} for c in reply.tool_calls]
+        return {"id": ctx.id, "answer": reply.text, "calls": calls}
+
+    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
+        """One JSON line per piece, then `{"done": true}`."""
+        for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
+            yield Frame(orjson.dumps({"piece": piece}) + b"\n", piece, tokens)
+        yield Frame(b'{"done":true}\n')
+
+
+@register_provider
+class Toy(Provider):
+    """The toy format."""
+
+    name = "toy"
+    endpoint_classes = (Ask,)
+    credential_headers = frozenset({"x-toy-key"})
+    stream_content_type = b"application/x-ndjson"
+
+    def claims(self, path: str, headers: Mapping[str, str]) -> int:
+        """Everything under /toy/."""
+        return CLAIM_OWN if path.startswith("/toy/") else CLAIM_NONE
+
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        request_id: str = "",
+    ) -> bytes:
+        """`{"toy_error": {"status", "text"}}`."""
+        return orjson.dumps({"toy_error": {"status": status, "text": message}})
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        """An error line in the stream."""
+        return orjson.dumps({"toy_error": {"status": status, "text": message}}) + b"\n"
+
+    def presented_keys(self, headers: Mapping[str, str]) -> list[str]:
+        """The key is in `x-toy-key`."""
+        return [headers["x-toy-key"]] if headers.get("x-toy-key") else []
+
+    def auth_refusal(self, missing: bool) -> str:
+        """Toy words."""
+        return "toy: no key" if missing else "toy: bad key"
+
+    def rate_limit_headers(self, report: RateLimitReport) -> Headers:
+        """`x-toy-limit` and `x-toy-left` for requests."""
+        requests = report.requests
+        return [(b"x-toy-limit", str(requests.limit).encode()), (b"x-toy-left", str(requests.remaining).encode())]
+
+    def retry_headers(self, status: int, wait_ms: float) -> Headers:
+        """`x-toy-retry-in-ms` for anything retryable."""
+        return [(b"x-toy-retry-in-ms", str(int(wait_ms)).encode())] if status == 429 or status >= 500 else []

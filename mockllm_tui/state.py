@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Literal
 
+import orjson
+
 from mockllm_tui.conversation import Conversation
 from mockllm_tui.knobs import Knobs, validate_knob_values
 
@@ -61,6 +63,15 @@ class JournalEntry:
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines, as its provider parsed it (empty if it was not)."""
         return self.conversation.transcript() if self.conversation is not None else []
+
+    def body_json(self) -> Any:
+        """The request body parsed as JSON: None without a body, or when it is not JSON (or was cut at the bound)."""
+        if not self.request_body:
+            return None
+        try:
+            return orjson.loads(self.request_body)
+        except orjson.JSONDecodeError:
+            return None
 
     def public(self, *, with_body: bool = False) -> dict[str, Any]:
         """The entry as plain data (for the admin API and the export)."""
@@ -174,6 +185,7 @@ class Store:
         self._tokens_used = 0
         self.rng = random.Random(self._knobs.seed)
         self.max_body = 10 * 1024 * 1024
+        self.max_stored_body = MAX_STORED_BODY
         self.strict_models = False
         self.responses_path: str = ""
         self.url: str = ""

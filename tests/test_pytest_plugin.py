@@ -99,3 +99,33 @@ def test_a_session_that_never_asks_for_the_fixture_opens_no_port(project: pytest
     result = project.runpytest_subprocess(timeout=120)
     result.assert_outcomes(passed=2)
     assert probe(result) == ([], [])
+
+
+# -- the pieces, in-process --------------------------------------------------------------------------
+
+
+def test_load_errors_name_the_source(tmp_path: Path) -> None:
+    from mockllm_tui.rules.schema import RulesFileError
+    from mockllm_tui.testing.rules import read_rules
+
+    with pytest.raises(RulesFileError, match=r"<yaml text>:2: rule 1: give a 'reply'"):
+        read_rules("rules:\n  - name: half\n    match: {contains: x}\n", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no responses file at .*missing\.yml"):
+        read_rules("missing.yml", tmp_path)
+    (tmp_path / "plain").write_text("responses:\n  a: b\n")
+    assert len(read_rules("plain", tmp_path).responses) == 1  # an existing file, even without .yml
+    assert read_rules("responses: {a: b}", tmp_path).responses[0].spec.reply == "b"
+
+
+def test_the_default_key_is_a_fallback_that_strict_mode_refuses(tmp_path: Path) -> None:
+    from mockllm_tui.conversation import Conversation, Message
+    from mockllm_tui.testing.rules import PerTestRules, Unmatched, read_rules
+
+    base = read_rules("responses:\n  hi: there\n  default: the file's fallback\n", tmp_path)
+    asked = Conversation("openai", "chat", "gpt-4o", [Message("user", "anything")])
+    unmatched: list[Unmatched] = []
+    loose = PerTestRules(base, [], strict=False, unmatched=unmatched).choose(asked)
+    assert (loose.text, loose.rule, unmatched) == ("the file's fallback", None, [])
+    strict = PerTestRules(base, [], strict=True, unmatched=unmatched).choose(asked)
+    assert strict.error is not None and strict.error.status == 404
+    assert [(u.prompt, u.tried) for u in unmatched] == [("anything", ("#1 exact 'hi'",))]

@@ -25,6 +25,11 @@ class PluginStore(Store):
         super().__init__()
         self.max_stored_body = self.max_body
 
+    def set_fail_next(self, count: int, status: int | None = None, mode: ErrorMode | None = None) -> None:
+        """Fail exactly the next `count` model requests, with `status` and `mode` (None: the knobs')."""
+        self.fail_mode = mode
+        super().set_fail_next(count, status)
+
     def take_fail_next(self) -> tuple[int, int | None]:
         """Consume one pending failure; the fault decision that follows reads the knobs with its mode."""
         taken = super().take_fail_next()
@@ -93,7 +98,6 @@ class Controller:
         """Forget the last test: its rules, knobs, pending failures and requests."""
         store = self.store
         store.set_fail_next(0)
-        store.fail_mode = None
         store.set_knobs("live", {}, replace_layer=True)
         self.added, self.unmatched, self.rules = [], [], None
         self._apply(self.session_base if base is None else base, strict)
@@ -133,8 +137,7 @@ class Controller:
 
     def fail_next(self, status: int, count: int, mode: ErrorMode) -> None:
         """Fail the next `count` model requests with `status`, in `mode`."""
-        self.store.set_fail_next(count, status)
-        self.store.fail_mode = mode
+        self.store.set_fail_next(count, status, mode)
 
     def set_knobs(self, values: dict[str, Any]) -> None:
         """Set live knobs (the next reset undoes them)."""

@@ -94,7 +94,7 @@ class MockLLM:
         The keywords are those of a rule in `responses.yml`; `tool_calls` is a list of
         `{"name": ..., "arguments": {...}}` and `error` is `{"status": ..., "message": ...}`.
         """
-        fields = dict(locals())
+        fields = dict(locals())  # the keywords, as rule_entry reads them
         del fields["self"]
         entry = rule_entry(len(self._rules) + 1, fields)
         self._server.call(self._server.controller.add_rule, entry)

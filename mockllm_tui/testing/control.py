@@ -34,6 +34,8 @@ class PluginStore(Store):
         """Consume one pending failure; the fault decision that follows reads the knobs with its mode."""
         taken = super().take_fail_next()
         if taken[0]:
+            # The chat flow reads the knobs right after this to decide the request's fault
+            # (pipeline.decide_for), with no other read between: that read gets the mode.
             self._mode_once = self.fail_mode
         return taken
 

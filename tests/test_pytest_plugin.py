@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def probe(result: pytest.RunResult) -> tuple[list[tuple[str, int]], list[str]]:
     """What listen_probe.py saw: the sockets that listened, and which server modules were loaded."""
     found = PROBE.search(result.stdout.str())
     assert found is not None, result.stdout.str()
-    return eval(found["listens"]), eval(found["loaded"])
+    return ast.literal_eval(found["listens"]), ast.literal_eval(found["loaded"])
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "xdist"])

@@ -66,7 +66,8 @@ def test_no_module_outside_providers_names_a_provider_its_paths_or_headers() -> 
     names, paths, headers = wire_words()
     found = []
     for file in sorted(PACKAGE.rglob("*.py")):
-        if "providers" in file.relative_to(PACKAGE).parts:
+        # The pytest fixture's ready-made SDK clients (`mockllm.openai_client()`) name SDK packages.
+        if {"providers", "testing"} & set(file.relative_to(PACKAGE).parts):
             continue
         for node in string_constants(ast.parse(file.read_text())):
             text = node.value.decode() if isinstance(node.value, bytes) else str(node.value)

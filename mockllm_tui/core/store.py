@@ -18,8 +18,10 @@ from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any, Literal
 
+import orjson
+
 from mockllm_tui.core.conversation import Conversation, ReplySource
-from mockllm_tui.core.knobs import Knobs, validate_knob_values
+from mockllm_tui.core.knobs import ErrorMode, Knobs, validate_knob_values
 from mockllm_tui.core.models import ModelRegistry, default_registry
 
 DEFAULT_JOURNAL_SIZE = 5_000
@@ -36,6 +38,8 @@ class StartupConfig:
     """The values fixed at start-up: the body limit, strict models, the responses file and the URL."""
 
     max_body: int = DEFAULT_MAX_BODY
+    #: How much of each request body the journal keeps.
+    max_stored_body: int = MAX_STORED_BODY
     strict_models: bool = False
     responses_path: str = ""
     url: str = ""
@@ -75,6 +79,15 @@ class JournalEntry:
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines, as its provider parsed it (empty if it was not)."""
         return self.conversation.transcript() if self.conversation is not None else []
+
+    def body_json(self) -> Any:
+        """The request body parsed as JSON: None without a body, or when it is not JSON (or was cut at the bound)."""
+        if not self.request_body:
+            return None
+        try:
+            return orjson.loads(self.request_body)
+        except orjson.JSONDecodeError:
+            return None
 
     def public(self, *, with_body: bool = False) -> dict[str, Any]:
         """The entry as plain data (for the admin API and the export)."""
@@ -191,6 +204,7 @@ class Store:
         self._file_error: str | None = None
         self._fail_next = 0
         self._fail_next_status: int | None = None
+        self._fail_next_mode: ErrorMode | None = None
         self._tokens_used = 0
         self.rng = random.Random(self._knobs.seed)
         self._config = config or StartupConfig()
@@ -342,10 +356,11 @@ class Store:
         self.publish("knobs", self._knobs)
         return self._knobs
 
-    def set_fail_next(self, count: int, status: int | None = None) -> None:
-        """Fail exactly the next `count` model requests (with `status`, or the error_status knob)."""
+    def set_fail_next(self, count: int, status: int | None = None, mode: ErrorMode | None = None) -> None:
+        """Fail exactly the next `count` model requests (with `status` and `mode`, or the knobs')."""
         self._fail_next = max(0, count)
         self._fail_next_status = status
+        self._fail_next_mode = mode
         self.publish("knobs", self._knobs)
 
     @property
@@ -353,16 +368,16 @@ class Store:
         """How many of the next requests will fail, and with which status."""
         return self._fail_next, self._fail_next_status
 
-    def take_fail_next(self) -> tuple[int, int | None]:
-        """Consume one pending `fail_next`: returns (1, status) when this request must fail, else (0, None)."""
+    def take_fail_next(self) -> tuple[int, int | None, ErrorMode | None]:
+        """Consume one pending `fail_next`: (1, status, mode) when this request must fail, else (0, None, None)."""
         if self._fail_next <= 0:
-            return 0, None
+            return 0, None, None
         self._fail_next -= 1
-        status = self._fail_next_status
+        status, mode = self._fail_next_status, self._fail_next_mode
         if self._fail_next == 0:
-            self._fail_next_status = None
+            self._fail_next_status = self._fail_next_mode = None
         self.publish("knobs", self._knobs)
-        return 1, status
+        return 1, status, mode
 
     def count_tokens_used(self, tokens: int) -> None:
         """Add to the running total of tokens served (the rate limiter reads it)."""

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from mockllm_tui.core.conversation import RequestError
-from mockllm_tui.core.store import MAX_STORED_BODY, REDACTED, JournalEntry, Store
+from mockllm_tui.core.store import REDACTED, JournalEntry, Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -112,7 +112,7 @@ class Exchange:
             parts.append(chunk)
             more = message.get("more_body", False)
         self.body = parts[0] if len(parts) == 1 else b"".join(parts)
-        self.entry.request_body = self.body[:MAX_STORED_BODY]
+        self.entry.request_body = self.body[: self.store.config.max_stored_body]
         return self.body
 
     def read_json_object(self) -> dict[str, Any]:

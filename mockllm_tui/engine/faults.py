@@ -99,6 +99,7 @@ def decide(
     *,
     fail_next: int = 0,
     fail_next_status: int | None = None,
+    fail_next_mode: str | None = None,
 ) -> FaultPlan:
     """Decide latency, speed and any injected error for one request (see the module docstring)."""
     if (
@@ -124,7 +125,7 @@ def decide(
     if header_speed is not None:
         speed = header_speed
 
-    error = _decide_error(knobs, reply, headers, rng, fail_next, fail_next_status)
+    error = _decide_error(knobs, reply, headers, rng, fail_next, fail_next_status, fail_next_mode)
     return FaultPlan(latency_s=max(latency_ms, 0.0) / 1000.0, speed_override=speed, error=error)
 
 
@@ -135,6 +136,7 @@ def _decide_error(
     rng: random.Random,
     fail_next: int,
     fail_next_status: int | None,
+    fail_next_mode: str | None = None,
 ) -> PlannedError | None:
     header_mode = headers.get("x-mock-error-mode")
     mode = header_mode if header_mode in ERROR_MODES else None
@@ -146,7 +148,8 @@ def _decide_error(
     if reply.error is not None:
         return PlannedError(reply.error.status, "before", "rule")
     if fail_next > 0:
-        return PlannedError(fail_next_status or knobs.error_status[0], mode or knobs.error_mode, "fail_next")
+        mode = mode or fail_next_mode or knobs.error_mode
+        return PlannedError(fail_next_status or knobs.error_status[0], mode, "fail_next")
     if knobs.error_rate > 0 and rng.random() < knobs.error_rate:
         status = knobs.error_status[0] if len(knobs.error_status) == 1 else rng.choice(knobs.error_status)
         return PlannedError(status, mode or knobs.error_mode, "rate")

@@ -1,0 +1,114 @@
+"""The pytest plugin (entry point `mockllm`): the mock in-process, rules per test, and the requests to assert on.
+
+Importing it costs nothing: the server, and the rest of the package, load when a test first asks for
+the `mockllm` or `mockllm_env` fixture. One server runs per session (per xdist worker).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from mockllm_tui.rules.model import RulesModel
+    from mockllm_tui.testing import MockLLM
+    from mockllm_tui.testing.server import SessionServer
+
+INI_RESPONSES = "mockllm_responses"
+MARKER = "mockllm"
+MARKER_KEYS = ("responses", "strict")
+REPORT_SECTION = "mockllm requests"
+
+active_mock = pytest.StashKey["MockLLM"]()
+reported = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The ini option for the session's base rules."""
+    parser.addini(
+        INI_RESPONSES,
+        "mockllm: the responses file every test starts from (relative to the rootdir; default: no file rules)",
+        default="",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker, so --strict-markers accepts it."""
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(responses=None, strict=False): the test's base rules (a responses file, relative to the "
+        "rootdir) and strict mode (a request no rule matches gets a 404 and fails the test)",
+    )
+
+
+@pytest.fixture(scope="session")
+def _mockllm_server(pytestconfig: pytest.Config) -> Iterator[SessionServer]:
+    """The session's server, started on first use."""
+    from mockllm_tui.rules.model import RulesModel
+    from mockllm_tui.testing.rules import read_rules
+    from mockllm_tui.testing.server import SessionServer
+
+    source = str(pytestconfig.getini(INI_RESPONSES) or "").strip()
+    base = read_rules(Path(source), pytestconfig.rootpath) if source else RulesModel()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    server = SessionServer(base, f"mockllm-{worker}" if worker else "mockllm").start()
+    yield server
+    server.stop()
+
+
+def marker_options(item: pytest.Item) -> dict[str, Any]:
+    """The `mockllm` marker's keywords, the closest marker's winning for each."""
+    options: dict[str, Any] = {}
+    for mark in item.iter_markers(MARKER):
+        unknown = [k for k in mark.kwargs if k not in MARKER_KEYS]
+        if mark.args or unknown:
+            raise pytest.UsageError(f"{item.nodeid}: use @pytest.mark.mockllm(responses=..., strict=...) only")
+        for key, value in mark.kwargs.items():
+            options.setdefault(key, value)
+    return options
+
+
+@pytest.fixture
+def mockllm(_mockllm_server: SessionServer, request: pytest.FixtureRequest) -> Iterator[MockLLM]:
+    """The mock for this test: rules, knobs, failures, the requests made, and SDK clients pointed at it."""
+    from mockllm_tui.testing import MockLLM
+    from mockllm_tui.testing.rules import read_rules
+
+    options = marker_options(request.node) if isinstance(request.node, pytest.Item) else {}
+    rootdir = request.config.rootpath
+    responses = options.get("responses")
+    base: RulesModel | None = read_rules(Path(responses), rootdir) if responses else None
+    mock = MockLLM(_mockllm_server, rootdir, base=base, strict=bool(options.get("strict", False)))
+    request.node.stash[active_mock] = mock
+    yield mock
+    problem = mock.finish()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def mockllm_env(mockllm: MockLLM, monkeypatch: pytest.MonkeyPatch) -> MockLLM:
+    """Point clients built from the environment at the mock: the base URLs, and dummy keys when unset."""
+    monkeypatch.setenv("OPENAI_BASE_URL", mockllm.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", mockllm.anthropic_base_url)
+    from mockllm_tui.testing.mock import DUMMY_ANTHROPIC_KEY, DUMMY_OPENAI_KEY
+
+    for name, dummy in (("OPENAI_API_KEY", DUMMY_OPENAI_KEY), ("ANTHROPIC_API_KEY", DUMMY_ANTHROPIC_KEY)):
+        if not os.environ.get(name):
+            monkeypatch.setenv(name, dummy)
+    return mockllm
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Add the test's requests to the report of its first failing phase."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    mock = item.stash.get(active_mock, None)
+    if mock is not None and report.failed and not item.stash.get(reported, False):
+        item.stash[reported] = True
+        report.sections.append((REPORT_SECTION, mock.report()))

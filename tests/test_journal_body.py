@@ -1,0 +1,55 @@
+"""The journal keeps each request's body (bounded) and parses it on demand; `/_mock/journal` shows it redacted."""
+
+from __future__ import annotations
+
+import httpx
+
+from mockllm_tui.admin.journal import redact_body
+from mockllm_tui.core.store import MAX_STORED_BODY
+from tests.conftest import Live
+
+SECRET = "sk-server-secret"
+
+
+async def test_the_admin_journal_shows_the_body_with_credentials_redacted(live: Live) -> None:
+    live.store.set_knobs("live", {"api_key": SECRET})
+    auth = {"authorization": f"Bearer {SECRET}"}
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": f"my key is {SECRET}"}],
+        "temperature": 0.5,
+        "api_key": "sk-in-the-body",
+    }
+    async with httpx.AsyncClient(base_url=live.root) as client:
+        sent = await client.post("/v1/chat/completions", json=body, headers=auth)
+        journal = await client.get("/_mock/journal", headers=auth)
+    assert sent.status_code == 200
+    shown = journal.json()["data"][0]["body"]
+    assert shown == {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "my key is [redacted]"}],
+        "temperature": 0.5,
+        "api_key": "[redacted]",
+    }
+    assert "sk-in-the-body" not in journal.text
+    assert live.store.journal()[0].body_json() == body  # the store itself keeps it as sent
+
+
+async def test_a_body_past_the_bound_is_not_parsed_from_its_cut(live: Live) -> None:
+    long = "x" * MAX_STORED_BODY
+    async with httpx.AsyncClient(base_url=live.root) as client:
+        sent = await client.post(
+            "/v1/chat/completions", json={"model": "gpt-4o", "messages": [{"role": "user", "content": long}]}
+        )
+    assert sent.status_code == 200
+    entry = live.store.journal()[0]
+    assert len(entry.request_body) == MAX_STORED_BODY
+    assert entry.body_json() is None
+
+
+def test_redaction_walks_nested_values() -> None:
+    value = {"a": [{"Password": "p", "x-api-key": "k", "note": "has KEY inside"}], "n": 1}
+    assert redact_body(value, "KEY") == {
+        "a": [{"Password": "[redacted]", "x-api-key": "[redacted]", "note": "has [redacted] inside"}],
+        "n": 1,
+    }

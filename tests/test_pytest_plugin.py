@@ -1,0 +1,132 @@
+"""The pytest plugin, driven as users drive it: pytester runs small test files in a fresh pytest process
+(the plugin loads from its entry point) with the real SDKs, and we check their outcomes and output."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CASES = Path(__file__).parent / "data" / "plugin"
+INI = """
+[pytest]
+addopts = --strict-markers -p no:cacheprovider -p no:randomly -p no:textual-snapshot -p no:syrupy -p no:hypothesispytest
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+PROBE = re.compile(r"probe: listens=(?P<listens>\[.*\]) loaded=(?P<loaded>\[.*\])")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user's project folder, in an environment with no mock settings of its own."""
+    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+def copy(project: pytest.Pytester, source: str, target: str) -> None:
+    """One of the case files, into the project."""
+    (project.path / target).write_text((CASES / source).read_text())
+
+
+def probe(result: pytest.RunResult) -> tuple[list[tuple[str, int]], list[str]]:
+    """What listen_probe.py saw: the sockets that listened, and which server modules were loaded."""
+    found = PROBE.search(result.stdout.str())
+    assert found is not None, result.stdout.str()
+    return ast.literal_eval(found["listens"]), ast.literal_eval(found["loaded"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "xdist"])
+def test_every_method_with_the_real_sdks(project: pytest.Pytester, workers: list[str]) -> None:
+    project.makeini(INI + "mockllm_responses = base.yml\n")
+    for name in ("base.yml", "other.yml"):
+        copy(project, name, name)
+    copy(project, "api_cases.py", "test_api.py")
+    result = project.runpytest_subprocess(*workers, "-rA", timeout=120)
+    result.assert_outcomes(passed=20, failed=1, errors=1)
+    if workers:
+        result.stdout.fnmatch_lines(["*2 workers*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_strict_fails_at_teardown*",
+            "mockllm strict mode: 2 request(s) matched no rule:",
+            "  - openai gpt-4o: last user message 'tell me a joke'; rules tried: 'weather-rule', 'base-hello'",
+            "  - anthropic claude-sonnet-4-6: last user message 'another joke'; *",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_zz_a_failing_test_lists_its_requests _*",
+            "*AssertionError: failing on purpose*",
+            "*- mockllm requests -*",
+            "POST /v1/chat/completions 200 rule=base-hello prompt='hello'",
+            "POST /v1/chat/completions 200 rule=- prompt='what is in the report?'",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*- mockllm requests -*",
+            "POST /v1/chat/completions 404 rule=- prompt='tell me a joke'",
+            "POST /v1/messages 404 rule=- prompt='another joke'",
+        ]
+    )
+    # Passing tests get no section: one for the failed test, one for the strict teardown.
+    assert result.stdout.str().count("- mockllm requests -") == 2
+
+
+def test_async_tests_and_one_server_per_session(project: pytest.Pytester) -> None:
+    project.makeini(INI)
+    (project.path / "responses.yml").write_text("responses:\n  weather?: from a stray responses.yml\n")
+    copy(project, "listen_probe.py", "conftest.py")
+    copy(project, "async_cases.py", "test_async.py")
+    result = project.runpytest_subprocess(timeout=120)
+    result.assert_outcomes(passed=4)
+    listens, _ = probe(result)
+    assert len(set(listens)) == 1  # one server for the session (uvicorn calls listen() again on our socket)
+    host, port = listens[0]
+    assert host == "127.0.0.1" and port > 0
+
+
+def test_a_session_that_never_asks_for_the_fixture_opens_no_port(project: pytest.Pytester) -> None:
+    project.makeini(INI + "mockllm_responses = base.yml\n")
+    copy(project, "base.yml", "base.yml")
+    copy(project, "listen_probe.py", "conftest.py")
+    copy(project, "idle_cases.py", "test_idle.py")
+    result = project.runpytest_subprocess(timeout=120)
+    result.assert_outcomes(passed=2)
+    assert probe(result) == ([], [])
+
+
+# -- the pieces, in-process --------------------------------------------------------------------------
+
+
+def test_load_errors_name_the_source(tmp_path: Path) -> None:
+    from mockllm_tui.rules.model import RulesFileError
+    from mockllm_tui.testing.rules import read_rules
+
+    with pytest.raises(RulesFileError, match=r"<yaml text>:2: rule 1: give a 'reply'"):
+        read_rules("rules:\n  - name: half\n    match: {contains: x}\n", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"no responses file at .*missing\.yml"):
+        read_rules("missing.yml", tmp_path)
+    (tmp_path / "plain").write_text("responses:\n  a: b\n")
+    assert len(read_rules("plain", tmp_path).responses) == 1  # an existing file, even without .yml
+    assert read_rules("responses: {a: b}", tmp_path).responses[0].spec.reply == "b"
+
+
+def test_the_default_key_is_a_fallback_that_strict_mode_refuses(tmp_path: Path) -> None:
+    from mockllm_tui.core.conversation import Conversation, Message
+    from mockllm_tui.testing.rules import PerTestRules, Unmatched, read_rules
+
+    base = read_rules("responses:\n  hi: there\n  default: the file's fallback\n", tmp_path)
+    asked = Conversation("openai", "chat", "gpt-4o", [Message("user", "anything")])
+    unmatched: list[Unmatched] = []
+    loose = PerTestRules(base, [], strict=False, unmatched=unmatched).choose(asked)
+    assert (loose.text, loose.rule, unmatched) == ("the file's fallback", None, [])
+    strict = PerTestRules(base, [], strict=True, unmatched=unmatched).choose(asked)
+    assert strict.error is not None and strict.error.status == 404
+    assert [(u.prompt, u.tried) for u in unmatched] == [("anything", ("#1 exact 'hi'",))]

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from mockllm_tui import __version__
 from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
-from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, StartupConfig, Store
+from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, StartupConfig, Store
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import CannotListen, ServerHandle
 
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-body-mb",
         type=float,
-        default=env.get("MOCKLLM_MAX_BODY_MB", "10"),
+        default=env.get("MOCKLLM_MAX_BODY_MB", str(DEFAULT_MAX_BODY // (1024 * 1024))),
         metavar="MB",
         help="Refuse request bodies larger than this with a 413. [MOCKLLM_MAX_BODY_MB]",
     )

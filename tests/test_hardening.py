@@ -25,10 +25,12 @@ from openai.types.shared import ErrorObject
 from mockllm_tui import cli
 from mockllm_tui.core.knobs import KnobError
 from mockllm_tui.core.request_log import format_json, format_text
+from mockllm_tui.core.store import Store
 from mockllm_tui.engine.exchange import MAX_JSON_DEPTH
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import ServerHandle
 from tests.conftest import HOST, Live, make_store
+from tests.support import FixedReplies
 from tests.test_hardening_load import RawConnection, wait_for
 
 FIELDS = (
@@ -281,15 +283,18 @@ async def test_slow_loris_clients_are_timed_out(impatient: Live, kind: str) -> N
     assert await wait_for(lambda: store.counters.in_flight == 0)
 
 
-async def test_the_journal_never_holds_more_than_its_bound(live: Live) -> None:
-    store = live.store
-    store._journal = type(store._journal)(maxlen=25)
-    conn = await RawConnection.open(live.handle.port)
+async def test_the_journal_never_holds_more_than_its_bound() -> None:
+    store = Store(journal_size=25)
+    store.set_rules(FixedReplies())
+    handle = ServerHandle(create_app(store), HOST, 0, grace_s=1)
+    await handle.start()
+    conn = await RawConnection.open(handle.port)
     body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
     for _ in range(200):
         assert (await conn.request("POST", "/v1/chat/completions", body))[0] == 200
         assert len(store.journal()) <= 25
     await conn.close()
+    await handle.stop()
     assert len(store.journal()) == 25
     assert store.counters.total >= 200
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Literal
 
 import orjson
 
 from mockllm_tui.core.conversation import Conversation
-
-ChunkMode = Literal["char", "word", "token"]
+from mockllm_tui.core.knobs import ChunkMode
 
 _TOKEN = re.compile(r"\s*(?:\w{1,4}|[^\w\s])|\s+")
 _WORD = re.compile(r"\s*\S+|\s+")

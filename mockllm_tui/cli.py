@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, TextIO
 from mockllm_tui import __version__
 from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
 from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, StartupConfig, Store
+from mockllm_tui.http import telemetry
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import CannotListen, ServerHandle
 
@@ -121,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_flag("MOCKLLM_STRICT_MODELS"),
         help="Answer 404 model_not_found for models not in the registry (by default any model is served). "
         "[MOCKLLM_STRICT_MODELS]",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        default=_env_flag("MOCKLLM_QUIET"),
+        help="With --headless: no request log on stdout (--log-file still gets it). [MOCKLLM_QUIET]",
+    )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        default=_env_flag("MOCKLLM_OTEL"),
+        help="Send a trace span per model request over OTLP (needs the [otel] extra; on by itself when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT is set). [MOCKLLM_OTEL]",
     )
     parser.add_argument(
         "--cors",
@@ -263,6 +278,8 @@ def build_app(args: argparse.Namespace, store: Store) -> MockApp:
 
     load_initial(store, Path(store.config.responses_path))
     app = create_app(store, plugins=args.plugin)
+    if telemetry.wanted(args.otel):
+        telemetry.Telemetry(store, telemetry.otlp_tracer_provider())
     if args.cors:
         app.enable_cors([o.strip() for o in args.cors.split(",") if o.strip()])
     return app
@@ -289,25 +306,26 @@ def run_headless(args: argparse.Namespace, store: Store) -> int:
 
 
 @asynccontextmanager
-async def headless_tasks(args: argparse.Namespace, store: Store) -> AsyncIterator[None]:
-    """The request log (stdout and --log-file) and the file watcher, while the server runs."""
+async def headless_tasks(args: argparse.Namespace, store: Store, app: MockApp) -> AsyncIterator[None]:
+    """The request log (stdout and --log-file), the file watcher and the metrics, while the server runs."""
     from mockllm_tui.core.request_log import RequestLogWriter
     from mockllm_tui.rules import watch_rules
 
-    sinks: list[TextIO] = [sys.stdout]
+    sinks: list[TextIO] = [] if args.quiet else [sys.stdout]
     log_file = open(args.log_file, "a", encoding="utf-8") if args.log_file else None  # noqa: SIM115
     if log_file is not None:
         sinks.append(log_file)
-    writer = RequestLogWriter(store, sinks, args.log_format)
-    watch = watch_rules(store, Path(store.config.responses_path))
-    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(watch)]
+    writer = RequestLogWriter(store, sinks, args.log_format) if sinks else None
+    jobs = [watch_rules(store, Path(store.config.responses_path)), app.metrics.run()]
+    tasks = [asyncio.create_task(job) for job in ([writer.run()] if writer else []) + jobs]
     try:
         yield
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        writer.flush()
+        if writer is not None:
+            writer.flush()
         if log_file is not None:
             log_file.close()
 
@@ -317,7 +335,7 @@ async def _serve_headless(args: argparse.Namespace, store: Store, handle: Server
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with headless_tasks(args, store):
+    async with headless_tasks(args, store, handle.app):
         await handle.start()
         print_serving(handle.host, handle.port, store)
         handle.app.prepare_fallback().add_done_callback(lambda _: freeze_startup_objects())
@@ -347,15 +365,24 @@ def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
     """
     from uvicorn.supervisors import Multiprocess
 
+    from mockllm_tui.http.metrics import MULTIPROCESS_ENV
     from mockllm_tui.http.runner import bind_socket, uvicorn_config
 
     sock = bind_socket(args.host, args.port)
     os.environ[WORKER_ARGV_ENV] = json.dumps(argv)
+    # The workers' /metrics add up through prometheus-client's files in one folder.
+    metrics_dir = None if os.environ.get(MULTIPROCESS_ENV) else tempfile.TemporaryDirectory(prefix="mockllm-metrics-")
+    if metrics_dir is not None:
+        os.environ[MULTIPROCESS_ENV] = metrics_dir.name
     config = uvicorn_config(
         "mockllm_tui.cli:worker_app", factory=True, workers=args.workers, lifespan="on", timeout_graceful_shutdown=1
     )
     print_serving(args.host, sock.getsockname()[1], make_store(args))
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
     return 0
 
 
@@ -365,7 +392,8 @@ def worker_app() -> MockApp:
     store = make_store(args)
     setup_logging(args.log_file, to_stderr=True)
     app = build_app(args, store)
-    app.fallback.router.lifespan_context = lambda _app: headless_tasks(args, store)
+    app.metrics.load()
+    app.fallback.router.lifespan_context = lambda _app: headless_tasks(args, store, app)
     return app
 
 

@@ -13,7 +13,7 @@ import itertools
 import random
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any, Literal
@@ -75,6 +75,19 @@ class JournalEntry:
     stream_started: bool = False
     started: float = field(default_factory=perf_counter)
     conversation: Conversation | None = None
+    #: What served it: the endpoint's name ("" for routes outside the model endpoints), its
+    #: operation and provider family in OpenTelemetry's GenAI terms.
+    endpoint: str = ""
+    operation: str = ""
+    system: str = ""
+    #: The reply: its id, token counts and finish reason (set when a reply was made).
+    response_id: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str = ""
+    #: An injected fault's status and mode (None when none was injected).
+    fault_status: int | None = None
+    fault_mode: str | None = None
 
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines, as its provider parsed it (empty if it was not)."""
@@ -205,6 +218,9 @@ class Store:
         self._fail_next = 0
         self._fail_next_status: int | None = None
         self._fail_next_mode: ErrorMode | None = None
+        self._finish_hooks: list[Callable[[JournalEntry], None]] = []
+        #: Rule sets made live since start (each reload or edit).
+        self.rule_sets_loaded = 0
         self._tokens_used = 0
         self.rng = random.Random(self._knobs.seed)
         self._config = config or StartupConfig()
@@ -314,7 +330,13 @@ class Store:
         c.by_status[status] = c.by_status.get(status, 0) + 1
         if status >= 400:
             c.errors += 1
+        for hook in self._finish_hooks:
+            hook(entry)
         self.publish("done", entry)
+
+    def add_finish_hook(self, hook: Callable[[JournalEntry], None]) -> None:
+        """Call `hook(entry)` as each request ends, before subscribers hear of it (keep it cheap)."""
+        self._finish_hooks.append(hook)
 
     def clear_journal(self) -> None:
         """Forget every finished entry and reset the totals (open requests keep counting)."""
@@ -406,6 +428,7 @@ class Store:
         """Replace the active rules; the next request uses them."""
         self._rules = rules
         self._file_error = None
+        self.rule_sets_loaded += 1
         self.publish("rules", rules)
 
     @property

@@ -69,6 +69,12 @@ def decide_for(ex: Exchange, reply: Reply) -> FaultPlan:
     )
 
 
+def note_fault(ex: Exchange, error: PlannedError) -> None:
+    """Record an injected fault on the journal entry."""
+    entry = ex.entry
+    entry.fault, entry.fault_status, entry.fault_mode = error.describe(), error.status, error.mode
+
+
 def injected_message(error: PlannedError) -> str:
     """The message of an injected error."""
     return f"Injected error {error.status} by mockllm-tui ({error.reason})"
@@ -96,7 +102,7 @@ async def answer_faults(ex: Exchange, reply: Reply) -> FaultPlan | None:
     the latency. Returns the plan once the request may be answered (None if it was not)."""
     plan = decide_for(ex, reply)
     if plan.error is not None:
-        ex.entry.fault = plan.error.describe()
+        note_fault(ex, plan.error)
         await fail_before(ex, plan.error, plan, reply)
         return None
     await wait_latency(ex, plan.latency_s)

@@ -23,6 +23,8 @@ from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, CutConnect
 from mockllm_tui.http.auth import AuthGuard, admin_allowed, headers_text, send_unauthorized
 from mockllm_tui.http.chat import run_chat
 from mockllm_tui.http.fallback import HEALTH, build_fallback
+from mockllm_tui.http.metrics import CONTENT_TYPE as METRICS_TYPE
+from mockllm_tui.http.metrics import Metrics
 from mockllm_tui.http.ratelimit import RateLimiter
 from mockllm_tui.providers.base import CLAIM_NONE, ChatEndpoint, Endpoint, Headers, Provider
 from mockllm_tui.providers.registry import build_providers
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mockllm_tui")
 
 ADMIN_PREFIX = "/_mock/"
+METRICS_PATH = "/metrics"
 Guard = Callable[[Exchange, Provider], None]
 
 
@@ -59,6 +62,7 @@ class MockApp:
         self._fallback: FastAPI | None = None
         self._fallback_lock = threading.Lock()
         self._fallback_pending: asyncio.Future[FastAPI] | None = None
+        self.metrics = Metrics(store)
         self._cors: Callable[[Scope, Receive, Send], Any] | None = None
         self._exact: dict[tuple[str, str], list[Endpoint]] = {}
         self._by_path: dict[str, list[Endpoint]] = {}
@@ -124,8 +128,12 @@ class MockApp:
         """Build the fallback on a worker thread, so the loop keeps serving model requests meanwhile."""
         loop = asyncio.get_running_loop()
         if self._fallback_pending is None or self._fallback_pending.get_loop() is not loop:
-            self._fallback_pending = loop.run_in_executor(None, lambda: self.fallback)
+            self._fallback_pending = loop.run_in_executor(None, self._build_slow_parts)
         return self._fallback_pending
+
+    def _build_slow_parts(self) -> FastAPI:
+        self.metrics.load()
+        return self.fallback
 
     async def _call_fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
         api = self._fallback if self._fallback is not None else await asyncio.shield(self.prepare_fallback())
@@ -148,6 +156,9 @@ class MockApp:
             if path == "/health" and method in ("GET", "HEAD"):
                 await Exchange(scope, receive, send, self.store).send_json(200, HEALTH)
                 return
+            if path == METRICS_PATH and method in ("GET", "HEAD"):
+                await self._send_metrics(send)
+                return
             if path.startswith(ADMIN_PREFIX):
                 headers = headers_text(scope.get("headers", ()))
                 if not admin_allowed(self.store, path, headers, self.shape):
@@ -165,6 +176,14 @@ class MockApp:
                 await self._journaled(scope, receive, send)
                 return
         await self._call_fallback(scope, receive, send)
+
+    async def _send_metrics(self, send: Send) -> None:
+        """`GET /metrics`, open like `/health` (it lists counts, never content)."""
+        await asyncio.shield(self.prepare_fallback())
+        body = self.metrics.render()
+        head = [(b"content-type", METRICS_TYPE), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": body})
 
     def endpoint_for(self, method: str, path: str, raw_headers: Iterable[tuple[bytes, bytes]] = ()) -> Endpoint | None:
         """The endpoint that serves a request, or None. Among several providers serving the same
@@ -212,8 +231,10 @@ class MockApp:
     ) -> None:
         ex = Exchange(scope, receive, send, self.store, self.secret_headers)
         request_id = provider.request_id()
-        ex.entry.provider = provider.name
-        ex.entry.request_id = request_id
+        entry = ex.entry
+        entry.provider, entry.system, entry.request_id = provider.name, provider.system, request_id
+        if endpoint is not None:
+            entry.endpoint, entry.operation = endpoint.name, endpoint.operation
         ex.extra_headers = provider.response_headers(request_id)
         ex.timing_header = provider.timing_header
         try:

@@ -16,6 +16,7 @@ from mockllm_tui.engine.answer import (
     decide_for,
     fail_before,
     injected_message,
+    note_fault,
     record_conversation,
     require_known_model,
     wait_latency,
@@ -42,7 +43,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
     plan = decide_for(ex, reply)
     error = plan.error
     if error is not None:
-        ex.entry.fault = error.describe()
+        note_fault(ex, error)
         if error.mode == "before" or not conversation.stream:
             await fail_before(ex, error, plan, reply)
             return
@@ -50,6 +51,9 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
     store.count_tokens_used(reply.usage.total_tokens)
 
     ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.entry.request_id)
+    entry = ex.entry
+    entry.response_id, entry.finish_reason = ctx.id, reply.finish_reason
+    entry.input_tokens, entry.output_tokens = reply.usage.input_tokens, reply.usage.output_tokens
     await wait_latency(ex, plan.latency_s)
     if not conversation.stream:
         body = endpoint.render(conversation, reply, ctx)

@@ -261,6 +261,7 @@ class Messages(ChatEndpoint):
 
     paths = ("/v1/messages", "/messages")
     name = "messages"
+    operation = "chat"
     id_prefix = "msg_"
 
     def parse(self, body: dict[str, Any]) -> Conversation:
@@ -413,6 +414,7 @@ class Anthropic(Provider):
     """Anthropic's Messages API."""
 
     name = "anthropic"
+    system = "anthropic"
     endpoint_classes = (Messages, CountTokens, ListModels, RetrieveModel)
 
     def claims(self, path: str, headers: Mapping[str, str]) -> int:

@@ -134,6 +134,8 @@ class Endpoint:
     #: Exact paths; a path ending in `/{id}` matches any one last segment.
     paths: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str] = ""
+    #: The operation in OpenTelemetry's GenAI terms ("chat", "embeddings", ...; "" for none).
+    operation: ClassVar[str] = ""
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
@@ -178,6 +180,8 @@ class Provider:
     """A wire format: its endpoints, which requests it claims, its error shape and its headers."""
 
     name: ClassVar[str] = ""
+    #: The provider as OpenTelemetry's GenAI conventions name it (`gen_ai.provider.name`).
+    system: ClassVar[str] = ""
     endpoint_classes: ClassVar[tuple[type[Endpoint], ...]] = ()
     #: A header carrying the milliseconds spent on the request, added as the response head goes out.
     timing_header: ClassVar[bytes | None] = None

@@ -171,6 +171,7 @@ class ChatCompletions(ChatEndpoint):
 
     paths = ("/v1/chat/completions", "/chat/completions")
     name = "chat.completions"
+    operation = "chat"
     id_prefix = "chatcmpl-"
 
     def parse(self, body: dict[str, Any]) -> Conversation:

@@ -66,6 +66,7 @@ class OpenAIBase(Provider):
 
     timing_header = b"openai-processing-ms"
     default_shape = True
+    system = "openai"
     #: `api-key` is what the openai package's AzureOpenAI client sends.
     credential_headers = frozenset({"authorization", "x-api-key", "api-key"})
 

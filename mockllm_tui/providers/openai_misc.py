@@ -93,6 +93,7 @@ class Completions(ChatEndpoint):
 
     paths = ("/v1/completions", "/completions")
     name = "completions"
+    operation = "text_completion"
     id_prefix = "cmpl-"
 
     def parse(self, body: dict[str, Any]) -> Conversation:
@@ -221,6 +222,7 @@ class Embeddings(Endpoint):
 
     paths = ("/v1/embeddings", "/embeddings")
     name = "embeddings"
+    operation = "embeddings"
 
     async def handle(self, ex: Exchange) -> None:
         """Answer with one deterministic vector per input (after the latency and error knobs)."""

@@ -200,6 +200,7 @@ class CreateResponse(ChatEndpoint):
 
     paths = ("/v1/responses", "/responses")
     name = "responses"
+    operation = "chat"
     id_prefix = "resp_"
 
     def parse(self, body: dict[str, Any]) -> Conversation:

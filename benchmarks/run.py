@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.aimock import REPLY as AIMOCK_REPLY
+from benchmarks.aimock import aimock_cmd
 from benchmarks.common import (
     CHAT_BODY,
     HERE,
@@ -41,6 +43,8 @@ LONG_REPLY = " ".join(
     + ["realistic timing while the tests stay deterministic and fast to run in CI."] * 2
 )
 BENCH_RESPONSES = f'responses:\n  "Stream me a reply.": "{LONG_REPLY}"\n  "ping": "version 1"\n'
+#: The throughput request gets the same reply from every server compared.
+CHAT_RESPONSES = f'responses:\n  "default": "{AIMOCK_REPLY}"\n'
 NOTES_MARK = "<!-- notes: kept across runs -->"
 SECTIONS = ("throughput", "streams", "load", "memory", "startup", "edit")
 
@@ -74,11 +78,16 @@ class Report:
 # -- throughput --------------------------------------------------------------------------------
 
 
-def responses_file(tmp: Path) -> Path:
-    """The benchmark's responses file (a long reply for streams, a `ping` rule for edits)."""
-    path = tmp / "responses.yml"
-    path.write_text(BENCH_RESPONSES)
+def responses_file(tmp: Path, text: str = BENCH_RESPONSES) -> Path:
+    """A responses file for the benchmark (by default: a long reply for streams, a `ping` rule for edits)."""
+    path = tmp / ("chat.yml" if text == CHAT_RESPONSES else "responses.yml")
+    path.write_text(text)
     return path
+
+
+def node_version() -> str:
+    """The Node.js version, for the report."""
+    return subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 def measure(cmd: list[str], opts: argparse.Namespace, *, stdin: bool = False,
@@ -136,11 +145,15 @@ def supports_workers() -> bool:
 def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     """Baseline vs headless vs panel vs 2 workers, interleaved rounds."""
     need_wrk()
-    runs: dict[str, list[WrkResult]] = {"raw": [], "headless": [], "panel": [], "workers": []}
+    runs: dict[str, list[WrkResult]] = {"raw": [], "aimock": [], "headless": [], "panel": [], "workers": []}
     keys: list[float] = []
+    chat = responses_file(tmp, CHAT_RESPONSES)
+    peer, peer_note = aimock_cmd(tmp)
+    report.notes.append(peer_note if peer is None else f"Peer baseline: {peer_note} (Node {node_version()}).")
     commands = {
         "raw": [sys.executable, "-m", "benchmarks.raw_asgi"],
-        "headless": mockllm_cmd("--headless", "--port", "0"),
+        "aimock": peer or [],
+        "headless": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat)),
         "panel": [sys.executable, "-m", "benchmarks.panel_server", "--port", "0"],
         "workers": mockllm_cmd("--headless", "--port", "0", "--workers", "2"),
     }
@@ -149,8 +162,8 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         report.notes.append("`--workers` is not available in this build: the 2-worker figure was skipped.")
     for rnd in range(opts.rounds):
         print(f"throughput round {rnd + 1}/{opts.rounds}", flush=True)
-        for name in ("raw", "headless", "panel", "workers"):
-            if (name == "panel" and opts.no_panel) or (name == "workers" and not with_workers):
+        for name in ("raw", "aimock", "headless", "panel", "workers"):
+            if (name == "panel" and opts.no_panel) or (name == "workers" and not with_workers) or not commands[name]:
                 continue
             if name == "panel":
                 result, extra = measure(commands[name], opts, stdin=True, during=key_presses(opts.key_presses))
@@ -163,6 +176,12 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     settings = f"-t{opts.threads} -c{opts.connections} -d{opts.duration:g}s, {opts.rounds} rounds, median"
     wrk_cmd = runs["raw"][0].command
     report.add(Figure("raw ASGI baseline", f"{med['raw']:,.0f} req/s", "baseline", None, None, wrk_cmd))
+    if runs["aimock"]:
+        peer_ratio = med["headless"] / med["aimock"]
+        report.add(Figure("aimock (the fastest peer), same request", f"{med['aimock']:,.0f} req/s "
+                          f"({med['aimock'] / med['raw']:.2f}x raw)", "peer baseline", None, None, settings))
+        report.add(Figure("headless vs aimock, side by side", f"{peer_ratio:.2f}x aimock", ">= 1.3x aimock",
+                          peer_ratio / 1.3, peer_ratio >= 1.3, settings))
     ratio = med["headless"] / med["raw"]
     errors = sum(r.errors for r in runs["headless"])
     report.add(Figure("headless, non-streaming chat completion", f"{med['headless']:,.0f} req/s ({ratio:.2f}x raw, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -52,17 +53,23 @@ def make_store(responses: Path | None = None) -> Store:
     return store
 
 
-@pytest.fixture
-async def live() -> AsyncIterator[Live]:
-    """The real server in this test's event loop (use the async SDK clients)."""
-    store = make_store()
-    app = create_app(store)
+@contextlib.asynccontextmanager
+async def serving(store: Store, app: MockApp | None = None) -> AsyncIterator[Live]:
+    """The real server (this app, or the default one) on a free port in the running loop."""
+    app = app or create_app(store)
     handle = ServerHandle(app, HOST, 0, grace_s=1)
     await handle.start()
     try:
         yield Live(store, app, handle)
     finally:
         await handle.stop()
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    """The real server in this test's event loop (use the async SDK clients)."""
+    async with serving(make_store()) as running:
+        yield running
 
 
 class ServerThread:

@@ -23,7 +23,7 @@ from mockllm_tui.providers.registry import register_provider, unregister_provide
 from mockllm_tui.rules import load_initial
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.widgets.request_log import RequestLog
-from tests.conftest import HOST, Live
+from tests.conftest import HOST, Live, serving
 from tests.support import rendered
 
 PLUGIN = "tests.toy_provider"
@@ -66,13 +66,8 @@ def toy_store(tmp_path: Path) -> Store:
 @pytest.fixture
 async def toy_live(toy: None, tmp_path: Path) -> AsyncIterator[Live]:
     store = toy_store(tmp_path)
-    app = create_app(store, plugins=[PLUGIN])
-    handle = ServerHandle(app, HOST, 0, grace_s=1)
-    await handle.start()
-    try:
-        yield Live(store, app, handle)
-    finally:
-        await handle.stop()
+    async with serving(store, create_app(store, plugins=[PLUGIN])) as running:
+        yield running
 
 
 async def ask(live: Live, prompt: str, *, headers: dict[str, str] | None = None, **extra: object) -> httpx.Response:

@@ -14,7 +14,7 @@ import orjson
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
 from mockllm_tui.core.models import ModelInfo
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_tokens
-from mockllm_tui.engine.answer import model_in_path, record_conversation, require_known_model
+from mockllm_tui.engine.answer import record_conversation, require_known_model
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
@@ -28,6 +28,7 @@ from mockllm_tui.providers.base import (
     RenderContext,
     new_id,
 )
+from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
 from mockllm_tui.providers.parsing import check_type, optional, require
 from mockllm_tui.providers.registry import register_provider
 
@@ -376,32 +377,26 @@ def model_info(model: ModelInfo, name: str | None = None) -> dict[str, Any]:
     }
 
 
-class ListModels(Endpoint):
+class ListModels(ModelListing):
     """`GET /v1/models` for the anthropic SDK: its models as one page."""
 
-    method = "GET"
     paths = ("/v1/models", "/models")
-    name = "models.list"
 
-    async def handle(self, ex: Exchange) -> None:
+    def listing(self, models: list[ModelInfo]) -> dict[str, Any]:
         """The registry's Anthropic models."""
-        ex.entry.preview = "list models"
-        data = [model_info(m) for m in ex.store.models.models() if m.owned_by == "anthropic"]
+        data = [model_info(m) for m in models if m.owned_by == "anthropic"]
         first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
-        await ex.send_json(200, {"data": data, "has_more": False, "first_id": first, "last_id": last})
+        return {"data": data, "has_more": False, "first_id": first, "last_id": last}
 
 
-class RetrieveModel(Endpoint):
+class RetrieveModel(ModelLookup):
     """`GET /v1/models/{id}` for the anthropic SDK."""
 
-    method = "GET"
     paths = ("/v1/models/{id}", "/models/{id}")
-    name = "models.retrieve"
 
-    async def handle(self, ex: Exchange) -> None:
-        """The model, under the name asked for, or 404."""
-        name, model = model_in_path(ex)
-        await ex.send_json(200, model_info(model, name))
+    def describe(self, model: ModelInfo, name: str) -> dict[str, Any]:
+        """A ModelInfo object."""
+        return model_info(model, name)
 
 
 def rfc3339(epoch_s: float) -> str:

@@ -17,9 +17,10 @@ import orjson
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError
 from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.engine.answer import answer_faults, model_in_path, preview, require_known_model
+from mockllm_tui.engine.answer import answer_faults, preview, require_known_model
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext
+from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
 from mockllm_tui.providers.openai_chat import DONE, finish_reason, usage_object
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
@@ -261,31 +262,24 @@ def model_object(model: ModelInfo, name: str | None = None) -> dict[str, Any]:
     return {"id": name or model.id, "object": "model", "created": model.created, "owned_by": model.owned_by}
 
 
-class ListModels(Endpoint):
+class ListModels(ModelListing):
     """`GET /v1/models`: every model id and alias of the registry in force."""
 
-    method = "GET"
     paths = ("/v1/models", "/models")
-    name = "models.list"
 
-    async def handle(self, ex: Exchange) -> None:
-        """The registry as a list of Model objects."""
-        ex.entry.preview = "list models"
-        data = [model_object(m, name) for m in ex.store.models.models() for name in m.names()]
-        await ex.send_json(200, {"object": "list", "data": data})
+    def listing(self, models: list[ModelInfo]) -> dict[str, Any]:
+        """A list of Model objects, aliases included."""
+        return {"object": "list", "data": [model_object(m, name) for m in models for name in m.names()]}
 
 
-class RetrieveModel(Endpoint):
-    """`GET /v1/models/{id}`: a known id or alias, else 404 `model_not_found`."""
+class RetrieveModel(ModelLookup):
+    """`GET /v1/models/{id}`."""
 
-    method = "GET"
     paths = ("/v1/models/{id}", "/models/{id}")
-    name = "models.retrieve"
 
-    async def handle(self, ex: Exchange) -> None:
-        """The model, under the name asked for."""
-        name, model = model_in_path(ex)
-        await ex.send_json(200, model_object(model, name))
+    def describe(self, model: ModelInfo, name: str) -> dict[str, Any]:
+        """A Model object."""
+        return model_object(model, name)
 
 
 @register_provider

@@ -544,7 +544,7 @@ class MockPanel(App[int]):
         """The keys, grouped by where they work (remapped keys shown as remapped)."""
         sections: HelpSections = []
         for title, _, bindings in self.binding_groups():
-            sections.append((title, [(self._keys(b), b.description) for b in bindings if b.description]))
+            sections.append((title, [(self._keys(b), b.tooltip or b.description) for b in bindings if b.description]))
         sections[0][1].extend([("ctrl+p", "Command palette: every action by name"), ("ctrl+q", "Quit")])
         return sections
 

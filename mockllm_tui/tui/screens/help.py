@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -47,16 +48,16 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text(INTRO), id="help-intro")
             yield Static(self._table(), id="help-keys")
 
-    def _table(self) -> Table:
-        table = Table(box=None, show_header=False, expand=True, padding=(0, 2))
-        table.add_column("keys", style="bold", no_wrap=True, width=22)
-        table.add_column("what")
+    def _table(self) -> Group:
+        parts: list[RenderableType] = []
         for title, rows in self.sections:
-            table.add_row("")
-            table.add_row(Text(title, style="bold underline"), "")
+            table = Table(box=None, show_header=False, padding=(0, 2))
+            table.add_column("keys", style="bold", no_wrap=True, width=22)
+            table.add_column("what")
             for keys, description in rows:
                 table.add_row(keys, description)
-        return table
+            parts += [Text(""), Text(title, style="bold underline"), table]
+        return Group(*parts)
 
     def action_close(self) -> None:
         """Close the help."""

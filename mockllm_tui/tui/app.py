@@ -13,13 +13,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.dom import DOMNode
 from textual.theme import Theme
-from textual.widgets import Footer
+from textual.widgets import Footer, Input, OptionList, TextArea
 from textual.worker import Worker, WorkerState
 
 from mockllm_tui.knobs import KnobError
@@ -46,7 +47,29 @@ from mockllm_tui.tui.widgets.rule_table import RuleTable
 from mockllm_tui.tui.widgets.status_bar import StatusBar
 
 REQUEST_ACTIONS = frozenset({"rule_from_request", "toggle_wire"})
+# Bound with priority (handled as the key arrives, not after it has bubbled up from the focused
+# widget: a few loop turns less under load), so they stand down themselves while the user types
+# in a field or a dialog is open.
+MAIN_SCREEN_ACTIONS = frozenset(
+    {
+        "add_rule",
+        "edit_rule",
+        "delete_rule",
+        "try_prompt",
+        "rule_from_request",
+        "toggle_wire",
+        "toggle_errors",
+        "resend",
+        "copy_curl",
+        "latency_up",
+        "latency_down",
+        "slower",
+        "faster",
+    }
+)
+TEXT_FIELDS = (Input, TextArea, OptionList)
 DRAIN_INTERVAL_S = 1 / 10  # each tick repaints the log; at 15 Hz under load that costs the server ~20%
+BUSY_EVENTS = 300  # a tick with more events (~1,500 req/s) is followed by a skipped one: 5 Hz under load
 RATE_INTERVAL_S = 1.0
 
 
@@ -72,21 +95,25 @@ class MockPanel(App[int]):
     BINDINGS: ClassVar[list[Any]] = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Stop the server and quit"),
         Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Every key"),
-        Binding("a", "add_rule", "Add rule", id="rules.add", tooltip="A new rule in the responses file"),
+        Binding("a", "add_rule", "Add rule", id="rules.add", priority=True, tooltip="A new rule in the responses file"),
         Binding(
             "e",
             "edit_rule",
             "Edit rule",
             id="rules.edit",
+            priority=True,
             tooltip="Edit the selected rule (from the log: the rule that answered the request)",
         ),
-        Binding("d", "delete_rule", "Delete rule", id="rules.delete", tooltip="Delete the selected rule"),
-        Binding("t", "try_prompt", "Try prompt", id="rules.try", tooltip="Which rule answers a prompt"),
+        Binding(
+            "d", "delete_rule", "Delete rule", id="rules.delete", priority=True, tooltip="Delete the selected rule"
+        ),
+        Binding("t", "try_prompt", "Try prompt", id="rules.try", priority=True, tooltip="Which rule answers a prompt"),
         Binding(
             "n",
             "rule_from_request",
             "Rule from request",
             id="request.new_rule",
+            priority=True,
             tooltip="A new rule that answers the selected request again (type its reply, ctrl+s)",
         ),
         Binding(
@@ -94,26 +121,37 @@ class MockPanel(App[int]):
             "toggle_wire",
             "Chunks",
             id="request.wire",
+            priority=True,
             tooltip="The selected reply as sent: a stream's chunks with their timing, or the body",
         ),
-        Binding("x", "toggle_errors", "Errors", id="knobs.errors", tooltip="Error injection on or off"),
-        Binding("r", "resend", "Re-send", id="request.resend", tooltip="Send the selected request again"),
+        Binding("x", "toggle_errors", "Errors", id="knobs.errors", priority=True, tooltip="Error injection on or off"),
+        Binding(
+            "r", "resend", "Re-send", id="request.resend", priority=True, tooltip="Send the selected request again"
+        ),
         Binding(
             "y",
             "copy_curl",
             "Copy as curl",
             id="request.copy_curl",
+            priority=True,
             show=False,
             tooltip="Copy the selected request as curl",
         ),
         Binding(
-            "plus", "latency_up", "Latency up", id="knobs.latency_up", show=False, tooltip="Raise the latency one step"
+            "plus",
+            "latency_up",
+            "Latency up",
+            id="knobs.latency_up",
+            priority=True,
+            show=False,
+            tooltip="Raise the latency one step",
         ),
         Binding(
             "minus",
             "latency_down",
             "Latency down",
             id="knobs.latency_down",
+            priority=True,
             show=False,
             tooltip="Lower the latency one step",
         ),
@@ -122,6 +160,7 @@ class MockPanel(App[int]):
             "slower",
             "Streams slower",
             id="knobs.slower",
+            priority=True,
             show=False,
             tooltip="Stream speed one step down; from unlimited the top step",
         ),
@@ -130,6 +169,7 @@ class MockPanel(App[int]):
             "faster",
             "Streams faster",
             id="knobs.faster",
+            priority=True,
             show=False,
             tooltip="Stream speed one step up; past the top is unlimited",
         ),
@@ -179,6 +219,7 @@ class MockPanel(App[int]):
         self.selected: JournalEntry | None = None
         self._last_total = store.counters.total + store.counters.in_flight
         self._keymap: dict[str, str] = {}
+        self._resting = False
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -280,13 +321,18 @@ class MockPanel(App[int]):
     # -- observing the store -------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Render the batch of store events since the last tick."""
+        """Render the batch of store events since the last tick (every other tick under load: each
+        repaint shares the loop with the server)."""
+        if self._resting:
+            self._resting = False
+            return
         with contextlib.suppress(NoMatches):  # the timer fired while the app was closing
             self._drain()
 
     def _drain(self) -> None:
         lost = self.subscription.overflowed
         events = self.subscription.drain()
+        self._resting = len(events) > BUSY_EVENTS
         log = self.log_view
         touched: dict[int, JournalEntry] = {}
         rules_changed = knobs_changed = file_changed = cleared = False
@@ -355,7 +401,10 @@ class MockPanel(App[int]):
             self.refresh_bindings()  # the request keys show in the footer while a request is selected
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """The keys that act on a request are offered only while one is selected."""
+        """The main screen's keys work only there, and not while typing in a field (the key is then
+        typed); the keys that act on a request are offered only while one is selected."""
+        if action in MAIN_SCREEN_ACTIONS and (len(self.screen_stack) > 1 or isinstance(self.focused, TEXT_FIELDS)):
+            return False
         if action in REQUEST_ACTIONS:
             return self.selected is not None
         return True
@@ -555,7 +604,8 @@ class MockPanel(App[int]):
         for _, node, bindings in self.binding_groups()[:3]:
             for b in bindings:
                 if b.id and b.tooltip:
-                    run = partial(self.run_action, b.action, node)
+                    _, name, params = parse_action(b.action)
+                    run = partial(getattr(node, f"action_{name}"), *params)  # the palette is a dialog: no check_action
                     commands.append((b.description, f"{b.tooltip} ({self._keys(b)})", run))
         commands.append(("Fail next request", "Arm 'fail next' with the count in the toggles", self.controls._arm))
         return commands

@@ -17,7 +17,8 @@ from mockllm_tui.state import JournalEntry
 from mockllm_tui.tui.format import chunk_lines, live_stats, offset_text, status_style
 
 MIN_LAYOUT_INTERVAL_S = 0.3
-MIN_SWITCH_INTERVAL_S = 0.4  # following a busy log, the selection changes every tick
+MIN_SWITCH_INTERVAL_S = 0.4  # moving through the log by hand
+FOLLOW_SWITCH_INTERVAL_S = 1.0  # following a busy log, the selection changes every tick
 ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow", "tools": "yellow"}
 
 
@@ -124,13 +125,15 @@ class DetailPane(VerticalScroll):
         self._last_switch = 0.0
         self.pending = False
         self.wire = False
+        self._switch_interval = MIN_SWITCH_INTERVAL_S
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Select a request to see it here.", style="dim"), id="detail-body")
 
-    def show(self, entry: JournalEntry | None) -> None:
-        """Show this request (None: nothing selected)."""
+    def show(self, entry: JournalEntry | None, *, following: bool = False) -> None:
+        """Show this request (None: nothing selected); `following`: the log moved by itself."""
         self.entry = entry
+        self._switch_interval = FOLLOW_SWITCH_INTERVAL_S if following else MIN_SWITCH_INTERVAL_S
         self._shown_chunks = -1
         self.refresh_entry()
 
@@ -160,7 +163,7 @@ class DetailPane(VerticalScroll):
             return
         now = time.monotonic()
         switch = entry.id != self._shown_id
-        if switch and now - self._last_switch < MIN_SWITCH_INTERVAL_S:
+        if switch and now - self._last_switch < self._switch_interval:
             self.pending = True
             return
         stamp = len(entry.chunks) if entry.open else -2 - entry.status

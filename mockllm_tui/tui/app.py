@@ -593,8 +593,12 @@ class MockPanel(App[int]):
         """The keys, grouped by where they work (remapped keys shown as remapped)."""
         sections: HelpSections = []
         for title, _, bindings in self.binding_groups():
-            sections.append((title, [(self._keys(b), b.tooltip or b.description) for b in bindings if b.description]))
-        sections[0][1].extend([("ctrl+p", "Command palette: every action by name"), ("ctrl+q", "Quit")])
+            sections.append(
+                (title, [(self._keys(b), b.tooltip or b.description, b.id or "") for b in bindings if b.description])
+            )
+        sections[0][1].extend(
+            [("ctrl+p", "Command palette: every action by name, and the theme", ""), ("ctrl+q", "Quit", "")]
+        )
         return sections
 
     def palette_commands(self) -> list[PaletteCommand]:

@@ -116,7 +116,7 @@ async def test_n_puts_the_rule_above_the_rule_that_would_shadow_it(panel: Panel)
 
 async def test_the_chunk_timeline_grows_during_a_slow_stream(panel: Panel) -> None:
     panel.store.set_rules(FixedReplies(text=LONG_REPLY))
-    panel.store.set_knobs("live", {"stream_speed": 60})
+    panel.store.set_knobs("live", {"stream_speed": 20})  # a word chunk is two tokens: one every 0.1 s, 6 s in all
     detail = panel.app.query_one("#detail-body", Static)
 
     async def consume() -> str:
@@ -129,20 +129,27 @@ async def test_the_chunk_timeline_grows_during_a_slow_stream(panel: Panel) -> No
     await panel.until(lambda: panel.app.selected is not None and panel.app.selected.stream)
     await panel.until(lambda: footer_keys(panel).get("Chunks") == "c")
     await panel.pilot.press("c")
-    await panel.until(lambda: len(TIMELINE_LINE.findall(rendered(detail))) >= 3)
-    early = len(TIMELINE_LINE.findall(rendered(detail)))
-    assert "… streaming" in rendered(detail)
-    await panel.until(lambda: len(TIMELINE_LINE.findall(rendered(detail))) >= early + 5)
-    assert await asyncio.wait_for(task, 10) == LONG_REPLY
+    shown_while_open: set[int] = set()
+
+    def grown() -> bool:
+        text = rendered(detail)
+        if "… streaming" in text:
+            shown_while_open.add(len(TIMELINE_LINE.findall(text)))
+        return len(shown_while_open - {0}) >= 3
+
+    await panel.until(grown, timeout=10)  # three different lengths on screen while the stream runs
+    assert await asyncio.wait_for(task, 15) == LONG_REPLY
     await panel.until(lambda: "end · 200" in rendered(detail))
     lines = TIMELINE_LINE.findall(rendered(detail))
     entry = panel.store.journal()[-1]
     assert len(lines) == len(entry.chunks)
     offsets = [float(v) * (1000 if unit == "s" else 1) for v, unit, _, _ in lines]
     assert offsets == sorted(offsets)
-    # at 60 tok/s a word chunk is due every ~33 ms: the later gaps show the pacing
-    gaps = [float(v) * (1000 if unit == "s" else 1) for _, _, v, unit in lines[5:]]
-    assert sorted(gaps)[len(gaps) // 2] >= 20
+    # pacing is deadline-based (a busy loop can send chunks late, in one write, never early): the
+    # offsets keep to the 0.1 s a chunk, and the typical gap shows it
+    assert offsets[-1] >= 0.9 * 100 * (len(lines) - 1)
+    gaps = sorted(float(v) * (1000 if unit == "s" else 1) for _, _, v, unit in lines[1:])
+    assert gaps[len(gaps) // 2] >= 50
     assert "word59" in rendered(detail)
     # `c` again: back to the assembled text
     await panel.pilot.press("c")

@@ -43,6 +43,12 @@ async def test_a_adds_a_rule_straight_after_start_up(panel: Panel) -> None:
     await panel.pilot.press(*"ping", "tab", *"pong", "ctrl+s")
     assert not isinstance(panel.app.screen, RuleEditor)
     assert await panel.chat("ping") == "pong"
+    # in a text field the keys are typed, not commands
+    field = panel.app.query_one("#errors-rate", Input)
+    field.focus()
+    await panel.pilot.press("a", "x", "n")
+    assert not isinstance(panel.app.screen, RuleEditor)
+    assert field.value.endswith("axn") and panel.store.knobs.error_rate == 0
 
 
 async def test_e_d_and_t_work_from_the_log(panel: Panel) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import platform
 import re
 import statistics
@@ -190,14 +191,16 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         pratio = med["panel"] / med["headless"]
         report.add(Figure("panel open (run_test, headless)", f"{med['panel']:,.0f} req/s ({pratio:.2f}x headless)",
                           ">= 0.8x headless", pratio, pratio >= 0.8, settings))
-        good = [k for k in keys if k == k]
+        good = sorted(k for k in keys if k == k)
         if good:
-            worst = max(good)
+            p95 = good[min(len(good) - 1, math.ceil(0.95 * len(good)) - 1)]
             report.add(Figure("key press shown on screen under load",
-                              f"median {statistics.median(good):.0f} ms, max {worst:.0f} ms ({len(good)}/{len(keys)} "
-                              "presses)", "<= 150 ms", worst / 150, worst <= 150 and len(good) == len(keys)))
+                              f"p95 {p95:.0f} ms, median {statistics.median(good):.0f} ms, max {good[-1]:.0f} ms "
+                              f"({len(good)}/{len(keys)} presses)", "p95 <= 150 ms", p95 / 150,
+                              p95 <= 150 and len(good) == len(keys)))
         else:
-            report.add(Figure("key press shown on screen under load", f"not seen ({len(keys)} presses)", "<= 150 ms",
+            report.add(Figure("key press shown on screen under load", f"not seen ({len(keys)} presses)",
+                              "p95 <= 150 ms",
                               None, False))
     if runs["workers"]:
         wratio = med["workers"] / med["headless"]
@@ -408,7 +411,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--no-panel", action="store_true")
     p.add_argument("--no-workers", action="store_true")
-    p.add_argument("--key-presses", type=int, default=6)
+    p.add_argument("--key-presses", type=int, default=20, help="per round (a p95 needs a few dozen in all)")
     p.add_argument("--streams", type=int, default=500)
     p.add_argument("--stream-speed", type=float, default=20.0)
     p.add_argument("--load-requests", type=int, default=20_000)

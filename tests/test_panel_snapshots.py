@@ -1,4 +1,5 @@
-"""Snapshots of the panel: the main screen, the rule editor and help.
+"""Snapshots of the panel: the main screen, the rule editor, help, the chunk timeline and a rule
+made from a request.
 
 Deterministic: a fixed store (journal entries with fixed times and durations), a stand-in server
 handle with a fixed URL (no port in the picture), no clock. Update with `pytest --snapshot-update`.
@@ -17,6 +18,7 @@ from mockllm_tui.core.conversation import Conversation, Message
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules import load_initial
 from mockllm_tui.tui.app import MockPanel
+from mockllm_tui.tui.widgets.detail import DetailPane
 from mockllm_tui.tui.widgets.rule_table import RuleTable
 
 SIZE = (160, 45)
@@ -75,10 +77,13 @@ def fixed_store(tmp_path: Path) -> Store:
         if status >= 400:
             entry.fault = f"{status} before (rate)"
         if stream:
-            entry.chunks = reply.split(" ")
-            entry.first_chunk_at = entry.started + 0.004
+            entry.chunks = [word + " " for word in reply.split(" ")]
+            stall = [0.015 if n >= 5 else 0.0 for n in range(len(entry.chunks))]
+            entry.chunk_times = [entry.started + 0.004 + 0.003 * n + stall[n] for n in range(len(entry.chunks))]
+            entry.first_chunk_at = entry.chunk_times[0]
         entry.reply_text = reply
-        store.end_request(entry, status)
+        body = {"id": f"chatcmpl-{i}", "object": "chat.completion", "choices": [{"message": {"content": reply}}]}
+        store.end_request(entry, status, body=b"" if stream else json.dumps(body).encode())
         entry.time = base + i * 1.25
         entry.duration_ms = 10.0 + 20 * i
     return store
@@ -114,3 +119,30 @@ def test_rule_editor(snap_compare: Any, tmp_path: Path) -> None:
 
 def test_help(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(make_app(tmp_path), terminal_size=SIZE, press=["question_mark"])
+
+
+async def settle_detail(pilot: Pilot[int]) -> None:
+    """Let the detail pane show the selection (it defers a switch that follows another closely)."""
+    detail = pilot.app.query_one(DetailPane)
+    await pilot.pause()
+    while detail.pending:
+        await pilot.pause(0.05)
+
+
+def test_chunk_timeline(snap_compare: Any, tmp_path: Path) -> None:
+    async def show_chunks(pilot: Pilot[int]) -> None:
+        await pilot.press("up", "up", "c")  # the story: a stream that stalls before its sixth chunk
+        await settle_detail(pilot)
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=show_chunks)
+
+
+def test_rule_from_request(snap_compare: Any, tmp_path: Path) -> None:
+    async def from_request(pilot: Pilot[int]) -> None:
+        await settle_detail(pilot)
+        await pilot.press("n")  # the newest request, which got the catch-all
+        for field in pilot.app.screen.query("Input, TextArea"):
+            field.cursor_blink = False  # type: ignore[attr-defined]
+        await pilot.pause()
+
+    assert snap_compare(make_app(tmp_path), terminal_size=SIZE, run_before=from_request)

@@ -50,7 +50,9 @@ Event = tuple[EventKind, Any]
 
 @dataclass(slots=True, eq=False)
 class JournalEntry:
-    """One request as the journal remembers it. `chunks` grows while a stream is open."""
+    """One request as the journal remembers it. `chunks` grows while a stream is open, and
+    `chunk_times` with it: when each chunk went out (perf_counter; chunks sent in one write share
+    a time). `response_body` is a whole (non-streamed) reply as sent, up to MAX_STORED_BODY."""
 
     id: int
     time: float
@@ -65,12 +67,14 @@ class JournalEntry:
     stream: bool = False
     open: bool = True
     chunks: list[str] = field(default_factory=list)
+    chunk_times: list[float] = field(default_factory=list)
     rule: str | None = None
     fault: str | None = None
     request_id: str = ""
     request_headers: dict[str, str] = field(default_factory=dict)
     request_body: bytes = b""
     reply_text: str = ""
+    response_body: bytes = b""
     first_chunk_at: float | None = None
     stream_started: bool = False
     started: float = field(default_factory=perf_counter)
@@ -300,24 +304,30 @@ class Store:
 
     def add_chunk(self, entry: JournalEntry, text: str, size: int) -> None:
         """Record a stream chunk as it goes out."""
+        now = time.perf_counter()
         if entry.first_chunk_at is None:
-            entry.first_chunk_at = time.perf_counter()
+            entry.first_chunk_at = now
         entry.chunks.append(text)
+        entry.chunk_times.append(now)
         entry.bytes_sent += size
         self.publish("chunk", entry)
 
     def add_chunks(self, entry: JournalEntry, texts: list[str], size: int) -> None:
         """Record several stream chunks that went out in one write."""
+        now = time.perf_counter()
         if entry.first_chunk_at is None:
-            entry.first_chunk_at = time.perf_counter()
+            entry.first_chunk_at = now
         entry.chunks.extend(texts)
+        entry.chunk_times.extend(itertools.repeat(now, len(texts)))
         entry.bytes_sent += size
         self.publish("chunk", entry)
 
-    def end_request(self, entry: JournalEntry, status: int, bytes_sent: int = 0) -> None:
-        """Record the end of a request (streams included)."""
+    def end_request(self, entry: JournalEntry, status: int, bytes_sent: int = 0, body: bytes = b"") -> None:
+        """Record the end of a request (streams included); `body` is a whole reply as sent."""
         if not entry.open:
             return
+        if body:
+            entry.response_body = body if len(body) <= MAX_STORED_BODY else body[:MAX_STORED_BODY]
         entry.open = False
         entry.status = status
         entry.bytes_sent += bytes_sent

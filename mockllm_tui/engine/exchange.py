@@ -151,7 +151,7 @@ class Exchange:
         self._add_timing(raw_headers)
         await self.send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await self.send({"type": "http.response.body", "body": body})
-        self.store.end_request(self.entry, status, len(body))
+        self.store.end_request(self.entry, status, len(body), body)
 
     def _add_timing(self, raw_headers: list[tuple[bytes, bytes]]) -> None:
         """The provider's processing-time header (e.g. `openai-processing-ms`), measured as the head goes out."""

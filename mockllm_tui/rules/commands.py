@@ -45,6 +45,7 @@ __all__ = [
     "RuleView",
     "TryResult",
     "add_rule",
+    "add_rule_for",
     "delete_rule",
     "get_rule",
     "list_rules",
@@ -479,6 +480,19 @@ def add_rule(store: Store, data: Any, *, index: int | None = None, persist: bool
     ruleset = ruleset_of(store)
     new_id = ruleset.next_id()
     return _commit(store, plan_add(Rows.of(ruleset), spec, index, new_id), new_id, persist)
+
+
+def add_rule_for(store: Store, data: Any, conversation: Conversation, *, persist: bool = True) -> ChangeResult:
+    """Add a rule (rich-form data) that answers `conversation`: as a rich rule placed above the first
+    rule that matches the conversation now (which would shadow it), else at the end of `rules:`."""
+    spec = parse_rule_data(data)
+    ruleset = ruleset_of(store)
+    prompt = conversation.last_user_text()
+    folded = prompt.strip().lower()
+    rich = ruleset.rules[: len(ruleset.model.rules)]
+    at = next((i for i, rule in enumerate(rich) if rule.test(conversation, prompt, folded) is not None), len(rich))
+    new_id = ruleset.next_id()
+    return _commit(store, [_rule_step("insert", at, spec, new_id)], new_id, persist)
 
 
 def update_rule(store: Store, rule_id: int, data: Any, *, persist: bool = True) -> ChangeResult:

@@ -2,7 +2,9 @@
 
 Runs the real panel with the real server on a loopback port, on a copy of the shipped
 responses.yml, sends real traffic with the openai SDK (a development dependency), and saves:
-main-stream.svg (a reply streaming out), rule-editor.svg, toggles.svg and help.svg.
+main-stream.svg (a reply streaming out), chunk-timeline.svg (the same stream's chunks as sent, `c`),
+rule-editor.svg, rule-from-request.svg (`n` on a request that got the fallback), toggles.svg and
+help.svg.
 """
 
 from __future__ import annotations
@@ -97,7 +99,24 @@ async def shoot(out: Path) -> list[Path]:
                 if seen == 28:
                     await pilot.pause(0.2)
                     save("main-stream.svg")
+                    await pilot.press("c")
+                if seen == 40:
+                    await pilot.pause(0.2)
+                    app.detail.scroll_end(animate=False)
+                    await pilot.pause(0.1)
+                    save("chunk-timeline.svg")
+                    await pilot.press("c")
             await until(pilot, lambda: store.counters.streams_open == 0)
+
+            await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "what is the capital of France?"}]
+            )
+            await until(pilot, lambda: app.selected is not None and app.selected.preview.startswith("what is the cap"))
+            await pilot.press("n")
+            await pilot.press(*"Paris.")
+            await pilot.pause(0.1)
+            save("rule-from-request.svg")
+            await pilot.press("escape")
 
             table = app.query_one(RuleTable)
             table.focus()

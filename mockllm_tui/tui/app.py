@@ -13,11 +13,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.widgets import Footer
+from textual.dom import DOMNode
+from textual.theme import Theme
+from textual.widgets import Footer, Input, OptionList, TextArea
+from textual.worker import Worker, WorkerState
 
 from mockllm_tui.core.knobs import KnobError
 from mockllm_tui.core.store import JournalEntry, Store
@@ -34,6 +38,7 @@ from mockllm_tui.tui.format import (
     step_up,
 )
 from mockllm_tui.tui.keymap import keymap_path, load_keymap
+from mockllm_tui.tui.preferences import load_theme, save_theme
 from mockllm_tui.tui.screens.help import HelpScreen, HelpSections
 from mockllm_tui.tui.widgets.controls import Controls
 from mockllm_tui.tui.widgets.detail import DetailPane
@@ -41,7 +46,30 @@ from mockllm_tui.tui.widgets.request_log import RequestLog
 from mockllm_tui.tui.widgets.rule_table import RuleTable
 from mockllm_tui.tui.widgets.status_bar import StatusBar
 
+REQUEST_ACTIONS = frozenset({"rule_from_request", "toggle_wire"})
+# Bound with priority (handled as the key arrives, not after it has bubbled up from the focused
+# widget: a few loop turns less under load), so they stand down themselves while the user types
+# in a field or a dialog is open.
+MAIN_SCREEN_ACTIONS = frozenset(
+    {
+        "add_rule",
+        "edit_rule",
+        "delete_rule",
+        "try_prompt",
+        "rule_from_request",
+        "toggle_wire",
+        "toggle_errors",
+        "resend",
+        "copy_curl",
+        "latency_up",
+        "latency_down",
+        "slower",
+        "faster",
+    }
+)
+TEXT_FIELDS = (Input, TextArea, OptionList)
 DRAIN_INTERVAL_S = 1 / 10  # each tick repaints the log; at 15 Hz under load that costs the server ~20%
+BUSY_EVENTS = 300  # a tick with more events (~1,500 req/s) is followed by a skipped one: 5 Hz under load
 RATE_INTERVAL_S = 1.0
 
 
@@ -65,18 +93,105 @@ class MockPanel(App[int]):
     CSS_PATH = "app.tcss"
     COMMANDS = App.COMMANDS | {PanelCommands}
     BINDINGS: ClassVar[list[Any]] = [
-        Binding("q", "quit", "Quit", id="app.quit"),
-        Binding("question_mark,f1", "help", "Help", id="app.help"),
-        Binding("plus", "latency_up", "Latency+", id="knobs.latency_up"),
-        Binding("minus", "latency_down", "Latency-", id="knobs.latency_down"),
-        Binding("left_square_bracket", "slower", "Slower", id="knobs.slower"),
-        Binding("right_square_bracket", "faster", "Faster", id="knobs.faster"),
-        Binding("x", "toggle_errors", "Errors", id="knobs.errors"),
-        Binding("y", "copy_curl", "Curl", id="request.copy_curl"),
-        Binding("r", "resend", "Re-send", id="request.resend"),
-        Binding("ctrl+s", "save_settings", "Save", id="app.save_settings"),
-        Binding("ctrl+e", "export", "Export", id="app.export", show=False),
-        Binding("ctrl+l", "clear_journal", "Clear log", id="app.clear_journal", show=False),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Stop the server and quit"),
+        Binding("question_mark,f1", "help", "Help", id="app.help", tooltip="Every key"),
+        Binding("a", "add_rule", "Add rule", id="rules.add", priority=True, tooltip="A new rule in the responses file"),
+        Binding(
+            "e",
+            "edit_rule",
+            "Edit rule",
+            id="rules.edit",
+            priority=True,
+            tooltip="Edit the selected rule (from the log: the rule that answered the request)",
+        ),
+        Binding(
+            "d", "delete_rule", "Delete rule", id="rules.delete", priority=True, tooltip="Delete the selected rule"
+        ),
+        Binding("t", "try_prompt", "Try prompt", id="rules.try", priority=True, tooltip="Which rule answers a prompt"),
+        Binding(
+            "n",
+            "rule_from_request",
+            "Rule from request",
+            id="request.new_rule",
+            priority=True,
+            tooltip="A new rule that answers the selected request again (type its reply, ctrl+s)",
+        ),
+        Binding(
+            "c",
+            "toggle_wire",
+            "Chunks",
+            id="request.wire",
+            priority=True,
+            tooltip="The selected reply as sent: a stream's chunks with their timing, or the body",
+        ),
+        Binding("x", "toggle_errors", "Errors", id="knobs.errors", priority=True, tooltip="Error injection on or off"),
+        Binding(
+            "r", "resend", "Re-send", id="request.resend", priority=True, tooltip="Send the selected request again"
+        ),
+        Binding(
+            "y",
+            "copy_curl",
+            "Copy as curl",
+            id="request.copy_curl",
+            priority=True,
+            show=False,
+            tooltip="Copy the selected request as curl",
+        ),
+        Binding(
+            "plus",
+            "latency_up",
+            "Latency up",
+            id="knobs.latency_up",
+            priority=True,
+            show=False,
+            tooltip="Raise the latency one step",
+        ),
+        Binding(
+            "minus",
+            "latency_down",
+            "Latency down",
+            id="knobs.latency_down",
+            priority=True,
+            show=False,
+            tooltip="Lower the latency one step",
+        ),
+        Binding(
+            "left_square_bracket",
+            "slower",
+            "Streams slower",
+            id="knobs.slower",
+            priority=True,
+            show=False,
+            tooltip="Stream speed one step down; from unlimited the top step",
+        ),
+        Binding(
+            "right_square_bracket",
+            "faster",
+            "Streams faster",
+            id="knobs.faster",
+            priority=True,
+            show=False,
+            tooltip="Stream speed one step up; past the top is unlimited",
+        ),
+        Binding(
+            "ctrl+s",
+            "save_settings",
+            "Save settings",
+            id="app.save_settings",
+            show=False,
+            tooltip="Write the live knob values into settings:",
+        ),
+        Binding(
+            "ctrl+e", "export", "Export journal", id="app.export", show=False, tooltip="Write the journal as JSON lines"
+        ),
+        Binding(
+            "ctrl+l",
+            "clear_journal",
+            "Clear journal",
+            id="app.clear_journal",
+            show=False,
+            tooltip="Forget the requests and reset the counters",
+        ),
         Binding("tab", "focus_next", "Next pane", show=False),
     ]
 
@@ -98,11 +213,13 @@ class MockPanel(App[int]):
         self.log_format = log_format
         self.watch_file = watch_file
         self.keymap_file = keymap_file if keymap_file is not None else keymap_path()
+        self.prefs_file = self.keymap_file.with_name("panel.yml")  # the theme, next to the keymap
         self.export_dir = export_dir if export_dir is not None else Path.cwd()
         self.subscription = store.subscribe()
         self.selected: JournalEntry | None = None
-        self._last_total = store.counters.total
+        self._last_total = store.counters.total + store.counters.in_flight
         self._keymap: dict[str, str] = {}
+        self._resting = False
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -124,11 +241,13 @@ class MockPanel(App[int]):
         self.detail = self.query_one(DetailPane)
         self.controls = self.query_one(Controls)
         self._load_keymap()
+        self._load_theme()
         await self.handle.start()
         if self.watch_file and self.store.config.responses_path:
             from mockllm_tui.rules import watch_rules
 
-            self.run_worker(watch_rules(self.store, Path(self.store.config.responses_path)), group="watch")
+            watch = watch_rules(self.store, Path(self.store.config.responses_path))
+            self.start_worker(watch, "watching the responses file")
         if self.log_file:
             self._start_log_file(self.log_file)
         self.log_view.reload(self.store.journal())
@@ -136,7 +255,7 @@ class MockPanel(App[int]):
         self.log_view.focus()
         self.set_interval(DRAIN_INTERVAL_S, self.drain)
         self.set_interval(RATE_INTERVAL_S, self.sample_rate)
-        self.run_worker(self._freeze_long_lived(), group="gc")
+        self.start_worker(self._freeze_long_lived(), "freezing start-up objects")
 
     async def _freeze_long_lived(self) -> None:
         """Keep what lives as long as the app (Textual, FastAPI, the widgets) out of the full
@@ -144,6 +263,34 @@ class MockPanel(App[int]):
         await self.handle.fully_ready()
         gc.collect()
         gc.freeze()
+
+    def start_worker(self, work: Any, group: str) -> Worker[Any]:
+        """Run `work` in a worker whose failure is shown in the panel (it never quits the app,
+        which would stop the server)."""
+        return self.run_worker(work, group=group, exit_on_error=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Show a panel worker's failure."""
+        worker = event.worker
+        if event.state == WorkerState.ERROR:
+            self.notify(f"{worker.group}: {worker.error!r}", title="A panel task failed", severity="error", timeout=10)
+
+    def _load_theme(self) -> None:
+        try:
+            theme = load_theme(self.prefs_file)
+        except (OSError, ValueError) as exc:
+            self.notify(str(exc), title="Theme not loaded", severity="warning")
+            theme = None
+        if theme in self.available_themes:
+            self.theme = theme
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+
+    def _remember_theme(self, theme: Theme) -> None:
+        """Keep the theme chosen in the palette for the next run."""
+        try:
+            save_theme(self.prefs_file, theme.name)
+        except OSError as exc:
+            self.notify(str(exc), title="Theme not remembered", severity="warning")
 
     def _load_keymap(self) -> None:
         try:
@@ -165,7 +312,7 @@ class MockPanel(App[int]):
             finally:
                 sink.close()
 
-        self.run_worker(write(), group="log-file")
+        self.start_worker(write(), "writing the request log file")
 
     async def on_unmount(self) -> None:
         self.workers.cancel_all()
@@ -175,13 +322,18 @@ class MockPanel(App[int]):
     # -- observing the store -------------------------------------------------------------------
 
     def drain(self) -> None:
-        """Render the batch of store events since the last tick."""
+        """Render the batch of store events since the last tick (every other tick under load: each
+        repaint shares the loop with the server)."""
+        if self._resting:
+            self._resting = False
+            return
         with contextlib.suppress(NoMatches):  # the timer fired while the app was closing
             self._drain()
 
     def _drain(self) -> None:
         lost = self.subscription.overflowed
         events = self.subscription.drain()
+        self._resting = len(events) > BUSY_EVENTS
         log = self.log_view
         touched: dict[int, JournalEntry] = {}
         rules_changed = knobs_changed = file_changed = cleared = False
@@ -216,8 +368,9 @@ class MockPanel(App[int]):
             self.status_bar.show_counts(self.store.counters)
 
     def sample_rate(self) -> None:
-        """Requests in the last second, for the sparkline."""
-        total = self.store.counters.total
+        """Requests that arrived in the last second, for the sparkline."""
+        counters = self.store.counters
+        total = counters.total + counters.in_flight
         with contextlib.suppress(NoMatches):  # the timer fired while the app was closing
             self.status_bar.push_rate(max(0, total - self._last_total))
         self._last_total = total
@@ -235,15 +388,27 @@ class MockPanel(App[int]):
     def _show_knobs(self) -> None:
         knobs = self.store.knobs
         pending = self.store.fail_next[0]
-        self.status_bar.show_knobs(knobs, pending, knobs.error_rate > 0)
+        self.status_bar.show_knobs(knobs, pending)
         self.controls.show(knobs, pending)
 
     # -- messages from the widgets -------------------------------------------------------------
 
     def on_request_log_entry_selected(self, message: RequestLog.EntrySelected) -> None:
         log = self.log_view
+        before = self.selected
         self.selected = None if message.entry_id is None else log.rows_by_id.get(message.entry_id)
-        self.detail.show(self.selected)
+        self.detail.show(self.selected, following=log.follow)
+        if (before is None) != (self.selected is None):
+            self.refresh_bindings()  # the request keys show in the footer while a request is selected
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The main screen's keys work only there, and not while typing in a field (the key is then
+        typed); the keys that act on a request are offered only while one is selected."""
+        if action in MAIN_SCREEN_ACTIONS and (len(self.screen_stack) > 1 or isinstance(self.focused, TEXT_FIELDS)):
+            return False
+        if action in REQUEST_ACTIONS:
+            return self.selected is not None
+        return True
 
     def on_request_log_filter_changed(self, message: RequestLog.FilterChanged) -> None:
         self.log_view.reload(self.store.journal())
@@ -295,6 +460,42 @@ class MockPanel(App[int]):
         on = self.store.knobs.error_rate <= 0
         self.set_knobs({"error_rate": self.controls.armed_rate if on else 0.0})
 
+    def action_add_rule(self) -> None:
+        """Add a rule through the editor."""
+        self.rule_table.action_add()
+
+    def action_edit_rule(self) -> None:
+        """Edit the selected rule; from the log, the rule that answered the selected request."""
+        entry = self.selected
+        if self.focused is self.log_view and entry is not None:
+            view = self.rule_table.view_for(entry.rule)
+            if view is None or view.kind == "default":
+                answer = f"the fallback ({entry.rule})" if entry.rule else "no rule"
+                self.notify(f"Request #{entry.id} got {answer}: n makes a rule for it", severity="warning")
+                return
+            self.rule_table.edit(view)
+            return
+        self.rule_table.action_edit()
+
+    def action_delete_rule(self) -> None:
+        """Delete the selected rule, after a confirmation."""
+        self.rule_table.action_delete()
+
+    def action_try_prompt(self) -> None:
+        """Try a prompt against the rules."""
+        self.rule_table.action_try()
+
+    def action_rule_from_request(self) -> None:
+        """A new rule that answers the selected request: the editor filled from it."""
+        if self.selected is None:
+            self.notify("Select a request first", severity="warning")
+            return
+        self.rule_table.rule_from(self.selected)
+
+    def action_toggle_wire(self) -> None:
+        """The detail pane: the reply's text, or the reply as sent (a stream's chunk timeline)."""
+        self.detail.toggle_wire()
+
     def action_copy_curl(self) -> None:
         """Copy the selected request as a curl command."""
         if self.selected is None:
@@ -308,7 +509,7 @@ class MockPanel(App[int]):
         if self.selected is None:
             self.notify("Select a request first", severity="warning")
             return
-        self.run_worker(self._resend(self.selected), group="resend")
+        self.start_worker(self._resend(self.selected), f"re-sending request #{self.selected.id}")
 
     async def _resend(self, entry: JournalEntry) -> None:
         import httpx
@@ -377,45 +578,39 @@ class MockPanel(App[int]):
         keys = self._keymap.get(binding.id or "", binding.key) if binding.id else binding.key
         return ", ".join(self.get_key_display(Binding(k.strip(), "")) for k in keys.split(","))
 
-    def help_sections(self) -> HelpSections:
-        """The keys, grouped by where they work (remapped keys shown as remapped)."""
+    def binding_groups(self) -> list[tuple[str, DOMNode, list[Binding]]]:
+        """The bindings, grouped by where they work, with the node whose actions they run."""
         from mockllm_tui.tui.screens.rule_editor import RuleEditor
 
-        groups: list[tuple[str, list[Any]]] = [
-            ("Anywhere on the main screen (except while typing in a field)", self.BINDINGS),
-            ("Request log", RequestLog.BINDINGS),
-            ("Responses table", RuleTable.BINDINGS),
-            ("Rule editor", RuleEditor.BINDINGS),
+        groups: list[tuple[str, DOMNode, list[Any]]] = [
+            ("Anywhere on the main screen (except while typing in a field)", self, self.BINDINGS),
+            ("Request log", self.log_view, RequestLog.BINDINGS),
+            ("Responses table", self.rule_table, RuleTable.BINDINGS),
+            ("Rule editor", self, RuleEditor.BINDINGS),
         ]
+        return [(title, node, [b for b in found if isinstance(b, Binding)]) for title, node, found in groups]
+
+    def help_sections(self) -> HelpSections:
+        """The keys, grouped by where they work (remapped keys shown as remapped)."""
         sections: HelpSections = []
-        for title, bindings in groups:
-            rows = [(self._keys(b), b.description) for b in bindings if isinstance(b, Binding) and b.description]
-            sections.append((title, rows))
-        sections[0][1].extend([("ctrl+p", "Command palette: every action by name"), ("ctrl+q", "Quit")])
+        for title, _, bindings in self.binding_groups():
+            sections.append(
+                (title, [(self._keys(b), b.tooltip or b.description, b.id or "") for b in bindings if b.description])
+            )
+        sections[0][1].extend(
+            [("ctrl+p", "Command palette: every action by name, and the theme", ""), ("ctrl+q", "Quit", "")]
+        )
         return sections
 
     def palette_commands(self) -> list[PaletteCommand]:
-        """Every action, for the command palette."""
-        log = self.log_view
-        rules = self.rule_table
-        return [
-            ("Latency up", "Raise the latency one step (+)", self.action_latency_up),
-            ("Latency down", "Lower the latency one step (-)", self.action_latency_down),
-            ("Streams faster", "Stream speed one step up; past the top is unlimited (])", self.action_faster),
-            ("Streams slower", "Stream speed one step down; from unlimited the top step ([)", self.action_slower),
-            ("Toggle error injection", "Error injection on or off (x)", self.action_toggle_errors),
-            ("Fail next request", "Arm 'fail next' with the count in the toggles", self.controls._arm),
-            ("Toggle follow", "Follow new requests in the log (f)", log.action_toggle_follow),
-            ("Filter requests", "Filter the log by text, status:, model:, rule: (/)", log.action_filter),
-            ("Copy request as curl", "The selected request as a curl command (y)", self.action_copy_curl),
-            ("Re-send request", "Send the selected request again (r)", self.action_resend),
-            ("Add rule", "A new rule in the responses file (a)", rules.action_add),
-            ("Edit rule", "Edit the selected rule (e)", rules.action_edit),
-            ("Delete rule", "Delete the selected rule (d)", rules.action_delete),
-            ("Try a prompt", "Which rule answers a prompt (t)", rules.action_try),
-            ("Save settings", "Write the live knob values into settings: (ctrl+s)", self.action_save_settings),
-            ("Export journal", "Write the journal as JSON lines (ctrl+e)", self.action_export),
-            ("Clear journal", "Forget the requests and reset the counters (ctrl+l)", self.action_clear_journal),
-            ("Help", "Every key (? or f1)", self.action_help),
-            ("Quit", "Stop the server and quit (q)", partial(self.exit, 0)),
-        ]
+        """Every action, for the command palette: its title, help and key come from its binding
+        (a remapped key shows as remapped)."""
+        commands: list[PaletteCommand] = []
+        for _, node, bindings in self.binding_groups()[:3]:
+            for b in bindings:
+                if b.id and b.tooltip:
+                    _, name, params = parse_action(b.action)
+                    run = partial(getattr(node, f"action_{name}"), *params)  # the palette is a dialog: no check_action
+                    commands.append((b.description, f"{b.tooltip} ({self._keys(b)})", run))
+        commands.append(("Fail next request", "Arm 'fail next' with the count in the toggles", self.controls._arm))
+        return commands

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from typing import Any
 
 from rich.text import Text
 
+from mockllm_tui.core.knobs import Knobs
 from mockllm_tui.core.store import REDACTED, JournalEntry
 from mockllm_tui.core.tokens import count_tokens
 
@@ -50,6 +52,14 @@ def slower(speed: float) -> float:
 def speed_label(speed: float) -> str:
     """Tokens per second, or ∞ for unlimited."""
     return "∞" if speed <= 0 else f"{speed:g} tok/s"
+
+
+def errors_label(knobs: Knobs) -> str:
+    """Error injection as it is: `off`, or `on 100% 500 before` (rate, statuses, mode)."""
+    if knobs.error_rate <= 0:
+        return "off"
+    statuses = ",".join(str(s) for s in knobs.error_status)
+    return f"on {knobs.error_rate:.0%} {statuses} {knobs.error_mode}"
 
 
 def status_style(status: int) -> str:
@@ -168,3 +178,39 @@ def resend_headers(entry: JournalEntry, api_key: str | None) -> dict[str, str]:
 def export_line(entry: JournalEntry) -> str:
     """One JSON line of the journal export."""
     return json.dumps(entry.public(with_body=True), ensure_ascii=False)
+
+
+def offset_text(ms: float) -> str:
+    """A time offset for the chunk timeline: `120 ms`, or `1.2 s` past a second."""
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+def chunk_lines(entry: JournalEntry, limit: int = 1000) -> tuple[int, list[tuple[str, str, str]]]:
+    """A stream's chunks as sent: how many earlier ones are left out, then (offset from the
+    request's start, gap since the previous chunk, text) for the last `limit` chunks."""
+    times, chunks = entry.chunk_times, entry.chunks
+    count = min(len(times), len(chunks))
+    first = max(0, count - limit)
+    previous = entry.started if first == 0 else times[first - 1]
+    out = []
+    for at, text in zip(times[first:count], chunks[first:count], strict=True):
+        out.append((f"+{offset_text((at - entry.started) * 1000)}", f"+{offset_text((at - previous) * 1000)}", text))
+        previous = at
+    return first, out
+
+
+def last_user_message(entry: JournalEntry) -> str:
+    """The request's last user message in full (from its transcript), or "" when it has none."""
+    return next((text for role, text in reversed(entry.transcript()) if role == "user"), "")
+
+
+def rule_data_for(entry: JournalEntry, reply: str) -> dict[str, Any]:
+    """A rule (rich-form data) that answers the same request again: an exact match on its last user
+    message, its model and provider, and `reply`."""
+    match: dict[str, str] = {"exact": last_user_message(entry)}
+    if entry.model:
+        match["model"] = entry.model
+    provider = entry.conversation.provider if entry.conversation is not None else entry.provider
+    if provider:
+        match["provider"] = provider
+    return {"match": match, "reply": reply}

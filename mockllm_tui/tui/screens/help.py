@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,13 +13,13 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-HelpSections = list[tuple[str, list[tuple[str, str]]]]
+HelpSections = list[tuple[str, list[tuple[str, str, str]]]]  # (title, [(keys, what, binding id)])
 
 INTRO = (
     "mockllm-tui answers OpenAI and Anthropic API calls from the rules in the responses file. "
     "Point a client at the URL in the top left. Every change here applies to the next request, "
     "and to streams in flight. Remap keys in ~/.config/mockllm-tui/keymap.yml (or $MOCKLLM_KEYMAP): "
-    "binding id: keys."
+    "binding id: keys (the ids are in the right column)."
 )
 
 
@@ -47,16 +48,17 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text(INTRO), id="help-intro")
             yield Static(self._table(), id="help-keys")
 
-    def _table(self) -> Table:
-        table = Table(box=None, show_header=False, expand=True, padding=(0, 2))
-        table.add_column("keys", style="bold", no_wrap=True, width=22)
-        table.add_column("what")
+    def _table(self) -> Group:
+        parts: list[RenderableType] = []
         for title, rows in self.sections:
-            table.add_row("")
-            table.add_row(Text(title, style="bold underline"), "")
-            for keys, description in rows:
-                table.add_row(keys, description)
-        return table
+            table = Table(box=None, show_header=False, padding=(0, 2))
+            table.add_column("keys", style="bold", no_wrap=True, width=22)
+            table.add_column("what")
+            table.add_column("id", style="dim", no_wrap=True)
+            for keys, description, binding_id in rows:
+                table.add_row(keys, description, binding_id)
+            parts += [Text(""), Text(title, style="bold underline"), table]
+        return Group(*parts)
 
     def action_close(self) -> None:
         """Close the help."""

@@ -40,10 +40,14 @@ def _number(raw: str, name: str) -> float | None:
         raise FormError(f"{name}: expected a number, got {raw!r}") from None
 
 
+def hidden_conditions(original: dict[str, Any] | None) -> dict[str, Any]:
+    """The match conditions of a rule that the form does not show (kept as they are)."""
+    return {k: v for k, v in (original or {}).get("match", {}).items() if k not in (*TEXT_KINDS, "model")}
+
+
 def build_rule_data(fields: dict[str, Any], original: dict[str, Any] | None = None) -> dict[str, Any]:
     """The rich-form data of the rule in the form (conditions the form does not show are kept)."""
-    kept = {k: v for k, v in (original or {}).get("match", {}).items() if k not in (*TEXT_KINDS, "model")}
-    match: dict[str, Any] = dict(kept)
+    match: dict[str, Any] = hidden_conditions(original)
     kind, pattern = fields["kind"], fields["pattern"]
     if kind != ANYTHING:
         if not pattern:
@@ -110,12 +114,24 @@ class RuleEditor(ModalScreen[None]):
         Binding("escape", "cancel", "Cancel", id="editor.cancel"),
     ]
 
-    def __init__(self, view: RuleView | None, submit: Submit, *, default_kind: str = "exact") -> None:
+    def __init__(
+        self,
+        view: RuleView | None,
+        submit: Submit,
+        *,
+        default_kind: str = "exact",
+        prefill: dict[str, Any] | None = None,
+        title: str | None = None,
+    ) -> None:
+        """Edit `view`, or make a new rule (from `prefill`, rich-form data, when given: the cursor
+        then starts in the reply, and match conditions the form does not show are kept)."""
         super().__init__()
         self.view = view
         self.submit = submit
-        self.original: dict[str, Any] | None = view.spec.to_data() if view is not None else None
+        self.original: dict[str, Any] | None = view.spec.to_data() if view is not None else prefill
         self.default_kind = default_kind
+        self.prefilled = view is None and prefill is not None
+        self.title_text = title or (f"Edit rule {view.label}" if view is not None else "New rule")
 
     def _initial(self) -> dict[str, Any]:
         data = self.original or {}
@@ -142,8 +158,9 @@ class RuleEditor(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         v = self._initial()
         box = Vertical()
-        box.border_title = f"Edit rule {self.view.label}" if self.view is not None else "New rule"
-        box.border_subtitle = "ctrl+s save · escape cancel"
+        box.border_title = self.title_text
+        kept = " · ".join(f"also {k} {v}" for k, v in hidden_conditions(self.original).items())
+        box.border_subtitle = (f"{kept} · " if kept else "") + "ctrl+s save · escape cancel"
         kinds = [(k, k) for k in (*TEXT_KINDS, ANYTHING)]
         with box, VerticalScroll():
             with Horizontal():
@@ -183,7 +200,12 @@ class RuleEditor(ModalScreen[None]):
                 yield Button("Save", id="save", variant="primary")
 
     def on_mount(self) -> None:
-        self.query_one("#pattern", Input).focus()
+        if self.prefilled:
+            reply = self.query_one("#reply", TextArea)
+            reply.focus()
+            reply.move_cursor(reply.document.end)
+        else:
+            self.query_one("#pattern", Input).focus()
 
     def fields(self) -> dict[str, Any]:
         """The form's raw values."""

@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, Knobs
-from mockllm_tui.tui.format import speed_label
+from mockllm_tui.tui.format import errors_label, speed_label
 
 DEFAULT_ERROR_RATE = 1.0
 
@@ -41,6 +41,7 @@ class Controls(Vertical):
     Controls .hint { color: $text-muted; }
     Controls Input { width: 8; margin-right: 1; }
     Controls #errors-status { width: 10; }
+    Controls #errors-on { width: 1fr; }
     Controls Select { width: 14; }
     Controls #speed-value { width: 10; text-style: bold; }
     Controls Checkbox { margin-right: 1; }
@@ -88,13 +89,16 @@ class Controls(Vertical):
             yield Select([(m, m) for m in CHUNK_MODES], value="word", allow_blank=False, id="chunk", compact=True)
         with Horizontal():
             yield Label("Errors", classes="name")
-            yield Checkbox("on", False, id="errors-on", compact=True, tooltip="Error injection on/off (x)")
-            yield Label("rate", classes="hint")
-            yield Input(f"{DEFAULT_ERROR_RATE:g}", id="errors-rate", compact=True, tooltip="0-1 or a percentage")
+            yield Checkbox("off", False, id="errors-on", compact=True, tooltip="Error injection on/off (x)")
         with Horizontal():
             yield Label("", classes="name")
+            yield Label("rate", classes="hint")
+            yield Input(f"{DEFAULT_ERROR_RATE:g}", id="errors-rate", compact=True, tooltip="0-1 or a percentage")
             yield Label("status", classes="hint")
             yield Input("500", id="errors-status", compact=True, tooltip="One status, or several separated by commas")
+        with Horizontal():
+            yield Label("", classes="name")
+            yield Label("mode", classes="hint")
             yield Select(
                 [(m, m) for m in ERROR_MODES], value="before", allow_blank=False, id="errors-mode", compact=True
             )
@@ -114,7 +118,11 @@ class Controls(Vertical):
             self.query_one("#speed-value", Label).update(speed_label(knobs.stream_speed))
             self.query_one("#chunk", Select).value = knobs.stream_chunk
             self.query_one("#errors-mode", Select).value = knobs.error_mode
-            self.query_one("#errors-on", Checkbox).value = knobs.error_rate > 0
+            errors = self.query_one("#errors-on", Checkbox)
+            errors.value = knobs.error_rate > 0
+            label = errors_label(knobs)
+            if str(errors.label) != label:
+                errors.label = label
             if knobs.error_rate > 0:
                 self.armed_rate = knobs.error_rate
                 self._set_input("#errors-rate", f"{knobs.error_rate:g}")

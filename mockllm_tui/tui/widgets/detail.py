@@ -1,5 +1,6 @@
 """The detail pane: the selected request's conversation, reply (growing live for open streams),
-headers and any fault."""
+headers and any fault. Its wire view shows a stream's chunks as sent, with their timing (the
+chunk timeline), or a whole reply's bytes as sent."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from mockllm_tui.core.store import REDACTED, JournalEntry
-from mockllm_tui.tui.format import live_stats, status_style
+from mockllm_tui.tui.format import chunk_lines, live_stats, offset_text, status_style
 
 MIN_LAYOUT_INTERVAL_S = 0.3
-MIN_SWITCH_INTERVAL_S = 0.4  # following a busy log, the selection changes every tick
+MIN_SWITCH_INTERVAL_S = 0.4  # moving through the log by hand
+FOLLOW_SWITCH_INTERVAL_S = 1.0  # following a busy log, the selection changes every tick
 ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow", "tools": "yellow"}
 
 
-def describe_entry(entry: JournalEntry) -> RenderableType:
-    """Everything the pane shows for one request."""
+def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType:
+    """Everything the pane shows for one request (`wire`: the reply as sent, not its text)."""
     head = Text()
     head.append(f"#{entry.id} ", style="bold")
     head.append(f"{entry.method} {entry.path}")
@@ -45,11 +47,21 @@ def describe_entry(entry: JournalEntry) -> RenderableType:
         line.append(f"{role}: ", style=f"bold {ROLE_STYLES.get(role, 'white')}")
         line.append(text)
         parts.append(line)
-    parts.append(Rule("Reply", style="dim"))
-    if entry.stream:
+    if wire and entry.stream:
+        parts.append(Rule("Chunks as sent · c: the text", style="dim"))
         parts.append(Text(stream_stats(entry), style="bold cyan" if entry.open else "cyan"))
-    reply = entry.reply_text or "".join(entry.chunks)
-    parts.append(Text(reply or ("(waiting…)" if entry.open else "(no reply text)"), style="" if reply else "dim"))
+        parts.append(chunk_timeline(entry))
+    elif wire:
+        size = f" · {len(entry.response_body)} bytes" if entry.response_body else ""
+        parts.append(Rule(f"Reply as sent{size} · c: the text", style="dim"))
+        body = entry.response_body.decode("utf-8", "replace")
+        parts.append(Text(body or ("(waiting…)" if entry.open else "(no body recorded)"), style="" if body else "dim"))
+    else:
+        parts.append(Rule("Reply · c: as sent", style="dim"))
+        if entry.stream:
+            parts.append(Text(stream_stats(entry), style="bold cyan" if entry.open else "cyan"))
+        reply = entry.reply_text or "".join(entry.chunks)
+        parts.append(Text(reply or ("(waiting…)" if entry.open else "(no reply text)"), style="" if reply else "dim"))
     parts.append(Rule("Headers", style="dim"))
     for name, value in sorted(entry.request_headers.items()):
         line = Text()
@@ -57,6 +69,29 @@ def describe_entry(entry: JournalEntry) -> RenderableType:
         line.append(value, style="dim" if value == REDACTED else "")
         parts.append(line)
     return Group(*parts)
+
+
+def chunk_timeline(entry: JournalEntry) -> Text:
+    """One line a chunk: its offset from the request's start, the gap since the previous chunk
+    and its text; then how the stream ended (status and fault), or that it is still open."""
+    skipped, lines = chunk_lines(entry)
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if skipped:
+        text.append(f"… {skipped} earlier chunks\n", style="dim")
+    for offset, gap, chunk in lines:
+        text.append(f"{offset:>9}", style="bold")
+        text.append(f" {gap:>9}  ", style="dim")
+        text.append(repr(chunk)[1:-1] or "(empty)", style="" if chunk else "dim")
+        text.append("\n")
+    if entry.open:
+        text.append("… streaming", style="bold cyan")
+    else:
+        end = f"+{offset_text(entry.duration_ms)}"
+        text.append(f"{end:>9}", style="bold")
+        text.append(f" end · {entry.status}", style=status_style(entry.status))
+        if entry.fault:
+            text.append(f" · {entry.fault}", style="bold red")
+    return text
 
 
 def stream_stats(entry: JournalEntry) -> str:
@@ -89,15 +124,25 @@ class DetailPane(VerticalScroll):
         self._shown_id: int | None = None
         self._last_switch = 0.0
         self.pending = False
+        self.wire = False
+        self._switch_interval = MIN_SWITCH_INTERVAL_S
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Select a request to see it here.", style="dim"), id="detail-body")
 
-    def show(self, entry: JournalEntry | None) -> None:
-        """Show this request (None: nothing selected)."""
+    def show(self, entry: JournalEntry | None, *, following: bool = False) -> None:
+        """Show this request (None: nothing selected); `following`: the log moved by itself."""
         self.entry = entry
+        self._switch_interval = FOLLOW_SWITCH_INTERVAL_S if following else MIN_SWITCH_INTERVAL_S
         self._shown_chunks = -1
         self.refresh_entry()
+
+    def toggle_wire(self) -> None:
+        """Switch between the reply's text and the reply as sent (the chunk timeline for a stream)."""
+        self.wire = not self.wire
+        self._shown_chunks = -1
+        self._last_layout = 0.0  # a key press shows at once
+        self.refresh_entry(force=True)
 
     def refresh_entry(self, *, force: bool = False) -> None:
         """Re-render when the shown request changed (a chunk arrived, or it finished).
@@ -118,13 +163,13 @@ class DetailPane(VerticalScroll):
             return
         now = time.monotonic()
         switch = entry.id != self._shown_id
-        if switch and now - self._last_switch < MIN_SWITCH_INTERVAL_S:
+        if switch and now - self._last_switch < self._switch_interval:
             self.pending = True
             return
         stamp = len(entry.chunks) if entry.open else -2 - entry.status
         if not force and stamp == self._shown_chunks and not entry.open:
             return
-        content = describe_entry(entry)
+        content = describe_entry(entry, wire=self.wire)
         console = self.app.console
         width = max(body.size.width, 10)
         lines = len(console.render_lines(content, console.options.update_width(width), pad=False))
@@ -142,7 +187,8 @@ class DetailPane(VerticalScroll):
         self._shown_chunks = stamp
         body.update(content, layout=layout)
         self._lines = lines
-        title = f"Request #{entry.id}" + (" · live" if entry.open else "")
+        view = (" · chunks" if entry.stream else " · as sent") if self.wire else ""
+        title = f"Request #{entry.id}" + (" · live" if entry.open else "") + view
         if self.border_title != title:
             self.border_title = title
         if entry.open and at_end:

@@ -132,8 +132,8 @@ class RequestLog(ScrollView, can_focus=True):
     }
 
     BINDINGS: ClassVar[list[Any]] = [
-        Binding("f", "toggle_follow", "Follow", id="log.follow"),
-        Binding("slash", "filter", "Filter", id="log.filter"),
+        Binding("f", "toggle_follow", "Follow", id="log.follow", tooltip="Follow new requests in the log"),
+        Binding("slash", "filter", "Filter", id="log.filter", tooltip="Filter the log by text, status:, model:, rule:"),
         Binding("up", "cursor_up", "", show=False),
         Binding("down", "cursor_down", "", show=False),
         Binding("pageup", "page_up", "", show=False),

@@ -1,8 +1,9 @@
 """The responses table: every rule in order, with its match, reply preview and hit count.
 
-`a` adds, `e`/enter edits (modal form), `d` deletes (after a confirmation), shift+up/down reorders,
-`t` tries a prompt. Every change goes through rules.commands, which makes it live in the store and
-writes it back to the file surgically.
+Enter or a click edits (modal form), shift+up/down reorders. Adding, editing, deleting, trying a
+prompt and making a rule from a request work from anywhere on the main screen, so their keys
+are the app's; they call the methods here. Every change goes through rules.commands, which makes
+it live in the store and writes it back to the file surgically.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from mockllm_tui.core.store import Store
+from mockllm_tui.core.store import JournalEntry, Store
 from mockllm_tui.rules.commands import (
     ChangeResult,
     ConflictError,
@@ -23,11 +25,13 @@ from mockllm_tui.rules.commands import (
     RuleNotFound,
     RuleView,
     add_rule,
+    add_rule_for,
     delete_rule,
     list_rules,
     move_rule,
     update_rule,
 )
+from mockllm_tui.tui.format import rule_data_for
 from mockllm_tui.tui.screens.confirm import ConfirmScreen
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
@@ -46,12 +50,8 @@ class RuleTable(DataTable[Any]):
     """
 
     BINDINGS: ClassVar[list[Any]] = [
-        Binding("a", "add", "Add rule", id="rules.add"),
-        Binding("e", "edit", "Edit rule", id="rules.edit"),
-        Binding("d", "delete", "Delete rule", id="rules.delete"),
-        Binding("shift+up", "move(-1)", "Move up", id="rules.move_up"),
-        Binding("shift+down", "move(1)", "Move down", id="rules.move_down"),
-        Binding("t", "try", "Try prompt", id="rules.try"),
+        Binding("shift+up", "move(-1)", "Move up", id="rules.move_up", tooltip="Move the selected rule up"),
+        Binding("shift+down", "move(1)", "Move down", id="rules.move_down", tooltip="Move the selected rule down"),
     ]
 
     def __init__(self, store: Store, *, id: str | None = None) -> None:
@@ -133,6 +133,16 @@ class RuleTable(DataTable[Any]):
             return None
         return self.views[self.cursor_row]
 
+    def view_for(self, label: str | None) -> RuleView | None:
+        """The rule a journal entry names (its label, or the `#id` that starts it), if it still exists."""
+        if not label:
+            return None
+        found = next((v for v in self.views if v.label == label), None)
+        head = label.split(" ", 1)[0]
+        if found is None and head.startswith("#") and head[1:].isdigit():
+            found = next((v for v in self.views if v.id == int(head[1:])), None)
+        return found
+
     def select_id(self, rule_id: int) -> None:
         """Move the cursor to a rule."""
         for i, view in enumerate(self.views):
@@ -170,20 +180,50 @@ class RuleTable(DataTable[Any]):
         self.app.push_screen(RuleEditor(None, submit, default_kind=self._default_kind()))
 
     def action_edit(self) -> None:
-        """Edit the highlighted rule."""
+        """Edit the highlighted rule (add one when there is none)."""
         view = self.selected_view()
         if view is None:
             self.action_add()
-            return
+        else:
+            self.edit(view)
+
+    def edit(self, view: RuleView) -> None:
+        """Edit this rule through the editor."""
+        self.select_id(view.id)
 
         def submit(data: dict[str, Any]) -> str | None:
             return self._change(lambda: update_rule(self.store, view.id, data))
 
         self.app.push_screen(RuleEditor(view, submit, default_kind=self._default_kind()))
 
+    def rule_from(self, entry: JournalEntry) -> None:
+        """A new rule that answers this request: the editor filled from it, the cursor in the reply.
+        The reply is what the request got, or empty when that was a fallback."""
+        conversation = entry.conversation
+        if conversation is None:
+            self.notify(f"Request #{entry.id} has no conversation to match", severity="warning")
+            return
+        view = self.view_for(entry.rule)
+        fallback = view is None or view.kind == "default"
+        reply = "" if fallback else entry.reply_text or "".join(entry.chunks)
+
+        def submit(data: dict[str, Any]) -> str | None:
+            return self._change(lambda: add_rule_for(self.store, data, conversation))
+
+        title = f"New rule from request #{entry.id}"
+        self.app.push_screen(RuleEditor(None, submit, prefill=rule_data_for(entry, reply), title=title))
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_edit()
+
+    async def _on_click(self, event: events.Click) -> None:
+        """A click on a rule opens it (the table alone opens only a second click on the same row)."""
+        row = event.style.meta.get("row")
+        before = self.cursor_row
+        await super()._on_click(event)
+        if isinstance(row, int) and 0 <= row < len(self.views) and row != before and self.cursor_row == row:
+            self.edit(self.views[row])
 
     def action_delete(self) -> None:
         """Delete the highlighted rule, after a confirmation."""

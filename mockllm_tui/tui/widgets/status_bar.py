@@ -11,10 +11,10 @@ from textual.widgets import Sparkline, Static
 
 from mockllm_tui.core.knobs import Knobs
 from mockllm_tui.core.store import Counters
-from mockllm_tui.tui.format import speed_label
+from mockllm_tui.tui.format import errors_label, speed_label
 
 RATE_WINDOW = 60
-COUNTS_INTERVAL_S = 0.25  # under load the counts change every tick; a few redraws a second is live enough
+COUNTS_INTERVAL_S = 0.5  # under load the counts change every tick; each redraw is a frame of its own
 
 
 class StatusBar(Vertical):
@@ -70,12 +70,13 @@ class StatusBar(Vertical):
         counters = self._counters
         if counters is None:
             return
-        values = (counters.total, counters.in_flight, counters.streams_open, counters.errors)
+        arrived = counters.total + counters.in_flight  # counted as they arrive, not as they finish
+        values = (arrived, counters.in_flight, counters.streams_open, counters.errors)
         if values == self._shown_counts:
             return
         self._shown_counts = values
         text = Text()
-        text.append(f"{counters.total}", style="bold")
+        text.append(f"{arrived}", style="bold")
         text.append(" total  ")
         text.append(f"{counters.in_flight}", style="bold")
         text.append(" in flight  ")
@@ -91,13 +92,10 @@ class StatusBar(Vertical):
         self.query_one(Sparkline).data = list(self.rates)
         self.query_one("#status-rate-label", Static).update(f"{per_second:g} req/s", layout=False)
 
-    def show_knobs(self, knobs: Knobs, fail_next: int, error_on: bool) -> None:
+    def show_knobs(self, knobs: Knobs, fail_next: int) -> None:
         """The live knob values at a glance."""
         latency = f"{knobs.latency_ms:g} ms" + (f" ±{knobs.jitter_ms:g}" if knobs.jitter_ms else "")
-        errors = "off"
-        if error_on:
-            statuses = ",".join(str(s) for s in knobs.error_status)
-            errors = f"{knobs.error_rate:.0%} → {statuses} {knobs.error_mode}"
+        errors = errors_label(knobs)
         text = Text()
         for label, value in (
             ("latency", latency),

@@ -99,6 +99,19 @@ def test_json_log_lines(tmp_path: Path) -> None:
     assert orjson.loads(log_file.read_text().splitlines()[0])["status"] == 400
 
 
+def test_quiet_keeps_stdout_to_the_first_line_and_the_log_file_gets_the_requests(tmp_path: Path) -> None:
+    log_file = tmp_path / "requests.log"
+    proc, port, _ = start_headless("--quiet", "--log-file", str(log_file), cwd=tmp_path)
+    try:
+        ok = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "m", "messages": []})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=5)
+    assert ok.status_code == 400
+    assert out.strip() == ""
+    assert "/v1/chat/completions 400" in log_file.read_text()
+
+
 def test_port_in_use_exits_2_with_one_line() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

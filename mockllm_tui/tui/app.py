@@ -485,12 +485,16 @@ class MockPanel(App[int]):
         """Try a prompt against the rules."""
         self.rule_table.action_try()
 
-    def action_rule_from_request(self) -> None:
-        """A new rule that answers the selected request: the editor filled from it."""
+    def _selected_or_say(self) -> JournalEntry | None:
+        """The selected request, or None after saying that one is needed."""
         if self.selected is None:
             self.notify("Select a request first", severity="warning")
-            return
-        self.rule_table.rule_from(self.selected)
+        return self.selected
+
+    def action_rule_from_request(self) -> None:
+        """A new rule that answers the selected request: the editor filled from it."""
+        if (entry := self._selected_or_say()) is not None:
+            self.rule_table.rule_from(entry)
 
     def action_toggle_wire(self) -> None:
         """The detail pane: the reply's text, or the reply as sent (a stream's chunk timeline)."""
@@ -498,18 +502,14 @@ class MockPanel(App[int]):
 
     def action_copy_curl(self) -> None:
         """Copy the selected request as a curl command."""
-        if self.selected is None:
-            self.notify("Select a request first", severity="warning")
-            return
-        self.copy_to_clipboard(curl_command(self.selected, self.root_url))
-        self.notify(f"Copied request #{self.selected.id} as curl (keys redacted)")
+        if (entry := self._selected_or_say()) is not None:
+            self.copy_to_clipboard(curl_command(entry, self.root_url))
+            self.notify(f"Copied request #{entry.id} as curl (keys redacted)")
 
     def action_resend(self) -> None:
         """Send the selected request again."""
-        if self.selected is None:
-            self.notify("Select a request first", severity="warning")
-            return
-        self.start_worker(self._resend(self.selected), f"re-sending request #{self.selected.id}")
+        if (entry := self._selected_or_say()) is not None:
+            self.start_worker(self._resend(entry), f"re-sending request #{entry.id}")
 
     async def _resend(self, entry: JournalEntry) -> None:
         import httpx

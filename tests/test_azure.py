@@ -163,7 +163,7 @@ async def test_v1_paths_take_no_api_version_and_a_bearer_key(alive: Live) -> Non
     models = [m.id async for m in client.models.list()]
     assert "gpt-4o" in models
     assert (await client.models.retrieve("gpt-4o")).id == "gpt-4o"
-    entry = [e for e in alive.store.journal() if e.path == "/openai/v1/chat/completions"][0]
+    entry = next(e for e in alive.store.journal() if e.path == "/openai/v1/chat/completions")
     assert entry.provider == "azure" and entry.model == "gpt-4o"
 
 
@@ -239,7 +239,8 @@ async def test_completions_embeddings_and_models(alive: Live) -> None:
 async def test_a_missing_api_version_is_azures_404(alive: Live) -> None:
     for path in (f"/openai/deployments/{DEPLOYMENT}/chat/completions", f"/openai/deployments/{DEPLOYMENT}/embeddings",
                  f"/openai/deployments/{DEPLOYMENT}/chat/completions?api-version="):
-        assert azure_error(await post(alive, path, {"messages": USER, "input": "x"}), 404, "404") == "Resource not found"
+        response = await post(alive, path, {"messages": USER, "input": "x"})
+        assert azure_error(response, 404, "404") == "Resource not found"
     async with httpx.AsyncClient(base_url=alive.root) as http:
         assert azure_error(await http.get("/openai/models"), 404, "404") == "Resource not found"
         assert azure_error(await http.get("/openai/nowhere"), 404, "404")

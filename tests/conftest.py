@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +53,16 @@ def make_store(responses: Path | None = None) -> Store:
     return store
 
 
-@pytest.fixture
-async def live() -> AsyncIterator[Live]:
-    """The real server in this test's event loop (use the async SDK clients)."""
-    store = make_store()
+def rules_store(tmp_path: Path, text: str) -> Store:
+    """A store with these rules (`responses.yml` text) loaded from a file in `tmp_path`."""
+    path = tmp_path / "responses.yml"
+    path.write_text(text)
+    return make_store(path)
+
+
+@asynccontextmanager
+async def serving(store: Store) -> AsyncIterator[Live]:
+    """The real server for `store` in the running event loop."""
     app = create_app(store)
     handle = ServerHandle(app, HOST, 0, grace_s=1)
     await handle.start()
@@ -63,6 +70,13 @@ async def live() -> AsyncIterator[Live]:
         yield Live(store, app, handle)
     finally:
         await handle.stop()
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    """The real server in this test's event loop (use the async SDK clients)."""
+    async with serving(make_store()) as running:
+        yield running
 
 
 class ServerThread:

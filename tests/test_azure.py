@@ -17,9 +17,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 
 from mockllm_tui.core.store import Store
 from mockllm_tui.http.app import create_app
-from mockllm_tui.http.runner import ServerHandle
 from mockllm_tui.providers.base import Endpoint, path_pattern
-from tests.conftest import HOST, Live, ServerThread, make_store
+from tests.conftest import Live, ServerThread, rules_store, serving
 from tests.openai_testkit import assert_openai_error, sse_data
 from tests.test_openai_misc import StreamedCompletion
 
@@ -62,29 +61,17 @@ SCHEMA = {
 USER = [{"role": "user", "content": "hi"}]
 
 
-def rules_store(tmp_path: Path) -> Store:
-    path = tmp_path / "responses.yml"
-    path.write_text(RULES)
-    return make_store(path)
-
-
 @pytest.fixture
 async def alive(tmp_path: Path) -> AsyncIterator[Live]:
     """The server in this test's loop, with the rules above."""
-    store = rules_store(tmp_path)
-    app = create_app(store)
-    handle = ServerHandle(app, HOST, 0, grace_s=1)
-    await handle.start()
-    try:
-        yield Live(store, app, handle)
-    finally:
-        await handle.stop()
+    async with serving(rules_store(tmp_path, RULES)) as running:
+        yield running
 
 
 @pytest.fixture
 def athread(tmp_path: Path) -> Iterator[Live]:
     """The server in a thread (for the sync client), with the rules above."""
-    with ServerThread(rules_store(tmp_path)) as running:
+    with ServerThread(rules_store(tmp_path, RULES)) as running:
         yield running
 
 

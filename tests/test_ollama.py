@@ -14,10 +14,7 @@ import orjson
 import pytest
 from ollama import ChatResponse, EmbedResponse, GenerateResponse, ListResponse, ShowResponse
 
-from mockllm_tui.core.store import Store
-from mockllm_tui.http.app import create_app
-from mockllm_tui.http.runner import ServerHandle
-from tests.conftest import HOST, Live, ServerThread, make_store
+from tests.conftest import Live, ServerThread, rules_store, serving
 
 MODEL = "llama3.2"
 RULES = """\
@@ -55,28 +52,17 @@ TOOL = {
 }
 
 
-def rules_store(tmp_path: Path) -> Store:
-    path = tmp_path / "responses.yml"
-    path.write_text(RULES)
-    return make_store(path)
-
-
 @pytest.fixture
 async def olive(tmp_path: Path) -> AsyncIterator[Live]:
     """The server in this test's loop, with the rules above."""
-    store = rules_store(tmp_path)
-    handle = ServerHandle(create_app(store), HOST, 0, grace_s=1)
-    await handle.start()
-    try:
-        yield Live(store, handle.app, handle)  # type: ignore[arg-type]
-    finally:
-        await handle.stop()
+    async with serving(rules_store(tmp_path, RULES)) as running:
+        yield running
 
 
 @pytest.fixture
 def othread(tmp_path: Path) -> Iterator[Live]:
     """The server in a thread (for the sync client), with the rules above."""
-    with ServerThread(rules_store(tmp_path)) as running:
+    with ServerThread(rules_store(tmp_path, RULES)) as running:
         yield running
 
 

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -313,8 +313,8 @@ def embed_inputs(value: Any) -> list[str]:
     return [check_type(text, str, f"input[{i}]") for i, text in enumerate(texts)]
 
 
-async def read_embedding_request(ex: Exchange, texts_of: str) -> tuple[dict[str, Any], str, list[str], int]:
-    """The body, model, texts and dimensions of an embedding request (journal filled, strict models)."""
+async def read_embedding_request(ex: Exchange, texts_of: str) -> tuple[str, list[str], int]:
+    """The model, texts and dimensions of an embedding request (journal filled, strict models)."""
     await ex.read_body()
     body = ex.read_json_object()
     model = require(body, "model", str)
@@ -329,7 +329,7 @@ async def read_embedding_request(ex: Exchange, texts_of: str) -> tuple[dict[str,
     optional(body, "keep_alive", (str, int, float))
     require_pulled(ex, model)
     known = ex.store.models.resolve(model)
-    return body, model, texts, dimensions or (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
+    return model, texts, dimensions or (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
 
 
 class Embed(Endpoint):
@@ -337,37 +337,39 @@ class Embed(Endpoint):
 
     paths = ("/api/embed",)
     name = "embed"
+    #: The body field holding the text(s).
+    texts_field: ClassVar[str] = "input"
 
     async def handle(self, ex: Exchange) -> None:
-        """`{"model", "embeddings", ...durations}` after the latency and error knobs."""
-        _, model, texts, dimensions = await read_embedding_request(ex, "input")
+        """The vectors, after the latency and error knobs."""
+        model, texts, dimensions = await read_embedding_request(ex, self.texts_field)
         if await answer_faults(ex, NO_REPLY) is None:
             return
         tokens = sum(count_tokens(text) for text in texts)
         ex.store.count_tokens_used(tokens)
-        body = {
+        await ex.send_json(200, self.answer(model, [embed(text, dimensions).tolist() for text in texts], tokens))
+
+    def answer(self, model: str, vectors: list[list[float]], tokens: int) -> dict[str, Any]:
+        """`{"model", "embeddings", ...durations}`."""
+        return {
             "model": model,
-            "embeddings": [embed(text, dimensions).tolist() for text in texts],
+            "embeddings": vectors,
             "total_duration": LOAD_NS + tokens * PROMPT_NS_PER_TOKEN,
             "load_duration": LOAD_NS,
             "prompt_eval_count": tokens,
         }
-        await ex.send_json(200, body)
 
 
-class Embeddings(Endpoint):
+class Embeddings(Embed):
     """`POST /api/embeddings` (the older form): `{"model", "prompt"}` to `{"embedding"}`."""
 
     paths = ("/api/embeddings",)
     name = "embeddings"
+    texts_field = "prompt"
 
-    async def handle(self, ex: Exchange) -> None:
-        """One vector for the prompt."""
-        _, _, texts, dimensions = await read_embedding_request(ex, "prompt")
-        if await answer_faults(ex, NO_REPLY) is None:
-            return
-        ex.store.count_tokens_used(count_tokens(texts[0]))
-        await ex.send_json(200, {"embedding": embed(texts[0], dimensions).tolist()})
+    def answer(self, model: str, vectors: list[list[float]], tokens: int) -> dict[str, Any]:
+        """`{"embedding"}`: the prompt's vector."""
+        return {"embedding": vectors[0]}
 
 
 # -- models ------------------------------------------------------------------------------------

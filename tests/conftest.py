@@ -73,6 +73,20 @@ async def serving(store: Store) -> AsyncIterator[Live]:
 
 
 @pytest.fixture
+async def rules_live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Live]:
+    """The real server in this test's event loop, with the test module's `RULES` loaded."""
+    async with serving(rules_store(tmp_path, request.module.RULES)) as running:
+        yield running
+
+
+@pytest.fixture
+def rules_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    """The real server in a thread (for the sync SDK clients), with the test module's `RULES` loaded."""
+    with ServerThread(rules_store(tmp_path, request.module.RULES)) as running:
+        yield running
+
+
+@pytest.fixture
 async def live() -> AsyncIterator[Live]:
     """The real server in this test's event loop (use the async SDK clients)."""
     async with serving(make_store()) as running:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +16,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 from mockllm_tui.core.store import Store
 from mockllm_tui.http.app import create_app
 from mockllm_tui.providers.base import Endpoint, path_pattern
-from tests.conftest import Live, ServerThread, rules_store, serving
+from tests.conftest import Live
 from tests.openai_testkit import assert_openai_error, sse_data
 from tests.test_openai_misc import StreamedCompletion
 
@@ -61,20 +59,6 @@ SCHEMA = {
 USER = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture
-async def alive(tmp_path: Path) -> AsyncIterator[Live]:
-    """The server in this test's loop, with the rules above."""
-    async with serving(rules_store(tmp_path, RULES)) as running:
-        yield running
-
-
-@pytest.fixture
-def athread(tmp_path: Path) -> Iterator[Live]:
-    """The server in a thread (for the sync client), with the rules above."""
-    with ServerThread(rules_store(tmp_path, RULES)) as running:
-        yield running
-
-
 def sync_client(live: Live, **kw: Any) -> openai.AzureOpenAI:
     return openai.AzureOpenAI(azure_endpoint=live.root, api_version=VERSION, api_key=kw.pop("api_key", "k"), **kw)
 
@@ -111,29 +95,30 @@ def check_filters(body: dict[str, Any]) -> None:
 # -- text --------------------------------------------------------------------------------------
 
 
-def test_sync_chat_plain_and_streamed_on_a_deployment(athread: Live) -> None:
-    client = sync_client(athread, azure_deployment=DEPLOYMENT)
+def test_sync_chat_plain_and_streamed_on_a_deployment(rules_server: Live) -> None:
+    client = sync_client(rules_server, azure_deployment=DEPLOYMENT)
     reply = client.chat.completions.create(model="whatever", messages=USER)  # type: ignore[arg-type]
     assert reply.choices[0].message.content == "Hello from Azure." and reply.model == DEPLOYMENT
     chunks = list(client.chat.completions.create(model="x", messages=USER, stream=True))  # type: ignore[arg-type]
     assert chunks[0].choices == [] and chunks[0].model_extra and "prompt_filter_results" in chunks[0].model_extra
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from Azure."
-    entries = [e for e in athread.store.journal() if DEPLOYMENT in e.path]
+    entries = [e for e in rules_server.store.journal() if DEPLOYMENT in e.path]
     assert [(e.provider, e.model) for e in entries] == [("azure", DEPLOYMENT)] * 2
     assert entries[0].transcript() == [("user", "hi")] and entries[1].stream
 
 
-async def test_async_chat_bodies_and_stream_lines_are_strictly_openai_types(alive: Live) -> None:
-    client = async_client(alive)
+async def test_async_chat_bodies_and_stream_lines_are_strictly_openai_types(rules_live: Live) -> None:
+    client = async_client(rules_live)
     reply = await client.chat.completions.create(model=DEPLOYMENT, messages=USER)  # type: ignore[arg-type]
     assert reply.choices[0].message.content == "Hello from Azure."
     stream = await client.chat.completions.create(model=DEPLOYMENT, messages=USER, stream=True)  # type: ignore[arg-type]
     assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices]) == "Hello from Azure."
-    whole = await post(alive, CHAT, {"messages": USER})  # the deployment in the path is enough
+    whole = await post(rules_live, CHAT, {"messages": USER})  # the deployment in the path is enough
     ChatCompletion.model_validate_json(whole.content, strict=True)
     check_filters(whole.json())
     assert whole.headers["x-ms-region"] and whole.headers["x-ratelimit-remaining-requests"]
-    streamed = await post(alive, CHAT, {"messages": USER, "stream": True, "stream_options": {"include_usage": True}})
+    usage = {"include_usage": True}
+    streamed = await post(rules_live, CHAT, {"messages": USER, "stream": True, "stream_options": usage})
     payloads = sse_data(streamed.content)
     chunks = [ChatCompletionChunk.model_validate_json(p, strict=True) for p in payloads]
     assert len({(c.id, c.created, c.model) for c in chunks}) == 1
@@ -143,22 +128,22 @@ async def test_async_chat_bodies_and_stream_lines_are_strictly_openai_types(aliv
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
 
-async def test_v1_paths_take_no_api_version_and_a_bearer_key(alive: Live) -> None:
-    client = openai.AsyncOpenAI(base_url=alive.root + "/openai/v1", api_key="k", max_retries=0)
+async def test_v1_paths_take_no_api_version_and_a_bearer_key(rules_live: Live) -> None:
+    client = openai.AsyncOpenAI(base_url=rules_live.root + "/openai/v1", api_key="k", max_retries=0)
     reply = await client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
     assert reply.choices[0].message.content == "Hello from Azure." and reply.model == "gpt-4o"
     models = [m.id async for m in client.models.list()]
     assert "gpt-4o" in models
     assert (await client.models.retrieve("gpt-4o")).id == "gpt-4o"
-    entry = next(e for e in alive.store.journal() if e.path == "/openai/v1/chat/completions")
+    entry = next(e for e in rules_live.store.journal() if e.path == "/openai/v1/chat/completions")
     assert entry.provider == "azure" and entry.model == "gpt-4o"
 
 
-async def test_streams_follow_the_live_speed(alive: Live) -> None:
+async def test_streams_follow_the_live_speed(rules_live: Live) -> None:
     import time
 
-    alive.store.set_knobs("live", {"stream_speed": 40})
-    client = async_client(alive)
+    rules_live.store.set_knobs("live", {"stream_speed": 40})
+    client = async_client(rules_live)
     t0 = time.perf_counter()
     stream = await client.chat.completions.create(model=DEPLOYMENT, messages=[{"role": "user", "content": "long"}],
                                                   stream=True)
@@ -169,8 +154,8 @@ async def test_streams_follow_the_live_speed(alive: Live) -> None:
 # -- tools and JSON ----------------------------------------------------------------------------
 
 
-def test_a_rules_tool_call_and_the_tool_result_turn(athread: Live) -> None:
-    client = sync_client(athread)
+def test_a_rules_tool_call_and_the_tool_result_turn(rules_server: Live) -> None:
+    client = sync_client(rules_server)
     ask = [{"role": "user", "content": "what is the weather?"}]
     first = client.chat.completions.create(model=DEPLOYMENT, messages=ask, tools=[TOOL])  # type: ignore[arg-type, list-item]
     call = (first.choices[0].message.tool_calls or [])[0]
@@ -184,21 +169,22 @@ def test_a_rules_tool_call_and_the_tool_result_turn(athread: Live) -> None:
     assert who.choices[0].message.content == "Hello from Azure."  # the anthropic-only rule does not match
 
 
-async def test_json_schema_output_is_valid(alive: Live) -> None:
-    client = async_client(alive)
+async def test_json_schema_output_is_valid(rules_live: Live) -> None:
+    client = async_client(rules_live)
     fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA, "strict": True}}
     reply = await client.chat.completions.create(model=DEPLOYMENT, messages=USER, response_format=fmt)  # type: ignore[arg-type]
     jsonschema.validate(orjson.loads(reply.choices[0].message.content or ""), SCHEMA)
 
 
-async def test_completions_embeddings_and_models(alive: Live) -> None:
-    client = async_client(alive)
+async def test_completions_embeddings_and_models(rules_live: Live) -> None:
+    client = async_client(rules_live)
     completion = await client.completions.create(model=DEPLOYMENT, prompt="hi")
     assert completion.choices[0].text.startswith("Hello")
-    raw = await post(alive, f"/openai/deployments/{DEPLOYMENT}/completions?api-version={VERSION}", {"prompt": "hi"})
+    path = f"/openai/deployments/{DEPLOYMENT}/completions?api-version={VERSION}"
+    raw = await post(rules_live, path, {"prompt": "hi"})
     Completion.model_validate_json(raw.content, strict=True)
     check_filters(raw.json())
-    stream = await post(alive, f"/openai/deployments/{DEPLOYMENT}/completions?api-version={VERSION}",
+    stream = await post(rules_live, f"/openai/deployments/{DEPLOYMENT}/completions?api-version={VERSION}",
                         {"prompt": ["a", "b"], "stream": True})
     payloads = sse_data(stream.content)
     assert [p["prompt_index"] for p in orjson.loads(payloads[0])["prompt_filter_results"]] == [0, 1]
@@ -206,12 +192,12 @@ async def test_completions_embeddings_and_models(alive: Live) -> None:
         StreamedCompletion.model_validate_json(payload, strict=True)
     vectors = await client.embeddings.create(model="emb-deploy", input=["a", "b"], dimensions=16)
     assert [len(d.embedding) for d in vectors.data] == [16, 16] and vectors.model == "emb-deploy"
-    raw_emb = await post(alive, f"/openai/deployments/emb-deploy/embeddings?api-version={VERSION}", {"input": "a"})
+    raw_emb = await post(rules_live, f"/openai/deployments/emb-deploy/embeddings?api-version={VERSION}", {"input": "a"})
     CreateEmbeddingResponse.model_validate_json(raw_emb.content, strict=True)
-    assert [e.model for e in alive.store.journal() if "emb-deploy" in e.path] == ["emb-deploy", "emb-deploy"]
+    assert [e.model for e in rules_live.store.journal() if "emb-deploy" in e.path] == ["emb-deploy", "emb-deploy"]
     listed = [m async for m in client.models.list()]
     assert "gpt-4o" in [m.id for m in listed] and "llama3.2:latest" in [m.id for m in listed]
-    async with httpx.AsyncClient(base_url=alive.root) as http:
+    async with httpx.AsyncClient(base_url=rules_live.root) as http:
         body = (await http.get(f"/openai/models?api-version={VERSION}")).json()
         one = await http.get(f"/openai/models/gpt-4o?api-version={VERSION}")
     for item in body["data"]:
@@ -223,41 +209,41 @@ async def test_completions_embeddings_and_models(alive: Live) -> None:
 # -- errors ------------------------------------------------------------------------------------
 
 
-async def test_a_missing_api_version_is_azures_404(alive: Live) -> None:
+async def test_a_missing_api_version_is_azures_404(rules_live: Live) -> None:
     for path in (f"/openai/deployments/{DEPLOYMENT}/chat/completions", f"/openai/deployments/{DEPLOYMENT}/embeddings",
                  f"/openai/deployments/{DEPLOYMENT}/chat/completions?api-version="):
-        response = await post(alive, path, {"messages": USER, "input": "x"})
+        response = await post(rules_live, path, {"messages": USER, "input": "x"})
         assert azure_error(response, 404, "404") == "Resource not found"
-    async with httpx.AsyncClient(base_url=alive.root) as http:
+    async with httpx.AsyncClient(base_url=rules_live.root) as http:
         assert azure_error(await http.get("/openai/models"), 404, "404") == "Resource not found"
         assert azure_error(await http.get("/openai/nowhere"), 404, "404")
         wrong_method = await http.get(CHAT)
     assert wrong_method.status_code == 405
 
 
-async def test_a_rules_error_and_injected_errors_raise_the_sdks_exceptions(alive: Live) -> None:
-    client = async_client(alive)
+async def test_a_rules_error_and_injected_errors_raise_the_sdks_exceptions(rules_live: Live) -> None:
+    client = async_client(rules_live)
     with pytest.raises(openai.APIStatusError) as teapot:
         await client.chat.completions.create(model=DEPLOYMENT, messages=[{"role": "user", "content": "brew"}])
     assert teapot.value.status_code == 418 and "I am a teapot" in teapot.value.message
-    retrying = async_client(alive, max_retries=2)
+    retrying = async_client(rules_live, max_retries=2)
     for status, kind in ((429, openai.RateLimitError), (529, openai.InternalServerError)):
-        before = alive.store.counters.total
+        before = rules_live.store.counters.total
         with pytest.raises(kind):
             await retrying.chat.completions.create(model=DEPLOYMENT, messages=USER,  # type: ignore[arg-type]
                                                    extra_headers={"x-mock-error": str(status)})
-        assert alive.store.counters.total == before + 3  # retried twice, as the SDK does
-    alive.store.set_fail_next(1, 429)
+        assert rules_live.store.counters.total == before + 3  # retried twice, as the SDK does
+    rules_live.store.set_fail_next(1, 429)
     assert (await retrying.chat.completions.create(model=DEPLOYMENT, messages=USER)).choices  # type: ignore[arg-type]
-    injected = await post(alive, CHAT, {"messages": USER}, {"x-mock-error": "429"})
+    injected = await post(rules_live, CHAT, {"messages": USER}, {"x-mock-error": "429"})
     assert "Injected error 429" in azure_error(injected, 429, "429")
     assert injected.headers["retry-after-ms"] == "100" and "x-should-retry" not in injected.headers
-    server_error = await post(alive, CHAT, {"messages": USER}, {"x-mock-error": "500"})
+    server_error = await post(rules_live, CHAT, {"messages": USER}, {"x-mock-error": "500"})
     assert_openai_error(server_error, 500)
 
 
-async def test_a_mid_stream_error(alive: Live) -> None:
-    client = async_client(alive)
+async def test_a_mid_stream_error(rules_live: Live) -> None:
+    client = async_client(rules_live)
     headers = {"x-mock-error": "529", "x-mock-error-mode": "mid_stream"}
     seen = []
     with pytest.raises(openai.APIError):
@@ -268,36 +254,36 @@ async def test_a_mid_stream_error(alive: Live) -> None:
     assert seen
 
 
-async def test_bad_input_is_a_400_in_openais_shape(alive: Live) -> None:
-    client = async_client(alive)
+async def test_bad_input_is_a_400_in_openais_shape(rules_live: Live) -> None:
+    client = async_client(rules_live)
     with pytest.raises(openai.BadRequestError) as info:
         await client.chat.completions.create(model=DEPLOYMENT, messages=[{"role": "wizard", "content": "x"}])  # type: ignore[list-item, misc]
     assert info.value.status_code == 400
     for payload in (b"{oops", {"messages": []}, {"messages": USER, "n": 0}, {"messages": "hi"}):
-        assert_openai_error(await post(alive, CHAT, payload), 400)
+        assert_openai_error(await post(rules_live, CHAT, payload), 400)
 
 
-async def test_api_key_strict_models_and_rate_limits_in_azures_shape(alive: Live) -> None:
-    alive.store.set_knobs("live", {"api_key": "azure-key"})
-    assert "missing subscription key" in azure_error(await post(alive, CHAT, {"messages": USER}), 401, "401")
-    wrong = await post(alive, CHAT, {"messages": USER}, {"api-key": "nope"})
+async def test_api_key_strict_models_and_rate_limits_in_azures_shape(rules_live: Live) -> None:
+    rules_live.store.set_knobs("live", {"api_key": "azure-key"})
+    assert "missing subscription key" in azure_error(await post(rules_live, CHAT, {"messages": USER}), 401, "401")
+    wrong = await post(rules_live, CHAT, {"messages": USER}, {"api-key": "nope"})
     assert "invalid subscription key" in azure_error(wrong, 401, "401")
     with pytest.raises(openai.AuthenticationError):
-        await async_client(alive, api_key="nope").chat.completions.create(model=DEPLOYMENT, messages=USER)  # type: ignore[arg-type]
-    right = await async_client(alive, api_key="azure-key").chat.completions.create(model=DEPLOYMENT, messages=USER)  # type: ignore[arg-type]
+        await async_client(rules_live, api_key="nope").chat.completions.create(model=DEPLOYMENT, messages=USER)  # type: ignore[arg-type]
+    right = await async_client(rules_live, api_key="azure-key").chat.completions.create(model=DEPLOYMENT, messages=USER)  # type: ignore[arg-type]
     assert right.choices[0].message.content
-    bearer = await post(alive, CHAT, {"messages": USER}, {"authorization": "Bearer azure-key"})
+    bearer = await post(rules_live, CHAT, {"messages": USER}, {"authorization": "Bearer azure-key"})
     assert bearer.status_code == 200
-    alive.store.set_knobs("live", {"api_key": None})
-    alive.store.configure(strict_models=True)
+    rules_live.store.set_knobs("live", {"api_key": None})
+    rules_live.store.configure(strict_models=True)
     with pytest.raises(openai.NotFoundError):
-        await async_client(alive).chat.completions.create(model="no-such-deployment", messages=USER)  # type: ignore[arg-type]
-    missing = await post(alive, "/openai/deployments/nope/chat/completions?api-version=1", {"messages": USER})
+        await async_client(rules_live).chat.completions.create(model="no-such-deployment", messages=USER)  # type: ignore[arg-type]
+    missing = await post(rules_live, "/openai/deployments/nope/chat/completions?api-version=1", {"messages": USER})
     assert "deployment" in azure_error(missing, 404, "DeploymentNotFound")
-    alive.store.configure(strict_models=False)
-    alive.store.set_knobs("live", {"rate_limit_rpm": 1})
-    assert (await post(alive, CHAT, {"messages": USER})).status_code == 200
-    limited = await post(alive, CHAT, {"messages": USER})
+    rules_live.store.configure(strict_models=False)
+    rules_live.store.set_knobs("live", {"rate_limit_rpm": 1})
+    assert (await post(rules_live, CHAT, {"messages": USER})).status_code == 200
+    limited = await post(rules_live, CHAT, {"messages": USER})
     assert "Rate limit reached" in azure_error(limited, 429, "429") and limited.headers["retry-after-ms"]
 
 

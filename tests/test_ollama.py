@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +12,7 @@ import orjson
 import pytest
 from ollama import ChatResponse, EmbedResponse, GenerateResponse, ListResponse, ShowResponse
 
-from tests.conftest import Live, ServerThread, rules_store, serving
+from tests.conftest import Live
 
 MODEL = "llama3.2"
 RULES = """\
@@ -50,20 +48,6 @@ TOOL = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-@pytest.fixture
-async def olive(tmp_path: Path) -> AsyncIterator[Live]:
-    """The server in this test's loop, with the rules above."""
-    async with serving(rules_store(tmp_path, RULES)) as running:
-        yield running
-
-
-@pytest.fixture
-def othread(tmp_path: Path) -> Iterator[Live]:
-    """The server in a thread (for the sync client), with the rules above."""
-    with ServerThread(rules_store(tmp_path, RULES)) as running:
-        yield running
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -103,8 +87,8 @@ def error_text(response: httpx.Response, status: int) -> str:
 # -- text --------------------------------------------------------------------------------------
 
 
-def test_sync_chat_and_generate_plain_and_streamed(othread: Live) -> None:
-    client = ollama.Client(host=othread.root)
+def test_sync_chat_and_generate_plain_and_streamed(rules_server: Live) -> None:
+    client = ollama.Client(host=rules_server.root)
     reply = client.chat(model=MODEL, messages=user("hi"), stream=False)
     assert isinstance(reply, ChatResponse) and reply.message.content == "Hello from the mock."
     assert reply.done and reply.done_reason == "stop" and reply.model == MODEL
@@ -118,23 +102,23 @@ def test_sync_chat_and_generate_plain_and_streamed(othread: Live) -> None:
     assert "".join(p.response or "" for p in pieces) == "Hello from the mock." and pieces[-1].done
 
 
-async def test_async_chat_streams_and_the_journal_records_it(olive: Live) -> None:
-    client = ollama.AsyncClient(host=olive.root)
+async def test_async_chat_streams_and_the_journal_records_it(rules_live: Live) -> None:
+    client = ollama.AsyncClient(host=rules_live.root)
     reply = await client.chat(model=MODEL, messages=[{"role": "system", "content": "be brief"}, *user("hi")])
     assert reply.message.content == "Hello from the mock."
     parts = [p async for p in await client.chat(model=MODEL, messages=user("hi"), stream=True)]
     assert "".join(p.message.content or "" for p in parts) == "Hello from the mock."
-    entries = [e for e in olive.store.journal() if e.path == "/api/chat"]
+    entries = [e for e in rules_live.store.journal() if e.path == "/api/chat"]
     assert [e.provider for e in entries] == ["ollama", "ollama"]
     assert entries[0].model == MODEL and entries[0].transcript() == [("system", "be brief"), ("user", "hi")]
     assert entries[0].reply_text == "Hello from the mock." and not entries[0].stream
     assert entries[1].stream and len(entries[1].chunks) > 2 and entries[1].status == 200
 
 
-async def test_streaming_is_on_unless_the_request_says_false(olive: Live) -> None:
+async def test_streaming_is_on_unless_the_request_says_false(rules_live: Live) -> None:
     for path, key in (("/api/chat", "messages"), ("/api/generate", "prompt")):
         payload = {"model": MODEL, key: user("hi") if key == "messages" else "hi"}
-        streamed = await raw_post(olive, path, payload)
+        streamed = await raw_post(rules_live, path, payload)
         assert streamed.headers["content-type"] == "application/x-ndjson"
         lines = ndjson(streamed.content)
         kind = ChatResponse if key == "messages" else GenerateResponse
@@ -143,23 +127,23 @@ async def test_streaming_is_on_unless_the_request_says_false(olive: Live) -> Non
             assert obj["model"] == MODEL and obj["created_at"].endswith("Z")
         assert all(obj["done"] is False and "done_reason" not in obj for obj in lines[:-1])
         check_final(lines[-1])
-        whole = await raw_post(olive, path, {**payload, "stream": False})
+        whole = await raw_post(rules_live, path, {**payload, "stream": False})
         assert whole.headers["content-type"] == "application/json"
         kind.model_validate_json(whole.content, strict=True)
         check_final(orjson.loads(whole.content))
 
 
-async def test_options_num_predict_and_stop(olive: Live) -> None:
-    client = ollama.AsyncClient(host=olive.root)
+async def test_options_num_predict_and_stop(rules_live: Live) -> None:
+    client = ollama.AsyncClient(host=rules_live.root)
     cut = await client.chat(model=MODEL, messages=user("long"), options={"num_predict": 3})
     assert cut.done_reason == "length" and cut.eval_count == 3
     stopped = await client.generate(model=MODEL, prompt="long", options={"stop": ["four"]})
     assert stopped.response == "one two three " and stopped.done_reason == "stop"
 
 
-async def test_streams_follow_the_live_speed(olive: Live) -> None:
-    olive.store.set_knobs("live", {"stream_speed": 40})  # 15 words: about 0.4 s
-    client = ollama.AsyncClient(host=olive.root)
+async def test_streams_follow_the_live_speed(rules_live: Live) -> None:
+    rules_live.store.set_knobs("live", {"stream_speed": 40})  # 15 words: about 0.4 s
+    client = ollama.AsyncClient(host=rules_live.root)
     t0 = time.perf_counter()
     parts = [p async for p in await client.generate(model=MODEL, prompt="long", stream=True)]
     assert time.perf_counter() - t0 >= 0.2
@@ -169,8 +153,8 @@ async def test_streams_follow_the_live_speed(olive: Live) -> None:
 # -- tools and JSON ----------------------------------------------------------------------------
 
 
-def test_a_rules_tool_call_and_the_tool_result_turn(othread: Live) -> None:
-    client = ollama.Client(host=othread.root)
+def test_a_rules_tool_call_and_the_tool_result_turn(rules_server: Live) -> None:
+    client = ollama.Client(host=rules_server.root)
     first = client.chat(model=MODEL, messages=user("what is the weather?"), tools=[TOOL], stream=False)
     calls = first.message.tool_calls
     assert calls is not None and len(calls) == 1
@@ -186,17 +170,17 @@ def test_a_rules_tool_call_and_the_tool_result_turn(othread: Live) -> None:
     with_calls = [p for p in streamed if p.message.tool_calls]
     assert len(with_calls) == 1 and not with_calls[0].done and streamed[-1].done
     assert with_calls[0].message.tool_calls[0].function.arguments["city"] == "Paris"  # type: ignore[index]
-    entry = [e for e in othread.store.journal() if e.path == "/api/chat"][1]
+    entry = [e for e in rules_server.store.journal() if e.path == "/api/chat"][1]
     assert entry.rule is not None and "weather-result" in entry.rule
 
 
-async def test_rules_provider_matcher_sees_ollama(olive: Live) -> None:
-    client = ollama.AsyncClient(host=olive.root)
+async def test_rules_provider_matcher_sees_ollama(rules_live: Live) -> None:
+    client = ollama.AsyncClient(host=rules_live.root)
     assert (await client.chat(model=MODEL, messages=user("who are you"))).message.content == "Hello from the mock."
 
 
-async def test_format_schema_and_json(olive: Live) -> None:
-    client = ollama.AsyncClient(host=olive.root)
+async def test_format_schema_and_json(rules_live: Live) -> None:
+    client = ollama.AsyncClient(host=rules_live.root)
     shaped = await client.chat(model=MODEL, messages=user("a person"), format=SCHEMA)
     jsonschema.validate(orjson.loads(shaped.message.content or ""), SCHEMA)
     parts = [p async for p in await client.generate(model=MODEL, prompt="a person", format=SCHEMA, stream=True)]
@@ -208,12 +192,12 @@ async def test_format_schema_and_json(olive: Live) -> None:
 # -- models and embeddings ---------------------------------------------------------------------
 
 
-async def test_tags_show_version_and_embed(olive: Live) -> None:
-    client = ollama.AsyncClient(host=olive.root)
+async def test_tags_show_version_and_embed(rules_live: Live) -> None:
+    client = ollama.AsyncClient(host=rules_live.root)
     listed = await client.list()
     names = [m.model for m in listed.models]
     assert "llama3.2:latest" in names and "nomic-embed-text:latest" in names
-    async with httpx.AsyncClient(base_url=olive.root) as http:
+    async with httpx.AsyncClient(base_url=rules_live.root) as http:
         tags = await http.get("/api/tags")
         version = await http.get("/api/version")
         show = await http.post("/api/show", json={"model": "nomic-embed-text"})
@@ -227,7 +211,8 @@ async def test_tags_show_version_and_embed(olive: Live) -> None:
     assert llama.capabilities == ["completion", "tools"] and llama.modelinfo
     embedded = await client.embed(model="nomic-embed-text", input=["hello world", "hello there"])
     assert [len(v) for v in embedded.embeddings] == [768, 768]
-    again = await raw_post(olive, "/api/embed", {"model": "nomic-embed-text", "input": "hello world", "dimensions": 8})
+    payload = {"model": "nomic-embed-text", "input": "hello world", "dimensions": 8}
+    again = await raw_post(rules_live, "/api/embed", payload)
     strict = EmbedResponse.model_validate_json(again.content, strict=True)
     assert len(strict.embeddings[0]) == 8 and strict.prompt_eval_count
     legacy = await client.embeddings(model="all-minilm", prompt="hello")
@@ -237,40 +222,41 @@ async def test_tags_show_version_and_embed(olive: Live) -> None:
 # -- errors ------------------------------------------------------------------------------------
 
 
-async def test_a_rules_error_and_injected_errors_raise_response_error(olive: Live) -> None:
-    client = ollama.AsyncClient(host=olive.root)
+async def test_a_rules_error_and_injected_errors_raise_response_error(rules_live: Live) -> None:
+    client = ollama.AsyncClient(host=rules_live.root)
     with pytest.raises(ollama.ResponseError) as teapot:
         await client.chat(model=MODEL, messages=user("brew"))
     assert teapot.value.status_code == 418 and teapot.value.error == "I am a teapot"
     for status in (429, 529):
-        injected = ollama.AsyncClient(host=olive.root, headers={"x-mock-error": str(status)})
-        before = olive.store.counters.total
+        injected = ollama.AsyncClient(host=rules_live.root, headers={"x-mock-error": str(status)})
+        before = rules_live.store.counters.total
         with pytest.raises(ollama.ResponseError) as info:
             await injected.chat(model=MODEL, messages=user("hi"))
         assert info.value.status_code == status and f"Injected error {status}" in info.value.error
-        assert olive.store.counters.total == before + 1  # the ollama SDK does not retry
-    olive.store.set_fail_next(1, 503)
+        assert rules_live.store.counters.total == before + 1  # the ollama SDK does not retry
+    rules_live.store.set_fail_next(1, 503)
     with pytest.raises(ollama.ResponseError) as failed:
         await client.generate(model=MODEL, prompt="hi", stream=False)
     assert failed.value.status_code == 503
-    response = await raw_post(olive, "/api/chat", {"model": MODEL, "messages": user("hi")}, {"x-mock-error": "429"})
+    payload = {"model": MODEL, "messages": user("hi")}
+    response = await raw_post(rules_live, "/api/chat", payload, {"x-mock-error": "429"})
     assert "Injected error 429" in error_text(response, 429) and response.headers["retry-after"] == "1"
 
 
-async def test_a_mid_stream_error_is_an_error_line(olive: Live) -> None:
+async def test_a_mid_stream_error_is_an_error_line(rules_live: Live) -> None:
     headers = {"x-mock-error": "529", "x-mock-error-mode": "mid_stream"}
-    client = ollama.AsyncClient(host=olive.root, headers=headers)
+    client = ollama.AsyncClient(host=rules_live.root, headers=headers)
     seen: list[str] = []
     with pytest.raises(ollama.ResponseError) as info:
         async for part in await client.chat(model=MODEL, messages=user("long"), stream=True):
             seen.append(part.message.content or "")
     assert seen and "Injected error 529" in info.value.error
-    raw = await raw_post(olive, "/api/generate", {"model": MODEL, "prompt": "long"}, headers)
+    raw = await raw_post(rules_live, "/api/generate", {"model": MODEL, "prompt": "long"}, headers)
     lines = ndjson(raw.content)
     assert raw.status_code == 200 and set(lines[-1]) == {"error"} and not any(o.get("done") for o in lines)
 
 
-async def test_bad_input_gets_a_400_in_ollamas_shape(olive: Live) -> None:
+async def test_bad_input_gets_a_400_in_ollamas_shape(rules_live: Live) -> None:
     cases = [
         ("/api/chat", b"{not json"),
         ("/api/chat", {"messages": user("hi")}),
@@ -284,18 +270,18 @@ async def test_bad_input_gets_a_400_in_ollamas_shape(olive: Live) -> None:
         ("/api/show", {}),
     ]
     for path, payload in cases:
-        assert error_text(await raw_post(olive, path, payload), 400)
+        assert error_text(await raw_post(rules_live, path, payload), 400)
     with pytest.raises(ollama.ResponseError) as info:
-        await ollama.AsyncClient(host=olive.root).chat(model=MODEL, messages=[{"role": "wizard", "content": "x"}])
+        await ollama.AsyncClient(host=rules_live.root).chat(model=MODEL, messages=[{"role": "wizard", "content": "x"}])
     assert info.value.status_code == 400 and "role" in info.value.error
-    async with httpx.AsyncClient(base_url=olive.root) as http:
+    async with httpx.AsyncClient(base_url=rules_live.root) as http:
         assert "unknown path" in error_text(await http.get("/api/nothing"), 404)
         assert "not allowed" in error_text(await http.get("/api/chat"), 405)
 
 
-async def test_strict_models_answer_ollamas_404(olive: Live) -> None:
-    olive.store.configure(strict_models=True)
-    client = ollama.AsyncClient(host=olive.root)
+async def test_strict_models_answer_ollamas_404(rules_live: Live) -> None:
+    rules_live.store.configure(strict_models=True)
+    client = ollama.AsyncClient(host=rules_live.root)
     for call in (
         client.chat(model="nope", messages=user("hi")),
         client.generate(model="nope", prompt="hi", stream=True),
@@ -313,15 +299,15 @@ async def test_strict_models_answer_ollamas_404(olive: Live) -> None:
     assert (await client.chat(model="llama3.2:latest", messages=user("hi"))).message.content
 
 
-async def test_api_key_and_rate_limits_in_ollamas_shape(olive: Live) -> None:
-    olive.store.set_knobs("live", {"api_key": "sk-ollama"})
+async def test_api_key_and_rate_limits_in_ollamas_shape(rules_live: Live) -> None:
+    rules_live.store.set_knobs("live", {"api_key": "sk-ollama"})
     payload = {"model": MODEL, "messages": user("hi"), "stream": False}
-    assert error_text(await raw_post(olive, "/api/chat", payload), 401) == "unauthorized"
-    wrong = await raw_post(olive, "/api/chat", payload, {"authorization": "Bearer nope"})
+    assert error_text(await raw_post(rules_live, "/api/chat", payload), 401) == "unauthorized"
+    wrong = await raw_post(rules_live, "/api/chat", payload, {"authorization": "Bearer nope"})
     assert error_text(wrong, 401) == "unauthorized"
-    client = ollama.AsyncClient(host=olive.root, headers={"authorization": "Bearer sk-ollama"})
+    client = ollama.AsyncClient(host=rules_live.root, headers={"authorization": "Bearer sk-ollama"})
     assert (await client.chat(model=MODEL, messages=user("hi"))).message.content == "Hello from the mock."
-    olive.store.set_knobs("live", {"api_key": None, "rate_limit_rpm": 1})
-    assert (await raw_post(olive, "/api/chat", payload)).status_code == 200
-    limited = await raw_post(olive, "/api/chat", payload)
+    rules_live.store.set_knobs("live", {"api_key": None, "rate_limit_rpm": 1})
+    assert (await raw_post(rules_live, "/api/chat", payload)).status_code == 200
+    limited = await raw_post(rules_live, "/api/chat", payload)
     assert "Rate limit reached" in error_text(limited, 429) and int(limited.headers["retry-after"]) >= 1

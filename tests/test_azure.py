@@ -12,6 +12,7 @@ import orjson
 import pytest
 from openai.types import Completion, CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageToolCall
+from openai.types.responses import Response
 
 from mockllm_tui.core.store import Store
 from mockllm_tui.http.app import create_app
@@ -151,6 +152,23 @@ async def test_streams_follow_the_live_speed(rules_live: Live) -> None:
     assert time.perf_counter() - t0 >= 0.2
 
 
+async def test_the_responses_api_on_azures_paths(rules_live: Live) -> None:
+    client = async_client(rules_live)
+    made = await client.responses.create(model=DEPLOYMENT, input="hi")
+    assert made.output_text == "Hello from Azure."
+    assert (await client.responses.retrieve(made.id)).id == made.id
+    follow = await client.responses.create(model=DEPLOYMENT, input="what is the weather?", previous_response_id=made.id)
+    assert follow.output[0].type == "function_call"
+    v1 = openai.AsyncOpenAI(base_url=rules_live.root + "/openai/v1", api_key="k", max_retries=0)
+    async with httpx.AsyncClient(base_url=rules_live.root) as http:
+        raw = await http.post("/openai/v1/responses", json={"model": "gpt-4o", "input": "hi"})
+        assert (await http.get(f"/openai/responses/{made.id}")).status_code == 404  # no api-version
+    Response.model_validate_json(raw.content, strict=True)
+    await v1.responses.delete(made.id)
+    entries = [e for e in rules_live.store.journal() if "/responses" in e.path]
+    assert {e.provider for e in entries} == {"azure"} and entries[0].model == DEPLOYMENT
+
+
 # -- tools and JSON ----------------------------------------------------------------------------
 
 
@@ -184,8 +202,7 @@ async def test_completions_embeddings_and_models(rules_live: Live) -> None:
     raw = await post(rules_live, path, {"prompt": "hi"})
     Completion.model_validate_json(raw.content, strict=True)
     check_filters(raw.json())
-    stream = await post(rules_live, f"/openai/deployments/{DEPLOYMENT}/completions?api-version={VERSION}",
-                        {"prompt": ["a", "b"], "stream": True})
+    stream = await post(rules_live, path, {"prompt": ["a", "b"], "stream": True})
     payloads = sse_data(stream.content)
     assert [p["prompt_index"] for p in orjson.loads(payloads[0])["prompt_filter_results"]] == [0, 1]
     for payload in payloads:

@@ -6,6 +6,7 @@ content-filter annotations.
   in the path is the model that rules and the journal see;
 - the v1 paths `/openai/v1/chat/completions`, `/completions`, `/embeddings` and `/models`, which
   take no `api-version` (the model is the body's);
+- `POST /openai/responses`, `GET` and `DELETE /openai/responses/{id}` (with `api-version`, or under v1);
 - `GET /openai/models[/{id}]?api-version=...`.
 
 The key comes in `api-key` (what `openai.AzureOpenAI` sends) or `Authorization: Bearer`.
@@ -38,6 +39,7 @@ from mockllm_tui.providers.base import (
 from mockllm_tui.providers.openai_chat import ChatCompletions
 from mockllm_tui.providers.openai_common import OpenAIBase, openai_error, require
 from mockllm_tui.providers.openai_misc import Completions, Embeddings, ListModels, RetrieveModel
+from mockllm_tui.providers.openai_responses import CreateResponse, DeleteResponse, ResponseById, SavedResponses
 from mockllm_tui.providers.registry import register_provider
 
 API_VERSION = "api-version"
@@ -176,6 +178,38 @@ class AzureEmbeddings(Embeddings):
         return deployment if deployment is not None else str(require(body, "model", str))
 
 
+class AzureResponses(CreateResponse):
+    """`POST /openai/responses?api-version=...` and `POST /openai/v1/responses`."""
+
+    paths = ("/openai/responses", V1 + "/responses")
+
+    def parse_exchange(self, ex: Exchange) -> Conversation:
+        """OpenAI's request, on Azure's path."""
+        return azure_conversation(self, ex)
+
+
+class AzureResponseById(ResponseById):
+    """`GET /openai/responses/{id}?api-version=...` and `GET /openai/v1/responses/{id}`."""
+
+    paths = ("/openai/responses/{id}", V1 + "/responses/{id}")
+
+    async def handle(self, ex: Exchange) -> None:
+        """The kept response, once the path is Azure's."""
+        deployment_in_path(self, ex)
+        await super().handle(ex)
+
+
+class AzureDeleteResponse(DeleteResponse):
+    """`DELETE /openai/responses/{id}?api-version=...` and `DELETE /openai/v1/responses/{id}`."""
+
+    paths = AzureResponseById.paths
+
+    async def handle(self, ex: Exchange) -> None:
+        """Forget the response, once the path is Azure's."""
+        deployment_in_path(self, ex)
+        await super().handle(ex)
+
+
 def azure_model(model: ModelInfo, name: str | None = None) -> dict[str, Any]:
     """OpenAI's `Model` object with Azure's fields (`created_at`, `capabilities`, `lifecycle_status`)."""
     embeds = model.dimensions is not None
@@ -227,9 +261,22 @@ class AzureOpenAI(OpenAIBase):
     """Azure OpenAI."""
 
     name = "azure"
-    endpoint_classes = (AzureChat, AzureCompletions, AzureEmbeddings, AzureListModels, AzureRetrieveModel)
+    endpoint_classes = (
+        AzureChat,
+        AzureCompletions,
+        AzureEmbeddings,
+        AzureResponses,
+        AzureResponseById,
+        AzureDeleteResponse,
+        AzureListModels,
+        AzureRetrieveModel,
+    )
     default_shape = False
     timing_header = None
+
+    def __init__(self) -> None:
+        self.saved = SavedResponses()
+        super().__init__()
 
     def claims(self, path: str, headers: Mapping[str, str]) -> int:
         """Everything under `/openai/`."""

@@ -198,9 +198,11 @@ async def test_tags_show_version_and_embed(rules_live: Live) -> None:
     names = [m.model for m in listed.models]
     assert "llama3.2:latest" in names and "nomic-embed-text:latest" in names
     async with httpx.AsyncClient(base_url=rules_live.root) as http:
+        providers = {p["name"] for p in (await http.get("/_mock/providers")).json()["data"]}
         tags = await http.get("/api/tags")
         version = await http.get("/api/version")
         show = await http.post("/api/show", json={"model": "nomic-embed-text"})
+    assert {"openai", "anthropic", "ollama", "azure"} <= providers
     ListResponse.model_validate_json(tags.content, strict=True)
     assert all(m["name"] == m["model"] and len(m["digest"]) == 64 for m in tags.json()["models"])
     assert version.json()["version"].count(".") == 2

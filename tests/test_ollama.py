@@ -133,6 +133,18 @@ async def test_streaming_is_on_unless_the_request_says_false(rules_live: Live) -
         check_final(orjson.loads(whole.content))
 
 
+async def test_a_request_without_messages_or_prompt_only_loads_the_model(rules_live: Live) -> None:
+    client = ollama.AsyncClient(host=rules_live.root)
+    loaded = await client.generate(model=MODEL)
+    assert loaded.done and loaded.done_reason == "load" and loaded.response == ""
+    chat = await client.chat(model=MODEL, messages=[])
+    assert chat.done_reason == "load" and chat.message.content == ""
+    for path, payload in (("/api/generate", {"model": MODEL}), ("/api/chat", {"model": MODEL, "messages": []})):
+        streamed = ndjson((await raw_post(rules_live, path, payload)).content)
+        assert len(streamed) == 1 and streamed[0]["done_reason"] == "load"
+        (ChatResponse if path == "/api/chat" else GenerateResponse).model_validate(streamed[0], strict=True)
+
+
 async def test_options_num_predict_and_stop(rules_live: Live) -> None:
     client = ollama.AsyncClient(host=rules_live.root)
     cut = await client.chat(model=MODEL, messages=user("long"), options={"num_predict": 3})

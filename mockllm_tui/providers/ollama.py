@@ -211,8 +211,20 @@ class Chat(ChatEndpoint):
         require_pulled(ex, conversation.model)
         return conversation
 
+    def loads_only(self, conversation: Conversation) -> bool:
+        """A request with no messages only loads the model (`done_reason: "load"`)."""
+        return not conversation.messages
+
+    def load_answer(self, conversation: Conversation) -> dict[str, Any]:
+        """What a request that only loads the model gets."""
+        message = {"role": "assistant", "content": ""}
+        return {"model": conversation.model, "created_at": timestamp(), "message": message, "done": True,
+                "done_reason": "load"}
+
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A finished `ChatResponse`."""
+        if self.loads_only(conversation):
+            return self.load_answer(conversation)
         message: dict[str, Any] = {"role": "assistant", "content": reply.text}
         if reply.tool_calls:
             message["tool_calls"] = tool_call_objects(reply)
@@ -227,6 +239,9 @@ class Chat(ChatEndpoint):
 
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
         """A line per piece, the tool calls whole in one line, then the final `done` line."""
+        if self.loads_only(conversation):
+            yield Frame(line(self.load_answer(conversation)))
+            return
         created = timestamp()
 
         def part(message: dict[str, Any]) -> bytes:
@@ -274,8 +289,19 @@ class Generate(Chat):
             stop=stop,
         )
 
+    def loads_only(self, conversation: Conversation) -> bool:
+        """A request with neither prompt nor system prompt only loads the model."""
+        return not conversation.messages and not conversation.system
+
+    def load_answer(self, conversation: Conversation) -> dict[str, Any]:
+        """What a request that only loads the model gets."""
+        return {"model": conversation.model, "created_at": timestamp(), "response": "", "done": True,
+                "done_reason": "load"}
+
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A finished `GenerateResponse` (tool calls have no place here)."""
+        if self.loads_only(conversation):
+            return self.load_answer(conversation)
         return {
             "model": conversation.model,
             "created_at": timestamp(),
@@ -288,6 +314,9 @@ class Generate(Chat):
 
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
         """A line per piece, then the final `done` line with `context`."""
+        if self.loads_only(conversation):
+            yield Frame(line(self.load_answer(conversation)))
+            return
         created = timestamp()
         head = {"model": conversation.model, "created_at": created}
         for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):

@@ -187,6 +187,17 @@ def test_a_rules_tool_call_and_the_tool_result_turn(rules_server: Live) -> None:
     assert who.choices[0].message.content == "Hello from Azure."  # the anthropic-only rule does not match
 
 
+async def test_tool_call_bodies_and_chunks_are_strictly_openai_types(rules_live: Live) -> None:
+    payload = {"messages": [{"role": "user", "content": "weather?"}], "tools": [TOOL]}
+    whole = ChatCompletion.model_validate_json((await post(rules_live, CHAT, payload)).content, strict=True)
+    assert whole.choices[0].finish_reason == "tool_calls" and whole.choices[0].message.tool_calls
+    streamed = await post(rules_live, CHAT, {**payload, "stream": True})
+    chunks = [ChatCompletionChunk.model_validate_json(p, strict=True) for p in sse_data(streamed.content)]
+    calls = [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert calls and calls[0].choices[0].delta.tool_calls[0].function.name == "get_weather"  # type: ignore[index, union-attr]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
 async def test_json_schema_output_is_valid(rules_live: Live) -> None:
     client = async_client(rules_live)
     fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA, "strict": True}}

@@ -186,6 +186,16 @@ def test_a_rules_tool_call_and_the_tool_result_turn(rules_server: Live) -> None:
     assert entry.rule is not None and "weather-result" in entry.rule
 
 
+async def test_tool_call_bodies_and_lines_are_strictly_the_sdks_types(rules_live: Live) -> None:
+    payload = {"model": MODEL, "messages": user("weather?"), "tools": [TOOL]}
+    whole = await raw_post(rules_live, "/api/chat", {**payload, "stream": False})
+    parsed = ChatResponse.model_validate_json(whole.content, strict=True)
+    assert parsed.message.tool_calls and parsed.message.tool_calls[0].function.arguments["days"] == 2
+    streamed = await raw_post(rules_live, "/api/chat", payload)
+    lines = [ChatResponse.model_validate_json(raw, strict=True) for raw in streamed.content.splitlines()]
+    assert [bool(p.message.tool_calls) for p in lines] == [True, False] and lines[-1].done
+
+
 async def test_rules_provider_matcher_sees_ollama(rules_live: Live) -> None:
     client = ollama.AsyncClient(host=rules_live.root)
     assert (await client.chat(model=MODEL, messages=user("who are you"))).message.content == "Hello from the mock."

@@ -10,7 +10,15 @@ import jsonschema
 import ollama
 import orjson
 import pytest
-from ollama import ChatResponse, EmbedResponse, GenerateResponse, ListResponse, ShowResponse
+from ollama import (
+    ChatResponse,
+    EmbedResponse,
+    GenerateResponse,
+    ListResponse,
+    ProcessResponse,
+    ProgressResponse,
+    ShowResponse,
+)
 
 from tests.conftest import Live
 
@@ -239,6 +247,16 @@ async def test_tags_show_version_and_embed(rules_live: Live) -> None:
     again = await raw_post(rules_live, "/api/embed", payload)
     strict = EmbedResponse.model_validate_json(again.content, strict=True)
     assert len(strict.embeddings[0]) == 8 and strict.prompt_eval_count
+    progress = [p.status async for p in await client.pull(MODEL, stream=True)]
+    assert progress[-1] == "success" and (await client.pull(MODEL)).status == "success"
+    assert (await client.ps()).models == []
+    async with httpx.AsyncClient(base_url=rules_live.root) as http:
+        pulled = await http.post("/api/pull", json={"model": MODEL})
+        ps = await http.get("/api/ps")
+    assert pulled.headers["content-type"] == "application/x-ndjson"
+    for raw in pulled.content.splitlines():
+        ProgressResponse.model_validate_json(raw, strict=True)
+    ProcessResponse.model_validate_json(ps.content, strict=True)
     legacy = await client.embeddings(model="all-minilm", prompt="hello")
     assert len(legacy.embedding) == 384
 

@@ -1,5 +1,5 @@
 """Ollama's native API: `POST /api/chat`, `/api/generate`, `/api/embed` (and the older
-`/api/embeddings`), `POST /api/show`, `GET /api/tags` and `/api/version`.
+`/api/embeddings`), `POST /api/show` and `/api/pull`, `GET /api/tags`, `/api/ps` and `/api/version`.
 
 Streaming is on unless a request says `"stream": false`, as newline-delimited JSON whose last
 object has `done: true`, `done_reason` and the counts and durations (nanoseconds). Every error,
@@ -486,6 +486,44 @@ class Show(Endpoint):
         await ex.send_json(200, show_object(model))
 
 
+class Pull(Endpoint):
+    """`POST /api/pull`: every model is already here, so a pull succeeds at once (streamed as
+    progress lines unless `stream` is false)."""
+
+    paths = ("/api/pull",)
+    name = "pull"
+    STEPS = ("pulling manifest", "verifying sha256 digest", "writing manifest", "success")
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"status": "success"}`, or the progress lines that end with it."""
+        await ex.read_body()
+        body = ex.read_json_object()
+        name = optional(body, "model", str) or require(body, "name", str)
+        optional(body, "insecure", bool)
+        ex.entry.model = name
+        ex.entry.preview = f"pull {name}"
+        if not optional(body, "stream", bool, True):
+            await ex.send_json(200, {"status": "success"})
+            return
+        await ex.start_stream(content_type=self.provider.stream_content_type)
+        for step in self.STEPS:
+            await ex.send_chunk(line({"status": step}), step)
+        await ex.end_stream()
+
+
+class Running(Endpoint):
+    """`GET /api/ps`: the models in memory (none: a mock model loads for each request)."""
+
+    method = "GET"
+    paths = ("/api/ps",)
+    name = "ps"
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"models": []}`."""
+        ex.entry.preview = "running models"
+        await ex.send_json(200, {"models": []})
+
+
 def show_object(model: ModelInfo) -> dict[str, Any]:
     """A `ShowResponse` for a model."""
     info = details(model)
@@ -515,7 +553,7 @@ class Ollama(Provider):
     """Ollama's native API."""
 
     name = "ollama"
-    endpoint_classes = (Chat, Generate, Embed, Embeddings, Show, Tags, Version)
+    endpoint_classes = (Chat, Generate, Embed, Embeddings, Show, Tags, Version, Pull, Running)
     stream_content_type = b"application/x-ndjson"
 
     def claims(self, path: str, headers: Mapping[str, str]) -> int:

@@ -228,6 +228,8 @@ async def test_completions_embeddings_and_models(rules_live: Live) -> None:
     async with httpx.AsyncClient(base_url=rules_live.root) as http:
         body = (await http.get(f"/openai/models?api-version={VERSION}")).json()
         one = await http.get(f"/openai/models/gpt-4o?api-version={VERSION}")
+        unknown = await http.get(f"/openai/models/nope?api-version={VERSION}")
+    assert "nope" in azure_error(unknown, 404, "404")
     for item in body["data"]:
         Model.model_validate(item, strict=True)
     assert Model.model_validate_json(one.content, strict=True).id == "gpt-4o"

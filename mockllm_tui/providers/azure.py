@@ -250,9 +250,12 @@ class AzureRetrieveModel(RetrieveModel):
     paths = ("/openai/models/{id}", V1 + "/models/{id}")
 
     async def handle(self, ex: Exchange) -> None:
-        """One model, under the name asked for."""
+        """One model, under the name asked for (an unknown one is a plain 404, not a deployment's)."""
         deployment_in_path(self, ex)
-        name, model = model_in_path(ex)
+        try:
+            name, model = model_in_path(ex)
+        except RequestError as exc:
+            raise RequestError(exc.message, status=404, code="404") from None
         await ex.send_json(200, azure_model(model, name))
 
 

@@ -53,6 +53,13 @@ def make_store(responses: Path | None = None) -> Store:
     return store
 
 
+def rules_store(tmp_path: Path, text: str) -> Store:
+    """A store with these rules (`responses.yml` text) loaded from a file in `tmp_path`."""
+    path = tmp_path / "responses.yml"
+    path.write_text(text)
+    return make_store(path)
+
+
 @contextlib.asynccontextmanager
 async def serving(store: Store, app: MockApp | None = None) -> AsyncIterator[Live]:
     """The real server (this app, or the default one) on a free port in the running loop."""
@@ -63,6 +70,20 @@ async def serving(store: Store, app: MockApp | None = None) -> AsyncIterator[Liv
         yield Live(store, app, handle)
     finally:
         await handle.stop()
+
+
+@pytest.fixture
+async def rules_live(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Live]:
+    """The real server in this test's event loop, with the test module's `RULES` loaded."""
+    async with serving(rules_store(tmp_path, request.module.RULES)) as running:
+        yield running
+
+
+@pytest.fixture
+def rules_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    """The real server in a thread (for the sync SDK clients), with the test module's `RULES` loaded."""
+    with ServerThread(rules_store(tmp_path, request.module.RULES)) as running:
+        yield running
 
 
 @pytest.fixture

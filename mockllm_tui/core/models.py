@@ -66,6 +66,15 @@ DEFAULT_MODELS: tuple[ModelInfo, ...] = (
     _m("claude-3-5-haiku-20241022", 1729555200, "claude-3-5-haiku-latest", owned_by="anthropic"),
     _m("claude-3-5-sonnet-20241022", 1729555200, "claude-3-5-sonnet-latest", owned_by="anthropic"),
     _m("claude-3-haiku-20240307", 1709769600, owned_by="anthropic"),
+    _m("llama3.2:latest", 1727136000, "llama3.2", owned_by="library"),
+    _m("llama3.1:8b", 1721606400, "llama3.1", owned_by="library"),
+    _m("qwen3:8b", 1745884800, "qwen3", owned_by="library"),
+    _m("gemma3:latest", 1741737600, "gemma3", owned_by="library"),
+    _m("gpt-oss:20b", 1754352000, "gpt-oss", owned_by="library"),
+    _m("mistral:latest", 1721001600, "mistral", owned_by="library"),
+    _m("deepseek-r1:8b", 1748390400, "deepseek-r1", owned_by="library"),
+    _m("nomic-embed-text:latest", 1708300800, "nomic-embed-text", owned_by="library", dimensions=768),
+    _m("all-minilm:latest", 1712620800, "all-minilm", owned_by="library", dimensions=384),
 )
 
 DEFAULT_EMBEDDING_DIMENSIONS = 1536

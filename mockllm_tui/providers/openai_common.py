@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -64,7 +64,7 @@ def openai_error(
 class OpenAIBase(Provider):
     """What every OpenAI-format provider shares: the error shape and the headers."""
 
-    timing_header = b"openai-processing-ms"
+    timing_header: ClassVar[bytes | None] = b"openai-processing-ms"
     default_shape = True
     system = "openai"
     #: `api-key` is what the openai package's AzureOpenAI client sends.

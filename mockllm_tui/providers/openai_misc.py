@@ -229,7 +229,7 @@ class Embeddings(Endpoint):
         """Answer with one deterministic vector per input (after the latency and error knobs)."""
         await ex.read_body()
         body = ex.read_json_object()
-        model = require(body, "model", str)
+        model = self.request_model(ex, body)
         ex.entry.model = model
         texts = embedding_inputs(body.get("input"))
         ex.entry.preview = preview(texts[0])
@@ -252,6 +252,10 @@ class Embeddings(Endpoint):
         ex.store.count_tokens_used(tokens)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         await ex.send_json(200, {"object": "list", "data": data, "model": model, "usage": usage})
+
+    def request_model(self, ex: Exchange, body: dict[str, Any]) -> str:
+        """The model the request names (in its body here; a subclass may read the path)."""
+        return str(require(body, "model", str))
 
 
 # -- models ------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ BUILTIN_MODULES = (
     "mockllm_tui.providers.openai_responses",
     "mockllm_tui.providers.openai_misc",
     "mockllm_tui.providers.anthropic",
+    "mockllm_tui.providers.ollama",
+    "mockllm_tui.providers.azure",
 )
 
 _registry: dict[str, type[Provider]] = {}

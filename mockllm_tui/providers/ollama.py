@@ -1,0 +1,597 @@
+"""Ollama's native API: `POST /api/chat`, `/api/generate`, `/api/embed` (and the older
+`/api/embeddings`), `POST /api/show` and `/api/pull`, `GET /api/tags`, `/api/ps` and `/api/version`.
+
+Streaming is on unless a request says `"stream": false`, as newline-delimited JSON whose last
+object has `done: true`, `done_reason` and the counts and durations (nanoseconds). Every error,
+whatever its status, is `{"error": "<text>"}`, and so is an error in the middle of a stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import orjson
+
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall
+from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
+from mockllm_tui.core.tokens import count_tokens
+from mockllm_tui.engine.answer import answer_faults, preview, record_conversation
+from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.providers.base import (
+    CLAIM_NONE,
+    CLAIM_OWN,
+    ChatEndpoint,
+    Endpoint,
+    Frame,
+    Headers,
+    Provider,
+    RenderContext,
+    bearer_token,
+    is_retryable,
+)
+from mockllm_tui.providers.openai_chat import parse_arguments, parse_tools
+from mockllm_tui.providers.openai_common import stop_list
+from mockllm_tui.providers.openai_misc import MAX_DIMENSIONS, NO_REPLY, embed
+from mockllm_tui.providers.parsing import check_type, optional, require
+from mockllm_tui.providers.registry import register_provider
+
+OLLAMA_VERSION = "0.13.0"
+ROLES = ("system", "user", "assistant", "tool")
+#: Durations reported in the final object (nanoseconds): a warm load, prompt and output per token.
+LOAD_NS = 1_500_000
+PROMPT_NS_PER_TOKEN = 200_000
+EVAL_NS_PER_TOKEN = 10_000_000
+MAX_CONTEXT_IDS = 4096
+_PARAMETERS = re.compile(r"(\d+(?:\.\d+)?)b$")
+
+
+def timestamp(seconds: float | None = None) -> str:
+    """An RFC 3339 time with microseconds and `Z`, as Ollama writes `created_at`."""
+    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def not_pulled(name: str) -> RequestError:
+    """Ollama's 404 for a model it does not have."""
+    return RequestError(f'model "{name}" not found, try pulling it first', status=404, code="model_not_found")
+
+
+def require_pulled(ex: Exchange, name: str) -> None:
+    """Refuse, in Ollama's words, a model that is unknown while models are strict."""
+    models = ex.store.models
+    if (models.strict or ex.store.config.strict_models) and models.resolve(name) is None:
+        raise not_pulled(name)
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def parse_format(value: Any) -> dict[str, Any] | None:
+    """`format`: "json" (any JSON object) or a JSON schema the reply must be valid against."""
+    if value is None or value == "":
+        return None
+    if value == "json":
+        return {"type": "json_object"}
+    if isinstance(value, dict):
+        return {"type": "json_schema", "schema": value}
+    raise RequestError('format: expected "json" or a JSON schema object', param="format")
+
+
+def parse_options(body: dict[str, Any]) -> tuple[int | None, list[str]]:
+    """`options.num_predict` (negative: no limit) and `options.stop`."""
+    options = optional(body, "options", dict, {})
+    for key in ("temperature", "top_p", "top_k", "seed", "num_ctx"):
+        optional(options, key, float, None, "options.")
+    num_predict = optional(options, "num_predict", int, None, "options.")
+    max_tokens = num_predict if num_predict is not None and num_predict >= 0 else None
+    return max_tokens, stop_list(options.get("stop"), "options.stop")
+
+
+def parse_common(body: dict[str, Any]) -> None:
+    """Fields every generation request may carry, checked for their types."""
+    optional(body, "keep_alive", (str, int, float))
+    optional(body, "think", (bool, str))
+    optional(body, "logprobs", bool)
+    optional(body, "top_logprobs", int)
+
+
+def parse_tool_calls(value: Any, name: str) -> list[ToolCall]:
+    """An assistant turn's `tool_calls`; `arguments` is an object (a JSON string is taken too)."""
+    calls = []
+    for i, raw in enumerate(check_type(value, list, name)):
+        where = f"{name}[{i}]"
+        fn = require(check_type(raw, dict, where), "function", dict, f"{where}.")
+        args = fn.get("arguments", {})
+        if isinstance(args, str):
+            args = parse_arguments(args)
+        args = check_type(args, dict, f"{where}.function.arguments")
+        calls.append(ToolCall(name=require(fn, "name", str, f"{where}.function."), arguments=args))
+    return calls
+
+
+def parse_messages(value: Any) -> tuple[list[Message], str]:
+    """Chat messages and the system prompt. A tool turn without `tool_name` answers the earlier
+    assistant turn's calls in order."""
+    messages: list[Message] = []
+    system: list[str] = []
+    pending: list[str] = []
+    for i, raw in enumerate(check_type(value, list, "messages")):
+        prefix = f"messages[{i}]."
+        raw = check_type(raw, dict, f"messages[{i}]")
+        role = require(raw, "role", str, prefix)
+        if role not in ROLES:
+            raise RequestError(f"{prefix}role: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        content = optional(raw, "content", str, "", prefix)
+        optional(raw, "images", list, None, prefix)
+        optional(raw, "thinking", str, None, prefix)
+        if role == "system":
+            system.append(content)
+        elif role == "assistant":
+            calls = parse_tool_calls(raw["tool_calls"], f"{prefix}tool_calls") if raw.get("tool_calls") else []
+            pending = [call.name for call in calls]
+            messages.append(Message(role="assistant", content=content, tool_calls=calls))
+        elif role == "tool":
+            name = optional(raw, "tool_name", str, None, prefix) or optional(raw, "name", str, None, prefix)
+            if name is None and pending:
+                name = pending.pop(0)
+            call_id = optional(raw, "tool_call_id", str, None, prefix)
+            messages.append(Message(role="tool", content=content, tool_call_id=call_id, name=name))
+        else:
+            messages.append(Message(role="user", content=content))
+    return messages, "\n".join(system)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def done_reason(reply: Reply) -> str:
+    """Ollama's `done_reason`: "length" when cut by `num_predict`, else "stop" (tool calls too)."""
+    return "length" if reply.finish_reason == "length" else "stop"
+
+
+def metrics(reply: Reply) -> dict[str, int]:
+    """The counts and durations (nanoseconds) of a finished reply."""
+    prompt, output = reply.usage.input_tokens, reply.usage.output_tokens
+    prompt_ns, eval_ns = prompt * PROMPT_NS_PER_TOKEN, output * EVAL_NS_PER_TOKEN
+    return {
+        "total_duration": LOAD_NS + prompt_ns + eval_ns,
+        "load_duration": LOAD_NS,
+        "prompt_eval_count": prompt,
+        "prompt_eval_duration": prompt_ns,
+        "eval_count": output,
+        "eval_duration": eval_ns,
+    }
+
+
+def line(obj: dict[str, Any]) -> bytes:
+    """One NDJSON line."""
+    return orjson.dumps(obj) + b"\n"
+
+
+def tool_call_objects(reply: Reply) -> list[dict[str, Any]]:
+    """`tool_calls` with their arguments as objects."""
+    return [{"function": {"name": c.name, "arguments": c.arguments}} for c in reply.tool_calls]
+
+
+class Chat(ChatEndpoint):
+    """`POST /api/chat`."""
+
+    paths = ("/api/chat",)
+    name = "chat"
+
+    def parse(self, body: dict[str, Any]) -> Conversation:
+        """Parse a chat request (streaming unless `stream` is false)."""
+        model = require(body, "model", str)
+        messages, system = parse_messages(body.get("messages") or [])
+        max_tokens, stop = parse_options(body)
+        parse_common(body)
+        return Conversation(
+            provider=self.provider.name,
+            endpoint=self.name,
+            model=model,
+            messages=messages,
+            system=system,
+            tools=parse_tools(body),
+            response_format=parse_format(body.get("format")),
+            stream=bool(optional(body, "stream", bool, True)),
+            max_tokens=max_tokens,
+            stop=stop,
+        )
+
+    def parse_exchange(self, ex: Exchange) -> Conversation:
+        """Parse, then refuse an unknown model in Ollama's words while models are strict."""
+        conversation = self.parse(ex.read_json_object())
+        record_conversation(ex, conversation)
+        require_pulled(ex, conversation.model)
+        return conversation
+
+    def loads_only(self, conversation: Conversation) -> bool:
+        """A request with no messages only loads the model (`done_reason: "load"`)."""
+        return not conversation.messages
+
+    def load_answer(self, conversation: Conversation) -> dict[str, Any]:
+        """What a request that only loads the model gets."""
+        message = {"role": "assistant", "content": ""}
+        return {"model": conversation.model, "created_at": timestamp(), "message": message, "done": True,
+                "done_reason": "load"}
+
+    def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
+        """A finished `ChatResponse`."""
+        if self.loads_only(conversation):
+            return self.load_answer(conversation)
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.tool_calls:
+            message["tool_calls"] = tool_call_objects(reply)
+        return {
+            "model": conversation.model,
+            "created_at": timestamp(),
+            "message": message,
+            "done": True,
+            "done_reason": done_reason(reply),
+            **metrics(reply),
+        }
+
+    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
+        """A line per piece, the tool calls whole in one line, then the final `done` line."""
+        if self.loads_only(conversation):
+            yield Frame(line(self.load_answer(conversation)))
+            return
+        created = timestamp()
+
+        def part(message: dict[str, Any]) -> bytes:
+            return line({"model": conversation.model, "created_at": created, "message": message, "done": False})
+
+        for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
+            yield Frame(part({"role": "assistant", "content": piece}), piece, tokens)
+        if reply.tool_calls:
+            names = ", ".join(c.name for c in reply.tool_calls)
+            message = {"role": "assistant", "content": "", "tool_calls": tool_call_objects(reply)}
+            yield Frame(part(message), f"[tool {names}]", max(1, reply.usage.output_tokens - sum(ctx.piece_tokens)))
+        final = self.render(conversation, Reply(usage=reply.usage, finish_reason=reply.finish_reason), ctx)
+        final["created_at"] = created
+        yield Frame(line(final))
+
+
+class Generate(Chat):
+    """`POST /api/generate`: a prompt (and a system prompt) to a completion."""
+
+    paths = ("/api/generate",)
+    name = "generate"
+
+    def parse(self, body: dict[str, Any]) -> Conversation:
+        """Parse a generate request (streaming unless `stream` is false)."""
+        model = require(body, "model", str)
+        prompt = optional(body, "prompt", str, "")
+        optional(body, "suffix", str)
+        optional(body, "template", str)
+        optional(body, "raw", bool)
+        optional(body, "images", list)
+        context = optional(body, "context", list, [])
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in context):
+            raise RequestError("context: expected an array of integers", param="context")
+        max_tokens, stop = parse_options(body)
+        parse_common(body)
+        return Conversation(
+            provider=self.provider.name,
+            endpoint=self.name,
+            model=model,
+            messages=[Message(role="user", content=prompt)] if prompt else [],
+            system=optional(body, "system", str, ""),
+            response_format=parse_format(body.get("format")),
+            stream=bool(optional(body, "stream", bool, True)),
+            max_tokens=max_tokens,
+            stop=stop,
+        )
+
+    def loads_only(self, conversation: Conversation) -> bool:
+        """A request with neither prompt nor system prompt only loads the model."""
+        return not conversation.messages and not conversation.system
+
+    def load_answer(self, conversation: Conversation) -> dict[str, Any]:
+        """What a request that only loads the model gets."""
+        return {"model": conversation.model, "created_at": timestamp(), "response": "", "done": True,
+                "done_reason": "load"}
+
+    def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
+        """A finished `GenerateResponse` (tool calls have no place here)."""
+        if self.loads_only(conversation):
+            return self.load_answer(conversation)
+        return {
+            "model": conversation.model,
+            "created_at": timestamp(),
+            "response": reply.text,
+            "done": True,
+            "done_reason": done_reason(reply),
+            "context": context_ids(reply),
+            **metrics(reply),
+        }
+
+    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
+        """A line per piece, then the final `done` line with `context`."""
+        if self.loads_only(conversation):
+            yield Frame(line(self.load_answer(conversation)))
+            return
+        created = timestamp()
+        head = {"model": conversation.model, "created_at": created}
+        for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
+            yield Frame(line({**head, "response": piece, "done": False}), piece, tokens)
+        final = self.render(conversation, Reply(usage=reply.usage, finish_reason=reply.finish_reason), ctx)
+        yield Frame(line({**final, **head}))
+
+
+def context_ids(reply: Reply) -> list[int]:
+    """Stand-in token ids for `context`, one per token of the exchange."""
+    count = min(reply.usage.total_tokens, MAX_CONTEXT_IDS)
+    return [(i * 7919) % 128000 for i in range(1, count + 1)]
+
+
+# -- embeddings --------------------------------------------------------------------------------
+
+
+def embed_inputs(value: Any) -> list[str]:
+    """`input`: a string or an array of strings."""
+    if isinstance(value, str):
+        return [value]
+    texts = check_type(value, list, "input")
+    return [check_type(text, str, f"input[{i}]") for i, text in enumerate(texts)]
+
+
+async def read_embedding_request(ex: Exchange, texts_of: str) -> tuple[str, list[str], int]:
+    """The model, texts and dimensions of an embedding request (journal filled, strict models)."""
+    await ex.read_body()
+    body = ex.read_json_object()
+    model = require(body, "model", str)
+    ex.entry.model = model
+    texts = embed_inputs(body.get(texts_of, "")) if texts_of == "input" else [optional(body, texts_of, str, "")]
+    ex.entry.preview = preview(texts[0] if texts else "")
+    dimensions = optional(body, "dimensions", int)
+    if dimensions is not None and not 1 <= dimensions <= MAX_DIMENSIONS:
+        raise RequestError(f"dimensions: must be between 1 and {MAX_DIMENSIONS}, got {dimensions}")
+    optional(body, "truncate", bool)
+    optional(body, "options", dict)
+    optional(body, "keep_alive", (str, int, float))
+    require_pulled(ex, model)
+    known = ex.store.models.resolve(model)
+    return model, texts, dimensions or (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
+
+
+class Embed(Endpoint):
+    """`POST /api/embed`: one deterministic vector per input."""
+
+    paths = ("/api/embed",)
+    name = "embed"
+    #: The body field holding the text(s).
+    texts_field: ClassVar[str] = "input"
+
+    async def handle(self, ex: Exchange) -> None:
+        """The vectors, after the latency and error knobs."""
+        model, texts, dimensions = await read_embedding_request(ex, self.texts_field)
+        if await answer_faults(ex, NO_REPLY) is None:
+            return
+        tokens = sum(count_tokens(text) for text in texts)
+        ex.store.count_tokens_used(tokens)
+        await ex.send_json(200, self.answer(model, [embed(text, dimensions).tolist() for text in texts], tokens))
+
+    def answer(self, model: str, vectors: list[list[float]], tokens: int) -> dict[str, Any]:
+        """`{"model", "embeddings", ...durations}`."""
+        return {
+            "model": model,
+            "embeddings": vectors,
+            "total_duration": LOAD_NS + tokens * PROMPT_NS_PER_TOKEN,
+            "load_duration": LOAD_NS,
+            "prompt_eval_count": tokens,
+        }
+
+
+class Embeddings(Embed):
+    """`POST /api/embeddings` (the older form): `{"model", "prompt"}` to `{"embedding"}`."""
+
+    paths = ("/api/embeddings",)
+    name = "embeddings"
+    texts_field = "prompt"
+
+    def answer(self, model: str, vectors: list[list[float]], tokens: int) -> dict[str, Any]:
+        """`{"embedding"}`: the prompt's vector."""
+        return {"embedding": vectors[0]}
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+def details(model: ModelInfo) -> dict[str, Any]:
+    """`ModelDetails` made up from the model's name."""
+    base, _, tag = model.id.partition(":")
+    family = re.sub(r"[\d.\-]+$", "", base.split("-")[0]) or base
+    found = _PARAMETERS.search(tag)
+    size = f"{found.group(1)}B" if found else ("137M" if model.dimensions else "8.0B")
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": family,
+        "families": [family],
+        "parameter_size": size,
+        "quantization_level": "F16" if model.dimensions else "Q4_K_M",
+    }
+
+
+def digest(model: ModelInfo) -> str:
+    """A stable sha256-looking digest for a model."""
+    return hashlib.sha256(model.id.encode()).hexdigest()
+
+
+def tag_object(model: ModelInfo) -> dict[str, Any]:
+    """One `/api/tags` entry."""
+    return {
+        "name": model.id,
+        "model": model.id,
+        "modified_at": timestamp(model.created),
+        "size": 1_000_000_000 + int(digest(model)[:8], 16) % 4_000_000_000,
+        "digest": digest(model),
+        "details": details(model),
+    }
+
+
+class Tags(Endpoint):
+    """`GET /api/tags`: every model of the registry in force, as local models."""
+
+    method = "GET"
+    paths = ("/api/tags",)
+    name = "tags"
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"models": [...]}`."""
+        ex.entry.preview = "list models"
+        await ex.send_json(200, {"models": [tag_object(m) for m in ex.store.models.models()]})
+
+
+class Version(Endpoint):
+    """`GET /api/version`."""
+
+    method = "GET"
+    paths = ("/api/version",)
+    name = "version"
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"version": ...}`."""
+        ex.entry.preview = "version"
+        await ex.send_json(200, {"version": OLLAMA_VERSION})
+
+
+class Show(Endpoint):
+    """`POST /api/show`: details, parameters, template and `model_info` of a model."""
+
+    paths = ("/api/show",)
+    name = "show"
+
+    async def handle(self, ex: Exchange) -> None:
+        """Any model is shown unless models are strict (then an unknown one is a 404)."""
+        await ex.read_body()
+        body = ex.read_json_object()
+        name = optional(body, "model", str) or require(body, "name", str)
+        optional(body, "verbose", bool)
+        ex.entry.model = name
+        ex.entry.preview = f"show {name}"
+        models = ex.store.models
+        model = models.resolve(name)
+        if model is None:
+            if models.strict or ex.store.config.strict_models:
+                raise RequestError(f"model '{name}' not found", status=404, code="model_not_found")
+            model = ModelInfo(id=name)
+        await ex.send_json(200, show_object(model))
+
+
+class Pull(Endpoint):
+    """`POST /api/pull`: every model is already here, so a pull succeeds at once (streamed as
+    progress lines unless `stream` is false)."""
+
+    paths = ("/api/pull",)
+    name = "pull"
+    STEPS = ("pulling manifest", "verifying sha256 digest", "writing manifest", "success")
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"status": "success"}`, or the progress lines that end with it."""
+        await ex.read_body()
+        body = ex.read_json_object()
+        name = optional(body, "model", str) or require(body, "name", str)
+        optional(body, "insecure", bool)
+        ex.entry.model = name
+        ex.entry.preview = f"pull {name}"
+        if not optional(body, "stream", bool, True):
+            await ex.send_json(200, {"status": "success"})
+            return
+        await ex.start_stream(content_type=self.provider.stream_content_type)
+        for step in self.STEPS:
+            await ex.send_chunk(line({"status": step}), step)
+        await ex.end_stream()
+
+
+class Running(Endpoint):
+    """`GET /api/ps`: the models in memory (none: a mock model loads for each request)."""
+
+    method = "GET"
+    paths = ("/api/ps",)
+    name = "ps"
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"models": []}`."""
+        ex.entry.preview = "running models"
+        await ex.send_json(200, {"models": []})
+
+
+def show_object(model: ModelInfo) -> dict[str, Any]:
+    """A `ShowResponse` for a model."""
+    info = details(model)
+    arch = info["family"]
+    capabilities = ["embedding"] if model.dimensions else ["completion", "tools"]
+    return {
+        "license": "",
+        "modelfile": f"# Modelfile generated by mockllm-tui\nFROM {model.id}\n",
+        "parameters": 'stop                           "<|eot_id|>"',
+        "template": "{{ .System }}\n{{ .Prompt }}",
+        "details": info,
+        "model_info": {
+            "general.architecture": arch,
+            "general.basename": model.id.partition(":")[0],
+            "general.parameter_count": int(digest(model)[:6], 16) * 1000,
+            "general.file_type": 15,
+            f"{arch}.context_length": 131072,
+            f"{arch}.embedding_length": model.dimensions or 4096,
+        },
+        "capabilities": capabilities,
+        "modified_at": timestamp(model.created),
+    }
+
+
+@register_provider
+class Ollama(Provider):
+    """Ollama's native API."""
+
+    name = "ollama"
+    endpoint_classes = (Chat, Generate, Embed, Embeddings, Show, Tags, Version, Pull, Running)
+    stream_content_type = b"application/x-ndjson"
+
+    def claims(self, path: str, headers: Mapping[str, str]) -> int:
+        """Everything under `/api/`."""
+        return CLAIM_OWN if path.startswith("/api/") else CLAIM_NONE
+
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        request_id: str = "",
+    ) -> bytes:
+        """`{"error": "<text>"}`, whatever the status."""
+        return orjson.dumps({"error": message})
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        """The same object as one NDJSON line."""
+        return line({"error": message})
+
+    def response_headers(self, request_id: str) -> Headers:
+        """Ollama sends no request id."""
+        return []
+
+    def presented_keys(self, headers: Mapping[str, str]) -> list[str]:
+        """The SDK sends a key (`OLLAMA_API_KEY`) as `Authorization: Bearer`."""
+        token = bearer_token(headers)
+        return [token] if token else []
+
+    def auth_refusal(self, missing: bool) -> str:
+        """Ollama's word for both."""
+        return "unauthorized"
+
+    def retry_headers(self, status: int, wait_ms: float) -> Headers:
+        """Only `retry-after` in whole seconds (the SDK does not retry by itself)."""
+        if not is_retryable(status):
+            return []
+        return [(b"retry-after", str(max(1, math.ceil(wait_ms / 1000.0))).encode())]

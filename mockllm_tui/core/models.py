@@ -66,6 +66,31 @@ DEFAULT_MODELS: tuple[ModelInfo, ...] = (
     _m("claude-3-5-haiku-20241022", 1729555200, "claude-3-5-haiku-latest", owned_by="anthropic"),
     _m("claude-3-5-sonnet-20241022", 1729555200, "claude-3-5-sonnet-latest", owned_by="anthropic"),
     _m("claude-3-haiku-20240307", 1709769600, owned_by="anthropic"),
+    # Bedrock model ids, with their cross-region inference profiles as aliases.
+    *(
+        _m(f"{vendor}.{model}", created, *(f"{geo}.{vendor}.{model}" for geo in geos), owned_by="bedrock")
+        for vendor, model, created, geos in (
+            ("anthropic", "claude-opus-4-6-v1", 1770000000, ("us", "eu", "global")),
+            ("anthropic", "claude-sonnet-4-6-v1", 1770000000, ("us", "eu", "global")),
+            ("anthropic", "claude-opus-4-1-20250805-v1:0", 1754352000, ("us",)),
+            ("anthropic", "claude-opus-4-20250514-v1:0", 1747180800, ("us",)),
+            ("anthropic", "claude-sonnet-4-5-20250929-v1:0", 1759104000, ("us", "eu", "apac", "global")),
+            ("anthropic", "claude-sonnet-4-20250514-v1:0", 1747180800, ("us", "eu", "apac", "global")),
+            ("anthropic", "claude-haiku-4-5-20251001-v1:0", 1759276800, ("us", "eu", "apac", "global")),
+            ("anthropic", "claude-3-7-sonnet-20250219-v1:0", 1739923200, ("us", "eu", "apac")),
+            ("anthropic", "claude-3-5-haiku-20241022-v1:0", 1729555200, ("us",)),
+            ("anthropic", "claude-3-haiku-20240307-v1:0", 1709769600, ("us", "eu", "apac")),
+            ("amazon", "nova-premier-v1:0", 1743465600, ("us",)),
+            ("amazon", "nova-pro-v1:0", 1733270400, ("us", "eu", "apac")),
+            ("amazon", "nova-lite-v1:0", 1733270400, ("us", "eu", "apac")),
+            ("amazon", "nova-micro-v1:0", 1733270400, ("us", "eu", "apac")),
+            ("meta", "llama3-3-70b-instruct-v1:0", 1734566400, ("us",)),
+            ("meta", "llama4-maverick-17b-instruct-v1:0", 1745798400, ("us",)),
+            ("mistral", "mistral-large-2407-v1:0", 1721779200, ()),
+            ("deepseek", "r1-v1:0", 1741651200, ("us",)),
+            ("openai", "gpt-oss-120b-1:0", 1754352000, ()),
+        )
+    ),
 )
 
 DEFAULT_EMBEDDING_DIMENSIONS = 1536

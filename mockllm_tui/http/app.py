@@ -38,7 +38,8 @@ Guard = Callable[[Exchange, Provider], None]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One served route: method, path (ending in `/{id}` for one free last segment) and endpoint."""
+    """One served route: method, path (`{id}` for a free part: one last segment, or any text mid-path)
+    and endpoint."""
 
     method: str
     path: str
@@ -63,11 +64,15 @@ class MockApp:
         self._exact: dict[tuple[str, str], list[Endpoint]] = {}
         self._by_path: dict[str, list[Endpoint]] = {}
         self._prefixes: list[tuple[str, str, Endpoint]] = []
+        self._infixes: list[tuple[str, str, str, Endpoint]] = []
         for provider in providers:
             for endpoint in provider.endpoints:
                 for path in endpoint.paths:
+                    prefix, sep, suffix = path.partition("{id}")
                     if path.endswith("/{id}"):
-                        self._prefixes.append((endpoint.method, path[: -len("{id}")], endpoint))
+                        self._prefixes.append((endpoint.method, prefix, endpoint))
+                    elif sep:
+                        self._infixes.append((endpoint.method, prefix, suffix, endpoint))
                     else:
                         self._exact.setdefault((endpoint.method, path), []).append(endpoint)
                         self._by_path.setdefault(path, []).append(endpoint)
@@ -76,6 +81,7 @@ class MockApp:
         """Every route the dispatcher serves itself, in registration order."""
         out = [Route(m, p, e) for (m, p), endpoints in self._exact.items() for e in endpoints]
         out += [Route(m, prefix + "{id}", e) for m, prefix, e in self._prefixes]
+        out += [Route(m, prefix + "{id}" + suffix, e) for m, prefix, suffix, e in self._infixes]
         return out
 
     @property
@@ -195,11 +201,20 @@ class MockApp:
             self.store.end_request(entry, status, size)
 
     def _prefix_endpoints(self, method: str | None, path: str) -> list[Endpoint]:
-        """The `/{id}` endpoints for this path (any method when `method` is None)."""
+        """The `{id}` endpoints for this path (any method when `method` is None): a `/{id}` route
+        takes one last segment, a route with `{id}` inside takes any non-empty text there."""
         out = []
         for m, prefix, endpoint in self._prefixes:
             tail = path[len(prefix) :] if path.startswith(prefix) else ""
             if (method is None or m == method) and tail and "/" not in tail:
+                out.append(endpoint)
+        for m, prefix, suffix, endpoint in self._infixes:
+            if (
+                (method is None or m == method)
+                and len(path) > len(prefix) + len(suffix)
+                and path.startswith(prefix)
+                and path.endswith(suffix)
+            ):
                 out.append(endpoint)
         return out
 
@@ -267,7 +282,8 @@ class MockApp:
             await ex.end_stream(status)
             return
         body = provider.error_body(status, message, type=type, param=param, code=code, request_id=request_id)
-        await ex.send_bytes(status, body, headers)
+        extra = provider.error_headers(status, type=type, code=code)
+        await ex.send_bytes(provider.error_status(status), body, [*(headers or ()), *extra])
 
 
 def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:

@@ -34,7 +34,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
     """Serve one chat-like request end to end."""
     store = ex.store
     await ex.read_body(store.config.max_body)
-    conversation = endpoint.parse(ex.read_json_object())
+    conversation = endpoint.parse_request(ex)
     record_conversation(ex, conversation)
     require_known_model(ex, conversation.model)
     reply = store.rules.choose(conversation)
@@ -49,7 +49,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
     reply = shape_reply(conversation, reply)
     store.count_tokens_used(reply.usage.total_tokens)
 
-    ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.entry.request_id)
+    ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.entry.request_id, t0=ex.t0)
     await wait_latency(ex, plan.latency_s)
     if not conversation.stream:
         body = endpoint.render(conversation, reply, ctx)

@@ -59,6 +59,8 @@ class RenderContext:
     pieces: list[str] = field(default_factory=list)
     piece_tokens: list[int] = field(default_factory=list)
     request_id: str = ""
+    #: When the request arrived (`time.perf_counter()`), for wire formats that report their latency.
+    t0: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -131,7 +133,9 @@ class Endpoint:
     """One route of a provider, answered by its own `handle`."""
 
     method: ClassVar[str] = "POST"
-    #: Exact paths; a path ending in `/{id}` matches any one last segment.
+    #: Exact paths; a path ending in `/{id}` matches any one last segment; `{id}` inside a path
+    #: (`/model/{id}/converse`) matches any non-empty text there, slashes included (ids arrive
+    #: percent-decoded). `path_id` reads it back.
     paths: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str] = ""
 
@@ -141,6 +145,14 @@ class Endpoint:
     async def handle(self, ex: Exchange) -> None:
         """Answer the request (raise RequestError or ErrorAnswer to refuse it)."""
         raise NotImplementedError
+
+    def path_id(self, path: str) -> str:
+        """The text a path holds in place of `{id}` in the first of this endpoint's paths that matches it."""
+        for template in self.paths:
+            prefix, sep, suffix = template.partition("{id}")
+            if sep and path.startswith(prefix) and path.endswith(suffix) and len(path) > len(prefix) + len(suffix):
+                return path[len(prefix) : len(path) - len(suffix)]
+        return ""
 
 
 class ChatEndpoint(Endpoint):
@@ -152,6 +164,11 @@ class ChatEndpoint(Endpoint):
     def parse(self, body: dict[str, Any]) -> Conversation:
         """Turn a request body into a Conversation, or raise RequestError naming the field."""
         raise NotImplementedError
+
+    def parse_request(self, ex: Exchange) -> Conversation:
+        """The Conversation of a request whose body has been read: by default its JSON body through
+        `parse`; a wire format with fields in the path (a model id) overrides this."""
+        return self.parse(ex.read_json_object())
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Any:
         """The JSON body of a complete reply."""
@@ -214,6 +231,20 @@ class Provider:
     def stream_error(self, status: int, message: str) -> bytes:
         """The bytes of an error after a stream has started."""
         raise NotImplementedError
+
+    def error_status(self, status: int) -> int:
+        """The status this wire format answers for an error the mock raises with `status` (a
+        provider without 401s or 529s answers those with its own); by default the same."""
+        return status
+
+    def error_headers(self, status: int, *, type: str | None = None, code: str | None = None) -> Headers:
+        """Headers an error response carries besides the standard ones (e.g. the error's code)."""
+        return []
+
+    def accepts_unchecked(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries credentials the mock cannot check (a request signature,
+        whose secret it never has) and takes in place of the API key; by default never."""
+        return False
 
     def response_headers(self, request_id: str) -> Headers:
         """Headers every response of this provider carries (request id and the like)."""

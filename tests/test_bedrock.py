@@ -48,7 +48,9 @@ WEATHER_SCHEMA = {
     },
     "required": ["city", "unit", "days"],
 }
-TOOL_CONFIG = {"tools": [{"toolSpec": {"name": "get_weather", "description": "Weather", "inputSchema": {"json": WEATHER_SCHEMA}}}]}
+TOOL_CONFIG = {
+    "tools": [{"toolSpec": {"name": "get_weather", "description": "Weather", "inputSchema": {"json": WEATHER_SCHEMA}}}]
+}
 RULES = """\
 rules:
   - name: weather-result
@@ -282,9 +284,12 @@ def test_a_rules_tool_call_comes_back_as_tool_use(server: Live) -> None:
     raw = raw_post(server, model_path(MODEL, "converse"), {"messages": user("weather"), "toolConfig": TOOL_CONFIG})
     validate(output_shape("Converse"), raw.json())
 
-    events = [next(iter(e.items())) for e in client.converse_stream(
-        modelId=MODEL, messages=user("weather please"), toolConfig=TOOL_CONFIG
-    )["stream"]]
+    events = [
+        next(iter(e.items()))
+        for e in client.converse_stream(modelId=MODEL, messages=user("weather please"), toolConfig=TOOL_CONFIG)[
+            "stream"
+        ]
+    ]
     names = [name for name, _ in events]
     assert names[:2] == ["messageStart", "contentBlockStart"]
     start = events[1][1]
@@ -292,7 +297,9 @@ def test_a_rules_tool_call_comes_back_as_tool_use(server: Live) -> None:
     fragments = "".join(b["delta"]["toolUse"]["input"] for n, b in events if n == "contentBlockDelta")
     assert json.loads(fragments) == {"city": "Paris", "unit": "celsius", "days": 2}
     assert events[-2][1] == {"stopReason": "tool_use"}
-    raw = raw_post(server, model_path(MODEL, "converse-stream"), {"messages": user("weather"), "toolConfig": TOOL_CONFIG})
+    raw = raw_post(
+        server, model_path(MODEL, "converse-stream"), {"messages": user("weather"), "toolConfig": TOOL_CONFIG}
+    )
     eventstream_events(raw.content, "ConverseStream")
 
 
@@ -322,7 +329,9 @@ def test_a_tool_result_turn_is_matched_by_a_tool_result_rule(server: Live) -> No
 
 
 def test_json_output_is_valid_against_the_schema(server: Live) -> None:
-    output = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": json.dumps(WEATHER_SCHEMA)}}}}
+    output = {
+        "textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": json.dumps(WEATHER_SCHEMA)}}}
+    }
     response = bedrock(server).converse(modelId=MODEL, messages=user("hello"), outputConfig=output)
     jsonschema.validate(json.loads(response["output"]["message"]["content"][0]["text"]), WEATHER_SCHEMA)
 
@@ -487,7 +496,10 @@ def test_bad_input_is_a_400_validation_exception(server: Live) -> None:
         {"messages": [{"role": "user", "content": [{"bogus": 1}]}]},
         {"messages": user("x"), "inferenceConfig": {"maxTokens": "many"}},
         {"messages": user("x"), "toolConfig": {"tools": []}},
-        {"messages": user("x"), "outputConfig": {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": "{"}}}}},
+        {
+            "messages": user("x"),
+            "outputConfig": {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": "{"}}}},
+        },
     ):
         response = raw_post(server, model_path(MODEL, "converse"), body)
         assert response.status_code == 400, body
@@ -505,9 +517,7 @@ def test_unknown_bedrock_paths_and_methods_answer_in_bedrocks_shape(server: Live
 def test_api_key_needs_an_authorization_header_and_takes_any_signature(server: Live, thread: ServerThread) -> None:
     thread.call(server.store.set_knobs, "live", {"api_key": "secret"})
     assert bedrock(server).converse(modelId=MODEL, messages=user("hello"))["stopReason"] == "end_turn"
-    unsigned = httpx.post(
-        server.root + model_path(MODEL, "converse"), json={"messages": user("hello")}, timeout=10
-    )
+    unsigned = httpx.post(server.root + model_path(MODEL, "converse"), json={"messages": user("hello")}, timeout=10)
     assert unsigned.status_code == 403
     assert unsigned.headers["x-amzn-errortype"].startswith("MissingAuthenticationTokenException:")
     assert unsigned.json() == {"message": "Missing Authentication Token"}

@@ -36,8 +36,10 @@ FIELDS = (
     "top_p", "n", "stop", "tools", "tool_choice", "parallel_tool_calls", "stream_options", "response_format",
     "input", "instructions", "system", "prompt", "metadata", "previous_response_id", "store", "text",
     "reasoning", "thinking", "encoding_format", "dimensions", "user", "seed", "logprobs", "top_logprobs",
+    "anthropic_version", "inferenceConfig", "toolConfig", "outputConfig",
 )
-MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "type", "text", "id", "input")
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "type", "text", "id", "input", "toolUse",
+                  "toolResult")
 ROLES = ("user", "assistant", "system", "developer", "tool", "function", "bogus")
 
 scalars = (
@@ -91,6 +93,11 @@ def assert_provider_shape(provider: str, response: httpx.Response) -> None:
             orjson.loads(response.content)
         return
     assert response.headers["content-type"].startswith("application/json")
+    if provider == "bedrock":
+        body = orjson.loads(response.content)
+        assert set(body) == {"message"} and isinstance(body["message"], str) and body["message"]
+        assert response.headers["x-amzn-errortype"].split(":")[0].endswith("Exception")
+        return
     if provider == "anthropic":
         body = orjson.loads(response.content)
         if body["error"]["type"] not in ANTHROPIC_TYPES_MISSING_FROM_SDK:
@@ -152,7 +159,7 @@ def test_huge_strings_and_arrays_and_deep_nesting_on_every_endpoint(fuzz_server:
     ]
     raws = [b"[" * 5_000 + b"]" * 5_000, b"{" * 100_000, b'"' + b"\\" * 10_001 + b'"']
     for method, path, provider in endpoints_of(live.app):
-        if method != "POST" or not path.startswith("/v1/"):  # the bare aliases share the same handlers
+        if method != "POST" or not path.startswith(("/v1/", "/model/")):  # bare aliases share the handlers
             continue
         for case in cases:
             assert_provider_shape(provider, client.request(method, path, content=orjson.dumps(case)))

@@ -581,3 +581,44 @@ def test_mid_path_id_routes_match_exactly_their_prefix_and_suffix() -> None:
     assert app.endpoint_for("GET", "/model/m/converse") is None
     assert app.endpoint_for("POST", "/v1/chat/completions") is not None  # exact routes first, unchanged
     assert "/model/{id}/converse" in {route.path for route in app.routes()}
+
+
+# -- the control plane's model list, and the anthropic SDK's own Bedrock client --------------------
+
+
+def test_the_bedrock_client_lists_the_registrys_bedrock_models(server: Live) -> None:
+    control = boto3.client(
+        "bedrock", endpoint_url=server.root, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+    summaries = control.list_foundation_models()["modelSummaries"]
+    ids = {s["modelId"] for s in summaries}
+    assert {MODEL, "amazon.nova-pro-v1:0"} <= ids and not any(i.startswith("us.") for i in ids)
+    only = control.list_foundation_models(byProvider="anthropic")["modelSummaries"]
+    assert only and all(s["providerName"] == "Anthropic" for s in only)
+    details = control.get_foundation_model(modelIdentifier=MODEL)["modelDetails"]
+    assert details["modelId"] == MODEL and details["modelArn"].endswith("foundation-model/" + MODEL)
+    with pytest.raises(control.exceptions.ValidationException):
+        control.get_foundation_model(modelIdentifier="nope.nothing-v1:0")
+    plane = botocore.session.get_session().get_service_model("bedrock")
+    for operation, path in (
+        ("ListFoundationModels", "/foundation-models"),
+        ("GetFoundationModel", f"/foundation-models/{MODEL}"),
+    ):
+        raw = httpx.get(server.root + path, timeout=10)
+        shape = plane.operation_model(operation).output_shape
+        assert shape is not None
+        validate(shape, raw.json())
+
+
+def test_the_anthropic_sdks_bedrock_client_reads_invoke_and_its_stream(server: Live) -> None:
+    from anthropic import AnthropicBedrock
+
+    client = AnthropicBedrock(
+        base_url=server.root, aws_access_key="x", aws_secret_key="y", aws_region="us-east-1", max_retries=0
+    )
+    message = client.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "hello"}])
+    assert message.content[0].type == "text" and message.content[0].text.startswith("Hello from the Bedrock")
+    with client.messages.stream(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "hello"}]) as stream:
+        text = "".join(stream.text_stream)
+    assert text == "Hello from the Bedrock mock, in several words."
+    assert journal(server)[-1].path == f"/model/{MODEL}/invoke-with-response-stream"

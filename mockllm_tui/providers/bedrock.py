@@ -1,6 +1,8 @@
 """AWS Bedrock runtime for boto3's `bedrock-runtime` client: Converse (`/model/{id}/converse` and
 `/converse-stream`), CountTokens (`/model/{id}/count-tokens`), and InvokeModel (`/invoke` and
-`/invoke-with-response-stream`) with Anthropic bodies (`anthropic_version: bedrock-2023-05-31`).
+`/invoke-with-response-stream`) with Anthropic bodies (`anthropic_version: bedrock-2023-05-31`);
+and, for the `bedrock` control-plane client, the registry's Bedrock models as foundation models
+(`GET /foundation-models[/{id}]`).
 
 Streams use the binary `application/vnd.amazon.eventstream` framing: each Frame is one whole message
 (prelude, string headers, JSON payload, two CRC32s). Errors are Bedrock's exceptions: the code in the
@@ -27,6 +29,7 @@ from typing import Any
 import orjson
 
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.models import ModelInfo
 from mockllm_tui.core.tokens import count_conversation, count_tokens
 from mockllm_tui.engine.answer import record_conversation, require_known_model
 from mockllm_tui.engine.exchange import Exchange
@@ -48,6 +51,11 @@ from mockllm_tui.providers.registry import register_provider
 
 EVENTSTREAM_TYPE = b"application/vnd.amazon.eventstream"
 MODEL_PREFIX = "/model/"
+FOUNDATION_MODELS = "/foundation-models"
+#: Registry models with this owner are Bedrock's (their aliases are cross-region inference profiles).
+OWNER = "bedrock"
+VENDORS = {"anthropic": "Anthropic", "amazon": "Amazon", "meta": "Meta", "mistral": "Mistral AI", "openai": "OpenAI"}
+IMAGE_INPUT_VENDORS = frozenset({"anthropic", "amazon"})
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 #: The namespace real Bedrock appends to its `x-amzn-ErrorType` values (boto3 cuts it off at the `:`).
 ERROR_NAMESPACE = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
@@ -555,18 +563,84 @@ class InvokeModelStream(InvokeModel):
     streams = True
 
 
+# -- the control plane's foundation models --------------------------------------------------------
+
+
+def foundation_model(model: ModelInfo) -> dict[str, Any]:
+    """A `FoundationModelSummary` (and `FoundationModelDetails`) for a registry model."""
+    vendor = model.id.split(".", 1)[0]
+    return {
+        "modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{model.id}",
+        "modelId": model.id,
+        "modelName": model.id.split(".", 1)[-1].rsplit("-v", 1)[0],
+        "providerName": VENDORS.get(vendor, vendor.title()),
+        "inputModalities": ["TEXT", "IMAGE"] if vendor in IMAGE_INPUT_VENDORS else ["TEXT"],
+        "outputModalities": ["TEXT"],
+        "responseStreamingSupported": True,
+        "customizationsSupported": [],
+        "inferenceTypesSupported": ["ON_DEMAND"],
+        "modelLifecycle": {"status": "ACTIVE"},
+    }
+
+
+def bedrock_models(ex: Exchange) -> list[ModelInfo]:
+    """The registry's Bedrock models."""
+    return [m for m in ex.store.models.models() if m.owned_by == OWNER]
+
+
+class ListFoundationModels(Endpoint):
+    """`GET /foundation-models` (`byProvider` filters by the vendor, as the id's prefix names it)."""
+
+    method = "GET"
+    paths = (FOUNDATION_MODELS,)
+    name = "foundation-models.list"
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"modelSummaries": [...]}`."""
+        ex.entry.preview = "list foundation models"
+        query = dict(part.partition("=")[::2] for part in ex.query.split("&") if part)
+        vendor = query.get("byProvider", "").lower()
+        models = [m for m in bedrock_models(ex) if not vendor or m.id.split(".", 1)[0] == vendor]
+        await ex.send_json(200, {"modelSummaries": [foundation_model(m) for m in models]})
+
+
+class GetFoundationModel(Endpoint):
+    """`GET /foundation-models/{id}`."""
+
+    method = "GET"
+    paths = (FOUNDATION_MODELS + "/{id}",)
+    name = "foundation-models.get"
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"modelDetails": {...}}`, or Bedrock's 400 for an id it does not know."""
+        name = self.path_id(ex.path)
+        ex.entry.model, ex.entry.preview = name, f"get {name}"
+        model = next((m for m in bedrock_models(ex) if m.id == name), None)
+        if model is None:
+            raise RequestError("The provided model identifier is invalid.", param="modelIdentifier")
+        await ex.send_json(200, {"modelDetails": foundation_model(model)})
+
+
 @register_provider
 class BedrockProvider(Provider):
     """The AWS Bedrock runtime API."""
 
     name = "bedrock"
-    endpoint_classes = (Converse, ConverseStream, CountTokens, InvokeModel, InvokeModelStream)
+    endpoint_classes = (
+        Converse,
+        ConverseStream,
+        CountTokens,
+        InvokeModel,
+        InvokeModelStream,
+        ListFoundationModels,
+        GetFoundationModel,
+    )
     credential_headers = frozenset({"authorization", "x-amz-security-token"})
     stream_content_type = EVENTSTREAM_TYPE
 
     def claims(self, path: str, headers: Mapping[str, str]) -> int:
-        """Everything under `/model/`."""
-        return CLAIM_OWN if path.startswith(MODEL_PREFIX) else CLAIM_NONE
+        """Everything under `/model/` and `/foundation-models`."""
+        return CLAIM_OWN if path.startswith((MODEL_PREFIX, FOUNDATION_MODELS)) else CLAIM_NONE
 
     def request_id(self) -> str:
         """A UUID, as `x-amzn-RequestId` carries."""

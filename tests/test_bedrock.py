@@ -215,6 +215,11 @@ def server(thread: ServerThread) -> Live:
 
 
 def journal(live: Live) -> list[Any]:
+    """The journal once every request in it has ended (the server thread records an end just after
+    the last byte, so the client may read it first)."""
+    deadline = time.perf_counter() + 5.0
+    while any(e.open for e in live.store.journal()) and time.perf_counter() < deadline:
+        time.sleep(0.005)
     return list(live.store.journal())
 
 

@@ -34,20 +34,12 @@ from mockllm_tui.core.store import Store
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.providers.bedrock import eventstream_message, exception_event
 from tests.conftest import Live, ServerThread, make_store
+from tests.test_anthropic import WEATHER_SCHEMA
 
 MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 PROFILE_ARN = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 SERVICE = botocore.session.get_session().get_service_model("bedrock-runtime")
 ANTHROPIC_EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "minLength": 2},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 7},
-    },
-    "required": ["city", "unit", "days"],
-}
 TOOL_CONFIG = {
     "tools": [{"toolSpec": {"name": "get_weather", "description": "Weather", "inputSchema": {"json": WEATHER_SCHEMA}}}]
 }

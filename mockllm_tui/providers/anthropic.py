@@ -28,7 +28,7 @@ from mockllm_tui.providers.base import (
     RenderContext,
     new_id,
 )
-from mockllm_tui.providers.parsing import check_type, optional, require
+from mockllm_tui.providers.parsing import append_turn, check_type, optional, require
 from mockllm_tui.providers.registry import register_provider
 
 ROLES = ("user", "assistant")
@@ -140,12 +140,7 @@ def parse_messages(value: list[Any]) -> list[Message]:
                 optional(block, "is_error", bool, prefix=where)
                 text = blocks_text(block.get("content"), where + "content")
                 results.append(Message(role="tool", content=text, tool_call_id=call_id, name=tool_names.get(call_id)))
-        if role == "assistant":
-            messages.append(Message(role="assistant", content="\n".join(texts), tool_calls=calls))
-            continue
-        messages.extend(results)
-        if texts or not results:
-            messages.append(Message(role="user", content="\n".join(texts)))
+        append_turn(messages, role, texts, calls, results)
     return messages
 
 

@@ -46,7 +46,7 @@ from mockllm_tui.providers.base import (
     bearer_token,
     new_id,
 )
-from mockllm_tui.providers.parsing import check_type, optional, require, type_name
+from mockllm_tui.providers.parsing import append_turn, check_type, optional, require, type_name
 from mockllm_tui.providers.registry import register_provider
 
 EVENTSTREAM_TYPE = b"application/vnd.amazon.eventstream"
@@ -235,12 +235,7 @@ def parse_messages(value: list[Any]) -> list[Message]:
                 call_id = require(item, "toolUseId", str, f"{where}.toolResult.")
                 text = tool_result_text(item, f"{where}.toolResult.")
                 results.append(Message(role="tool", content=text, tool_call_id=call_id, name=tool_names.get(call_id)))
-        if role == "assistant":
-            messages.append(Message(role="assistant", content="\n".join(texts), tool_calls=calls))
-            continue
-        messages.extend(results)
-        if texts or not results:
-            messages.append(Message(role="user", content="\n".join(texts)))
+        append_turn(messages, role, texts, calls, results)
     return messages
 
 

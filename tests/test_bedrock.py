@@ -361,13 +361,17 @@ def test_invoke_model_with_an_anthropic_body(server: Live) -> None:
     assert tool.stop_reason == "tool_use" and tool.content[0].type == "tool_use"
 
 
-def test_invoke_model_without_a_content_type(server: Live) -> None:
-    response = httpx.post(
-        server.root + model_path(MODEL, "invoke"), content=anthropic_body(), headers={"authorization": "x"}, timeout=10
+def test_invoke_model_arrives_without_a_content_type(server: Live) -> None:
+    response = bedrock(server).invoke_model(modelId=MODEL, body=anthropic_body())
+    assert "content-type" not in journal(server)[-1].request_headers  # boto3 sends none without contentType
+    AnthropicMessage.model_validate_json(response["body"].read(), strict=True)
+    refused = httpx.post(
+        server.root + model_path(MODEL, "invoke"),
+        content=anthropic_body(),
+        headers={"authorization": "x", "content-type": "text/plain"},
+        timeout=10,
     )
-    assert "content-type" not in response.request.headers
-    assert response.status_code == 200
-    AnthropicMessage.model_validate_json(response.content, strict=True)
+    assert refused.status_code == 400 and refused.headers["x-amzn-errortype"].startswith("ValidationException:")
 
 
 def test_invoke_with_response_stream_wraps_anthropic_events_in_chunks(server: Live) -> None:

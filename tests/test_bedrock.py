@@ -623,3 +623,16 @@ def test_the_anthropic_sdks_bedrock_client_reads_invoke_and_its_stream(server: L
         text = "".join(stream.text_stream)
     assert text == "Hello from the Bedrock mock, in several words."
     assert journal(server)[-1].path == f"/model/{MODEL}/invoke-with-response-stream"
+
+
+def test_strict_models_know_bedrock_ids_and_inference_profiles(server: Live, thread: ServerThread) -> None:
+    from mockllm_tui.core.models import ModelRegistry
+
+    thread.call(server.store.set_models, ModelRegistry(strict=True))
+    client = bedrock(server)
+    for model in (MODEL, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", "amazon.nova-pro-v1:0"):
+        assert client.converse(modelId=model, messages=user("hello"))["stopReason"] == "end_turn"
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.converse(modelId="anthropic.claude-nonexistent-v1:0", messages=user("hello"))
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.count_tokens(modelId="nope.nothing", input={"converse": {"messages": user("hello")}})

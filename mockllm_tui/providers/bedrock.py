@@ -492,6 +492,10 @@ def parse_invoke(body: dict[str, Any], model: str, endpoint: str) -> Conversatio
             "use Converse for other models)",
             param="anthropic_version",
         )
+    if version != ANTHROPIC_VERSION:
+        raise RequestError(
+            f"anthropic_version: expected {ANTHROPIC_VERSION!r}, got {version!r}", param="anthropic_version"
+        )
     for key in ("model", "stream"):
         if key in body:
             raise RequestError(f"extraneous key [{key}] is not permitted", param=key)

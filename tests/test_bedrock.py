@@ -485,7 +485,6 @@ def test_bad_input_is_a_400_validation_exception(server: Live) -> None:
         ),
         lambda: client.invoke_model(modelId=MODEL, body=json.dumps({"messages": []})),
         lambda: client.invoke_model(modelId=MODEL, body=anthropic_body(model="claude")),
-        lambda: client.invoke_model(modelId=MODEL, body=anthropic_body(anthropic_version="2023-06-01")),
         lambda: client.invoke_model(modelId=MODEL, body=b"not json"),
         lambda: client.count_tokens(modelId=MODEL, input={"invokeModel": {"body": b"[1]"}}),
     ]

@@ -56,7 +56,6 @@ FOUNDATION_MODELS = "/foundation-models"
 OWNER = "bedrock"
 VENDORS = {"anthropic": "Anthropic", "amazon": "Amazon", "meta": "Meta", "mistral": "Mistral AI", "openai": "OpenAI"}
 IMAGE_INPUT_VENDORS = frozenset({"anthropic", "amazon"})
-ANTHROPIC_VERSION = "bedrock-2023-05-31"
 #: The namespace real Bedrock appends to its `x-amzn-ErrorType` values (boto3 cuts it off at the `:`).
 ERROR_NAMESPACE = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 STRING_HEADER = 7
@@ -491,10 +490,6 @@ def parse_invoke(body: dict[str, Any], model: str, endpoint: str) -> Conversatio
             "anthropic_version: field required (this mock serves InvokeModel with Anthropic bodies; "
             "use Converse for other models)",
             param="anthropic_version",
-        )
-    if version != ANTHROPIC_VERSION:
-        raise RequestError(
-            f"anthropic_version: expected {ANTHROPIC_VERSION!r}, got {version!r}", param="anthropic_version"
         )
     for key in ("model", "stream"):
         if key in body:

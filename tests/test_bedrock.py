@@ -636,3 +636,12 @@ def test_strict_models_know_bedrock_ids_and_inference_profiles(server: Live, thr
         client.converse(modelId="anthropic.claude-nonexistent-v1:0", messages=user("hello"))
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.count_tokens(modelId="nope.nothing", input={"converse": {"messages": user("hello")}})
+
+
+def test_max_tokens_and_stop_sequences_set_the_stop_reason(server: Live) -> None:
+    client = bedrock(server)
+    cut = client.converse(modelId=MODEL, messages=user("hello"), inferenceConfig={"maxTokens": 2})
+    assert cut["stopReason"] == "max_tokens" and cut["usage"]["outputTokens"] <= 2
+    stopped = client.converse(modelId=MODEL, messages=user("hello"), inferenceConfig={"stopSequences": ["mock"]})
+    assert stopped["stopReason"] == "stop_sequence"
+    assert stopped["output"]["message"]["content"] == [{"text": "Hello from the Bedrock "}]

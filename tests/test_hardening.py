@@ -39,8 +39,10 @@ FIELDS = (
     "top_p", "n", "stop", "tools", "tool_choice", "parallel_tool_calls", "stream_options", "response_format",
     "input", "instructions", "system", "prompt", "metadata", "previous_response_id", "store", "text",
     "reasoning", "thinking", "encoding_format", "dimensions", "user", "seed", "logprobs", "top_logprobs",
+    "anthropic_version", "inferenceConfig", "toolConfig", "outputConfig",
 )
-MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "type", "text", "id", "input")
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "type", "text", "id", "input", "toolUse",
+                  "toolResult")
 ROLES = ("user", "assistant", "system", "developer", "tool", "function", "bogus")
 
 scalars = (
@@ -96,6 +98,11 @@ def assert_provider_shape(provider: str, response: httpx.Response) -> None:
             orjson.loads(response.content)
         return
     assert response.headers["content-type"].startswith("application/json")
+    if provider == "bedrock":
+        body = orjson.loads(response.content)
+        assert set(body) == {"message"} and isinstance(body["message"], str) and body["message"]
+        assert response.headers["x-amzn-errortype"].split(":")[0].endswith("Exception")
+        return
     if provider == "ollama":
         body = orjson.loads(response.content)
         assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
@@ -164,7 +171,8 @@ def test_huge_strings_and_arrays_and_deep_nesting_on_every_endpoint(fuzz_server:
     ]
     raws = [b"[" * 5_000 + b"]" * 5_000, b"{" * 100_000, b'"' + b"\\" * 10_001 + b'"']
     for method, path, provider in endpoints_of(live.app):
-        if method != "POST" or not path.startswith(("/v1/", "/api/", "/openai/")):  # bare aliases share handlers
+        # bare aliases share handlers
+        if method != "POST" or not path.startswith(("/v1/", "/api/", "/openai/", "/model/")):
             continue
         for case in cases:
             assert_provider_shape(provider, client.request(method, path, content=orjson.dumps(case)))

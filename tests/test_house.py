@@ -44,9 +44,12 @@ def wire_words() -> tuple[set[str], set[str], set[str]]:
 
 
 def string_constants(tree: ast.AST) -> list[ast.Constant]:
-    """String constants that are not docstrings, option flags or a model's `owned_by` data."""
+    """String constants that are not docstrings, option flags or model data (the `_m(...)` rows of the
+    model registry, whose ids may carry a vendor's name, and `owned_by`)."""
     skip: set[int] = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_m":
+            skip.update(id(sub) for sub in ast.walk(node))
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
             skip.add(id(body[0].value))

@@ -241,7 +241,7 @@ class MockApp:
         return out
 
     def _pattern_endpoints(self, method: str | None, path: str) -> list[Endpoint]:
-        """The endpoints whose path template (a `{name}` segment mid-path) matches (any method when None)."""
+        """The endpoints whose path template (`{name}` parts mid-path) matches (any method when None)."""
         if not self._patterns:
             return []
         return [e for m, _, p, e in self._patterns if (method is None or m == method) and p.fullmatch(path)]
@@ -312,7 +312,8 @@ class MockApp:
             await ex.end_stream(status)
             return
         body = provider.error_body(status, message, type=type, param=param, code=code, request_id=request_id)
-        await ex.send_bytes(status, body, headers)
+        extra = provider.error_headers(status, type=type, code=code)
+        await ex.send_bytes(provider.error_status(status), body, [*(headers or ()), *extra])
 
 
 def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:

@@ -50,7 +50,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
     reply = shape_reply(conversation, reply)
     store.count_tokens_used(reply.usage.total_tokens)
 
-    ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.entry.request_id)
+    ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.entry.request_id, t0=ex.t0)
     entry = ex.entry
     entry.response_id, entry.finish_reason = ctx.id, reply.finish_reason
     entry.input_tokens, entry.output_tokens = reply.usage.input_tokens, reply.usage.output_tokens

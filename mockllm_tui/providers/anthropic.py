@@ -29,7 +29,7 @@ from mockllm_tui.providers.base import (
     new_id,
 )
 from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
-from mockllm_tui.providers.parsing import check_type, optional, require
+from mockllm_tui.providers.parsing import append_turn, check_type, optional, require
 from mockllm_tui.providers.registry import register_provider
 
 ROLES = ("user", "assistant")
@@ -58,7 +58,6 @@ STOP_REASONS = {
     "content_filter": "refusal",
 }
 
-PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 #: Paths that are Anthropic's own (its 404s and 405s there take its shape).
 OWN_PREFIXES = ("/v1/messages", "/messages/", "/v1/complete")
 VERSION_HEADER = "anthropic-version"
@@ -142,12 +141,7 @@ def parse_messages(value: list[Any]) -> list[Message]:
                 optional(block, "is_error", bool, prefix=where)
                 text = blocks_text(block.get("content"), where + "content")
                 results.append(Message(role="tool", content=text, tool_call_id=call_id, name=tool_names.get(call_id)))
-        if role == "assistant":
-            messages.append(Message(role="assistant", content="\n".join(texts), tool_calls=calls))
-            continue
-        messages.extend(results)
-        if texts or not results:
-            messages.append(Message(role="user", content="\n".join(texts)))
+        append_turn(messages, role, texts, calls, results)
     return messages
 
 
@@ -292,29 +286,31 @@ class Messages(ChatEndpoint):
 
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
         """message_start, ping, per block start/deltas/stop, message_delta, message_stop."""
+        for event, text, tokens in self.stream_events(conversation, reply, ctx):
+            yield Frame(sse(event["type"], event), text, tokens)
+
+    def stream_events(
+        self, conversation: Conversation, reply: Reply, ctx: RenderContext
+    ) -> Iterator[tuple[dict[str, Any], str, int]]:
+        """The stream's events as (event object, reply text it carries, its tokens), in order."""
         usage = reply.usage
         start = self.message(conversation, ctx, [])
         start["usage"] = usage_object(usage.input_tokens, min(1, usage.output_tokens))
-        yield Frame(sse("message_start", {"type": "message_start", "message": start}))
-        yield Frame(PING)
+        yield {"type": "message_start", "message": start}, "", 0
+        yield {"type": "ping"}, "", 0
         index = 0
         if has_text_block(reply):
-            yield Frame(block_start(index, {"type": "text", "text": ""}))
+            yield block_start(index, {"type": "text", "text": ""}), "", 0
             for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
-                yield Frame(block_delta(index, {"type": "text_delta", "text": piece}), piece, tokens)
-            yield Frame(block_stop(index))
+                yield block_delta(index, {"type": "text_delta", "text": piece}), piece, tokens
+            yield block_stop(index), "", 0
             index += 1
         for block in tool_uses(reply):
             name = block["name"]
-            yield Frame(block_start(index, {**block, "input": {}}), f"[tool {name}]", count_tokens(name))
-            pieces = split_tokens(orjson.dumps(block["input"]).decode())
-            for at in range(0, len(pieces), JSON_FRAGMENT_TOKENS):
-                group = pieces[at : at + JSON_FRAGMENT_TOKENS]
-                fragment = "".join(group)
-                yield Frame(
-                    block_delta(index, {"type": "input_json_delta", "partial_json": fragment}), fragment, len(group)
-                )
-            yield Frame(block_stop(index))
+            yield block_start(index, {**block, "input": {}}), f"[tool {name}]", count_tokens(name)
+            for fragment, tokens in json_fragments(block["input"]):
+                yield block_delta(index, {"type": "input_json_delta", "partial_json": fragment}), fragment, tokens
+            yield block_stop(index), "", 0
             index += 1
         delta = {
             "type": "message_delta",
@@ -326,23 +322,31 @@ class Messages(ChatEndpoint):
                 "output_tokens": usage.output_tokens,
             },
         }
-        yield Frame(sse("message_delta", delta))
-        yield Frame(sse("message_stop", {"type": "message_stop"}))
+        yield delta, "", 0
+        yield {"type": "message_stop"}, "", 0
 
 
-def block_start(index: int, block: dict[str, Any]) -> bytes:
+def json_fragments(value: Any) -> Iterator[tuple[str, int]]:
+    """A JSON value's compact text cut into stream fragments of a few tokens each, with their tokens."""
+    pieces = split_tokens(orjson.dumps(value).decode())
+    for at in range(0, len(pieces), JSON_FRAGMENT_TOKENS):
+        group = pieces[at : at + JSON_FRAGMENT_TOKENS]
+        yield "".join(group), len(group)
+
+
+def block_start(index: int, block: dict[str, Any]) -> dict[str, Any]:
     """A `content_block_start` event."""
-    return sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+    return {"type": "content_block_start", "index": index, "content_block": block}
 
 
-def block_delta(index: int, delta: dict[str, Any]) -> bytes:
+def block_delta(index: int, delta: dict[str, Any]) -> dict[str, Any]:
     """A `content_block_delta` event."""
-    return sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+    return {"type": "content_block_delta", "index": index, "delta": delta}
 
 
-def block_stop(index: int) -> bytes:
+def block_stop(index: int) -> dict[str, Any]:
     """A `content_block_stop` event."""
-    return sse("content_block_stop", {"type": "content_block_stop", "index": index})
+    return {"type": "content_block_stop", "index": index}
 
 
 class CountTokens(Endpoint):

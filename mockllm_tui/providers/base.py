@@ -61,6 +61,8 @@ class RenderContext:
     pieces: list[str] = field(default_factory=list)
     piece_tokens: list[int] = field(default_factory=list)
     request_id: str = ""
+    #: When the request arrived (`time.perf_counter()`), for wire formats that report their latency.
+    t0: float = 0.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -129,17 +131,20 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_PLACEHOLDER = re.compile(r"\{(\w+(?::path)?)\}")
 
 
 @lru_cache(maxsize=256)
 def path_pattern(template: str) -> re.Pattern[str] | None:
-    """The regex of a path template whose `{name}` parts each match one non-empty segment
-    (None for a path without placeholders)."""
+    """The regex of a path template whose `{name}` parts each match one non-empty segment and
+    `{name:path}` parts any non-empty text (None for a path without placeholders)."""
     parts = _PLACEHOLDER.split(template)
     if len(parts) == 1:
         return None
-    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
+    regex = "".join(
+        re.escape(p) if i % 2 == 0 else f"(?P<{p.removesuffix(':path')}>{'.+' if p.endswith(':path') else '[^/]+'})"
+        for i, p in enumerate(parts)
+    )
     return re.compile(regex)
 
 
@@ -153,7 +158,8 @@ class Endpoint:
 
     method: ClassVar[str] = "POST"
     #: Exact paths; a path ending in `/{id}` matches any one last segment; any other `{name}`
-    #: matches one segment anywhere (see `path_params`).
+    #: matches one segment anywhere, and `{name:path}` any non-empty text, slashes included (paths
+    #: arrive percent-decoded). `path_params` reads them back.
     paths: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str] = ""
     #: The operation in OpenTelemetry's GenAI terms ("chat", "embeddings", ...; "" for none).
@@ -254,6 +260,20 @@ class Provider:
     def stream_error(self, status: int, message: str) -> bytes:
         """The bytes of an error after a stream has started."""
         raise NotImplementedError
+
+    def error_status(self, status: int) -> int:
+        """The status this wire format answers for an error the mock raises with `status` (a
+        provider without 401s or 529s answers those with its own); by default the same."""
+        return status
+
+    def error_headers(self, status: int, *, type: str | None = None, code: str | None = None) -> Headers:
+        """Headers an error response carries besides the standard ones (e.g. the error's code)."""
+        return []
+
+    def accepts_unchecked(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request carries credentials the mock cannot check (a request signature,
+        whose secret it never has) and takes in place of the API key; by default never."""
+        return False
 
     def response_headers(self, request_id: str) -> Headers:
         """Headers every response of this provider carries (request id and the like)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mockllm_tui.core.conversation import RequestError
+from mockllm_tui.core.conversation import Message, RequestError, ToolCall
 
 
 def require(body: dict[str, Any], key: str, kind: type | tuple[type, ...], prefix: str = "") -> Any:
@@ -55,3 +55,16 @@ def type_name(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def append_turn(
+    messages: list[Message], role: str, texts: list[str], calls: list[ToolCall], results: list[Message]
+) -> None:
+    """Add one parsed turn: an assistant's text and tool calls as one message; a user's tool results
+    (role "tool" messages) before its text, which is left out when only results came."""
+    if role == "assistant":
+        messages.append(Message(role="assistant", content="\n".join(texts), tool_calls=calls))
+        return
+    messages.extend(results)
+    if texts or not results:
+        messages.append(Message(role="user", content="\n".join(texts)))

@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "mockllm_tui.providers.anthropic",
     "mockllm_tui.providers.ollama",
     "mockllm_tui.providers.azure",
+    "mockllm_tui.providers.bedrock",
 )
 
 _registry: dict[str, type[Provider]] = {}

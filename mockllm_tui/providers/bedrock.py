@@ -1,0 +1,687 @@
+"""AWS Bedrock runtime for boto3's `bedrock-runtime` client: Converse (`/model/{id}/converse` and
+`/converse-stream`), CountTokens (`/model/{id}/count-tokens`), and InvokeModel (`/invoke` and
+`/invoke-with-response-stream`) with Anthropic bodies (`anthropic_version: bedrock-2023-05-31`);
+and, for the `bedrock` control-plane client, the registry's Bedrock models as foundation models
+(`GET /foundation-models[/{id}]`).
+
+Streams use the binary `application/vnd.amazon.eventstream` framing: each Frame is one whole message
+(prelude, string headers, JSON payload, two CRC32s). Errors are Bedrock's exceptions: the code in the
+`x-amzn-ErrorType` header (boto3 reads it from there), `{"message": ...}` as the body; after a stream
+has started, an eventstream `exception` message.
+
+Auth: boto3 signs requests (SigV4) with whatever credentials it has, and the mock never has the
+secret to check a signature, so with `--api-key` set any `Authorization` header is accepted (a
+SigV4 signature, or a Bedrock API key as `Bearer`) and a request without one gets Bedrock's 403
+`MissingAuthenticationTokenException`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+import time
+import uuid
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.models import ModelInfo
+from mockllm_tui.core.tokens import count_conversation, count_tokens
+from mockllm_tui.engine.answer import record_conversation, require_known_model
+from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.providers import anthropic
+from mockllm_tui.providers.base import (
+    CLAIM_NONE,
+    CLAIM_OWN,
+    ChatEndpoint,
+    Endpoint,
+    Frame,
+    Headers,
+    Provider,
+    RenderContext,
+    bearer_token,
+    new_id,
+)
+from mockllm_tui.providers.parsing import append_turn, check_type, optional, require, type_name
+from mockllm_tui.providers.registry import register_provider
+
+EVENTSTREAM_TYPE = b"application/vnd.amazon.eventstream"
+MODEL_PREFIX = "/model/"
+FOUNDATION_MODELS = "/foundation-models"
+#: Registry models with this owner are Bedrock's (their aliases are cross-region inference profiles).
+OWNER = "bedrock"
+VENDORS = {"anthropic": "Anthropic", "amazon": "Amazon", "meta": "Meta", "mistral": "Mistral AI", "openai": "OpenAI"}
+IMAGE_INPUT_VENDORS = frozenset({"anthropic", "amazon"})
+#: The namespace real Bedrock appends to its `x-amzn-ErrorType` values (boto3 cuts it off at the `:`).
+ERROR_NAMESPACE = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
+STRING_HEADER = 7
+
+#: A mock status -> (Bedrock's exception, the status Bedrock answers with it).
+EXCEPTIONS: dict[int, tuple[str, int]] = {
+    400: ("ValidationException", 400),
+    401: ("MissingAuthenticationTokenException", 403),
+    403: ("AccessDeniedException", 403),
+    404: ("ResourceNotFoundException", 404),
+    405: ("UnknownOperationException", 405),
+    408: ("ModelTimeoutException", 408),
+    413: ("ValidationException", 413),
+    424: ("ModelErrorException", 424),
+    429: ("ThrottlingException", 429),
+    500: ("InternalServerException", 500),
+    503: ("ServiceUnavailableException", 503),
+    504: ("ModelTimeoutException", 408),
+    529: ("ServiceUnavailableException", 503),
+}
+#: The exceptions each stream can carry (the members of its eventstream shape in botocore's model).
+CONVERSE_STREAM_EXCEPTIONS = frozenset(
+    {
+        "internalServerException",
+        "modelStreamErrorException",
+        "validationException",
+        "throttlingException",
+        "serviceUnavailableException",
+    }
+)
+INVOKE_STREAM_EXCEPTIONS = CONVERSE_STREAM_EXCEPTIONS | {"modelTimeoutException"}
+
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "stop_sequence": "stop_sequence",
+    "content_filter": "content_filtered",
+}
+ROLES = ("user", "assistant")
+#: Content blocks a mock has no use for: accepted, not read.
+SKIPPED_BLOCKS = frozenset(
+    {"image", "document", "video", "audio", "cachePoint", "reasoningContent", "citationsContent", "searchResult"}
+)
+#: Converse fields accepted and not read.
+SKIPPED_FIELDS = {
+    "additionalModelRequestFields": dict,
+    "additionalModelResponseFieldPaths": list,
+    "guardrailConfig": dict,
+    "promptVariables": dict,
+    "requestMetadata": dict,
+    "performanceConfig": dict,
+    "serviceTier": dict,
+}
+
+
+def exception_for(status: int, type: str | None = None) -> tuple[str, int]:
+    """Bedrock's exception name and status for a mock status (a rule's `type` naming an
+    exception, e.g. `ModelNotReadyException`, wins)."""
+    name, wire = EXCEPTIONS.get(status, ("InternalServerException" if status >= 500 else "ValidationException", status))
+    if type and type.endswith("Exception"):
+        name = type
+    return name, wire
+
+
+# -- the eventstream framing --------------------------------------------------------------------
+
+
+def _string_header(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode(), value.encode()
+    return struct.pack(">B", len(raw_name)) + raw_name + struct.pack(">BH", STRING_HEADER, len(raw_value)) + raw_value
+
+
+def eventstream_message(headers: list[tuple[str, str]], payload: bytes) -> bytes:
+    """One `application/vnd.amazon.eventstream` message: prelude (total and headers length, their
+    CRC32), string headers, payload, and the CRC32 of all before it."""
+    raw_headers = b"".join(_string_header(name, value) for name, value in headers)
+    prelude = struct.pack(">II", 16 + len(raw_headers) + len(payload), len(raw_headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw_headers + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def event(event_type: str, body: dict[str, Any]) -> bytes:
+    """An `event` message with a JSON payload."""
+    headers = [(":event-type", event_type), (":content-type", "application/json"), (":message-type", "event")]
+    return eventstream_message(headers, orjson.dumps(body))
+
+
+def exception_event(status: int, message: str, allowed: frozenset[str]) -> bytes:
+    """An `exception` message for an error after the stream started (`modelStreamErrorException`
+    when the stream's shape has no member for the status's own exception)."""
+    name, _ = exception_for(status)
+    member = name[0].lower() + name[1:]
+    body: dict[str, Any] = {"message": message}
+    if member not in allowed:
+        member = "modelStreamErrorException"
+    if member == "modelStreamErrorException":
+        body |= {"originalStatusCode": status, "originalMessage": message}
+    headers = [(":exception-type", member), (":content-type", "application/json"), (":message-type", "exception")]
+    return eventstream_message(headers, orjson.dumps(body))
+
+
+# -- Converse: parsing --------------------------------------------------------------------------
+
+
+def union_member(value: Any, name: str, known: tuple[str, ...] | frozenset[str] = ()) -> tuple[str, Any]:
+    """The one member set in a union object (`{"text": ...}`), or RequestError naming the field."""
+    obj = check_type(value, dict, name)
+    keys = [k for k, v in obj.items() if v is not None]
+    if len(keys) != 1:
+        raise RequestError(f"{name}: exactly one member must be set, got {len(keys)}", param=name)
+    if known and keys[0] not in known:
+        raise RequestError(f"{name}: unknown member {keys[0]!r}", param=name)
+    return keys[0], obj[keys[0]]
+
+
+def tool_result_text(block: dict[str, Any], where: str) -> str:
+    """A toolResult's text and JSON contents as one text."""
+    parts = []
+    for i, item in enumerate(require(block, "content", list, where)):
+        kind, value = union_member(item, f"{where}content.{i}")
+        if kind == "text":
+            parts.append(check_type(value, str, f"{where}content.{i}.text"))
+        elif kind == "json":
+            parts.append(orjson.dumps(value).decode())
+    status = optional(block, "status", str, prefix=where)
+    if status not in (None, "success", "error"):
+        raise RequestError(f"{where}status: expected success or error, got {status!r}", param=where + "status")
+    return "\n".join(parts)
+
+
+CONTENT_BLOCKS = frozenset({"text", "toolUse", "toolResult", "guardContent", *SKIPPED_BLOCKS})
+
+
+def parse_messages(value: list[Any]) -> list[Message]:
+    """Converse messages; a user turn's toolResult blocks become role "tool" messages before its text."""
+    messages: list[Message] = []
+    tool_names: dict[str, str] = {}
+    for i, raw in enumerate(value):
+        name = f"messages.{i}"
+        raw = check_type(raw, dict, name)
+        role = require(raw, "role", str, f"{name}.")
+        if role not in ROLES:
+            raise RequestError(f"{name}.role: expected user or assistant, got {role!r}", param=f"{name}.role")
+        if i == 0 and role != "user":
+            raise RequestError(
+                "A conversation must start with a user message. Try again with a conversation that starts with a "
+                "user message.",
+                param=f"{name}.role",
+            )
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        results: list[Message] = []
+        for j, block in enumerate(require(raw, "content", list, f"{name}.")):
+            where = f"{name}.content.{j}"
+            kind, item = union_member(block, where, CONTENT_BLOCKS)
+            if kind == "text":
+                texts.append(check_type(item, str, f"{where}.text"))
+            elif kind == "guardContent":
+                texts.append(guard_text(item, f"{where}.guardContent"))
+            elif kind == "toolUse":
+                item = check_type(item, dict, f"{where}.toolUse")
+                if role != "assistant":
+                    raise RequestError(f"{where}: toolUse blocks belong in assistant messages", param=where)
+                call = ToolCall(
+                    name=require(item, "name", str, f"{where}.toolUse."),
+                    arguments=require(item, "input", dict, f"{where}.toolUse."),
+                    id=require(item, "toolUseId", str, f"{where}.toolUse."),
+                )
+                tool_names[call.id] = call.name
+                calls.append(call)
+            elif kind == "toolResult":
+                item = check_type(item, dict, f"{where}.toolResult")
+                if role != "user":
+                    raise RequestError(f"{where}: toolResult blocks belong in user messages", param=where)
+                call_id = require(item, "toolUseId", str, f"{where}.toolResult.")
+                text = tool_result_text(item, f"{where}.toolResult.")
+                results.append(Message(role="tool", content=text, tool_call_id=call_id, name=tool_names.get(call_id)))
+        append_turn(messages, role, texts, calls, results)
+    return messages
+
+
+def guard_text(value: Any, name: str) -> str:
+    """The text of a guardContent block (an image guard has none)."""
+    kind, item = union_member(value, name, ("text", "image"))
+    return str(require(check_type(item, dict, f"{name}.text"), "text", str, f"{name}.text.")) if kind == "text" else ""
+
+
+def parse_system(value: list[Any]) -> str:
+    """The system blocks' texts, joined."""
+    texts = []
+    for i, block in enumerate(value):
+        kind, item = union_member(block, f"system.{i}", ("text", "guardContent", "cachePoint"))
+        if kind == "text":
+            texts.append(check_type(item, str, f"system.{i}.text"))
+        elif kind == "guardContent":
+            texts.append(guard_text(item, f"system.{i}.guardContent"))
+    return "\n".join(texts)
+
+
+def parse_tool_config(value: dict[str, Any]) -> tuple[list[ToolSpec], str]:
+    """`toolConfig`: the toolSpec tools and the tool choice (auto, "required" for any, or a name)."""
+    tools = []
+    raw_tools = require(value, "tools", list, "toolConfig.")
+    if not raw_tools:
+        raise RequestError("toolConfig.tools: at least one tool is required", param="toolConfig.tools")
+    for i, raw in enumerate(raw_tools):
+        where = f"toolConfig.tools.{i}"
+        kind, item = union_member(raw, where, ("toolSpec", "systemTool", "cachePoint"))
+        if kind != "toolSpec":
+            continue
+        spec = check_type(item, dict, f"{where}.toolSpec")
+        _, schema = union_member(
+            require(spec, "inputSchema", dict, f"{where}.toolSpec."), f"{where}.inputSchema", ("json",)
+        )
+        tools.append(
+            ToolSpec(
+                name=require(spec, "name", str, f"{where}.toolSpec."),
+                description=optional(spec, "description", str, "", f"{where}.toolSpec."),
+                parameters=check_type(schema, dict, f"{where}.toolSpec.inputSchema.json"),
+            )
+        )
+    choice = value.get("toolChoice")
+    if choice is None:
+        return tools, "auto"
+    kind, item = union_member(choice, "toolConfig.toolChoice", ("auto", "any", "tool"))
+    if kind == "any":
+        return tools, "required"
+    if kind == "tool":
+        name = require(check_type(item, dict, "toolConfig.toolChoice.tool"), "name", str, "toolConfig.toolChoice.tool.")
+        if not any(t.name == name for t in tools):
+            raise RequestError(
+                f"toolConfig.toolChoice.tool.name: no tool named {name!r}", param="toolConfig.toolChoice"
+            )
+        return tools, str(name)
+    return tools, "auto"
+
+
+def parse_output_config(value: dict[str, Any]) -> dict[str, Any] | None:
+    """`outputConfig.textFormat` (a JSON schema as text) as Conversation.response_format."""
+    fmt = optional(value, "textFormat", dict, prefix="outputConfig.")
+    if fmt is None:
+        return None
+    kind = require(fmt, "type", str, "outputConfig.textFormat.")
+    if kind != "json_schema":
+        raise RequestError(f"outputConfig.textFormat.type: expected json_schema, got {kind!r}", param="outputConfig")
+    _, structure = union_member(
+        require(fmt, "structure", dict, "outputConfig.textFormat."), "structure", ("jsonSchema",)
+    )
+    text = require(
+        check_type(structure, dict, "jsonSchema"), "schema", str, "outputConfig.textFormat.structure.jsonSchema."
+    )
+    try:
+        schema = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise RequestError("outputConfig.textFormat.structure.jsonSchema.schema: not valid JSON") from None
+    if not isinstance(schema, dict):
+        raise RequestError(f"jsonSchema.schema: expected a JSON object, got {type_name(schema)}", param="outputConfig")
+    return {"type": "json_schema", "schema": schema}
+
+
+def parse_converse(body: dict[str, Any], model: str, endpoint: str, *, stream: bool) -> Conversation:
+    """A Converse (or CountTokens `converse`) body as a Conversation."""
+    raw_messages = require(body, "messages", list)
+    if not raw_messages:
+        raise RequestError("messages: at least one message is required", param="messages")
+    config = optional(body, "inferenceConfig", dict, {})
+    max_tokens = optional(config, "maxTokens", int, prefix="inferenceConfig.")
+    if max_tokens is not None and max_tokens < 1:
+        raise RequestError(f"inferenceConfig.maxTokens: must be at least 1, got {max_tokens}", param="maxTokens")
+    for key in ("temperature", "topP"):
+        optional(config, key, float, prefix="inferenceConfig.")
+    stop = optional(config, "stopSequences", list, [], "inferenceConfig.")
+    for i, item in enumerate(stop):
+        check_type(item, str, f"inferenceConfig.stopSequences.{i}")
+    for key, kind in SKIPPED_FIELDS.items():
+        optional(body, key, kind)
+    tool_config = optional(body, "toolConfig", dict)
+    tools, choice = parse_tool_config(tool_config) if tool_config is not None else ([], "auto")
+    output = optional(body, "outputConfig", dict)
+    return Conversation(
+        provider=BedrockProvider.name,
+        endpoint=endpoint,
+        model=model,
+        messages=parse_messages(raw_messages),
+        system=parse_system(optional(body, "system", list, [])),
+        tools=tools,
+        tool_choice=choice,
+        response_format=parse_output_config(output) if output is not None else None,
+        stream=stream,
+        max_tokens=max_tokens,
+        stop=list(stop),
+    )
+
+
+# -- Converse: rendering ------------------------------------------------------------------------
+
+
+def stop_reason(reply: Reply) -> str:
+    """Bedrock's stopReason for a reply."""
+    return STOP_REASONS.get(reply.finish_reason, "end_turn")
+
+
+def usage_object(reply: Reply) -> dict[str, int]:
+    """A `TokenUsage` object."""
+    usage = reply.usage
+    return {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens, "totalTokens": usage.total_tokens}
+
+
+def latency_ms(ctx: RenderContext) -> int:
+    """Milliseconds since the request arrived."""
+    return max(1, round((time.perf_counter() - ctx.t0) * 1000.0)) if ctx.t0 else 1
+
+
+def tool_uses(reply: Reply) -> list[dict[str, Any]]:
+    """The reply's tool calls as `toolUse` contents, each with a `tooluse_` id."""
+    return [
+        {"toolUseId": call.id or new_id("tooluse_", 11), "name": call.name, "input": call.arguments}
+        for call in reply.tool_calls
+    ]
+
+
+def model_from_path(endpoint: Endpoint, ex: Exchange) -> str:
+    """The model id the path names (percent-decoded, as the journal shows it)."""
+    return endpoint.path_params(ex.path)["id"]
+
+
+class Converse(ChatEndpoint):
+    """`POST /model/{modelId}/converse`."""
+
+    paths = (MODEL_PREFIX + "{id:path}/converse",)
+    name = "converse"
+    streams = False
+    exceptions = CONVERSE_STREAM_EXCEPTIONS
+
+    def parse_exchange(self, ex: Exchange) -> Conversation:
+        """The body as a Converse request for the model in the path."""
+        return parse_converse(ex.read_json_object(), model_from_path(self, ex), self.name, stream=self.streams)
+
+    def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
+        """A `ConverseResponse`."""
+        content: list[dict[str, Any]] = [{"text": reply.text}] if anthropic.has_text_block(reply) else []
+        content += [{"toolUse": block} for block in tool_uses(reply)]
+        return {
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop_reason(reply),
+            "usage": usage_object(reply),
+            "metrics": {"latencyMs": latency_ms(ctx)},
+        }
+
+    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
+        """messageStart; text deltas (no contentBlockStart for text); per tool use a start, input
+        deltas and a stop; messageStop; metadata."""
+        yield Frame(event("messageStart", {"role": "assistant"}))
+        index = 0
+        if anthropic.has_text_block(reply):
+            for piece, tokens in zip(ctx.pieces or [""], ctx.piece_tokens or [0], strict=True):
+                yield Frame(
+                    event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}), piece, tokens
+                )
+            yield Frame(event("contentBlockStop", {"contentBlockIndex": 0}))
+            index += 1
+        for block in tool_uses(reply):
+            name = block["name"]
+            start = {"toolUse": {"toolUseId": block["toolUseId"], "name": name}}
+            yield Frame(
+                event("contentBlockStart", {"contentBlockIndex": index, "start": start}),
+                f"[tool {name}]",
+                count_tokens(name),
+            )
+            for fragment, tokens in anthropic.json_fragments(block["input"]):
+                delta = {"contentBlockIndex": index, "delta": {"toolUse": {"input": fragment}}}
+                yield Frame(event("contentBlockDelta", delta), fragment, tokens)
+            yield Frame(event("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
+        yield Frame(event("messageStop", {"stopReason": stop_reason(reply)}))
+        yield Frame(event("metadata", {"usage": usage_object(reply), "metrics": {"latencyMs": latency_ms(ctx)}}))
+
+    def stream_error(self, status: int, message: str, ctx: RenderContext) -> bytes:
+        """An eventstream `exception` message."""
+        return exception_event(status, message, self.exceptions)
+
+
+class ConverseStream(Converse):
+    """`POST /model/{modelId}/converse-stream`."""
+
+    paths = (MODEL_PREFIX + "{id:path}/converse-stream",)
+    name = "converse-stream"
+    streams = True
+
+
+class CountTokens(Endpoint):
+    """`POST /model/{modelId}/count-tokens`: `{"input": {"converse": {...}} | {"invokeModel": {"body"}}}`."""
+
+    paths = (MODEL_PREFIX + "{id:path}/count-tokens",)
+    name = "count-tokens"
+
+    async def handle(self, ex: Exchange) -> None:
+        """Answer `{"inputTokens": n}`, as Converse or InvokeModel would count the input."""
+        await ex.read_body()
+        model = model_from_path(self, ex)
+        kind, item = union_member(require(ex.read_json_object(), "input", dict), "input", ("converse", "invokeModel"))
+        body = check_type(item, dict, f"input.{kind}")
+        if kind == "converse":
+            conversation = parse_converse(body, model, self.name, stream=False)
+        else:
+            conversation = parse_invoke(decode_blob(require(body, "body", str, "input.invokeModel.")), model, self.name)
+        record_conversation(ex, conversation)
+        require_known_model(ex, conversation.model)
+        await ex.send_json(200, {"inputTokens": count_conversation(conversation)})
+
+
+def decode_blob(value: str) -> dict[str, Any]:
+    """A base64 blob holding a JSON object (InvokeModel's body inside CountTokens)."""
+    try:
+        data = orjson.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        raise RequestError("input.invokeModel.body: expected base64 of a JSON object", param="body") from None
+    if not isinstance(data, dict):
+        raise RequestError("input.invokeModel.body: expected a JSON object", param="body")
+    return data
+
+
+# -- InvokeModel with Anthropic bodies ----------------------------------------------------------
+
+
+def parse_invoke(body: dict[str, Any], model: str, endpoint: str) -> Conversation:
+    """An Anthropic Messages body for Bedrock (no `model` or `stream`; `anthropic_version`)."""
+    version = optional(body, "anthropic_version", str)
+    if version is None:
+        raise RequestError(
+            "anthropic_version: field required (this mock serves InvokeModel with Anthropic bodies; "
+            "use Converse for other models)",
+            param="anthropic_version",
+        )
+    for key in ("model", "stream"):
+        if key in body:
+            raise RequestError(f"extraneous key [{key}] is not permitted", param=key)
+    conversation = anthropic.parse_request({**body, "model": model}, endpoint, need_max_tokens=True)
+    conversation.provider = BedrockProvider.name
+    return conversation
+
+
+class InvokeModel(ChatEndpoint):
+    """`POST /model/{modelId}/invoke`: an Anthropic Messages body; Anthropic's `message` as the body."""
+
+    paths = (MODEL_PREFIX + "{id:path}/invoke",)
+    name = "invoke"
+    id_prefix = "msg_bdrk_"
+    streams = False
+
+    def __init__(self, provider: Provider) -> None:
+        super().__init__(provider)
+        self.messages = anthropic.Messages(provider)
+
+    def parse_exchange(self, ex: Exchange) -> Conversation:
+        """The body (JSON whatever the content type says: boto3 may send none) for the model in the path."""
+        if "json" not in ex.headers.get("content-type", "json").lower():
+            raise RequestError(f"contentType {ex.headers['content-type']!r} is not supported: send application/json")
+        conversation = parse_invoke(ex.read_json_object(), model_from_path(self, ex), self.name)
+        conversation.stream = self.streams
+        if self.streams:
+            ex.extra_headers.append((b"x-amzn-bedrock-content-type", b"application/json"))
+        return conversation
+
+    def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
+        """Anthropic's `message` object."""
+        return self.messages.render(conversation, reply, ctx)
+
+    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
+        """Anthropic's events (no pings), each as a `chunk` whose `bytes` are the event's JSON; the
+        last carries Bedrock's `amazon-bedrock-invocationMetrics`."""
+        for item, text, tokens in self.messages.stream_events(conversation, reply, ctx):
+            if item["type"] == "ping":
+                continue
+            if item["type"] == "message_stop":
+                elapsed = latency_ms(ctx)
+                item = item | {
+                    "amazon-bedrock-invocationMetrics": {
+                        "inputTokenCount": reply.usage.input_tokens,
+                        "outputTokenCount": reply.usage.output_tokens,
+                        "invocationLatency": elapsed,
+                        "firstByteLatency": elapsed,
+                    }
+                }
+            payload = base64.b64encode(orjson.dumps(item)).decode()
+            yield Frame(event("chunk", {"bytes": payload}), text, tokens)
+
+    def stream_error(self, status: int, message: str, ctx: RenderContext) -> bytes:
+        """An eventstream `exception` message."""
+        return exception_event(status, message, INVOKE_STREAM_EXCEPTIONS)
+
+
+class InvokeModelStream(InvokeModel):
+    """`POST /model/{modelId}/invoke-with-response-stream`."""
+
+    paths = (MODEL_PREFIX + "{id:path}/invoke-with-response-stream",)
+    name = "invoke-with-response-stream"
+    streams = True
+
+
+# -- the control plane's foundation models --------------------------------------------------------
+
+
+def foundation_model(model: ModelInfo) -> dict[str, Any]:
+    """A `FoundationModelSummary` (and `FoundationModelDetails`) for a registry model."""
+    vendor = model.id.split(".", 1)[0]
+    return {
+        "modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{model.id}",
+        "modelId": model.id,
+        "modelName": model.id.split(".", 1)[-1].rsplit("-v", 1)[0],
+        "providerName": VENDORS.get(vendor, vendor.title()),
+        "inputModalities": ["TEXT", "IMAGE"] if vendor in IMAGE_INPUT_VENDORS else ["TEXT"],
+        "outputModalities": ["TEXT"],
+        "responseStreamingSupported": True,
+        "customizationsSupported": [],
+        "inferenceTypesSupported": ["ON_DEMAND"],
+        "modelLifecycle": {"status": "ACTIVE"},
+    }
+
+
+def bedrock_models(ex: Exchange) -> list[ModelInfo]:
+    """The registry's Bedrock models."""
+    return [m for m in ex.store.models.models() if m.owned_by == OWNER]
+
+
+class ListFoundationModels(Endpoint):
+    """`GET /foundation-models` (`byProvider` filters by the vendor, as the id's prefix names it)."""
+
+    method = "GET"
+    paths = (FOUNDATION_MODELS,)
+    name = "foundation-models.list"
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"modelSummaries": [...]}`."""
+        ex.entry.preview = "list foundation models"
+        query = dict(part.partition("=")[::2] for part in ex.query.split("&") if part)
+        vendor = query.get("byProvider", "").lower()
+        models = [m for m in bedrock_models(ex) if not vendor or m.id.split(".", 1)[0] == vendor]
+        await ex.send_json(200, {"modelSummaries": [foundation_model(m) for m in models]})
+
+
+class GetFoundationModel(Endpoint):
+    """`GET /foundation-models/{id}`."""
+
+    method = "GET"
+    paths = (FOUNDATION_MODELS + "/{id}",)
+    name = "foundation-models.get"
+
+    async def handle(self, ex: Exchange) -> None:
+        """`{"modelDetails": {...}}`, or Bedrock's 400 for an id it does not know."""
+        name = self.path_params(ex.path)["id"]
+        ex.entry.model, ex.entry.preview = name, f"get {name}"
+        model = next((m for m in bedrock_models(ex) if m.id == name), None)
+        if model is None:
+            raise RequestError("The provided model identifier is invalid.", param="modelIdentifier")
+        await ex.send_json(200, {"modelDetails": foundation_model(model)})
+
+
+@register_provider
+class BedrockProvider(Provider):
+    """The AWS Bedrock runtime API."""
+
+    name = "bedrock"
+    endpoint_classes = (
+        Converse,
+        ConverseStream,
+        CountTokens,
+        InvokeModel,
+        InvokeModelStream,
+        ListFoundationModels,
+        GetFoundationModel,
+    )
+    credential_headers = frozenset({"authorization", "x-amz-security-token"})
+    stream_content_type = EVENTSTREAM_TYPE
+
+    def claims(self, path: str, headers: Mapping[str, str]) -> int:
+        """Everything under `/model/` and `/foundation-models`."""
+        return CLAIM_OWN if path.startswith((MODEL_PREFIX, FOUNDATION_MODELS)) else CLAIM_NONE
+
+    def request_id(self) -> str:
+        """A UUID, as `x-amzn-RequestId` carries."""
+        return str(uuid.uuid4())
+
+    def response_headers(self, request_id: str) -> Headers:
+        """`x-amzn-RequestId`."""
+        return [(b"x-amzn-requestid", request_id.encode())]
+
+    def error_body(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        request_id: str = "",
+    ) -> bytes:
+        """`{"message": ...}` (the exception's name travels in `x-amzn-ErrorType`)."""
+        return orjson.dumps({"message": message})
+
+    def error_status(self, status: int) -> int:
+        """Bedrock's status: 401 is a 403, a 529 a 503, a 504 a 408 (ModelTimeoutException)."""
+        return exception_for(status)[1]
+
+    def error_headers(self, status: int, *, type: str | None = None, code: str | None = None) -> Headers:
+        """`x-amzn-ErrorType: <Exception>:<namespace>`, where boto3 reads the error code."""
+        return [(b"x-amzn-errortype", (exception_for(status, type)[0] + ERROR_NAMESPACE).encode())]
+
+    def stream_error(self, status: int, message: str) -> bytes:
+        """An eventstream `exception` message (one every Bedrock stream can carry)."""
+        return exception_event(status, message, CONVERSE_STREAM_EXCEPTIONS)
+
+    def presented_keys(self, headers: Mapping[str, str]) -> list[str]:
+        """A Bedrock API key (`Authorization: Bearer`); SigV4 signatures are taken as they are."""
+        token = bearer_token(headers)
+        return [token] if token else []
+
+    def accepts_unchecked(self, headers: Mapping[str, str]) -> bool:
+        """Any `Authorization` header stands for the key: the mock cannot check a signature."""
+        return bool(headers.get("authorization", "").strip())
+
+    def auth_refusal(self, missing: bool) -> str:
+        """AWS's wording."""
+        return "Missing Authentication Token" if missing else "The security token included in the request is invalid."
+
+    def retry_headers(self, status: int, wait_ms: float) -> Headers:
+        """None: boto3 decides its retries by the error code and status alone."""
+        return []

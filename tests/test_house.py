@@ -44,7 +44,8 @@ def wire_words() -> tuple[set[str], set[str], set[str]]:
 
 
 def string_constants(tree: ast.AST) -> list[ast.Constant]:
-    """String constants that are not docstrings, option flags or a model's `owned_by` data."""
+    """String constants that are not docstrings, option flags or model registry data (a model's
+    `owned_by`, and the ids and aliases of core/models.py's `_m(...)` entries: `gemini-2.5-flash`)."""
     skip: set[int] = set()
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -52,6 +53,8 @@ def string_constants(tree: ast.AST) -> list[ast.Constant]:
             skip.add(id(body[0].value))
         if isinstance(node, ast.keyword) and node.arg == "owned_by":
             skip.add(id(node.value))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_m":
+            skip.update(id(arg) for arg in node.args)
     return [
         n
         for n in ast.walk(tree)

@@ -66,6 +66,14 @@ DEFAULT_MODELS: tuple[ModelInfo, ...] = (
     _m("claude-3-5-haiku-20241022", 1729555200, "claude-3-5-haiku-latest", owned_by="anthropic"),
     _m("claude-3-5-sonnet-20241022", 1729555200, "claude-3-5-sonnet-latest", owned_by="anthropic"),
     _m("claude-3-haiku-20240307", 1709769600, owned_by="anthropic"),
+    _m("gemini-3-pro-preview", 1763424000, owned_by="google"),
+    _m("gemini-2.5-pro", 1750118400, "gemini-pro-latest", owned_by="google"),
+    _m("gemini-2.5-flash", 1750118400, "gemini-flash-latest", owned_by="google"),
+    _m("gemini-2.5-flash-lite", 1753142400, "gemini-flash-lite-latest", owned_by="google"),
+    _m("gemini-2.0-flash", 1738713600, "gemini-2.0-flash-001", owned_by="google"),
+    _m("gemini-2.0-flash-lite", 1740441600, "gemini-2.0-flash-lite-001", owned_by="google"),
+    _m("gemini-embedding-001", 1752537600, owned_by="google", dimensions=3072),
+    _m("text-embedding-004", 1715731200, owned_by="google", dimensions=768),
 )
 
 DEFAULT_EMBEDDING_DIMENSIONS = 1536

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,15 @@ from mockllm_tui.http.auth import AuthGuard, admin_allowed, headers_text, send_u
 from mockllm_tui.http.chat import run_chat
 from mockllm_tui.http.fallback import HEALTH, build_fallback
 from mockllm_tui.http.ratelimit import RateLimiter
-from mockllm_tui.providers.base import CLAIM_NONE, ChatEndpoint, Endpoint, Headers, Provider
+from mockllm_tui.providers.base import (
+    CLAIM_NONE,
+    ChatEndpoint,
+    Endpoint,
+    Headers,
+    Provider,
+    is_last_segment_route,
+    path_pattern,
+)
 from mockllm_tui.providers.registry import build_providers
 
 if TYPE_CHECKING:
@@ -38,7 +47,7 @@ Guard = Callable[[Exchange, Provider], None]
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One served route: method, path (ending in `/{id}` for one free last segment) and endpoint."""
+    """One served route: method, path (a `{name}` part matches one free segment) and endpoint."""
 
     method: str
     path: str
@@ -63,11 +72,15 @@ class MockApp:
         self._exact: dict[tuple[str, str], list[Endpoint]] = {}
         self._by_path: dict[str, list[Endpoint]] = {}
         self._prefixes: list[tuple[str, str, Endpoint]] = []
+        self._patterns: list[tuple[str, str, re.Pattern[str], Endpoint]] = []
         for provider in providers:
             for endpoint in provider.endpoints:
                 for path in endpoint.paths:
-                    if path.endswith("/{id}"):
+                    pattern = path_pattern(path)
+                    if is_last_segment_route(path):
                         self._prefixes.append((endpoint.method, path[: -len("{id}")], endpoint))
+                    elif pattern is not None:
+                        self._patterns.append((endpoint.method, path, pattern, endpoint))
                     else:
                         self._exact.setdefault((endpoint.method, path), []).append(endpoint)
                         self._by_path.setdefault(path, []).append(endpoint)
@@ -76,6 +89,7 @@ class MockApp:
         """Every route the dispatcher serves itself, in registration order."""
         out = [Route(m, p, e) for (m, p), endpoints in self._exact.items() for e in endpoints]
         out += [Route(m, prefix + "{id}", e) for m, prefix, e in self._prefixes]
+        out += [Route(m, template, e) for m, template, _, e in self._patterns]
         return out
 
     @property
@@ -169,7 +183,11 @@ class MockApp:
     def endpoint_for(self, method: str, path: str, raw_headers: Iterable[tuple[bytes, bytes]] = ()) -> Endpoint | None:
         """The endpoint that serves a request, or None. Among several providers serving the same
         route, the one that claims the request most strongly (by its headers) wins."""
-        endpoints = self._exact.get((method, path)) or self._prefix_endpoints(method, path)
+        endpoints = (
+            self._exact.get((method, path))
+            or self._prefix_endpoints(method, path)
+            or self._pattern_endpoints(method, path)
+        )
         if len(endpoints) <= 1:
             return endpoints[0] if endpoints else None
         provider = self.claimant(path, headers_text(raw_headers), [e.provider for e in endpoints])
@@ -203,9 +221,15 @@ class MockApp:
                 out.append(endpoint)
         return out
 
+    def _pattern_endpoints(self, method: str | None, path: str) -> list[Endpoint]:
+        """The endpoints whose path template (a `{name}` segment mid-path) matches (any method when None)."""
+        if not self._patterns:
+            return []
+        return [e for m, _, p, e in self._patterns if (method is None or m == method) and p.fullmatch(path)]
+
     def _known(self, path: str) -> list[Endpoint]:
         """Endpoints serving this path with some method (for 405 rather than 404)."""
-        return self._by_path.get(path) or self._prefix_endpoints(None, path)
+        return self._by_path.get(path) or self._prefix_endpoints(None, path) or self._pattern_endpoints(None, path)
 
     async def _serve(
         self, endpoint: Endpoint | None, provider: Provider, scope: Scope, receive: Receive, send: Send

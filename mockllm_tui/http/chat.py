@@ -34,7 +34,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
     """Serve one chat-like request end to end."""
     store = ex.store
     await ex.read_body(store.config.max_body)
-    conversation = endpoint.parse(ex.read_json_object())
+    conversation = endpoint.parse_exchange(ex)
     record_conversation(ex, conversation)
     require_known_model(ex, conversation.model)
     reply = store.rules.choose(conversation)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from mockllm_tui.core.conversation import Conversation, Reply
@@ -127,16 +129,45 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@lru_cache(maxsize=256)
+def path_pattern(template: str) -> re.Pattern[str] | None:
+    """The regex of a path template whose `{name}` parts each match one non-empty segment
+    (None for a path without placeholders)."""
+    parts = _PLACEHOLDER.split(template)
+    if len(parts) == 1:
+        return None
+    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
+    return re.compile(regex)
+
+
+def is_last_segment_route(template: str) -> bool:
+    """Whether a path template's only placeholder is a whole last segment `/{id}`."""
+    return template.endswith("/{id}") and "{" not in template[: -len("{id}")]
+
+
 class Endpoint:
     """One route of a provider, answered by its own `handle`."""
 
     method: ClassVar[str] = "POST"
-    #: Exact paths; a path ending in `/{id}` matches any one last segment.
+    #: Exact paths; a path ending in `/{id}` matches any one last segment; any other `{name}`
+    #: matches one segment anywhere (see `path_params`).
     paths: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str] = ""
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
+
+    def path_params(self, path: str) -> dict[str, str]:
+        """The `{name}` segments of the first of this endpoint's path templates that `path` matches."""
+        for template in self.paths:
+            pattern = path_pattern(template)
+            found = pattern.fullmatch(path) if pattern is not None else None
+            if found is not None:
+                return found.groupdict()
+        return {}
 
     async def handle(self, ex: Exchange) -> None:
         """Answer the request (raise RequestError or ErrorAnswer to refuse it)."""
@@ -152,6 +183,11 @@ class ChatEndpoint(Endpoint):
     def parse(self, body: dict[str, Any]) -> Conversation:
         """Turn a request body into a Conversation, or raise RequestError naming the field."""
         raise NotImplementedError
+
+    def parse_exchange(self, ex: Exchange) -> Conversation:
+        """Turn the request (its body read) into a Conversation: by default its JSON body through
+        `parse`; override to use the path or the query as well."""
+        return self.parse(ex.read_json_object())
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Any:
         """The JSON body of a complete reply."""
@@ -228,6 +264,11 @@ class Provider:
         keys = [headers["x-api-key"]] if headers.get("x-api-key") else []
         token = bearer_token(headers)
         return [*keys, token] if token else keys
+
+    def request_keys(self, ex: Exchange) -> list[str]:
+        """The API keys a request carries: by default those `presented_keys` finds in its headers;
+        a provider whose clients may send the key in the query string reads `ex.query` too."""
+        return self.presented_keys(ex.headers)
 
     def auth_refusal(self, missing: bool) -> str:
         """The message of a 401: no key sent (`missing`) or a wrong one. Never quotes the key."""

@@ -19,6 +19,7 @@ BUILTIN_MODULES = (
     "mockllm_tui.providers.openai_responses",
     "mockllm_tui.providers.openai_misc",
     "mockllm_tui.providers.anthropic",
+    "mockllm_tui.providers.gemini",
 )
 
 _registry: dict[str, type[Provider]] = {}

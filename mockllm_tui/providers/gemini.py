@@ -167,6 +167,8 @@ def result_text(response: dict[str, Any]) -> str:
 def parse_contents(value: Any, where: str = "contents") -> list[Message]:
     """`contents[]` as messages: a user turn's `functionResponse` parts become role "tool" messages
     before its text; a model turn's `functionCall` parts become its tool calls."""
+    if value is None:
+        raise RequestError(f"{where}: field required", param=where)
     contents = check_type(value, list, where)
     if not contents:
         raise RequestError(f"{where}: must not be empty", param=where)

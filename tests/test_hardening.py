@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,8 +37,10 @@ FIELDS = (
     "top_p", "n", "stop", "tools", "tool_choice", "parallel_tool_calls", "stream_options", "response_format",
     "input", "instructions", "system", "prompt", "metadata", "previous_response_id", "store", "text",
     "reasoning", "thinking", "encoding_format", "dimensions", "user", "seed", "logprobs", "top_logprobs",
+    "contents", "systemInstruction", "generationConfig", "toolConfig", "requests", "generateContentRequest",
 )
-MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "type", "text", "id", "input")
+MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "type", "text", "id", "input", "parts",
+                  "functionCall", "functionResponse")
 ROLES = ("user", "assistant", "system", "developer", "tool", "function", "bogus")
 
 scalars = (
@@ -61,6 +64,9 @@ bodies = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6),
     st.fixed_dictionaries({"model": json_values, "messages": messages},
                           optional={k: json_values for k in ("stream", "max_tokens", "tools", "system", "input")}),
+    st.fixed_dictionaries({"contents": st.lists(st.fixed_dictionaries({"parts": messages}, optional={
+        "role": st.sampled_from(ROLES)}), max_size=3)}, optional={
+        k: json_values for k in ("tools", "toolConfig", "generationConfig", "systemInstruction")}),
 )
 CONTENT_TYPES = (
     "application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
@@ -76,7 +82,7 @@ def endpoints_of(app: MockApp) -> list[tuple[str, str, str]]:
     """(method, path, provider name) for every registered model endpoint, `{id}` routes with an id."""
     out = set()
     for r in app.routes():
-        path = r.path.replace("{id}", "resp_fuzz")
+        path = re.sub(r"\{\w+\}", "resp_fuzz", r.path)
         endpoint = app.endpoint_for(r.method, path)  # several providers may serve a route: the one chosen
         assert endpoint is not None
         out.add((r.method, path, endpoint.provider.name))
@@ -97,6 +103,10 @@ def assert_provider_shape(provider: str, response: httpx.Response) -> None:
             ErrorResponse.model_validate_json(response.content, strict=True)
         assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
         assert isinstance(body["request_id"], str) and body["request_id"]
+    elif provider == "gemini":
+        body = orjson.loads(response.content)
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "status"}
+        assert body["error"]["code"] == response.status_code and body["error"]["status"].isupper()
     else:
         body = orjson.loads(response.content)
         assert set(body) == {"error"}

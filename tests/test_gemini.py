@@ -27,6 +27,7 @@ from mockllm_tui.core.models import ModelRegistry
 from mockllm_tui.http.app import create_app
 from mockllm_tui.http.runner import ServerHandle
 from tests.conftest import HOST, Live, ServerThread, make_store
+from tests.test_headless import start_headless
 
 MODEL = "gemini-2.5-flash"
 DEFAULT = "Gemini default reply from the rules."
@@ -250,6 +251,8 @@ def test_plain_text_sync_strictly_a_generate_content_response(gem: Live) -> None
     assert entry.rule and entry.rule.endswith("default")
     assert entry.transcript() == [("user", "Hello there")]
     assert entry.request_headers["x-goog-api-key"] == "[redacted]"
+    other = client(gem, seen).models.generate_content(model=MODEL, contents="who are you?")
+    assert other.text == DEFAULT  # the `provider: openai` rule does not answer Gemini
 
 
 def test_stream_sync_one_id_finish_on_the_last_chunk(gem: Live) -> None:
@@ -777,3 +780,23 @@ def test_the_dispatcher_matches_templates_after_exact_paths(gem: Live) -> None:
     assert gemini_get is not None and gemini_get.provider.name == "gemini"
     openai_get = app.endpoint_for("GET", f"/v1/models/{MODEL}")
     assert openai_get is not None and openai_get.provider.name != "gemini"
+
+
+def test_headless_cli_serves_google_genai(tmp_path: Path) -> None:
+    proc, port, _ = start_headless("--api-key", "gm-cli", cwd=tmp_path)
+    try:
+        seen = Seen()
+        live_url = f"http://127.0.0.1:{port}"
+        http_options = {"base_url": live_url, "httpx_client": httpx.Client(transport=Tee(seen))}
+        gemini = genai.Client(api_key="gm-cli", http_options=http_options)  # type: ignore[arg-type]
+        assert gemini.models.generate_content(model=MODEL, contents="hello").text
+        check_body(seen.last()[2])
+        assert "".join(c.text or "" for c in gemini.models.generate_content_stream(model=MODEL, contents="hello"))
+        check_stream(seen.last()[2])
+        assert f"models/{MODEL}" in [m.name for m in gemini.models.list()]
+        with pytest.raises(errors.ClientError) as caught:
+            genai.Client(api_key="wrong", http_options=http_options).models.count_tokens(model=MODEL, contents="x")  # type: ignore[arg-type]
+        assert caught.value.status == "UNAUTHENTICATED"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -544,53 +544,55 @@ def embedding_request(ex: Exchange, request: dict[str, Any], model: str, where: 
     return text, dimensions
 
 
-async def answer_embeddings(ex: Exchange, model: str, requests: list[tuple[str, int]]) -> list[dict[str, Any]] | None:
-    """The vectors of some texts, after the latency and error knobs (None: answered with an error)."""
-    ex.entry.preview = preview(requests[0][0])
-    require_known_model(ex, model)
-    if await answer_faults(ex, NO_REPLY) is None:
-        return None
-    ex.store.count_tokens_used(sum(count_tokens(text) for text, _ in requests))
-    return [{"values": embed(text, dimensions).tolist()} for text, dimensions in requests]
-
-
 class EmbedContent(Endpoint):
-    """`POST .../models/{model}:embedContent`."""
+    """`POST .../models/{model}:embedContent`: `{"embedding": {"values": [...]}}`, a deterministic unit vector."""
 
     paths = model_paths("embedContent", vertex=False)
     name = "embedContent"
 
+    def requests(self, ex: Exchange, body: dict[str, Any], model: str) -> list[tuple[str, int]]:
+        """The texts to embed and their dimensions."""
+        return [embedding_request(ex, body, model, "")]
+
+    def answer(self, vectors: list[dict[str, Any]]) -> dict[str, Any]:
+        """The response body around the vectors."""
+        return {"embedding": vectors[0]}
+
     async def handle(self, ex: Exchange) -> None:
-        """`{"embedding": {"values": [...]}}`: a deterministic unit vector."""
+        """The vectors, after the latency and error knobs."""
         await ex.read_body()
         body = ex.read_json_object()
         model = path_model(self, ex)
-        vectors = await answer_embeddings(ex, model, [embedding_request(ex, body, model, "")])
-        if vectors is not None:
-            await ex.send_json(200, {"embedding": vectors[0]})
+        requests = self.requests(ex, body, model)
+        ex.entry.preview = preview(requests[0][0])
+        require_known_model(ex, model)
+        if await answer_faults(ex, NO_REPLY) is None:
+            return
+        ex.store.count_tokens_used(sum(count_tokens(text) for text, _ in requests))
+        vectors = [{"values": embed(text, dimensions).tolist()} for text, dimensions in requests]
+        await ex.send_json(200, self.answer(vectors))
 
 
-class BatchEmbedContents(Endpoint):
-    """`POST .../models/{model}:batchEmbedContents` (what google-genai's `embed_content` calls)."""
+class BatchEmbedContents(EmbedContent):
+    """`POST .../models/{model}:batchEmbedContents` (what google-genai's `embed_content` calls):
+    `{"embeddings": [{"values": [...]}, ...]}`, one per request."""
 
     paths = model_paths("batchEmbedContents", vertex=False)
     name = "batchEmbedContents"
 
-    async def handle(self, ex: Exchange) -> None:
-        """`{"embeddings": [{"values": [...]}, ...]}`, one per request."""
-        await ex.read_body()
-        body = ex.read_json_object()
-        model = path_model(self, ex)
+    def requests(self, ex: Exchange, body: dict[str, Any], model: str) -> list[tuple[str, int]]:
+        """Each of `requests[]`."""
         raw = needed(body, "requests", list)
         if not raw or len(raw) > MAX_BATCH:
             raise RequestError(f"requests: expected 1 to {MAX_BATCH} requests, got {len(raw)}", param="requests")
-        requests = [
+        return [
             embedding_request(ex, check_type(r, dict, f"requests[{i}]"), model, f"requests[{i}].")
             for i, r in enumerate(raw)
         ]
-        vectors = await answer_embeddings(ex, model, requests)
-        if vectors is not None:
-            await ex.send_json(200, {"embeddings": vectors})
+
+    def answer(self, vectors: list[dict[str, Any]]) -> dict[str, Any]:
+        """`embeddings`."""
+        return {"embeddings": vectors}
 
 
 def model_object(model: ModelInfo, name: str | None = None) -> dict[str, Any]:

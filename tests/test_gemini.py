@@ -126,15 +126,32 @@ class AsyncTee(httpx.AsyncHTTPTransport):
         return httpx.Response(response.status_code, headers=response.headers, content=raw, request=request)
 
 
+OPEN: list[httpx.Client | httpx.AsyncClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Close every HTTP client a test made, in the test's own loop."""
+    yield
+    while OPEN:
+        http = OPEN.pop()
+        if isinstance(http, httpx.AsyncClient):
+            await http.aclose()
+        else:
+            http.close()
+
+
+def transports(root: str, seen: Seen, **options: Any) -> dict[str, Any]:
+    """`http_options` with both of the SDK's clients recording: given both, google-genai makes
+    none of its own (an unclosed one of its own closes itself on whatever loop runs later)."""
+    sync, aio = httpx.Client(transport=Tee(seen)), httpx.AsyncClient(transport=AsyncTee(seen))
+    OPEN.extend((sync, aio))
+    return {"base_url": root, "httpx_client": sync, "httpx_async_client": aio, **options}
+
+
 def client(live: Live, seen: Seen, api_key: str = "gm-key", **options: Any) -> genai.Client:
     """google-genai pointed at the server, both transports recording."""
-    http_options = {
-        "base_url": live.root,
-        "httpx_client": httpx.Client(transport=Tee(seen)),
-        "httpx_async_client": httpx.AsyncClient(transport=AsyncTee(seen)),
-        **options,
-    }
-    return genai.Client(api_key=api_key, http_options=http_options)
+    return genai.Client(api_key=api_key, http_options=transports(live.root, seen, **options))  # type: ignore[arg-type]
 
 
 def rules_store(tmp_path: Path) -> Any:
@@ -742,7 +759,7 @@ async def test_rate_limit_is_resource_exhausted(agem: Live) -> None:
 
 def test_vertex_ai_paths_with_the_sdk(gem: Live) -> None:
     seen = Seen()
-    http_options = {"base_url": gem.root, "httpx_client": httpx.Client(transport=Tee(seen))}
+    http_options = transports(gem.root, seen)
     vertex = genai.Client(
         vertexai=True,
         project="proj",
@@ -787,7 +804,7 @@ def test_headless_cli_serves_google_genai(tmp_path: Path) -> None:
     try:
         seen = Seen()
         live_url = f"http://127.0.0.1:{port}"
-        http_options = {"base_url": live_url, "httpx_client": httpx.Client(transport=Tee(seen))}
+        http_options = transports(live_url, seen)
         gemini = genai.Client(api_key="gm-cli", http_options=http_options)  # type: ignore[arg-type]
         assert gemini.models.generate_content(model=MODEL, contents="hello").text
         check_body(seen.last()[2])
@@ -795,8 +812,9 @@ def test_headless_cli_serves_google_genai(tmp_path: Path) -> None:
         check_stream(seen.last()[2])
         assert f"models/{MODEL}" in [m.name for m in gemini.models.list()]
         with pytest.raises(errors.ClientError) as caught:
-            genai.Client(api_key="wrong", http_options=http_options).models.count_tokens(model=MODEL, contents="x")  # type: ignore[arg-type]
+            wrong = genai.Client(api_key="wrong", http_options=transports(live_url, seen))  # type: ignore[arg-type]
+            wrong.models.count_tokens(model=MODEL, contents="x")
         assert caught.value.status == "UNAUTHENTICATED"
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate(timeout=5)

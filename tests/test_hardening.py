@@ -40,9 +40,10 @@ FIELDS = (
     "input", "instructions", "system", "prompt", "metadata", "previous_response_id", "store", "text",
     "reasoning", "thinking", "encoding_format", "dimensions", "user", "seed", "logprobs", "top_logprobs",
     "anthropic_version", "inferenceConfig", "toolConfig", "outputConfig",
+    "contents", "systemInstruction", "generationConfig", "requests", "generateContentRequest",
 )
 MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "type", "text", "id", "input", "toolUse",
-                  "toolResult")
+                  "toolResult", "parts", "functionCall", "functionResponse")
 ROLES = ("user", "assistant", "system", "developer", "tool", "function", "bogus")
 
 scalars = (
@@ -66,6 +67,9 @@ bodies = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6),
     st.fixed_dictionaries({"model": json_values, "messages": messages},
                           optional={k: json_values for k in ("stream", "max_tokens", "tools", "system", "input")}),
+    st.fixed_dictionaries({"contents": st.lists(st.fixed_dictionaries({"parts": messages}, optional={
+        "role": st.sampled_from(ROLES)}), max_size=3)}, optional={
+        k: json_values for k in ("tools", "toolConfig", "generationConfig", "systemInstruction")}),
 )
 CONTENT_TYPES = (
     "application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
@@ -116,6 +120,10 @@ def assert_provider_shape(provider: str, response: httpx.Response) -> None:
             ErrorResponse.model_validate_json(response.content, strict=True)
         assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
         assert isinstance(body["request_id"], str) and body["request_id"]
+    elif provider == "gemini":
+        body = orjson.loads(response.content)
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "status"}
+        assert body["error"]["code"] == response.status_code and body["error"]["status"].isupper()
     else:
         body = orjson.loads(response.content)
         assert set(body) == {"error"}

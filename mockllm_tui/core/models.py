@@ -168,6 +168,14 @@ DEFAULT_MODELS: tuple[ModelInfo, ...] = (
     _m("mistral.mistral-large-2407-v1:0", 1721779200, owned_by="bedrock"),
     _m("deepseek.r1-v1:0", 1741651200, "us.deepseek.r1-v1:0", owned_by="bedrock"),
     _m("openai.gpt-oss-120b-1:0", 1754352000, owned_by="bedrock"),
+    _m("gemini-3-pro-preview", 1763424000, owned_by="google"),
+    _m("gemini-2.5-pro", 1750118400, "gemini-pro-latest", owned_by="google"),
+    _m("gemini-2.5-flash", 1750118400, "gemini-flash-latest", owned_by="google"),
+    _m("gemini-2.5-flash-lite", 1753142400, "gemini-flash-lite-latest", owned_by="google"),
+    _m("gemini-2.0-flash", 1738713600, "gemini-2.0-flash-001", owned_by="google"),
+    _m("gemini-2.0-flash-lite", 1740441600, "gemini-2.0-flash-lite-001", owned_by="google"),
+    _m("gemini-embedding-001", 1752537600, owned_by="google", dimensions=3072),
+    _m("text-embedding-004", 1715731200, owned_by="google", dimensions=768),
 )
 
 DEFAULT_EMBEDDING_DIMENSIONS = 1536

@@ -40,7 +40,7 @@ class AuthGuard:
         expected = self.store.knobs.api_key
         if expected is None:
             return
-        keys = provider.presented_keys(ex.headers)
+        keys = provider.request_keys(ex)
         if key_matches(expected, keys) or provider.accepts_unchecked(ex.headers):
             return
         ex.entry.fault = "401 auth (wrong key)" if keys else "401 auth (missing key)"

@@ -289,6 +289,11 @@ class Provider:
         token = bearer_token(headers)
         return [*keys, token] if token else keys
 
+    def request_keys(self, ex: Exchange) -> list[str]:
+        """The API keys a request carries: by default those `presented_keys` finds in its headers;
+        a provider whose clients may send the key in the query string reads `ex.query` too."""
+        return self.presented_keys(ex.headers)
+
     def auth_refusal(self, missing: bool) -> str:
         """The message of a 401: no key sent (`missing`) or a wrong one. Never quotes the key."""
         return "no API key provided" if missing else "invalid API key"

@@ -22,6 +22,7 @@ BUILTIN_MODULES = (
     "mockllm_tui.providers.ollama",
     "mockllm_tui.providers.azure",
     "mockllm_tui.providers.bedrock",
+    "mockllm_tui.providers.gemini",
 )
 
 _registry: dict[str, type[Provider]] = {}

@@ -23,8 +23,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mockllm_tui.core.conversation import Conversation, Reply
+from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -59,6 +60,9 @@ class RenderContext:
     pieces: list[str] = field(default_factory=list)
     piece_tokens: list[int] = field(default_factory=list)
     request_id: str = ""
+    #: The reply's thinking cut into stream chunks, like `pieces`.
+    thinking_pieces: list[str] = field(default_factory=list)
+    thinking_piece_tokens: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)
@@ -214,6 +218,15 @@ class Provider:
     def stream_error(self, status: int, message: str) -> bytes:
         """The bytes of an error after a stream has started."""
         raise NotImplementedError
+
+    def limit_error(self, breach: LimitBreach) -> RequestError | None:
+        """The refusal of a request that breaks a model limit (context window, output or input limit),
+        worded as this provider's API words it; the dispatcher renders it in `error_body`.
+
+        Return None to serve the request anyway (a server that truncates silently); the journal
+        still records the breach. The default is a plain 400 naming the limit.
+        """
+        return RequestError(breach.message(), param="messages" if breach.kind != "output_limit" else breach.param)
 
     def response_headers(self, request_id: str) -> Headers:
         """Headers every response of this provider carries (request id and the like)."""

@@ -191,7 +191,8 @@ async def test_chat_just_under_and_just_over_the_window(limited: Live) -> None:
     fits = await chat_prompt_of(limited, 64)
     over = fits + " a"
     ok = await post_raw(limited, "/v1/chat/completions", chat_body("tiny-chat", fits))
-    assert ok.status_code == 200 and ChatCompletion.model_validate_json(ok.content, strict=True).usage.prompt_tokens == 64  # type: ignore[union-attr]
+    usage = ChatCompletion.model_validate_json(ok.content, strict=True).usage
+    assert ok.status_code == 200 and usage is not None and usage.prompt_tokens == 64
     error = openai_error(await post_raw(limited, "/v1/chat/completions", chat_body("tiny-chat", over)))
     assert error == {
         "message": "This model's maximum context length is 64 tokens. However, your messages resulted in 65 tokens. "
@@ -233,14 +234,17 @@ async def test_chat_max_tokens_above_the_output_limit(limited: Live, param: str)
     assert ok.status_code == 200
     error = openai_error(await post_raw(limited, "/v1/chat/completions", chat_body("tiny-chat", "hi", **{param: 17})))
     assert error == {
-        "message": f"{param} is too large: 17. This model supports at most 16 completion tokens, whereas you provided 17.",
+        "message": f"{param} is too large: 17. "
+        "This model supports at most 16 completion tokens, whereas you provided 17.",
         "type": "invalid_request_error",
         "param": param,
         "code": "invalid_value",
     }
     sdk = openai.AsyncOpenAI(base_url=limited.openai_url, api_key="sk-test", max_retries=0)
     with pytest.raises(openai.BadRequestError) as caught:
-        await sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], **{param: 16_385})  # type: ignore[call-overload]
+        await sdk.chat.completions.create(  # type: ignore[call-overload]
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], **{param: 16_385}
+        )
     assert caught.value.param == param and "at most 16384 completion tokens" in caught.value.message
 
 
@@ -312,7 +316,8 @@ async def test_responses_window_and_output_limit(limited: Live) -> None:
     assert caught.value.code == "context_length_exceeded" and caught.value.param == "input"
     too_many = {"model": "tiny-chat", "input": "hi", "max_output_tokens": 17}
     assert openai_error(await post_raw(limited, "/v1/responses", too_many)) == {
-        "message": "Invalid 'max_output_tokens': integer above maximum value. Expected a value <= 16, but got 17 instead.",
+        "message": "Invalid 'max_output_tokens': integer above maximum value. "
+        "Expected a value <= 16, but got 17 instead.",
         "type": "invalid_request_error",
         "param": "max_output_tokens",
         "code": "integer_above_max_value",

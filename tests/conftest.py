@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +53,9 @@ def make_store(responses: Path | None = None) -> Store:
     return store
 
 
-@pytest.fixture
-async def live() -> AsyncIterator[Live]:
-    """The real server in this test's event loop (use the async SDK clients)."""
-    store = make_store()
+@asynccontextmanager
+async def serving(store: Store) -> AsyncIterator[Live]:
+    """The real server for `store` in this test's event loop."""
     app = create_app(store)
     handle = ServerHandle(app, HOST, 0, grace_s=1)
     await handle.start()
@@ -63,6 +63,22 @@ async def live() -> AsyncIterator[Live]:
         yield Live(store, app, handle)
     finally:
         await handle.stop()
+
+
+@asynccontextmanager
+async def serving_file(folder: Path, text: str) -> AsyncIterator[Live]:
+    """The real server with the rules of `text`, written to `folder`/responses.yml."""
+    path = folder / "responses.yml"
+    path.write_text(text)
+    async with serving(make_store(path)) as running:
+        yield running
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    """The real server in this test's event loop (use the async SDK clients)."""
+    async with serving(make_store()) as running:
+        yield running
 
 
 class ServerThread:

@@ -18,10 +18,8 @@ from mockllm_tui.cli import build_parser, knob_values
 from mockllm_tui.core.conversation import Conversation
 from mockllm_tui.core.models import ModelRegistry, default_registry
 from mockllm_tui.engine.limits import LimitBreach, RequestLimits, find_breach, header_window, limits_for
-from mockllm_tui.http.app import create_app
-from mockllm_tui.http.runner import ServerHandle
 from mockllm_tui.providers.openai_chat import OpenAIChat
-from tests.conftest import HOST, Live, make_store
+from tests.conftest import Live, serving_file
 from tests.openai_testkit import post_raw
 from tests.test_anthropic import TLS
 from tests.test_anthropic import post as anthropic_post
@@ -41,16 +39,8 @@ WIDE = {"x-mock-context-window": str(10**9)}
 @pytest.fixture
 async def limited(tmp_path: Path) -> AsyncIterator[Live]:
     """The real server with small made-up models in `models:`."""
-    path = tmp_path / "responses.yml"
-    path.write_text(LIMITS_YML)
-    store = make_store(path)
-    app = create_app(store)
-    handle = ServerHandle(app, HOST, 0, grace_s=1)
-    await handle.start()
-    try:
-        yield Live(store, app, handle)
-    finally:
-        await handle.stop()
+    async with serving_file(tmp_path, LIMITS_YML) as running:
+        yield running
 
 
 def words(count: int) -> str:

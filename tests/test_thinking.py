@@ -18,13 +18,11 @@ from openai.types.responses import Response
 from rich.console import Console
 
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.http.app import create_app
-from mockllm_tui.http.runner import ServerHandle
 from mockllm_tui.rules.commands import add_rule
 from mockllm_tui.rules.model import RulesFileError
 from mockllm_tui.rules.validate import parse_document
 from mockllm_tui.tui.widgets.detail import describe_entry
-from tests.conftest import HOST, Live, make_store
+from tests.conftest import Live, make_store, serving_file
 from tests.openai_testkit import post_raw, sse_data
 from tests.test_anthropic import MODEL, TLS, check_stream, stream_raw
 from tests.test_anthropic import post as anthropic_post
@@ -49,16 +47,8 @@ ENABLED = {"type": "enabled", "budget_tokens": 1024}
 @pytest.fixture
 async def thinking(tmp_path: Path) -> AsyncIterator[Live]:
     """The real server with rules that give thinking."""
-    path = tmp_path / "responses.yml"
-    path.write_text(THINKING_YML)
-    store = make_store(path)
-    app = create_app(store)
-    handle = ServerHandle(app, HOST, 0, grace_s=1)
-    await handle.start()
-    try:
-        yield Live(store, app, handle)
-    finally:
-        await handle.stop()
+    async with serving_file(tmp_path, THINKING_YML) as running:
+        yield running
 
 
 def claude(prompt: str, **extra: Any) -> dict[str, Any]:

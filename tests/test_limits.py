@@ -370,3 +370,36 @@ async def test_anthropic_names_the_model_by_its_id(limited: Live) -> None:
     assert message == (
         "max_tokens: 32001 > 32000, which is the maximum allowed number of output tokens for claude-opus-4-1-20250805"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "models:\n  - id: tiny\n    context_window: 0\n",
+            "responses.yml:3: models: models[0].context_window: expected a positive integer, not 0",
+        ),
+        (
+            "models:\n  - gpt-4o\n  - id: mine\n    aliases: [m]\n    max_output_tokens: lots\n",
+            "responses.yml:5: models: models[1].max_output_tokens: expected a positive integer, not 'lots'",
+        ),
+        (
+            "models:\n  - {id: r, reasoning: maybe}\n",
+            "responses.yml:2: models: models[0].reasoning: expected true or false, not 'maybe'",
+        ),
+        (
+            "models:\n  - id: x\n    context_windw: 5\n",
+            "responses.yml:3: models: models[0]: unknown key 'context_windw'",
+        ),
+    ],
+)
+def test_models_limits_are_checked_with_their_line(tmp_path: Path, text: str, problem: str) -> None:
+    import io
+
+    from mockllm_tui.rules import check_file
+
+    path = tmp_path / "responses.yml"
+    path.write_text(text)
+    out = io.StringIO()
+    assert check_file(path, out) == 1
+    assert problem in out.getvalue(), out.getvalue()

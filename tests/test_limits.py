@@ -166,10 +166,30 @@ def test_the_seam_default_is_a_plain_400() -> None:
     breach = LimitBreach("context", "m", 10, 11, None, None)
     error = Provider().limit_error(breach)
     assert error is not None and error.status == 400 and error.param == "messages" and "10" in error.message
+    output = Provider().limit_error(LimitBreach("output_limit", "m", None, 5, 8, 9, param="max_tokens"))
+    assert output is not None and output.param == "max_tokens" and "9" in output.message
+
+
+async def test_a_provider_may_serve_over_the_window_or_give_its_own_type(
+    limited: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mockllm_tui.core.conversation import RequestError
+
+    monkeypatch.setattr(OpenAIChat, "limit_error", lambda self, breach: None)
+    served = await post_raw(limited, "/v1/chat/completions", chat_body("tiny-chat", words(100)))
+    assert served.status_code == 200
+    entry = limited.store.journal()[-1]
+    assert entry.limit_breach is not None and entry.limit_breach.startswith("prompt ") and not entry.refused_for_length
+    monkeypatch.setattr(OpenAIChat, "limit_error", lambda self, breach: RequestError("no", type="ValidationException"))
+    refused = openai_error(await post_raw(limited, "/v1/chat/completions", chat_body("tiny-chat", words(100))))
+    assert refused["type"] == "ValidationException"
 
 
 def test_context_window_option_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mockllm_tui.cli import make_store as cli_store
+
     assert knob_values(build_parser().parse_args(["--context-window", "512"])) == {"context_window": 512}
+    assert cli_store(build_parser().parse_args(["--context-window", "512"])).knobs.context_window == 512
     monkeypatch.setenv("MOCKLLM_CONTEXT_WINDOW", "256")
     assert knob_values(build_parser().parse_args([]))["context_window"] == 256
 

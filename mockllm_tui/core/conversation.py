@@ -159,12 +159,22 @@ class ReplySource(Protocol):
 class RequestError(Exception):
     """Bad input: rendered as a 4xx in the provider's own error shape.
 
-    `param` names the offending field, as OpenAI's `error.param` does.
+    `param` names the offending field, as OpenAI's `error.param` does; `type` overrides the
+    provider's error type for the status.
     """
 
-    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
         self.param = param
         self.code = code
+        self.type = type

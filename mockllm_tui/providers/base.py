@@ -2,8 +2,9 @@
 
 A provider is the only code that knows its wire format. It lists its endpoints (method and paths),
 says which requests it claims (path and headers), and supplies its own error body for any status,
-its auth refusal, its rate-limit and retry headers and its standard response headers. The
-dispatcher (`mockllm_tui.http`) asks; it never names a provider.
+its auth refusal, its refusal of a request over a model limit (`limit_error`), its rate-limit
+and retry headers and its standard response headers. The dispatcher (`mockllm_tui.http`) asks;
+it never names a provider.
 
 Two kinds of endpoint:
 - a `ChatEndpoint` parses a request into a neutral `Conversation` and renders a `Reply` as JSON or
@@ -53,7 +54,7 @@ class Frame:
 @dataclass(slots=True)
 class RenderContext:
     """Per-request values a renderer needs: one id and one creation time for the whole reply,
-    and the reply text cut into stream chunks (by the live chunking knob)."""
+    and the reply text and its thinking cut into stream chunks (by the live chunking knob)."""
 
     id: str
     created: int
@@ -221,7 +222,8 @@ class Provider:
 
     def limit_error(self, breach: LimitBreach) -> RequestError | None:
         """The refusal of a request that breaks a model limit (context window, output or input limit),
-        worded as this provider's API words it; the dispatcher renders it in `error_body`.
+        worded as this provider's API words it (status, `type`, `param`, `code` and message); the
+        dispatcher renders it with `error_body`.
 
         Return None to serve the request anyway (a server that truncates silently); the journal
         still records the breach. The default is a plain 400 naming the limit.

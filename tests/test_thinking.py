@@ -276,3 +276,38 @@ async def test_detail_pane_shows_window_refusal_and_thinking(thinking: Live) -> 
     assert f"refused for length: prompt {refusal.prompt_tokens} > window 3" in shown
     public = refusal.public()
     assert public["refused_for_length"] and public["context_window"] == 3
+
+
+@pytest.mark.parametrize("summary", [None, "auto"])
+def test_streams_pace_the_thinking_tokens_too(summary: str | None) -> None:
+    from mockllm_tui.core.conversation import Conversation, Reply, Usage
+    from mockllm_tui.core.tokens import split_tokens
+    from mockllm_tui.providers.anthropic import Anthropic
+    from mockllm_tui.providers.base import RenderContext
+    from mockllm_tui.providers.openai_chat import OpenAIChat
+    from mockllm_tui.providers.openai_responses import OpenAIResponses, ResponsesConversation
+
+    thought, answer = "I think, therefore I answer.", "Yes."
+    usage = Usage(input_tokens=5, output_tokens=count_tokens(thought + answer), reasoning_tokens=count_tokens(thought))
+    reply = Reply(text=answer, thinking=thought, usage=usage)
+    pieces, thinking_pieces = split_tokens(answer), split_tokens(thought)
+    conversations = {
+        OpenAIChat: Conversation(provider="p", endpoint="e", model="o3", thinking="on"),
+        OpenAIResponses: ResponsesConversation(
+            provider="p", endpoint="e", model="o3", thinking="on", reasoning_summary=summary
+        ),
+        Anthropic: Conversation(provider="p", endpoint="e", model="m", thinking="on", thinking_budget=1024),
+    }
+    for provider, conversation in conversations.items():
+        ctx = RenderContext(
+            id="x1",
+            created=1,
+            pieces=pieces,
+            piece_tokens=[1] * len(pieces),
+            thinking_pieces=thinking_pieces,
+            thinking_piece_tokens=[1] * len(thinking_pieces),
+        )
+        endpoint = provider().endpoints[0]
+        frames = list(endpoint.render_stream(conversation, reply, ctx))  # type: ignore[attr-defined]
+        assert sum(f.tokens for f in frames) == usage.output_tokens, provider
+        assert "".join(f.text for f in frames) == answer

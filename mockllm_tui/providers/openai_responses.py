@@ -289,13 +289,13 @@ class CreateResponse(ChatEndpoint):
                 for at, part in enumerate(item["summary"]):
                     summary = {**where, "summary_index": at}
                     yield event("response.reasoning_summary_part.added", {**summary, "part": {**part, "text": ""}})
-                    for piece in ctx.thinking_pieces:
-                        yield event("response.reasoning_summary_text.delta", {**summary, "delta": piece})
+                    for piece, tokens in zip(ctx.thinking_pieces, ctx.thinking_piece_tokens, strict=True):
+                        yield event("response.reasoning_summary_text.delta", {**summary, "delta": piece}, "", tokens)
                     yield event("response.reasoning_summary_text.done", {**summary, "text": part["text"]})
                     yield event("response.reasoning_summary_part.done", {**summary, "part": part})
-                # The thinking takes its time before the answer, whether or not its summary is shown.
-                done = {"output_index": index, "item": item}
-                yield event("response.output_item.done", done, tokens=reply.usage.reasoning_tokens)
+                # Hidden thinking takes its time too, before the answer.
+                hidden = 0 if item["summary"] else reply.usage.reasoning_tokens
+                yield event("response.output_item.done", {"output_index": index, "item": item}, tokens=hidden)
                 continue
             if item["type"] == "message":
                 part = item["content"][0]

@@ -311,3 +311,26 @@ def test_streams_pace_the_thinking_tokens_too(summary: str | None) -> None:
         frames = list(endpoint.render_stream(conversation, reply, ctx))  # type: ignore[attr-defined]
         assert sum(f.tokens for f in frames) == usage.output_tokens, provider
         assert "".join(f.text for f in frames) == answer
+
+
+def test_the_rule_editor_keeps_a_rules_thinking() -> None:
+    from mockllm_tui.tui.screens.rule_editor import build_rule_data
+
+    original = {"match": {"contains": "why"}, "reply": "Because.", "thinking": "Let me see."}
+    fields = {
+        "kind": "contains",
+        "pattern": "why not",
+        "model": "",
+        "name": "",
+        "reply": "Because!",
+        "tool_name": "",
+        "tool_args": "",
+        "error_status": "",
+        "error_message": "",
+        "latency_ms": "",
+        "stream_speed": "",
+        "sequence": False,
+    }
+    data = build_rule_data(fields, original)
+    assert data == {"match": {"contains": "why not"}, "reply": "Because!", "thinking": "Let me see."}
+    assert "thinking" not in build_rule_data({**fields, "error_status": "500"}, original)

@@ -324,6 +324,8 @@ async def test_responses_window_and_output_limit(limited: Live) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await sdk.responses.create(model="tiny-chat", input=over["input"])
     assert caught.value.code == "context_length_exceeded" and caught.value.param == "input"
+    streamed = await post_raw(limited, "/v1/responses", {**over, "stream": True})
+    assert openai_error(streamed)["code"] == "context_length_exceeded"
     too_many = {"model": "tiny-chat", "input": "hi", "max_output_tokens": 17}
     assert openai_error(await post_raw(limited, "/v1/responses", too_many)) == {
         "message": "Invalid 'max_output_tokens': integer above maximum value. "
@@ -381,6 +383,11 @@ async def test_anthropic_three_errors_in_order(limited: Live) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         await sdk.messages.create(model="tiny-claude", max_tokens=1, messages=[{"role": "user", "content": over}])
     assert caught.value.status_code == 400 and "prompt is too long: 65 tokens" in caught.value.message
+    with pytest.raises(anthropic.BadRequestError):  # a stream is refused before it starts
+        async with sdk.messages.stream(
+            model="tiny-claude", max_tokens=1, messages=[{"role": "user", "content": over}]
+        ) as stream:
+            await stream.get_final_message()
 
 
 async def test_anthropic_names_the_model_by_its_id(limited: Live) -> None:

@@ -347,6 +347,11 @@ async def count_claude(live: Live, prompt: str) -> int:
     return MessageTokensCount.model_validate_json(response.content, strict=True).input_tokens
 
 
+def claude_sdk(live: Live) -> anthropic.AsyncAnthropic:
+    http = anthropic.DefaultAsyncHttpxClient(verify=TLS)
+    return anthropic.AsyncAnthropic(base_url=live.anthropic_url, api_key="k", max_retries=0, http_client=http)
+
+
 def claude_body(prompt: str, max_tokens: int) -> dict[str, Any]:
     return {"model": "tiny-claude", "max_tokens": max_tokens, "messages": [{"role": "user", "content": prompt}]}
 
@@ -374,12 +379,7 @@ async def test_anthropic_three_errors_in_order(limited: Live) -> None:
     assert await claude_error(limited, claude_body(over, 1)) == "prompt is too long: 65 tokens > 64 maximum"
     output = "max_tokens: 17 > 16, which is the maximum allowed number of output tokens for tiny-claude"
     assert await claude_error(limited, claude_body(over, 17)) == output  # the output limit comes first
-    sdk = anthropic.AsyncAnthropic(
-        base_url=limited.anthropic_url,
-        api_key="k",
-        max_retries=0,
-        http_client=anthropic.DefaultAsyncHttpxClient(verify=TLS),
-    )
+    sdk = claude_sdk(limited)
     with pytest.raises(anthropic.BadRequestError) as caught:
         await sdk.messages.create(model="tiny-claude", max_tokens=1, messages=[{"role": "user", "content": over}])
     assert caught.value.status_code == 400 and "prompt is too long: 65 tokens" in caught.value.message
@@ -430,3 +430,11 @@ def test_models_limits_are_checked_with_their_line(tmp_path: Path, text: str, pr
     out = io.StringIO()
     assert check_file(path, out) == 1
     assert problem in out.getvalue(), out.getvalue()
+
+
+async def test_anthropic_models_report_their_limits(limited: Live) -> None:
+    sdk = claude_sdk(limited)
+    tiny = await sdk.models.retrieve("tiny-claude")
+    assert (tiny.max_input_tokens, tiny.max_tokens) == (64, 16)
+    opus = await sdk.models.retrieve("claude-opus-4-1")
+    assert (opus.max_input_tokens, opus.max_tokens) == (200_000, 32_000)

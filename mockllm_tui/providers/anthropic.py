@@ -437,6 +437,8 @@ def model_info(model: ModelInfo, name: str | None = None) -> dict[str, Any]:
         "display_name": model_id.replace("-", " ").title(),
         "created_at": created,
         "lifecycle": "active",
+        "max_input_tokens": model.context_window,
+        "max_tokens": model.max_output_tokens,
     }
 
 

@@ -24,8 +24,9 @@ from mockllm_tui.rules.validate import parse_document
 from mockllm_tui.tui.widgets.detail import describe_entry
 from tests.conftest import Live, make_store, serving_file
 from tests.openai_testkit import post_raw, sse_data
-from tests.test_anthropic import MODEL, TLS, check_stream, stream_raw
+from tests.test_anthropic import MODEL, check_stream, stream_raw
 from tests.test_anthropic import post as anthropic_post
+from tests.test_limits import claude_sdk as sdk
 from tests.test_openai_responses import EVENTS as RESPONSE_EVENTS
 from tests.test_openai_responses import collapse
 
@@ -59,11 +60,6 @@ async def claude_message(live: Live, payload: dict[str, Any]) -> Message:
     response = await anthropic_post(live, "/v1/messages", payload)
     assert response.status_code == 200, response.text
     return Message.model_validate_json(response.content, strict=True)
-
-
-def sdk(live: Live) -> anthropic.AsyncAnthropic:
-    http = anthropic.DefaultAsyncHttpxClient(verify=TLS)
-    return anthropic.AsyncAnthropic(base_url=live.anthropic_url, api_key="k", max_retries=0, http_client=http)
 
 
 # -- Anthropic ---------------------------------------------------------------------------------

@@ -330,3 +330,13 @@ def test_the_rule_editor_keeps_a_rules_thinking() -> None:
     data = build_rule_data(fields, original)
     assert data == {"match": {"contains": "why not"}, "reply": "Because!", "thinking": "Let me see."}
     assert "thinking" not in build_rule_data({**fields, "error_status": "500"}, original)
+
+
+def test_the_pytest_plugins_rules_take_thinking() -> None:
+    import inspect
+
+    from mockllm_tui.testing.mock import MockLLM
+    from mockllm_tui.testing.rules import rule_entry
+
+    assert "thinking" in inspect.signature(MockLLM.rule).parameters
+    assert rule_entry(1, {"contains": "why", "reply": "Because.", "thinking": "Hmm."}).spec.thinking == "Hmm."

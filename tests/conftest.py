@@ -86,6 +86,13 @@ def rules_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Liv
         yield running
 
 
+@contextlib.asynccontextmanager
+async def serving_file(folder: Path, text: str) -> AsyncIterator[Live]:
+    """The real server with the rules of `text`, written to `folder`/responses.yml."""
+    async with serving(rules_store(folder, text)) as running:
+        yield running
+
+
 @pytest.fixture
 async def live() -> AsyncIterator[Live]:
     """The real server in this test's event loop (use the async SDK clients)."""

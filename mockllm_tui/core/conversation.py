@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool"]
+#: Whether the reply thinks first: as the model does by default ("auto"), or as the request says.
+Thinking = Literal["auto", "on", "off"]
 FinishReason = Literal["stop", "length", "tool_calls", "stop_sequence", "content_filter"]
 
 
@@ -44,6 +46,8 @@ class Conversation:
 
     `tool_choice` is "auto", "none", "required" (any tool) or the name of one tool.
     `response_format` is None, {"type": "json_object"} or {"type": "json_schema", "schema": {...}}.
+    `max_tokens_param` is the request field that set `max_tokens` (errors name it). `thinking` and
+    `thinking_budget` say whether the reply thinks first and how many tokens it may spend on it.
     """
 
     provider: str
@@ -59,6 +63,9 @@ class Conversation:
     n: int = 1
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    max_tokens_param: str = "max_tokens"
+    thinking: Thinking = "auto"
+    thinking_budget: int | None = None
 
     def last_user_text(self) -> str:
         """The text of the last user message, or "" when there is none."""
@@ -100,10 +107,11 @@ class Conversation:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts from the local estimate (see tokens.py)."""
+    """Token counts from the local estimate (see tokens.py); output includes the reasoning tokens."""
 
     input_tokens: int = 0
     output_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -125,9 +133,11 @@ class Reply:
     """What to answer. `rule` names the rule that chose it, for the journal and the panel.
 
     `latency_ms` and `stream_speed` are per-rule overrides of the live knobs (None: not set).
+    `thinking` is what the model thinks before the answer (sent only when the request thinks).
     """
 
     text: str = ""
+    thinking: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: FinishReason = "stop"
     stop_sequence: str | None = None
@@ -149,12 +159,22 @@ class ReplySource(Protocol):
 class RequestError(Exception):
     """Bad input: rendered as a 4xx in the provider's own error shape.
 
-    `param` names the offending field, as OpenAI's `error.param` does.
+    `param` names the offending field, as OpenAI's `error.param` does; `type` overrides the
+    provider's error type for the status.
     """
 
-    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
         self.param = param
         self.code = code
+        self.type = type

@@ -36,6 +36,8 @@ class Knobs:
     api_key: str | None = field(default=None, repr=False)
     seed: int | None = None
     timeout_cap_s: float = 60.0
+    #: The context window (tokens) of models that have none of their own; 0: no limit.
+    context_window: int = 0
 
     def with_changes(self, **changes: Any) -> Knobs:
         """A copy with these fields changed (validated)."""
@@ -87,7 +89,7 @@ def validate_knob_values(changes: dict[str, Any]) -> dict[str, Any]:
             out[name] = _number(name, value)
         elif name == "error_rate":
             out[name] = _number(name, value, hi=1.0)
-        elif name in ("rate_limit_rpm", "rate_limit_tpm"):
+        elif name in ("rate_limit_rpm", "rate_limit_tpm", "context_window"):
             out[name] = int(_number(name, value))
         elif name == "latency_distribution":
             out[name] = _choice(name, value, DISTRIBUTIONS)

@@ -92,6 +92,13 @@ class JournalEntry:
     #: An injected fault's status and mode (None when none was injected).
     fault_status: int | None = None
     fault_mode: str | None = None
+    #: Input tokens of a chat request (the estimate usage reports), the model's window in force,
+    #: the limit it broke (set when refused for length, or served over it) and the reply's thinking.
+    prompt_tokens: int | None = None
+    context_window: int | None = None
+    limit_breach: str | None = None
+    refused_for_length: bool = False
+    thinking_text: str = ""
 
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines, as its provider parsed it (empty if it was not)."""
@@ -127,6 +134,11 @@ class JournalEntry:
             "request_id": self.request_id,
             "reply": self.reply_text or "".join(self.chunks),
             "headers": self.request_headers,
+            "prompt_tokens": self.prompt_tokens,
+            "context_window": self.context_window,
+            "limit": self.limit_breach,
+            "refused_for_length": self.refused_for_length,
+            "thinking": self.thinking_text,
         }
         if with_body:
             out["body"] = self.request_body.decode("utf-8", "replace")

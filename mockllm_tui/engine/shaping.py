@@ -1,4 +1,5 @@
-"""Fit a chosen reply to what the request asked for: tool choice, JSON formats, stop and max tokens."""
+"""Fit a chosen reply to what the request asked for: tool choice, JSON formats, stop, max tokens and
+thinking (capped by the thinking budget and by max tokens, which counts the thinking too)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from mockllm_tui.core.conversation import Conversation, Reply, ToolCall, Usage
 from mockllm_tui.core.tokens import count_conversation, count_json, count_tokens, truncate_tokens
 from mockllm_tui.engine.schema_fake import fake_from_schema
 
+PREVIEW_CHARS = 120
 
-def shape_reply(conversation: Conversation, reply: Reply) -> Reply:
-    """Return the reply as the request's options require, with usage counted."""
+
+def shape_reply(conversation: Conversation, reply: Reply, *, input_tokens: int | None = None) -> Reply:
+    """Return the reply as the request's options require, with usage counted (`input_tokens`: the
+    conversation's count, when already known)."""
+    thinking = think(conversation, reply)
+    reasoning = count_tokens(thinking)
     text = reply.text
     calls = list(reply.tool_calls)
     finish = reply.finish_reason
@@ -41,14 +47,17 @@ def shape_reply(conversation: Conversation, reply: Reply) -> Reply:
                 text, finish, stop_sequence = text[:at], "stop_sequence", stop
                 break
         if conversation.max_tokens is not None:
-            text, cut = truncate_tokens(text, conversation.max_tokens)
+            text, cut = truncate_tokens(text, conversation.max_tokens - reasoning)
             if cut:
                 finish, stop_sequence = "length", None
 
-    output = count_tokens(text) + sum(count_tokens(c.name) + count_json(c.arguments) for c in calls)
-    usage = Usage(input_tokens=count_conversation(conversation), output_tokens=output)
+    output = reasoning + count_tokens(text) + sum(count_tokens(c.name) + count_json(c.arguments) for c in calls)
+    if input_tokens is None:
+        input_tokens = count_conversation(conversation)
+    usage = Usage(input_tokens=input_tokens, output_tokens=output, reasoning_tokens=reasoning)
     return Reply(
         text=text,
+        thinking=thinking,
         tool_calls=calls,
         finish_reason=finish,
         stop_sequence=stop_sequence,
@@ -58,6 +67,28 @@ def shape_reply(conversation: Conversation, reply: Reply) -> Reply:
         latency_ms=reply.latency_ms,
         stream_speed=reply.stream_speed,
     )
+
+
+def think(conversation: Conversation, reply: Reply) -> str:
+    """The thinking sent before the answer: the rule's, or a short generated one, cut to the
+    thinking budget and to max tokens; "" when the request does not think."""
+    if conversation.thinking != "on":
+        return ""
+    text = reply.thinking or generated_thinking(conversation.last_user_text())
+    for cap in (conversation.thinking_budget, conversation.max_tokens):
+        if cap is not None:
+            text, _ = truncate_tokens(text, cap)
+    return text
+
+
+def generated_thinking(prompt: str) -> str:
+    """A short, deterministic line of thinking about the prompt."""
+    line = " ".join(prompt.split())
+    if not line:
+        return "There is no question to think about, so I will answer briefly."
+    if len(line) > PREVIEW_CHARS:
+        line = line[: PREVIEW_CHARS - 1] + "…"
+    return f'The user asks: "{line}". I will answer that directly and briefly.'
 
 
 def _as_object(value: Any) -> dict[str, Any]:

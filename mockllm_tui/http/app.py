@@ -273,7 +273,9 @@ class MockApp:
             else:
                 await endpoint.handle(ex)
         except RequestError as exc:
-            await self._send_error(ex, provider, request_id, exc.status, exc.message, param=exc.param, code=exc.code)
+            await self._send_error(
+                ex, provider, request_id, exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type
+            )
         except ErrorAnswer as exc:
             headers = provider.retry_headers(exc.status, exc.retry_after_ms) if exc.retry_after_ms is not None else []
             await self._send_error(

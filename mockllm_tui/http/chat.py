@@ -1,4 +1,4 @@
-"""The chat flow: parse -> rules -> shape -> faults/timing -> render (JSON or paced stream).
+"""The chat flow: parse -> limits -> rules -> shape -> faults/timing -> render (JSON or paced stream).
 
 It runs every provider's `ChatEndpoint` the same way. Every stage records into the request's
 journal entry.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from mockllm_tui.core.conversation import Conversation, Reply
-from mockllm_tui.core.tokens import count_tokens, split_chunks
+from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chunks
 from mockllm_tui.engine.answer import (
     DISCONNECT_STATUS,
     SHUTDOWN_STATUS,
@@ -23,6 +23,7 @@ from mockllm_tui.engine.answer import (
 )
 from mockllm_tui.engine.exchange import ClientGone, Exchange
 from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, PlannedError, chunk_lateness
+from mockllm_tui.engine.limits import find_breach, header_window, limits_for, resolve_thinking
 from mockllm_tui.engine.pacing import Pacer
 from mockllm_tui.engine.shaping import shape_reply
 from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, new_id, now_s
@@ -38,6 +39,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
     conversation = endpoint.parse_exchange(ex)
     record_conversation(ex, conversation)
     require_known_model(ex, conversation.model)
+    input_tokens = check_limits(ex, endpoint, conversation)
     reply = store.rules.choose(conversation)
     ex.entry.rule = reply.rule
     plan = decide_for(ex, reply)
@@ -47,8 +49,9 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
         if error.mode == "before" or not conversation.stream:
             await fail_before(ex, error, plan, reply)
             return
-    reply = shape_reply(conversation, reply)
+    reply = shape_reply(conversation, reply, input_tokens=input_tokens)
     store.count_tokens_used(reply.usage.total_tokens)
+    ex.entry.thinking_text = reply.thinking
 
     ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.entry.request_id, t0=ex.t0)
     entry = ex.entry
@@ -63,7 +66,30 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
         return
     ctx.pieces = split_chunks(reply.text, store.knobs.stream_chunk)
     ctx.piece_tokens = [count_tokens(p) for p in ctx.pieces]
+    ctx.thinking_pieces = split_chunks(reply.thinking, store.knobs.stream_chunk)
+    ctx.thinking_piece_tokens = [count_tokens(p) for p in ctx.thinking_pieces]
     await stream_reply(ex, endpoint, conversation, reply, ctx, plan)
+
+
+def check_limits(ex: Exchange, endpoint: ChatEndpoint, conversation: Conversation) -> int:
+    """Count the input, settle thinking, and refuse (the provider's `limit_error`) a request that
+    breaks a model limit. Runs before the rules, so a refused request uses up no rule hit, `replies`
+    step or `fail_next`, as the real API refuses before it generates anything. Returns the input tokens.
+    """
+    store, entry = ex.store, ex.entry
+    model = store.models.resolve(conversation.model)
+    resolve_thinking(conversation, model)
+    limits = limits_for(model, store.knobs.context_window, header_window(ex.headers))
+    input_tokens = count_conversation(conversation)
+    entry.prompt_tokens, entry.context_window = input_tokens, limits.window
+    breach = find_breach(conversation, input_tokens, limits, model.id if model is not None else conversation.model)
+    if breach is not None:
+        entry.limit_breach = breach.describe()
+        error = endpoint.limit_error(breach)
+        if error is not None:
+            entry.refused_for_length = True
+            raise error
+    return input_tokens
 
 
 async def stream_reply(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -11,11 +13,20 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.conversation import (
+    Conversation,
+    Message,
+    Reply,
+    RequestError,
+    Thinking,
+    ToolCall,
+    ToolSpec,
+)
 from mockllm_tui.core.models import ModelInfo
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_tokens
 from mockllm_tui.engine.answer import record_conversation, require_known_model
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     CLAIM_OWN,
@@ -34,6 +45,8 @@ from mockllm_tui.providers.registry import register_provider
 
 ROLES = ("user", "assistant")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
+THINKING_TYPES = ("enabled", "disabled", "adaptive", "between_tools")
+MIN_THINKING_BUDGET = 1024
 JSON_FRAGMENT_TOKENS = 4
 
 ANTHROPIC_ERROR_TYPES = {
@@ -202,8 +215,11 @@ def parse_request(body: dict[str, Any], endpoint: str, *, need_max_tokens: bool)
         optional(body, key, float)
     optional(body, "top_k", int)
     optional(body, "metadata", dict)
-    optional(body, "thinking", dict)
+    thinking, budget = parse_thinking(body.get("thinking"), max_tokens)
     tools = parse_tools(optional(body, "tools", list, []))
+    tool_choice = parse_tool_choice(body.get("tool_choice"), tools)
+    if thinking == "on" and tool_choice not in ("auto", "none"):
+        raise RequestError("Thinking may not be enabled when tool_choice forces tool use.", param="tool_choice")
     return Conversation(
         provider="anthropic",
         endpoint=endpoint,
@@ -211,11 +227,40 @@ def parse_request(body: dict[str, Any], endpoint: str, *, need_max_tokens: bool)
         messages=parse_messages(raw_messages),
         system=blocks_text(body.get("system"), "system"),
         tools=tools,
-        tool_choice=parse_tool_choice(body.get("tool_choice"), tools),
+        tool_choice=tool_choice,
         stream=bool(optional(body, "stream", bool, False)),
         max_tokens=max_tokens,
         stop=list(stop),
+        thinking=thinking,
+        thinking_budget=budget,
     )
+
+
+def parse_thinking(value: Any, max_tokens: int | None) -> tuple[Thinking, int | None]:
+    """`thinking` as (on or off, budget): `enabled` needs a `budget_tokens` of at least 1024 and
+    below `max_tokens`; `adaptive` thinks without a budget; absent or `disabled` does not think."""
+    if value is None:
+        return "off", None
+    config = check_type(value, dict, "thinking")
+    kind = require(config, "type", str, "thinking.")
+    if kind not in THINKING_TYPES:
+        raise RequestError(
+            f"thinking.type: expected one of {', '.join(THINKING_TYPES)}, got {kind!r}", param="thinking.type"
+        )
+    optional(config, "display", str, prefix="thinking.")
+    if kind == "disabled":
+        return "off", None
+    if kind != "enabled":
+        return "on", None
+    budget = int(require(config, "budget_tokens", int, "thinking."))
+    if budget < MIN_THINKING_BUDGET:
+        raise RequestError(
+            f"thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_THINKING_BUDGET}",
+            param="thinking.budget_tokens",
+        )
+    if max_tokens is not None and max_tokens <= budget:
+        raise RequestError("`max_tokens` must be greater than `thinking.budget_tokens`.", param="max_tokens")
+    return "on", budget
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -244,6 +289,19 @@ def tool_uses(reply: Reply) -> list[dict[str, Any]]:
         {"type": "tool_use", "id": call.id or new_id("toolu_"), "name": call.name, "input": call.arguments}
         for call in reply.tool_calls
     ]
+
+
+def signature(ctx: RenderContext, thinking: str) -> str:
+    """An opaque signature for a thinking block, derived from the reply's id and the thinking."""
+    digest = hashlib.blake2b(f"{ctx.id}:{thinking}".encode(), digest_size=64).digest()
+    return base64.b64encode(digest + hashlib.blake2b(digest, digest_size=32).digest()).decode()
+
+
+def thinking_blocks(reply: Reply, ctx: RenderContext) -> list[dict[str, Any]]:
+    """The reply's thinking as a `thinking` block with its signature (none when it does not think)."""
+    if not reply.thinking:
+        return []
+    return [{"type": "thinking", "thinking": reply.thinking, "signature": signature(ctx, reply.thinking)}]
 
 
 def has_text_block(reply: Reply) -> bool:
@@ -278,7 +336,7 @@ class Messages(ChatEndpoint):
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A `message` object."""
         content = [{"type": "text", "text": reply.text}] if has_text_block(reply) else []
-        body = self.message(conversation, ctx, content + tool_uses(reply))
+        body = self.message(conversation, ctx, thinking_blocks(reply, ctx) + content + tool_uses(reply))
         body["stop_reason"] = stop_reason(reply)
         body["stop_sequence"] = reply.stop_sequence
         body["usage"] = usage_object(reply.usage.input_tokens, reply.usage.output_tokens)
@@ -299,6 +357,13 @@ class Messages(ChatEndpoint):
         yield {"type": "message_start", "message": start}, "", 0
         yield {"type": "ping"}, "", 0
         index = 0
+        for block in thinking_blocks(reply, ctx):
+            yield block_start(index, {**block, "thinking": "", "signature": ""}), "", 0
+            for piece, tokens in zip(ctx.thinking_pieces, ctx.thinking_piece_tokens, strict=True):
+                yield block_delta(index, {"type": "thinking_delta", "thinking": piece}), "", tokens
+            yield block_delta(index, {"type": "signature_delta", "signature": block["signature"]}), "", 0
+            yield block_stop(index), "", 0
+            index += 1
         if has_text_block(reply):
             yield block_start(index, {"type": "text", "text": ""}), "", 0
             for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
@@ -378,6 +443,8 @@ def model_info(model: ModelInfo, name: str | None = None) -> dict[str, Any]:
         "display_name": model_id.replace("-", " ").title(),
         "created_at": created,
         "lifecycle": "active",
+        "max_input_tokens": model.context_window,
+        "max_tokens": model.max_output_tokens,
     }
 
 
@@ -406,6 +473,21 @@ class RetrieveModel(ModelLookup):
 def rfc3339(epoch_s: float) -> str:
     """A UTC time as RFC 3339 with whole seconds (rounded up), as Anthropic's reset headers."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.ceil(epoch_s)))
+
+
+def limit_message(breach: LimitBreach) -> str:
+    """Anthropic's three wordings: too many output tokens, the prompt too long, or both too many."""
+    if breach.kind == "output_limit":
+        return (
+            f"max_tokens: {breach.requested} > {breach.limit}, "
+            f"which is the maximum allowed number of output tokens for {breach.model}"
+        )
+    if breach.kind == "context_with_output":
+        return (
+            f"input length and `max_tokens` exceed context limit: {breach.input_tokens} + {breach.requested} "
+            f"> {breach.limit}, decrease input length or `max_tokens` and try again"
+        )
+    return f"prompt is too long: {breach.input_tokens} tokens > {breach.limit} maximum"
 
 
 @register_provider
@@ -456,3 +538,7 @@ class Anthropic(Provider):
     def response_headers(self, request_id: str) -> Headers:
         """`request-id`."""
         return [(b"request-id", request_id.encode())]
+
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """Anthropic's wording (see `limit_message`)."""
+        return RequestError(limit_message(breach))

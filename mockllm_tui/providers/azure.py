@@ -25,6 +25,7 @@ from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.core.models import ModelInfo
 from mockllm_tui.engine.answer import model_in_path
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     CLAIM_OWN,
@@ -36,10 +37,16 @@ from mockllm_tui.providers.base import (
     RenderContext,
     bearer_token,
 )
-from mockllm_tui.providers.openai_chat import ChatCompletions
+from mockllm_tui.providers.openai_chat import ChatCompletions, chat_limit_error
 from mockllm_tui.providers.openai_common import OpenAIBase, openai_error, require
 from mockllm_tui.providers.openai_misc import Completions, Embeddings, ListModels, RetrieveModel
-from mockllm_tui.providers.openai_responses import CreateResponse, DeleteResponse, ResponseById, SavedResponses
+from mockllm_tui.providers.openai_responses import (
+    CreateResponse,
+    DeleteResponse,
+    ResponseById,
+    SavedResponses,
+    responses_limit_error,
+)
 from mockllm_tui.providers.registry import register_provider
 
 API_VERSION = "api-version"
@@ -131,6 +138,10 @@ class AzureChat(ChatCompletions):
 
     paths = (DEPLOYMENT + "/chat/completions", V1 + "/chat/completions")
 
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """As OpenAI's chat completions word it."""
+        return chat_limit_error(breach)
+
     def parse_exchange(self, ex: Exchange) -> Conversation:
         """OpenAI's request, on Azure's path."""
         return azure_conversation(self, ex)
@@ -182,6 +193,10 @@ class AzureResponses(CreateResponse):
     """`POST /openai/responses?api-version=...` and `POST /openai/v1/responses`."""
 
     paths = ("/openai/responses", V1 + "/responses")
+
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """As OpenAI's Responses API words it."""
+        return responses_limit_error(breach)
 
     def parse_exchange(self, ex: Exchange) -> Conversation:
         """OpenAI's request, on Azure's path."""

@@ -2,8 +2,9 @@
 
 A provider is the only code that knows its wire format. It lists its endpoints (method and paths),
 says which requests it claims (path and headers), and supplies its own error body for any status,
-its auth refusal, its rate-limit and retry headers and its standard response headers. The
-dispatcher (`mockllm_tui.http`) asks; it never names a provider.
+its auth refusal, its refusal of a request over a model limit (`limit_error`), its rate-limit
+and retry headers and its standard response headers. The dispatcher (`mockllm_tui.http`) asks;
+it never names a provider.
 
 Two kinds of endpoint:
 - a `ChatEndpoint` parses a request into a neutral `Conversation` and renders a `Reply` as JSON or
@@ -25,8 +26,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from mockllm_tui.core.conversation import Conversation, Reply
+from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -54,7 +56,7 @@ class Frame:
 @dataclass(slots=True)
 class RenderContext:
     """Per-request values a renderer needs: one id and one creation time for the whole reply,
-    and the reply text cut into stream chunks (by the live chunking knob)."""
+    and the reply text and its thinking cut into stream chunks (by the live chunking knob)."""
 
     id: str
     created: int
@@ -63,6 +65,9 @@ class RenderContext:
     request_id: str = ""
     #: When the request arrived (`time.perf_counter()`), for wire formats that report their latency.
     t0: float = 0.0
+    #: The reply's thinking cut into stream chunks, like `pieces`.
+    thinking_pieces: list[str] = field(default_factory=list)
+    thinking_piece_tokens: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True, frozen=True)
@@ -209,6 +214,11 @@ class ChatEndpoint(Endpoint):
         """The bytes of an error in the middle of a stream."""
         return self.provider.stream_error(status, message)
 
+    def limit_error(self, breach: LimitBreach) -> RequestError | None:
+        """The refusal of a request to this endpoint that breaks a model limit: the provider's, unless
+        the endpoint words it its own way (see `Provider.limit_error`)."""
+        return self.provider.limit_error(breach)
+
     def remember(self, conversation: Conversation, reply: Reply, ctx: RenderContext, body: Any) -> None:
         """Hook called after a reply was made (the Responses API keeps them for GET)."""
 
@@ -274,6 +284,16 @@ class Provider:
         """Whether the request carries credentials the mock cannot check (a request signature,
         whose secret it never has) and takes in place of the API key; by default never."""
         return False
+
+    def limit_error(self, breach: LimitBreach) -> RequestError | None:
+        """The refusal of a request that breaks a model limit (context window, output or input limit),
+        worded as this provider's API words it (status, `type`, `param`, `code` and message); the
+        dispatcher renders it with `error_body`.
+
+        Return None to serve the request anyway (a server that truncates silently); the journal
+        still records the breach. The default is a plain 400 naming the limit.
+        """
+        return RequestError(breach.message(), param="messages" if breach.kind != "output_limit" else breach.param)
 
     def response_headers(self, request_id: str) -> Headers:
         """Headers every response of this provider carries (request id and the like)."""

@@ -33,6 +33,7 @@ from mockllm_tui.core.models import ModelInfo
 from mockllm_tui.core.tokens import count_conversation, count_tokens
 from mockllm_tui.engine.answer import record_conversation, require_known_model
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers import anthropic
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
@@ -632,6 +633,14 @@ class BedrockProvider(Provider):
     credential_headers = frozenset({"authorization", "x-amz-security-token"})
     stream_content_type = EVENTSTREAM_TYPE
 
+
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """A ValidationException with the model's own words (Anthropic's for Claude models)."""
+        if breach.model.startswith("anthropic."):
+            return RequestError(anthropic.limit_message(breach))
+        if breach.kind == "output_limit":
+            return RequestError(f"The maximum tokens you requested exceeds the model limit of {breach.limit}.")
+        return RequestError("Input is too long for requested model.")
     def claims(self, path: str, headers: Mapping[str, str]) -> int:
         """Everything under `/model/` and `/foundation-models`."""
         return CLAIM_OWN if path.startswith((MODEL_PREFIX, FOUNDATION_MODELS)) else CLAIM_NONE

@@ -23,6 +23,7 @@ from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_conversation, count_json, count_tokens
 from mockllm_tui.engine.answer import answer_faults, model_in_path, preview, record_conversation, require_known_model
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     CLAIM_OWN,
@@ -685,6 +686,20 @@ class Gemini(Provider):
         RetrieveModel,
     )
     credential_headers = frozenset({"authorization", KEY_HEADER})
+
+
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """Gemini's wording: the input token count over the window, or maxOutputTokens out of range."""
+        if breach.kind == "output_limit":
+            return RequestError(
+                f"Unable to submit request because it has a maxOutputTokens value of {breach.requested} but the "
+                f"supported range is from 1 (inclusive) to {(breach.limit or 0) + 1} (exclusive). "
+                "Update the value and try again."
+            )
+        count = breach.total if breach.kind == "context_with_output" else breach.input_tokens
+        return RequestError(
+            f"The input token count ({count}) exceeds the maximum number of tokens allowed ({breach.limit})."
+        )
 
     def claims(self, path: str, headers: Mapping[str, str]) -> int:
         """Its own paths, and any request from google-genai (it sends `x-goog-api-client` and its key)."""

@@ -23,6 +23,7 @@ from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import answer_faults, preview, record_conversation
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     CLAIM_OWN,
@@ -555,6 +556,11 @@ class Ollama(Provider):
     name = "ollama"
     endpoint_classes = (Chat, Generate, Embed, Embeddings, Show, Tags, Version, Pull, Running)
     stream_content_type = b"application/x-ndjson"
+
+
+    def limit_error(self, breach: LimitBreach) -> None:
+        """None: Ollama truncates a prompt over its context silently (the journal still says so)."""
+        return None
 
     def claims(self, path: str, headers: Mapping[str, str]) -> int:
         """Everything under `/api/`."""

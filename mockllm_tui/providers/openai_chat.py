@@ -9,6 +9,7 @@ import orjson
 
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
 from mockllm_tui.core.tokens import count_tokens
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
@@ -182,9 +183,12 @@ class ChatCompletions(ChatEndpoint):
             raise RequestError("messages: must contain at least one message", param="messages")
         messages, system = parse_messages(raw_messages)
         tools = parse_tools(body)
-        max_tokens = positive_int(body, "max_completion_tokens")
+        max_tokens_param = "max_completion_tokens"
+        max_tokens = positive_int(body, max_tokens_param)
         if max_tokens is None:
-            max_tokens = positive_int(body, "max_tokens")
+            max_tokens_param = "max_tokens"
+            max_tokens = positive_int(body, max_tokens_param)
+        effort = optional(body, "reasoning_effort", str)
         stream_options = optional(body, "stream_options", dict, {})
         optional(body, "logprobs", bool)
         optional(body, "temperature", float)
@@ -202,6 +206,8 @@ class ChatCompletions(ChatEndpoint):
             n=positive_int(body, "n", 1, 128) or 1,
             max_tokens=max_tokens,
             stop=stop_list(body.get("stop")),
+            max_tokens_param=max_tokens_param,
+            thinking="off" if effort == "none" else "auto",
         )
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
@@ -249,7 +255,9 @@ class ChatCompletions(ChatEndpoint):
 
         calls = [(tool_call_id(ctx, i, c), c) for i, c in enumerate(reply.tool_calls)]
         for n in range(conversation.n):
-            yield Frame(chunk(n, {"role": "assistant", "content": "", "refusal": None}))
+            # A reasoning model thinks before its first chunk.
+            thinking = reply.usage.reasoning_tokens if n == 0 else 0
+            yield Frame(chunk(n, {"role": "assistant", "content": "", "refusal": None}), "", thinking)
             for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
                 yield Frame(chunk(n, {"content": piece}), piece, tokens)
             for index, (call_id, call) in enumerate(calls):
@@ -281,12 +289,41 @@ def usage_object(reply: Reply, n: int = 1) -> dict[str, Any]:
         "total_tokens": reply.usage.input_tokens + out,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reply.usage.reasoning_tokens * n,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },
     }
+
+
+def chat_limit_error(breach: LimitBreach) -> RequestError:
+    """OpenAI's wording: `context_length_exceeded` on `messages`, or the max tokens parameter too large."""
+    if breach.kind == "output_limit":
+        k = breach.requested
+        message = (
+            f"{breach.param} is too large: {k}. "
+            f"This model supports at most {breach.limit} completion tokens, whereas you provided {k}."
+        )
+        return RequestError(message, param=breach.param, code="invalid_value")
+    m = breach.input_tokens
+    if breach.kind == "input_limit":
+        message = (
+            f"Input tokens exceed the configured limit of {breach.limit} tokens. "
+            f"Your messages resulted in {m} tokens. Please reduce the length of the messages."
+        )
+    elif breach.kind == "context":
+        message = (
+            f"This model's maximum context length is {breach.limit} tokens. "
+            f"However, your messages resulted in {m} tokens. Please reduce the length of the messages."
+        )
+    else:
+        message = (
+            f"This model's maximum context length is {breach.limit} tokens. However, you requested "
+            f"{breach.total} tokens ({m} in the messages, {breach.requested} in the completion). "
+            "Please reduce the length of the messages or completion."
+        )
+    return RequestError(message, param="messages", code="context_length_exceeded")
 
 
 @register_provider
@@ -295,3 +332,7 @@ class OpenAIChat(OpenAIBase):
 
     name = "openai"
     endpoint_classes = (ChatCompletions,)
+
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """OpenAI's wording for chat completions (see `chat_limit_error`)."""
+        return chat_limit_error(breach)

@@ -14,6 +14,7 @@ from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestE
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import preview
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext
 from mockllm_tui.providers.openai_chat import (
     ARGUMENT_CHUNK,
@@ -54,6 +55,8 @@ class ResponsesConversation(Conversation):
     top_p: float = 1.0
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
+    reasoning_effort: str | None = None
+    reasoning_summary: str | None = None
 
 
 @dataclass(slots=True)
@@ -230,6 +233,10 @@ class CreateResponse(ChatEndpoint):
         metadata = optional(body, "metadata", dict, {})
         for key, value in metadata.items():
             check_type(value, str, f"metadata.{key}")
+        reasoning = optional(body, "reasoning", dict, {}) or {}
+        effort = optional(reasoning, "effort", str, None, "reasoning.")
+        summary = optional(reasoning, "summary", str, None, "reasoning.")
+        summary = summary or optional(reasoning, "generate_summary", str, None, "reasoning.")
         return ResponsesConversation(
             provider="openai",
             endpoint=self.name,
@@ -241,6 +248,10 @@ class CreateResponse(ChatEndpoint):
             response_format=fmt,
             stream=bool(optional(body, "stream", bool, False)),
             max_tokens=max_tokens,
+            max_tokens_param="max_output_tokens",
+            thinking="off" if effort == "none" else "auto",
+            reasoning_effort=effort,
+            reasoning_summary=summary,
             instructions=instructions,
             tools_echo=tools_echo,
             tool_choice_echo=choice_echo,
@@ -256,7 +267,8 @@ class CreateResponse(ChatEndpoint):
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A complete `response` object."""
-        return response_object(_as_responses(conversation), reply, ctx, output_items(reply, ctx, done=True))
+        conv = _as_responses(conversation)
+        return response_object(conv, reply, ctx, output_items(conv, reply, ctx, done=True))
 
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
         """The Responses event sequence, each event with the next `sequence_number`."""
@@ -270,9 +282,22 @@ class CreateResponse(ChatEndpoint):
         snapshot = response_object(conv, reply, ctx, [], in_progress=True)
         yield event("response.created", {"response": snapshot})
         yield event("response.in_progress", {"response": snapshot})
-        done_items = output_items(reply, ctx, done=True)
+        done_items = output_items(conv, reply, ctx, done=True)
         for index, item in enumerate(done_items):
             where = {"output_index": index, "item_id": item["id"]}
+            if item["type"] == "reasoning":
+                yield event("response.output_item.added", {"output_index": index, "item": {**item, "summary": []}})
+                for at, part in enumerate(item["summary"]):
+                    summary = {**where, "summary_index": at}
+                    yield event("response.reasoning_summary_part.added", {**summary, "part": {**part, "text": ""}})
+                    for piece, tokens in zip(ctx.thinking_pieces, ctx.thinking_piece_tokens, strict=True):
+                        yield event("response.reasoning_summary_text.delta", {**summary, "delta": piece}, "", tokens)
+                    yield event("response.reasoning_summary_text.done", {**summary, "text": part["text"]})
+                    yield event("response.reasoning_summary_part.done", {**summary, "part": part})
+                # Hidden thinking takes its time too, before the answer.
+                hidden = 0 if item["summary"] else reply.usage.reasoning_tokens
+                yield event("response.output_item.done", {"output_index": index, "item": item}, tokens=hidden)
+                continue
             if item["type"] == "message":
                 part = item["content"][0]
                 yield event("response.output_item.added", {"output_index": index, "item": _started(item)})
@@ -325,12 +350,19 @@ def _started(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "status": "in_progress", "arguments": ""}
 
 
-def output_items(reply: Reply, ctx: RenderContext, *, done: bool) -> list[dict[str, Any]]:
-    """The output items of a reply: a message (when there is text or no call), then one per call.
+def output_items(
+    conv: ResponsesConversation, reply: Reply, ctx: RenderContext, *, done: bool
+) -> list[dict[str, Any]]:
+    """The output items of a reply: a reasoning item (when it thinks), a message (when there is
+    text or no call), then one per call. The reasoning's text is shown only as a summary, when the
+    request asked for one (`reasoning.summary`), as the real API does.
 
     Ids are derived from the response id, so the stream and the saved copy agree.
     """
     items: list[dict[str, Any]] = []
+    if reply.thinking:
+        shown = [{"type": "summary_text", "text": reply.thinking}] if conv.reasoning_summary else []
+        items.append({"id": derived_id("rs_", ctx, "rs", nbytes=24), "type": "reasoning", "summary": shown})
     incomplete = reply.finish_reason == "length"
     if reply.text or not reply.tool_calls:
         part = {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
@@ -374,7 +406,7 @@ def response_object(
             "input_tokens": reply.usage.input_tokens,
             "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": reply.usage.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": reply.usage.reasoning_tokens},
             "total_tokens": reply.usage.total_tokens,
         }
     return {
@@ -393,7 +425,10 @@ def response_object(
         "output": output,
         "parallel_tool_calls": conv.parallel_tool_calls,
         "previous_response_id": conv.previous_response_id,
-        "reasoning": {"effort": None, "summary": None},
+        "reasoning": {
+            "effort": conv.reasoning_effort or ("medium" if conv.thinking == "on" else None),
+            "summary": conv.reasoning_summary,
+        },
         "service_tier": "default",
         "store": conv.store,
         "temperature": conv.temperature,
@@ -445,6 +480,18 @@ class DeleteResponse(ResponseById):
         await ex.send_json(200, {"id": saved.body["id"], "object": "response", "deleted": True})
 
 
+def responses_limit_error(breach: LimitBreach) -> RequestError:
+    """The Responses API's wording: `context_length_exceeded` on `input`, or `max_output_tokens` too large."""
+    if breach.kind == "output_limit":
+        message = (
+            f"Invalid '{breach.param}': integer above maximum value. "
+            f"Expected a value <= {breach.limit}, but got {breach.requested} instead."
+        )
+        return RequestError(message, param=breach.param, code="integer_above_max_value")
+    message = "Your input exceeds the context window of this model. Please adjust your input and try again."
+    return RequestError(message, param="input", code="context_length_exceeded")
+
+
 @register_provider
 class OpenAIResponses(OpenAIBase):
     """OpenAI's Responses API."""
@@ -455,3 +502,7 @@ class OpenAIResponses(OpenAIBase):
     def __init__(self) -> None:
         self.saved = SavedResponses()
         super().__init__()
+
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """The Responses API's wording (see `responses_limit_error`)."""
+        return responses_limit_error(breach)

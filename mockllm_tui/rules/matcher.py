@@ -127,6 +127,8 @@ class CompiledRule:
         spec = self.spec
         self.hits += 1
         reply = Reply(rule=self.label, latency_ms=spec.latency_ms, stream_speed=spec.stream_speed)
+        if spec.thinking is not None:
+            reply.thinking = render(spec.thinking, variables)
         if spec.error is not None:
             e = spec.error
             reply.error = ErrorReply(status=e.status, message=render(e.message, variables), type=e.type)

@@ -24,6 +24,7 @@ RULE_KEYS: tuple[str, ...] = (
     "error",
     "latency_ms",
     "stream_speed",
+    "thinking",
 )
 TOP_KEYS: tuple[str, ...] = ("rules", "responses", "defaults", "models", "settings")
 DEFAULTS_KEYS: tuple[str, ...] = ("unknown_response", "mirror", "triggers")
@@ -146,7 +147,9 @@ class ErrorSpec:
 
 @dataclass(frozen=True, slots=True)
 class RuleSpec:
-    """One rule: a match and what to answer (reply, a sequence of replies, tool calls or an error)."""
+    """One rule: a match and what to answer (reply, a sequence of replies, tool calls or an error).
+
+    `thinking` is the text a reasoning reply thinks before it answers (when the request thinks)."""
 
     match: Match = field(default_factory=Match)
     name: str | None = None
@@ -156,6 +159,7 @@ class RuleSpec:
     error: ErrorSpec | None = None
     latency_ms: float | None = None
     stream_speed: float | None = None
+    thinking: str | None = None
 
     def to_data(self) -> dict[str, Any]:
         """The rule as plain data in the file's rich form (only the keys that are set)."""
@@ -175,6 +179,8 @@ class RuleSpec:
             out["latency_ms"] = self.latency_ms
         if self.stream_speed is not None:
             out["stream_speed"] = self.stream_speed
+        if self.thinking is not None:
+            out["thinking"] = self.thinking
         return out
 
     def short_key(self) -> str | None:

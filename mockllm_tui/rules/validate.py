@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from mockllm_tui.core.knobs import KnobError, validate_knob_values
-from mockllm_tui.core.models import ModelRegistry
+from mockllm_tui.core.models import ModelEntryError, ModelRegistry
 from mockllm_tui.rules.lint import shadow_warnings, short_warnings
 from mockllm_tui.rules.model import (
     BASE_VARIABLES,
@@ -88,6 +88,7 @@ def parse_rule(
     error = _parse_error(data.get("error"), check)
     latency = data.get("latency_ms")
     speed = data.get("stream_speed")
+    thinking = data.get("thinking")
     spec = RuleSpec(
         match=match,
         name=name,
@@ -97,11 +98,12 @@ def parse_rule(
         error=error,
         latency_ms=None if latency is None else check.number(latency, "latency_ms"),
         stream_speed=None if speed is None else check.number(speed, "stream_speed"),
+        thinking=None if thinking is None else check.string(thinking, "thinking", "thinking"),
     )
     if reply is not None and replies is not None:
         raise check.fail("use either 'reply' or 'replies', not both", "replies")
-    if error is not None and (reply is not None or replies is not None or tool_calls):
-        raise check.fail("'error' cannot be combined with 'reply', 'replies' or 'tool_calls'", "error")
+    if error is not None and (reply is not None or replies is not None or tool_calls or thinking is not None):
+        raise check.fail("'error' cannot be combined with 'reply', 'replies', 'tool_calls' or 'thinking'", "error")
     if reply is None and replies is None and not tool_calls and error is None:
         raise check.fail("give a 'reply', 'replies', 'tool_calls' or 'error'", None)
     _check_templates(spec, variables, check)
@@ -192,7 +194,9 @@ def _parse_error(value: Any, check: _Checker) -> ErrorSpec | None:
 
 
 def _check_templates(spec: RuleSpec, variables: tuple[str, ...], check: _Checker) -> None:
-    texts = strings_in([spec.reply, list(spec.replies or ()), [c.arguments for c in spec.tool_calls]])
+    texts = strings_in(
+        [spec.reply, list(spec.replies or ()), [c.arguments for c in spec.tool_calls], spec.thinking]
+    )
     if spec.error is not None:
         texts.append(spec.error.message)
     for text in texts:
@@ -358,8 +362,11 @@ def _parse_models(section: Any, line: int | None, errors: list[RuleError]) -> li
     value = plain(section)
     try:
         ModelRegistry.from_config(value)
-    except ValueError as exc:
+    except ModelEntryError as exc:
         message = str(exc).removeprefix("models: ")
+        if exc.index is not None and isinstance(section, list):
+            item = section[exc.index]
+            line = line_finder(item, line_finder(section, line)(exc.index))(exc.key)
         errors.append(RuleError(message, where="models", line=line))
         return None
     return list(value)

@@ -87,6 +87,7 @@ class MockLLM:
         error: dict[str, Any] | None = None,
         latency_ms: float | None = None,
         stream_speed: float | None = None,
+        thinking: str | None = None,
         name: str | None = None,
     ) -> RuleHandle:
         """Add a rule for this test only, tried before the base rules and after the test's earlier ones.

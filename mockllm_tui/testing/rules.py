@@ -18,7 +18,7 @@ from mockllm_tui.rules.validate import parse_rule
 #: What an unmatched request gets when the base rules have no fallback of their own.
 FALLBACK_TEXT = "This is a mock response."
 STRICT_STATUS = 404
-REPLY_KEYS = ("reply", "replies", "tool_calls", "error", "latency_ms", "stream_speed")
+REPLY_KEYS = ("reply", "replies", "tool_calls", "error", "latency_ms", "stream_speed", "thinking")
 
 
 @dataclass(frozen=True, slots=True)

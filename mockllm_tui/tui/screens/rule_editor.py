@@ -46,7 +46,8 @@ def hidden_conditions(original: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def build_rule_data(fields: dict[str, Any], original: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The rich-form data of the rule in the form (conditions the form does not show are kept)."""
+    """The rich-form data of the rule in the form (conditions and the `thinking` text, which the
+    form does not show, are kept)."""
     match: dict[str, Any] = hidden_conditions(original)
     kind, pattern = fields["kind"], fields["pattern"]
     if kind != ANYTHING:
@@ -76,6 +77,8 @@ def build_rule_data(fields: dict[str, Any], original: dict[str, Any] | None = No
         if not status.isdigit():
             raise FormError(f"error status: expected a number like 500, got {status!r}")
         data["error"] = {"status": int(status), "message": fields["error_message"] or "Error from mockllm-tui"}
+    elif (original or {}).get("thinking") is not None:
+        data["thinking"] = (original or {})["thinking"]
     for key, name in (("latency_ms", "latency"), ("stream_speed", "speed")):
         value = _number(fields[key], name)
         if value is not None:

@@ -39,6 +39,12 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
     if entry.rule:
         head.append(f" · rule {entry.rule}", style="italic")
     parts: list[RenderableType] = [head]
+    if entry.prompt_tokens is not None:
+        window = f" / {entry.context_window:,}" if entry.context_window else ""
+        parts.append(Text(f"prompt {entry.prompt_tokens:,}{window} tokens", style="dim"))
+    if entry.limit_breach:
+        verdict = "refused for length" if entry.refused_for_length else "over a limit, served anyway"
+        parts.append(Text(f"{verdict}: {entry.limit_breach}", style="bold red"))
     if entry.fault:
         parts.append(Text(f"fault injected: {entry.fault}", style="bold red"))
     parts.append(Rule("Conversation", style="dim"))
@@ -47,6 +53,9 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
         line.append(f"{role}: ", style=f"bold {ROLE_STYLES.get(role, 'white')}")
         line.append(text)
         parts.append(line)
+    if entry.thinking_text:
+        parts.append(Rule("Thinking", style="dim"))
+        parts.append(Text(entry.thinking_text, style="italic dim"))
     if wire and entry.stream:
         parts.append(Rule("Chunks as sent · c: the text", style="dim"))
         parts.append(Text(stream_stats(entry), style="bold cyan" if entry.open else "cyan"))

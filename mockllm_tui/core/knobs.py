@@ -36,6 +36,8 @@ class Knobs:
     api_key: str | None = field(default=None, repr=False)
     seed: int | None = None
     timeout_cap_s: float = 60.0
+    #: Save each reply proxied from an upstream as a rule (`--record`).
+    record: bool = False
 
     def with_changes(self, **changes: Any) -> Knobs:
         """A copy with these fields changed (validated)."""
@@ -104,6 +106,10 @@ def validate_knob_values(changes: dict[str, Any]) -> dict[str, Any]:
             if value is not None and not isinstance(value, str):
                 raise KnobError("api_key: expected a string")
             out[name] = value or None
+        elif name == "record":
+            if not isinstance(value, bool):
+                raise KnobError(f"record: expected true or false, got {value!r}")
+            out[name] = value
         elif name == "seed":
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise KnobError(f"seed: expected an integer, got {value!r}")

@@ -43,6 +43,9 @@ class StartupConfig:
     strict_models: bool = False
     responses_path: str = ""
     url: str = ""
+    #: `--upstream NAME=URL` pairs: where requests no rule matches are forwarded.
+    upstreams: tuple[tuple[str, str], ...] = ()
+    upstream_timeout_s: float = 60.0
 
 EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "journal_cleared"]
 Event = tuple[EventKind, Any]

@@ -24,20 +24,30 @@ from mockllm_tui.engine.exchange import ClientGone, Exchange
 from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, PlannedError, chunk_lateness
 from mockllm_tui.engine.pacing import Pacer
 from mockllm_tui.engine.shaping import shape_reply
+from mockllm_tui.http.upstream import UpstreamProxy
 from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, new_id, now_s
 
 #: The longest single sleep while pacing a stream; longer waits re-read the live speed this often.
 SPEED_POLL_S = 0.25
 
 
-async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
-    """Serve one chat-like request end to end."""
+async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | None = None) -> None:
+    """Serve one chat-like request end to end (with an upstream for its provider, a request no rule
+    matches is forwarded there)."""
     store = ex.store
     await ex.read_body(store.config.max_body)
     conversation = endpoint.parse(ex.read_json_object())
     record_conversation(ex, conversation)
     require_known_model(ex, conversation.model)
-    reply = store.rules.choose(conversation)
+    upstream = proxy.upstream(ex, endpoint.provider) if proxy is not None else None
+    if proxy is None or upstream is None:
+        reply = store.rules.choose(conversation)
+    else:
+        matched = proxy.rule_reply(ex, conversation)
+        if matched is None:
+            await proxy.forward(ex, endpoint, conversation, upstream)
+            return
+        reply = matched
     ex.entry.rule = reply.rule
     plan = decide_for(ex, reply)
     error = plan.error

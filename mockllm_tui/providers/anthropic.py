@@ -11,7 +11,15 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.conversation import (
+    Conversation,
+    FinishReason,
+    Message,
+    Reply,
+    RequestError,
+    ToolCall,
+    ToolSpec,
+)
 from mockllm_tui.core.models import ModelInfo
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_tokens
 from mockllm_tui.engine.answer import model_in_path, record_conversation, require_known_model
@@ -26,6 +34,7 @@ from mockllm_tui.providers.base import (
     Provider,
     RateLimitReport,
     RenderContext,
+    ReplyReader,
     new_id,
 )
 from mockllm_tui.providers.parsing import check_type, optional, require
@@ -55,6 +64,14 @@ STOP_REASONS = {
     "tool_calls": "tool_use",
     "stop_sequence": "stop_sequence",
     "content_filter": "refusal",
+}
+
+NEUTRAL_STOP: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "stop_sequence": "stop_sequence",
+    "refusal": "content_filter",
 }
 
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
@@ -327,6 +344,42 @@ class Messages(ChatEndpoint):
         yield Frame(sse("message_delta", delta))
         yield Frame(sse("message_stop", {"type": "message_stop"}))
 
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's message (or its events) back into a Reply."""
+        return MessageReader(conversation.stream)
+
+
+class MessageReader(ReplyReader):
+    """A `message` (or its events, up to `message_stop`) read back into a Reply."""
+
+    def read_body(self, body: Any) -> None:
+        """Text blocks and tool_use blocks."""
+        for block in body["content"]:
+            if block.get("type") == "text":
+                self.text += block.get("text", "")
+            elif block.get("type") == "tool_use":
+                self.calls.append([block["name"], orjson.dumps(block.get("input") or {}).decode()])
+        self.finish_reason = NEUTRAL_STOP.get(body.get("stop_reason") or "", "stop")
+
+    def read_event(self, event: str, data: Any) -> str:
+        """Block starts and deltas; `message_stop` ends the stream."""
+        kind = data.get("type", event) if isinstance(data, dict) else event
+        if kind == "content_block_start" and data["content_block"].get("type") == "tool_use":
+            self.calls.append([data["content_block"]["name"], ""])
+        elif kind == "content_block_delta":
+            delta = data["delta"]
+            if delta.get("type") == "text_delta":
+                self.text += delta["text"]
+                return str(delta["text"])
+            if delta.get("type") == "input_json_delta" and self.calls:
+                self.calls[-1][1] += delta["partial_json"]
+                return str(delta["partial_json"])
+        elif kind == "message_delta":
+            self.finish_reason = NEUTRAL_STOP.get(data["delta"].get("stop_reason") or "", "stop")
+        elif kind == "message_stop":
+            self.done = True
+        return ""
+
 
 def block_start(index: int, block: dict[str, Any]) -> bytes:
     """A `content_block_start` event."""
@@ -455,3 +508,7 @@ class Anthropic(Provider):
     def response_headers(self, request_id: str) -> Headers:
         """`request-id`."""
         return [(b"request-id", request_id.encode())]
+
+    def upstream_auth(self, key: str) -> Headers:
+        """The key in `x-api-key`, as the anthropic SDK sends it."""
+        return [(b"x-api-key", key.encode("latin-1"))]

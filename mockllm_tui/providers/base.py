@@ -23,7 +23,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mockllm_tui.core.conversation import Conversation, Reply
+import orjson
+
+from mockllm_tui.core.conversation import Conversation, FinishReason, Reply, ToolCall
 from mockllm_tui.engine.exchange import Exchange
 
 Headers = list[tuple[bytes, bytes]]
@@ -127,6 +129,89 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+class ReplyReader:
+    """Rebuilds a `Reply` from a real upstream's answer, for recording (see http/upstream.py).
+
+    The proxy feeds the upstream's body as it arrives: `feed` returns the reply text (and tool-call
+    argument text) that the complete events in `data` carried, for the journal and the timing; `done`
+    turns true at the stream's terminal event; `reply()` is the answer (None when it was incomplete).
+
+    This base class does the framing: a whole JSON body goes to `read_body`; a stream is cut into
+    server-sent events, each given to `read_event(event_name, parsed_data)` (a `data:` that is not
+    JSON, such as `[DONE]`, comes as a string). A provider with another framing (NDJSON, binary event
+    frames) overrides `feed`. Subclasses fill `text`, `calls` (name, arguments-JSON text pairs),
+    `finish_reason` and `done`.
+    """
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.done = False
+        #: Reading went wrong: the answer is passed through but not recorded.
+        self.failed = False
+        self.text = ""
+        #: Tool calls as [name, arguments JSON text] (the text grows while a stream sends it).
+        self.calls: list[list[str]] = []
+        self.finish_reason: FinishReason = "stop"
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> str:
+        """Take the next bytes of the upstream's body; return the reply text their complete events carry."""
+        if not self.stream:
+            self._buffer += data
+            return ""
+        self._buffer += data.replace(b"\r\n", b"\n")
+        out: list[str] = []
+        while b"\n\n" in self._buffer:
+            raw, self._buffer = self._buffer.split(b"\n\n", 1)
+            event, payload = "", []
+            for line in raw.split(b"\n"):
+                name, _, value = line.partition(b":")
+                value = value[1:] if value.startswith(b" ") else value
+                if name == b"event":
+                    event = value.decode("utf-8", "replace")
+                elif name == b"data":
+                    payload.append(value)
+            if payload:
+                out.append(self.read_event(event, _json_or_text(b"\n".join(payload))))
+        return "".join(out)
+
+    def reply(self) -> Reply | None:
+        """The answer the upstream gave (None: the body could not be read as a complete reply)."""
+        if not self.stream:
+            try:
+                self.read_body(orjson.loads(self._buffer))
+            except (orjson.JSONDecodeError, TypeError, KeyError, IndexError, AttributeError):
+                return None
+            self._buffer = b""
+        elif not self.done:
+            return None
+        calls = [ToolCall(name, _arguments(args)) for name, args in self.calls]
+        return Reply(text=self.text, tool_calls=calls, finish_reason=self.finish_reason)
+
+    def read_body(self, body: Any) -> None:
+        """Read a whole (non-streamed) JSON answer into `text`, `calls` and `finish_reason`."""
+        raise NotImplementedError
+
+    def read_event(self, event: str, data: Any) -> str:
+        """Read one stream event; return the reply text it carries. Set `done` at the terminal event."""
+        raise NotImplementedError
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text or "{}")
+    except orjson.JSONDecodeError:
+        return {"raw": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
 class Endpoint:
     """One route of a provider, answered by its own `handle`."""
 
@@ -167,6 +252,11 @@ class ChatEndpoint(Endpoint):
 
     def remember(self, conversation: Conversation, reply: Reply, ctx: RenderContext, body: Any) -> None:
         """Hook called after a reply was made (the Responses API keeps them for GET)."""
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader | None:
+        """A reader that rebuilds the Reply from a real upstream's answer to this request, so it can be
+        recorded as a rule (None: this endpoint's answers are passed through but not recorded)."""
+        return None
 
     @property
     def stream_content_type(self) -> bytes:
@@ -240,3 +330,7 @@ class Provider:
     def retry_headers(self, status: int, wait_ms: float) -> Headers:
         """The headers that tell this provider's SDK whether and when to retry an error."""
         return retry_headers(status, wait_ms)
+
+    def upstream_auth(self, key: str) -> Headers:
+        """The header that carries an API key to the real upstream (`MOCKLLM_UPSTREAM_KEY_<NAME>`)."""
+        return [(b"authorization", b"Bearer " + key.encode("latin-1"))]

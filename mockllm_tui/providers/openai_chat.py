@@ -7,9 +7,17 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.conversation import (
+    Conversation,
+    FinishReason,
+    Message,
+    Reply,
+    RequestError,
+    ToolCall,
+    ToolSpec,
+)
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext
+from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, ReplyReader
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
@@ -166,6 +174,47 @@ def parse_response_format(value: Any, name: str = "response_format") -> dict[str
     raise RequestError(f"{name}.type: expected text, json_object or json_schema", param=f"{name}.type")
 
 
+class ChatReader(ReplyReader):
+    """A `chat.completion` (or its chunks, up to `[DONE]`) read back into a Reply: the first choice only."""
+
+    def read_body(self, body: Any) -> None:
+        """The first choice's message: its content and tool calls."""
+        choice = body["choices"][0]
+        message = choice["message"]
+        self.text = message.get("content") or ""
+        for call in message.get("tool_calls") or []:
+            self.calls.append([call["function"]["name"], call["function"].get("arguments") or ""])
+        self.finish_reason = neutral_finish(choice.get("finish_reason"))
+
+    def read_event(self, event: str, data: Any) -> str:
+        """A `chat.completion.chunk` of the first choice; `[DONE]` ends the stream."""
+        if data == "[DONE]":
+            self.done = True
+            return ""
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or choices[0].get("index", 0) != 0:
+            return ""
+        choice = choices[0]
+        delta = choice.get("delta") or {}
+        piece = delta.get("content") or ""
+        self.text += piece
+        for call in delta.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            if fn.get("name"):
+                self.calls.append([fn["name"], ""])
+            if self.calls and fn.get("arguments"):
+                self.calls[-1][1] += fn["arguments"]
+                piece += fn["arguments"]
+        if choice.get("finish_reason"):
+            self.finish_reason = neutral_finish(choice["finish_reason"])
+        return piece
+
+
+def neutral_finish(reason: Any) -> FinishReason:
+    """OpenAI's finish reason as the neutral one."""
+    return reason if reason in ("stop", "length", "tool_calls", "content_filter") else "stop"
+
+
 class ChatCompletions(ChatEndpoint):
     """`POST /v1/chat/completions`."""
 
@@ -264,6 +313,10 @@ class ChatCompletions(ChatEndpoint):
             usage = {**head, **extra, "choices": [], "usage": usage_object(reply, conversation.n)}
             yield Frame(b"data: " + orjson.dumps(usage) + b"\n\n")
         yield Frame(DONE)
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's chat completion (or its chunks) back into a Reply."""
+        return ChatReader(conversation.stream)
 
 
 def finish_reason(reply: Reply) -> str:

@@ -19,8 +19,8 @@ from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import answer_faults, model_in_path, preview, require_known_model
 from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext
-from mockllm_tui.providers.openai_chat import DONE, finish_reason, usage_object
+from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader
+from mockllm_tui.providers.openai_chat import DONE, finish_reason, neutral_finish, usage_object
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
@@ -157,6 +157,32 @@ class Completions(ChatEndpoint):
             usage = {**head, "choices": [], "usage": usage_object(reply, conv.n)}
             yield Frame(b"data: " + orjson.dumps(usage) + b"\n\n")
         yield Frame(DONE)
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's text completion (or its chunks) back into a Reply."""
+        return CompletionReader(conversation.stream)
+
+
+class CompletionReader(ReplyReader):
+    """A `text_completion` (or its chunks, up to `[DONE]`) read back into a Reply: the first choice only."""
+
+    def read_body(self, body: Any) -> None:
+        """The first choice's text."""
+        choice = body["choices"][0]
+        self.text = choice.get("text") or ""
+        self.finish_reason = neutral_finish(choice.get("finish_reason"))
+
+    def read_event(self, event: str, data: Any) -> str:
+        """A chunk of the first choice; `[DONE]` ends the stream."""
+        if data == "[DONE]":
+            self.done = True
+            return ""
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or choices[0].get("index", 0) != 0:
+            return ""
+        piece = str(choices[0].get("text") or "")
+        self.text += piece
+        return piece
 
 
 def _head(conv: Conversation, ctx: RenderContext) -> dict[str, Any]:

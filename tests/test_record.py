@@ -483,3 +483,39 @@ def test_upstream_names_urls_and_headers() -> None:
     assert forwarded_headers(raw, provider, "mine") == [
         (b"anthropic-version", b"2023-06-01"), (b"x-api-key", b"mine"), (b"accept-encoding", b"identity")
     ]
+
+
+# -- the panel -------------------------------------------------------------------------------------
+
+
+async def test_the_panel_toggles_recording_with_R_and_shows_the_upstream(tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from mockllm_tui.tui.app import MockPanel
+    from mockllm_tui.tui.widgets.request_log import RequestLog
+    from mockllm_tui.tui.widgets.rule_table import RuleTable
+    from tests.support import rendered
+
+    async with recording_pair(tmp_path, record=False) as pair:
+        handle = ServerHandle(create_app(pair.proxy.store), HOST, 0, grace_s=1)
+        app = MockPanel(pair.proxy.store, handle, watch_file=False, keymap_file=tmp_path / "keymap.yml")
+        async with app.run_test(size=(160, 45)) as pilot:
+            status = app.query_one("#status-knobs", Static)
+            host = f"{HOST}:{pair.upstream.handle.port}"
+            assert f"upstream {host}" in rendered(status)
+            await pilot.press("R")
+            assert pair.proxy.store.knobs.record
+            await pilot.pause()
+            assert f"recording {host}" in rendered(status)
+            table = app.query_one(RuleTable)
+            rows = table.row_count
+            client = AsyncOpenAI(base_url=handle.url, api_key=SECRET, max_retries=0)
+            assert await answer(client, "hello") == "Hello from upstream"
+            deadline = time.monotonic() + 5
+            while table.row_count == rows or not app.query_one(RequestLog).rows_by_id:
+                assert time.monotonic() < deadline, "the recorded rule never showed"
+                await pilot.pause(0.02)
+            assert [e.rule for e in app.query_one(RequestLog).rows_by_id.values()] == ["upstream"]
+            await pilot.press("R")
+            assert not pair.proxy.store.knobs.record
+        await handle.app.upstream.aclose()

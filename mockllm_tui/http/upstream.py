@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mockllm_tui.core.conversation import Conversation, Reply
+from mockllm_tui.core.store import url_host
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import ErrorAnswer
 from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, Exchange
@@ -71,9 +72,7 @@ class Upstream:
     @property
     def host(self) -> str:
         """The upstream's host (and port), never its userinfo: what messages and the comment show."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        return f"{host}:{parts.port}" if parts.port else host
+        return url_host(self.url)
 
     def target(self, path: str, query: str) -> str:
         """The URL for a request path: the base URL's path is not repeated when the request has it."""

@@ -72,6 +72,7 @@ class MockPanel(App[int]):
         Binding("left_square_bracket", "slower", "Slower", id="knobs.slower"),
         Binding("right_square_bracket", "faster", "Faster", id="knobs.faster"),
         Binding("x", "toggle_errors", "Errors", id="knobs.errors"),
+        Binding("R", "toggle_record", "Record", id="knobs.record"),
         Binding("y", "copy_curl", "Curl", id="request.copy_curl"),
         Binding("r", "resend", "Re-send", id="request.resend"),
         Binding("ctrl+s", "save_settings", "Save", id="app.save_settings"),
@@ -235,7 +236,8 @@ class MockPanel(App[int]):
     def _show_knobs(self) -> None:
         knobs = self.store.knobs
         pending = self.store.fail_next[0]
-        self.status_bar.show_knobs(knobs, pending, knobs.error_rate > 0)
+        hosts = self.store.config.upstream_hosts()
+        self.status_bar.show_knobs(knobs, pending, knobs.error_rate > 0, hosts)
         self.controls.show(knobs, pending)
 
     # -- messages from the widgets -------------------------------------------------------------
@@ -294,6 +296,13 @@ class MockPanel(App[int]):
         """Error injection on or off (at the rate in the toggles)."""
         on = self.store.knobs.error_rate <= 0
         self.set_knobs({"error_rate": self.controls.armed_rate if on else 0.0})
+
+    def action_toggle_record(self) -> None:
+        """Recording of upstream answers on or off (the `record` knob)."""
+        on = not self.store.knobs.record
+        if self.set_knobs({"record": on}):
+            where = "" if self.store.config.upstreams else " (no --upstream is set: nothing is forwarded)"
+            self.notify(f"Recording {'on' if on else 'off'}{where}", timeout=2)
 
     def action_copy_curl(self) -> None:
         """Copy the selected request as a curl command."""
@@ -404,6 +413,7 @@ class MockPanel(App[int]):
             ("Streams faster", "Stream speed one step up; past the top is unlimited (])", self.action_faster),
             ("Streams slower", "Stream speed one step down; from unlimited the top step ([)", self.action_slower),
             ("Toggle error injection", "Error injection on or off (x)", self.action_toggle_errors),
+            ("Toggle recording", "Save upstream answers as rules, on or off (R)", self.action_toggle_record),
             ("Fail next request", "Arm 'fail next' with the count in the toggles", self.controls._arm),
             ("Toggle follow", "Follow new requests in the log (f)", log.action_toggle_follow),
             ("Filter requests", "Filter the log by text, status:, model:, rule: (/)", log.action_filter),

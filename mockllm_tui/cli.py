@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from mockllm_tui import __version__
 from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
-from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, StartupConfig, Store
+from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, StartupConfig, Store, url_host
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import CannotListen, ServerHandle
 
@@ -373,6 +373,11 @@ def print_serving(host: str, port: int, store: Store) -> None:
     """The first line on stdout, which scripts parse for the port."""
     address = f"http://{_host(host)}:{port}"
     sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.config.responses_path})\n")
+    config = store.config
+    if config.upstreams:
+        hosts = ", ".join(f"{name} -> {url_host(url)}" for name, url in config.upstreams)
+        recording = "recording" if store.knobs.record else "not recording"
+        sys.stdout.write(f"forwarding unmatched requests upstream: {hosts} ({recording})\n")
     sys.stdout.flush()
 
 

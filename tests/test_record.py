@@ -298,6 +298,21 @@ async def test_a_repeated_prompt_goes_upstream_again_and_extends_the_replies_seq
         assert replayed == ["first answer", "second answer"]
 
 
+async def test_a_request_only_the_upstream_understands_is_passed_through_unrecorded(tmp_path: Path) -> None:
+    async with recording_pair(tmp_path) as pair:
+        client = pair.openai()
+        first = await client.responses.create(model="gpt-4o", input="hello", store=True)
+        assert [r["reply"] for r in recorded(pair.proxy.store)] == ["Hello from upstream"]
+        # the proxy never saw that response id; the upstream made it and knows it
+        stream = await client.responses.create(
+            model="gpt-4o", input="say it again", previous_response_id=first.id, stream=True
+        )
+        text = "".join([e.delta async for e in stream if e.type == "response.output_text.delta"])
+        assert text == "first answer"
+        assert pair.proxy.store.journal()[-1].rule == "upstream"
+        assert len(recorded(pair.proxy.store)) == 1
+
+
 # -- Anthropic -------------------------------------------------------------------------------------
 
 

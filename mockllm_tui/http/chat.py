@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mockllm_tui.core.conversation import Conversation, Reply
+from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.core.tokens import count_tokens, split_chunks
 from mockllm_tui.engine.answer import (
     DISCONNECT_STATUS,
@@ -36,10 +36,17 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
     matches is forwarded there)."""
     store = ex.store
     await ex.read_body(store.config.max_body)
-    conversation = endpoint.parse(ex.read_json_object())
+    upstream = proxy.upstream(ex, endpoint.provider) if proxy is not None else None
+    try:
+        conversation = endpoint.parse(ex.read_json_object())
+    except RequestError:
+        if proxy is None or upstream is None:
+            raise
+        # The real API is the judge of what it accepts (a Responses `previous_response_id` it made, say).
+        await proxy.forward(ex, endpoint, None, upstream)
+        return
     record_conversation(ex, conversation)
     require_known_model(ex, conversation.model)
-    upstream = proxy.upstream(ex, endpoint.provider) if proxy is not None else None
     if proxy is None or upstream is None:
         reply = store.rules.choose(conversation)
     else:

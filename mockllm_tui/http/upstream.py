@@ -56,6 +56,8 @@ NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "cook
 #: Answer headers not passed back: the ones the exchange writes itself, and cookies.
 NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type", "set-cookie"}
 STREAM_HEADERS = frozenset({"cache-control", "x-accel-buffering"})
+#: Content types passed through chunk by chunk when the request could not be parsed.
+STREAM_TYPES = ("event-stream", "ndjson", "eventstream")
 
 
 class UpstreamError(ValueError):
@@ -174,9 +176,10 @@ class UpstreamProxy:
         return self._client
 
     async def forward(
-        self, ex: Exchange, endpoint: ChatEndpoint, conversation: Conversation, upstream: Upstream
+        self, ex: Exchange, endpoint: ChatEndpoint, conversation: Conversation | None, upstream: Upstream
     ) -> None:
-        """Send the request upstream and its answer back (recording a 2xx answer while recording)."""
+        """Send the request upstream and its answer back (recording a 2xx answer while recording). A
+        request that could not be parsed (`conversation` None) is passed through, never recorded."""
         ex.entry.rule = UPSTREAM_LABEL
         provider = endpoint.provider
         timeout_s = ex.store.config.upstream_timeout_s
@@ -193,8 +196,8 @@ class UpstreamProxy:
             raise ErrorAnswer(status, message) from None
         ex.extra_headers = []  # the upstream's own headers go back, not ours
         ex.timing_header = None
-        reader = safe_reader(endpoint, conversation) if response.is_success else None
-        if response.is_success and conversation.stream:
+        reader = safe_reader(endpoint, conversation) if response.is_success and conversation is not None else None
+        if response.is_success and streamed(conversation, response.headers.get("content-type", "")):
             ctype = response.headers.get("content-type", "text/event-stream").encode("latin-1")
             try:
                 await ex.start_stream(returned_headers(response.headers, stream=True), content_type=ctype)
@@ -215,7 +218,7 @@ class UpstreamProxy:
         finally:
             await response.aclose()
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        if reader is not None:
+        if reader is not None and conversation is not None:
             feed(reader, body)
             reply = read_reply(reader)
             if reply is not None:
@@ -228,7 +231,7 @@ class UpstreamProxy:
         self,
         ex: Exchange,
         endpoint: ChatEndpoint,
-        conversation: Conversation,
+        conversation: Conversation | None,
         upstream: Upstream,
         response: httpx.Response,
         reader: ReplyReader | None,
@@ -242,7 +245,7 @@ class UpstreamProxy:
                 text = feed(reader, data) if reader is not None else ""
                 if text:
                     marks.append((time.perf_counter() - started, count_tokens(text)))
-                if reader is not None and reader.done and not saved:
+                if reader is not None and conversation is not None and reader.done and not saved:
                     saved = True
                     reply = read_reply(reader)
                     if reply is not None:
@@ -279,6 +282,13 @@ class UpstreamProxy:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def streamed(conversation: Conversation | None, content_type: str) -> bool:
+    """Whether an answer is a stream: as the request asked, or (unparsed) as its content type says."""
+    if conversation is not None:
+        return conversation.stream
+    return any(word in content_type.lower() for word in STREAM_TYPES)
 
 
 def safe_reader(endpoint: ChatEndpoint, conversation: Conversation) -> ReplyReader | None:

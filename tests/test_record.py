@@ -10,7 +10,7 @@ import difflib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -222,21 +222,26 @@ async def test_openai_plain_and_streamed_replies_are_recorded_and_replayed_offli
         assert other.choices[0].message.content == "the proxy's own fallback"
 
 
+async def stream_until(pair: Pair, prompt: str, last: Callable[[str], bool]) -> None:
+    """Stream a chat completion through the proxy and hang up after the line `last` accepts."""
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream(
+            "POST",
+            pair.proxy.openai_url + "/chat/completions",
+            json={"model": "gpt-4o", "messages": user(prompt), "stream": True},
+            headers={"authorization": f"Bearer {SECRET}"},
+        ) as response,
+    ):
+        async for line in response.aiter_lines():
+            if last(line):
+                return
+
+
 async def test_a_client_that_hangs_up_mid_stream_still_records_the_whole_answer(tmp_path: Path) -> None:
     async with recording_pair(tmp_path) as pair:
         events = pair.proxy.store.subscribe()
-        async with (
-            httpx.AsyncClient() as http,
-            http.stream(
-                "POST",
-                pair.proxy.openai_url + "/chat/completions",
-                json={"model": "gpt-4o", "messages": user("slow"), "stream": True},
-                headers={"authorization": f"Bearer {SECRET}"},
-            ) as response,
-        ):
-            async for line in response.aiter_lines():
-                if '"content":"one' in line:
-                    break  # hang up after the first words
+        await stream_until(pair, "slow", lambda line: '"content":"one' in line)  # after the first words
         assert recorded(pair.proxy.store) == []
         while not recorded(pair.proxy.store):
             assert await events.wait(10.0), "the recording never came"
@@ -247,18 +252,7 @@ async def test_a_client_that_hangs_up_mid_stream_still_records_the_whole_answer(
 
 async def test_the_sdk_closing_right_after_done_still_records(tmp_path: Path) -> None:
     async with recording_pair(tmp_path) as pair:
-        async with (
-            httpx.AsyncClient() as http,
-            http.stream(
-                "POST",
-                pair.proxy.openai_url + "/chat/completions",
-                json={"model": "gpt-4o", "messages": user("hello"), "stream": True},
-                headers={"authorization": f"Bearer {SECRET}"},
-            ) as response,
-        ):
-            async for line in response.aiter_lines():
-                if line == "data: [DONE]":
-                    break
+        await stream_until(pair, "hello", lambda line: line == "data: [DONE]")
         assert [r["reply"] for r in recorded(pair.proxy.store)] == ["Hello from upstream"]
 
 

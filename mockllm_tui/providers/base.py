@@ -185,7 +185,7 @@ class ReplyReader:
             self._buffer = b""
         elif not self.done:
             return None
-        calls = [ToolCall(name, _arguments(args)) for name, args in self.calls]
+        calls = [ToolCall(name, parse_arguments(args)) for name, args in self.calls]
         return Reply(text=self.text, tool_calls=calls, finish_reason=self.finish_reason)
 
     def read_body(self, body: Any) -> None:
@@ -204,7 +204,8 @@ def _json_or_text(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace").strip()
 
 
-def _arguments(text: str) -> dict[str, Any]:
+def parse_arguments(text: str) -> dict[str, Any]:
+    """Tool-call arguments (a JSON string) as an object; text that is not a JSON object is wrapped."""
     try:
         value = orjson.loads(text or "{}")
     except orjson.JSONDecodeError:

@@ -17,7 +17,7 @@ from mockllm_tui.core.conversation import (
     ToolSpec,
 )
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, ReplyReader
+from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, ReplyReader, parse_arguments
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
@@ -68,15 +68,6 @@ def parse_tool_calls(value: Any, name: str) -> list[ToolCall]:
             )
         )
     return calls
-
-
-def parse_arguments(text: str) -> dict[str, Any]:
-    """Tool-call arguments (a JSON string) as an object; text that is not a JSON object is wrapped."""
-    try:
-        args = orjson.loads(text or "{}")
-    except orjson.JSONDecodeError:
-        return {"raw": text}
-    return args if isinstance(args, dict) else {"value": args}
 
 
 def parse_messages(value: Any) -> tuple[list[Message], str]:
@@ -174,8 +165,28 @@ def parse_response_format(value: Any, name: str = "response_format") -> dict[str
     raise RequestError(f"{name}.type: expected text, json_object or json_schema", param=f"{name}.type")
 
 
-class ChatReader(ReplyReader):
-    """A `chat.completion` (or its chunks, up to `[DONE]`) read back into a Reply: the first choice only."""
+class FirstChoiceReader(ReplyReader):
+    """OpenAI's chunk streams read back for the first choice only, up to `[DONE]`."""
+
+    def read_event(self, event: str, data: Any) -> str:
+        """A chunk: its first choice goes to `read_choice`; `[DONE]` ends the stream."""
+        if data == "[DONE]":
+            self.done = True
+            return ""
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or choices[0].get("index", 0) != 0:
+            return ""
+        if choices[0].get("finish_reason"):
+            self.finish_reason = neutral_finish(choices[0]["finish_reason"])
+        return self.read_choice(choices[0])
+
+    def read_choice(self, choice: dict[str, Any]) -> str:
+        """Take one streamed choice; return the text it carries."""
+        raise NotImplementedError
+
+
+class ChatReader(FirstChoiceReader):
+    """A `chat.completion` (or its chunks) read back into a Reply."""
 
     def read_body(self, body: Any) -> None:
         """The first choice's message: its content and tool calls."""
@@ -186,17 +197,10 @@ class ChatReader(ReplyReader):
             self.calls.append([call["function"]["name"], call["function"].get("arguments") or ""])
         self.finish_reason = neutral_finish(choice.get("finish_reason"))
 
-    def read_event(self, event: str, data: Any) -> str:
-        """A `chat.completion.chunk` of the first choice; `[DONE]` ends the stream."""
-        if data == "[DONE]":
-            self.done = True
-            return ""
-        choices = data.get("choices") if isinstance(data, dict) else None
-        if not choices or choices[0].get("index", 0) != 0:
-            return ""
-        choice = choices[0]
+    def read_choice(self, choice: dict[str, Any]) -> str:
+        """A delta: content, or a tool call's start and argument text."""
         delta = choice.get("delta") or {}
-        piece = delta.get("content") or ""
+        piece = str(delta.get("content") or "")
         self.text += piece
         for call in delta.get("tool_calls") or []:
             fn = call.get("function") or {}
@@ -205,8 +209,6 @@ class ChatReader(ReplyReader):
             if self.calls and fn.get("arguments"):
                 self.calls[-1][1] += fn["arguments"]
                 piece += fn["arguments"]
-        if choice.get("finish_reason"):
-            self.finish_reason = neutral_finish(choice["finish_reason"])
         return piece
 
 

@@ -20,7 +20,7 @@ from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import answer_faults, model_in_path, preview, require_known_model
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader
-from mockllm_tui.providers.openai_chat import DONE, finish_reason, neutral_finish, usage_object
+from mockllm_tui.providers.openai_chat import DONE, FirstChoiceReader, finish_reason, neutral_finish, usage_object
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
@@ -163,8 +163,8 @@ class Completions(ChatEndpoint):
         return CompletionReader(conversation.stream)
 
 
-class CompletionReader(ReplyReader):
-    """A `text_completion` (or its chunks, up to `[DONE]`) read back into a Reply: the first choice only."""
+class CompletionReader(FirstChoiceReader):
+    """A `text_completion` (or its chunks) read back into a Reply: the first choice only."""
 
     def read_body(self, body: Any) -> None:
         """The first choice's text."""
@@ -172,15 +172,9 @@ class CompletionReader(ReplyReader):
         self.text = choice.get("text") or ""
         self.finish_reason = neutral_finish(choice.get("finish_reason"))
 
-    def read_event(self, event: str, data: Any) -> str:
-        """A chunk of the first choice; `[DONE]` ends the stream."""
-        if data == "[DONE]":
-            self.done = True
-            return ""
-        choices = data.get("choices") if isinstance(data, dict) else None
-        if not choices or choices[0].get("index", 0) != 0:
-            return ""
-        piece = str(choices[0].get("text") or "")
+    def read_choice(self, choice: dict[str, Any]) -> str:
+        """A chunk's text."""
+        piece = str(choice.get("text") or "")
         self.text += piece
         return piece
 

@@ -14,11 +14,10 @@ from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestE
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import preview
 from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader
+from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader, parse_arguments
 from mockllm_tui.providers.openai_chat import (
     ARGUMENT_CHUNK,
     content_text,
-    parse_arguments,
     parse_response_format,
     parse_tool_choice,
 )

@@ -347,14 +347,23 @@ async def test_anthropic_tool_turns_are_recorded_in_replay_order(tmp_path: Path)
             assert await conversation(client, stream=stream) == WEATHER
 
 
-async def test_anthropic_plain_reply_is_recorded_and_replayed(tmp_path: Path) -> None:
+async def test_anthropic_plain_and_streamed_replies_are_recorded_and_replayed(tmp_path: Path) -> None:
     async with recording_pair(tmp_path) as pair:
-        message = await pair.anthropic().messages.create(model=CLAUDE, max_tokens=50, messages=user("hello"))
+        client = pair.anthropic()
+        message = await client.messages.create(model=CLAUDE, max_tokens=50, messages=user("hello"))
         assert message.content[0].type == "text" and message.content[0].text == "Hello from upstream"
+        async with client.messages.stream(model=CLAUDE, max_tokens=50, messages=user("slow")) as events:
+            assert await events.get_final_text() == SLOW_TEXT
+        pair.added_lines()
+        rules = recorded(pair.proxy.store)
+        assert [r["reply"] for r in rules] == ["Hello from upstream", SLOW_TEXT]
+        assert rules[1]["latency_ms"] >= 140 and 10 <= rules[1]["stream_speed"] <= 80
     async with replaying(pair.path) as live:
         client = anthropic.AsyncAnthropic(base_url=live.anthropic_url, api_key="x", max_retries=0)
         async with client.messages.stream(model=CLAUDE, max_tokens=50, messages=user("hello")) as events:
             assert await events.get_final_text() == "Hello from upstream"
+        replayed = await client.messages.create(model=CLAUDE, max_tokens=50, messages=user("slow"))
+        assert replayed.content[0].type == "text" and replayed.content[0].text == SLOW_TEXT
 
 
 # -- secrets, failures, the knob ---------------------------------------------------------------------
@@ -485,7 +494,8 @@ def test_upstream_names_urls_and_headers() -> None:
     assert Upstream("x", "https://user:pw@host.example:8443/v1").host == "host.example:8443"
     provider = next(p for p in build_providers() if p.name == "anthropic")
     raw = [(b"x-api-key", b"caller"), (b"cookie", b"c=1"), (b"connection", b"keep-alive"), (b"host", b"me"),
-           (b"accept-encoding", b"gzip"), (b"content-length", b"12"), (b"anthropic-version", b"2023-06-01")]
+           (b"accept-encoding", b"gzip"), (b"content-length", b"12"), (b"anthropic-version", b"2023-06-01"),
+           (b"x-mock-error", b"500")]
     assert forwarded_headers(raw, provider, None) == [
         (b"x-api-key", b"caller"), (b"anthropic-version", b"2023-06-01"), (b"accept-encoding", b"identity")
     ]
@@ -525,6 +535,8 @@ async def test_the_panel_toggles_recording_with_R_and_shows_the_upstream(tmp_pat
                 assert time.monotonic() < deadline, "the recorded rule never showed"
                 await pilot.pause(0.02)
             assert [e.rule for e in app.query_one(RequestLog).rows_by_id.values()] == ["upstream"]
+            selected = table.selected_view()
+            assert selected is not None and selected.spec.match.exact == "hello"  # highlighted, ready to edit
             await pilot.press("R")
             assert not pair.proxy.store.knobs.record
         await handle.app.upstream.aclose()

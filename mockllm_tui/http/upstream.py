@@ -30,6 +30,7 @@ from mockllm_tui.core.store import url_host
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import ErrorAnswer
 from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, Exchange
+from mockllm_tui.engine.faults import MOCK_HEADERS
 from mockllm_tui.providers.base import ChatEndpoint, Headers, Provider, ReplyReader
 from mockllm_tui.rules.recording import Recorder, Timing, answer_by_rules, measure_pace
 
@@ -52,7 +53,8 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "cookie"}
+#: The mock's own per-request controls (x-mock-*) stay here too.
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "accept-encoding", "cookie", *MOCK_HEADERS}
 #: Answer headers not passed back: the ones the exchange writes itself, and cookies.
 NOT_RETURNED = HOP_BY_HOP | {"content-length", "content-encoding", "content-type", "set-cookie"}
 STREAM_HEADERS = frozenset({"cache-control", "x-accel-buffering"})

@@ -207,14 +207,23 @@ class MockPanel(App[int]):
         if self.detail.pending or (self.selected is not None and (self.selected.open or self.selected.id in touched)):
             self.detail.refresh_entry()
         if rules_changed or file_changed:
+            known = {view.id for view in self.rule_table.views}
             self.rule_table.show_rules()
             self._show_file()
+            if self.store.knobs.record:
+                self._select_recorded(known)
         elif touched:
             self.rule_table.hits_changed()
         if knobs_changed:
             self._show_knobs()
         if events:
             self.status_bar.show_counts(self.store.counters)
+
+    def _select_recorded(self, known: set[int]) -> None:
+        """While recording, highlight the newest rule (a recorded one), ready to edit."""
+        added = [view.id for view in self.rule_table.views if view.id not in known]
+        if known and added:
+            self.rule_table.select_id(max(added))
 
     def sample_rate(self) -> None:
         """Requests in the last second, for the sparkline."""

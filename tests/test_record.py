@@ -19,8 +19,10 @@ import anthropic
 import httpx
 import pytest
 from anthropic.types import Message as AnthropicMessage
+from anthropic.types import RawMessageStreamEvent
 from openai import APIStatusError, AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import TypeAdapter
 
 from mockllm_tui.core.store import Store
 from mockllm_tui.http.app import create_app
@@ -39,6 +41,7 @@ from mockllm_tui.rules.recording import Timing, measure_pace
 from tests.conftest import HOST, Live
 
 SECRET = "sk-live-SECRET-7f3a9c"
+EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 CLAUDE = "claude-haiku-4-5"
 SLOW_TEXT = "one two three four five six seven eight nine ten eleven twelve"
 UPSTREAM_RULES = f"""\
@@ -161,6 +164,11 @@ async def openai_stream_text(client: AsyncOpenAI, prompt: str, model: str = "gpt
     return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
 
+def sse_data(text: str) -> list[str]:
+    """The JSON `data:` payloads of an SSE body."""
+    return [line[6:] for line in text.split("\n") if line.startswith("data: {")]
+
+
 async def answer(client: AsyncOpenAI, prompt: str) -> str | None:
     done = await client.chat.completions.create(model="gpt-4o", messages=user(prompt))
     return done.choices[0].message.content
@@ -180,11 +188,20 @@ async def test_openai_plain_and_streamed_replies_are_recorded_and_replayed_offli
         assert plain.choices[0].message.content == "Hello from upstream"
         streamed = await openai_stream_text(client, "slow")
         assert streamed == SLOW_TEXT
+        async with httpx.AsyncClient() as http:  # the pass-through, strictly in the SDK's own types
+            raw = await http.post(
+                pair.proxy.openai_url + "/chat/completions",
+                json={"model": "gpt-4o", "messages": user("hello"), "stream": True},
+                headers={"authorization": f"Bearer {SECRET}"},
+            )
+        assert raw.headers["content-type"].startswith("text/event-stream")
+        chunks = [ChatCompletionChunk.model_validate_json(data, strict=True) for data in sse_data(raw.text)]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from upstream"
         local = await client.chat.completions.create(model="gpt-4o", messages=user("local"))
         assert local.choices[0].message.content == "answered locally"
-        assert pair.upstream_hits() == 2
+        assert pair.upstream_hits() == 3
         entries = pair.proxy.store.journal()
-        assert [e.rule for e in entries] == ["upstream", "upstream", "#1 exact 'local'"]
+        assert [e.rule for e in entries] == ["upstream", "upstream", "upstream", "#1 exact 'local'"]
         assert len(entries[1].chunks) > 3 and "".join(entries[1].chunks) == SLOW_TEXT  # the stream, chunk by chunk
 
         added = "".join(pair.added_lines())
@@ -211,11 +228,7 @@ async def test_openai_plain_and_streamed_replies_are_recorded_and_replayed_offli
             json={"model": "gpt-4o", "messages": user("slow"), "stream": True},
         )
         elapsed = time.perf_counter() - started
-        chunks = [
-            ChatCompletionChunk.model_validate_json(line[6:], strict=True)
-            for line in response.text.split("\n\n")
-            if line.startswith("data: {")
-        ]
+        chunks = [ChatCompletionChunk.model_validate_json(data, strict=True) for data in sse_data(response.text)]
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == SLOW_TEXT
         assert elapsed >= 0.14 + 0.5 * (11 / slow["stream_speed"])  # latency plus most of the recorded pace
         other = await client.chat.completions.create(model="gpt-4o", messages=user("something else"))
@@ -354,6 +367,14 @@ async def test_anthropic_plain_and_streamed_replies_are_recorded_and_replayed(tm
         assert message.content[0].type == "text" and message.content[0].text == "Hello from upstream"
         async with client.messages.stream(model=CLAUDE, max_tokens=50, messages=user("slow")) as events:
             assert await events.get_final_text() == SLOW_TEXT
+        async with httpx.AsyncClient() as http:  # the pass-through, strictly in the SDK's own types
+            raw = await http.post(
+                pair.proxy.anthropic_url + "/v1/messages",
+                json={"model": CLAUDE, "max_tokens": 50, "messages": user("hello"), "stream": True},
+                headers={"x-api-key": SECRET, "anthropic-version": "2023-06-01"},
+            )
+        kinds = [EVENTS.validate_json(data, strict=True).type for data in sse_data(raw.text) if '"ping"' not in data]
+        assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
         pair.added_lines()
         rules = recorded(pair.proxy.store)
         assert [r["reply"] for r in rules] == ["Hello from upstream", SLOW_TEXT]

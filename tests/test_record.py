@@ -437,6 +437,22 @@ async def test_an_upstream_429_passes_through_with_its_headers_and_is_not_record
         assert pair.path.read_text() == PROXY_RULES
 
 
+@pytest.mark.parametrize("mode", ["mid_stream", "disconnect"])
+async def test_an_upstream_stream_that_fails_midway_is_passed_on_and_not_recorded(tmp_path: Path, mode: str) -> None:
+    async with recording_pair(tmp_path) as pair:
+        pair.upstream.store.set_knobs("live", {"error_rate": 1.0, "error_mode": mode, "error_status": [500]})
+        async with httpx.AsyncClient() as http:
+            raw = await http.post(
+                pair.proxy.openai_url + "/chat/completions",
+                json={"model": "gpt-4o", "messages": user("slow"), "stream": True},
+                headers={"authorization": f"Bearer {SECRET}"},
+            )
+        assert raw.status_code == 200 and '"error"' in raw.text and "[DONE]" not in raw.text
+        if mode == "disconnect":
+            assert ") failed: " in raw.text and pair.proxy.store.journal()[-1].status == 502
+        assert pair.path.read_text() == PROXY_RULES
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -454,7 +470,8 @@ async def test_an_unreachable_upstream_is_a_502_in_the_providers_shape(tmp_path:
                 model="gpt-4o", messages=user("hello")
             )
         assert failed.value.status_code == 502
-        assert f"{HOST}:{dead.rsplit(':', 1)[1]}" in failed.value.message and failed.value.type == "server_error"
+        assert f"{HOST}:{dead.rsplit(':', 1)[1]} (openai) could not be reached" in failed.value.message
+        assert failed.value.type == "server_error"
         client = anthropic.AsyncAnthropic(base_url=proxy.anthropic_url, api_key="k", max_retries=0)
         with pytest.raises(anthropic.APIStatusError) as refused:
             await client.messages.create(model=CLAUDE, max_tokens=10, messages=user("hello"))

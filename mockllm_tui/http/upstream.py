@@ -242,6 +242,15 @@ class UpstreamProxy:
         """Pass the stream through chunk by chunk, recording it at its terminal event."""
         gone, saved, status = False, False, 200
         marks: list[tuple[float, int]] = []
+
+        async def send(data: bytes, text: str) -> None:
+            nonlocal gone
+            if not gone:
+                try:
+                    await ex.send_chunk(data, text)
+                except ClientGone:
+                    gone = True  # keep reading: the answer is recorded at its end all the same
+
         try:
             async for data in response.aiter_bytes():
                 text = feed(reader, data) if reader is not None else ""
@@ -252,15 +261,10 @@ class UpstreamProxy:
                     reply = read_reply(reader)
                     if reply is not None:
                         self._save(ex, conversation, reply, measure_pace(0.0, marks), upstream)
-                if not gone:
-                    try:
-                        await ex.send_chunk(data, text)
-                    except ClientGone:
-                        gone = True
+                await send(data, text)
         except httpx.HTTPError as exc:
             status, message = failure(exc, upstream, ex.store.config.upstream_timeout_s)
-            if not gone:
-                await ex.send_chunk(endpoint.provider.stream_error(status, message))
+            await send(endpoint.provider.stream_error(status, message), "")
         finally:
             await response.aclose()
         if not gone and not ex.client_gone():
@@ -330,4 +334,5 @@ def failure(exc: httpx.HTTPError, upstream: Upstream, timeout_s: float) -> tuple
     if isinstance(exc, httpx.TimeoutException):
         return 504, f"the upstream {upstream.host} ({upstream.name}) did not answer within {timeout_s:g} s"
     reason = str(exc) or type(exc).__name__
-    return 502, f"the upstream {upstream.host} ({upstream.name}) could not be reached: {reason}"
+    what = "could not be reached" if isinstance(exc, httpx.ConnectError) else "failed"
+    return 502, f"the upstream {upstream.host} ({upstream.name}) {what}: {reason}"

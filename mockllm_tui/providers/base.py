@@ -138,10 +138,14 @@ class ReplyReader:
 
     This base class does the framing: a whole JSON body goes to `read_body`; a stream is cut into
     server-sent events, each given to `read_event(event_name, parsed_data)` (a `data:` that is not
-    JSON, such as `[DONE]`, comes as a string). A provider with another framing (NDJSON, binary event
-    frames) overrides `feed`. Subclasses fill `text`, `calls` (name, arguments-JSON text pairs),
-    `finish_reason` and `done`.
+    JSON, such as `[DONE]`, comes as a string), or with `ndjson = True` into lines, each given as
+    `read_event("", parsed_line)`. A provider with another framing (binary event frames) overrides
+    `feed`. Subclasses fill `text`, `calls` (name, arguments-JSON text pairs), `finish_reason` and
+    `done`.
     """
+
+    #: The stream is newline-delimited JSON (one event a line), not server-sent events.
+    ndjson: ClassVar[bool] = False
 
     def __init__(self, stream: bool) -> None:
         self.stream = stream
@@ -161,6 +165,9 @@ class ReplyReader:
             return ""
         self._buffer += data.replace(b"\r\n", b"\n")
         out: list[str] = []
+        if self.ndjson:
+            *lines, self._buffer = self._buffer.split(b"\n")
+            return "".join(self.read_event("", _json_or_text(line)) for line in lines if line.strip())
         while b"\n\n" in self._buffer:
             raw, self._buffer = self._buffer.split(b"\n\n", 1)
             event, payload = "", []

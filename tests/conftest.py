@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,17 +53,24 @@ def make_store(responses: Path | None = None) -> Store:
     return store
 
 
-@pytest.fixture
-async def live() -> AsyncIterator[Live]:
-    """The real server in this test's event loop (use the async SDK clients)."""
-    store = make_store()
-    app = create_app(store)
+@asynccontextmanager
+async def serving(store: Store, plugins: Iterable[str] = ()) -> AsyncIterator[Live]:
+    """The real server on `store`, on a free loopback port in the running loop."""
+    app = create_app(store, plugins=plugins)
     handle = ServerHandle(app, HOST, 0, grace_s=1)
     await handle.start()
     try:
         yield Live(store, app, handle)
     finally:
         await handle.stop()
+        await app.upstream.aclose()
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    """The real server in this test's event loop (use the async SDK clients)."""
+    async with serving(make_store()) as running:
+        yield running
 
 
 class ServerThread:

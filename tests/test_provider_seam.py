@@ -23,7 +23,7 @@ from mockllm_tui.providers.registry import register_provider, unregister_provide
 from mockllm_tui.rules import load_initial
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.widgets.request_log import RequestLog
-from tests.conftest import HOST, Live
+from tests.conftest import HOST, Live, serving
 from tests.support import rendered
 
 PLUGIN = "tests.toy_provider"
@@ -65,14 +65,8 @@ def toy_store(tmp_path: Path) -> Store:
 
 @pytest.fixture
 async def toy_live(toy: None, tmp_path: Path) -> AsyncIterator[Live]:
-    store = toy_store(tmp_path)
-    app = create_app(store, plugins=[PLUGIN])
-    handle = ServerHandle(app, HOST, 0, grace_s=1)
-    await handle.start()
-    try:
-        yield Live(store, app, handle)
-    finally:
-        await handle.stop()
+    async with serving(toy_store(tmp_path), [PLUGIN]) as running:
+        yield running
 
 
 async def ask(live: Live, prompt: str, *, headers: dict[str, str] | None = None, **extra: object) -> httpx.Response:
@@ -176,35 +170,21 @@ async def test_a_plugin_records_through_an_upstream_with_only_a_reply_reader(toy
     upstream_dir = tmp_path / "up"
     upstream_dir.mkdir()
     upstream_store = toy_store(upstream_dir)
-    upstream_handle = ServerHandle(create_app(upstream_store, plugins=[PLUGIN]), HOST, 0, grace_s=1)
-    await upstream_handle.start()
     path = tmp_path / "responses.yml"
     path.write_text("responses: {}\n")
-    store = Store()
-    store.configure(upstreams=(("toy", f"http://{HOST}:{upstream_handle.port}"),))
-    store.set_knobs("cli", {"record": True})
-    load_initial(store, path)
-    app = create_app(store, plugins=[PLUGIN])
-    handle = ServerHandle(app, HOST, 0, grace_s=1)
-    await handle.start()
-    live = Live(store, app, handle)
-    try:
-        streamed = await ask(live, "hello stream", stream=True)
-        assert streamed.headers["content-type"] == "application/x-ndjson"
-        assert (await ask(live, "use a tool")).json()["calls"] == [{"tool": "lookup", "args": {"q": "x"}}]
-    finally:
-        await handle.stop()
-        await upstream_handle.stop()
-        await app.upstream.aclose()
+    async with serving(upstream_store, [PLUGIN]) as upstream:
+        store = Store()
+        store.configure(upstreams=(("toy", upstream.root),))
+        store.set_knobs("cli", {"record": True})
+        load_initial(store, path)
+        async with serving(store, [PLUGIN]) as live:
+            streamed = await ask(live, "hello stream", stream=True)
+            assert streamed.headers["content-type"] == "application/x-ndjson"
+            assert (await ask(live, "use a tool")).json()["calls"] == [{"tool": "lookup", "args": {"q": "x"}}]
     text = path.read_text()
     assert 'exact: "hello stream"' in text and 'reply: "Hello from the toy rule"' in text
     assert 'tool_calls: [{name: "lookup", arguments: {q: "x"}}]' in text
     replay = Store()
     load_initial(replay, path)
-    replay_handle = ServerHandle(create_app(replay, plugins=[PLUGIN]), HOST, 0, grace_s=1)
-    await replay_handle.start()
-    try:
-        again = await ask(Live(replay, replay_handle.app, replay_handle), "hello stream")
-        assert again.json()["answer"] == "Hello from the toy rule"
-    finally:
-        await replay_handle.stop()
+    async with serving(replay, [PLUGIN]) as live:
+        assert (await ask(live, "hello stream")).json()["answer"] == "Hello from the toy rule"

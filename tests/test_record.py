@@ -38,7 +38,7 @@ from mockllm_tui.providers.registry import build_providers
 from mockllm_tui.rules import load_initial
 from mockllm_tui.rules.commands import list_rules
 from mockllm_tui.rules.recording import Timing, measure_pace
-from tests.conftest import HOST, Live
+from tests.conftest import HOST, Live, serving
 
 SECRET = "sk-live-SECRET-7f3a9c"
 EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
@@ -90,19 +90,6 @@ def store_for(path: Path, **config: Any) -> Store:
     store.configure(responses_path=str(path), **config)
     load_initial(store, path)
     return store
-
-
-@asynccontextmanager
-async def serving(store: Store) -> AsyncIterator[Live]:
-    """Our server on a free loopback port in this loop."""
-    app = create_app(store)
-    handle = ServerHandle(app, HOST, 0, grace_s=1)
-    await handle.start()
-    try:
-        yield Live(store, app, handle)
-    finally:
-        await handle.stop()
-        await app.upstream.aclose()
 
 
 class Pair:

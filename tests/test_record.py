@@ -187,6 +187,8 @@ async def test_openai_plain_and_streamed_replies_are_recorded_and_replayed_offli
         local = await client.chat.completions.create(model="gpt-4o", messages=user("local"))
         assert local.choices[0].message.content == "answered locally"
         assert pair.upstream_hits() == 3
+        sent = [e.request_body for e in pair.proxy.store.journal()[:3]]
+        assert sent == [e.request_body for e in pair.upstream.store.journal()]  # byte for byte
         entries = pair.proxy.store.journal()
         assert [e.rule for e in entries] == ["upstream", "upstream", "upstream", "#1 exact 'local'"]
         assert len(entries[1].chunks) > 3 and "".join(entries[1].chunks) == SLOW_TEXT  # the stream, chunk by chunk

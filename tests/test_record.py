@@ -523,10 +523,11 @@ def test_upstream_names_urls_and_headers() -> None:
     raw = [(b"x-api-key", b"caller"), (b"cookie", b"c=1"), (b"connection", b"keep-alive"), (b"host", b"me"),
            (b"accept-encoding", b"gzip"), (b"content-length", b"12"), (b"anthropic-version", b"2023-06-01"),
            (b"x-mock-error", b"500")]
-    assert forwarded_headers(raw, provider, None) == [
+    request = ("POST", "https://api.example.com/v1/messages", b"{}")
+    assert forwarded_headers(raw, provider, None, *request) == [
         (b"x-api-key", b"caller"), (b"anthropic-version", b"2023-06-01"), (b"accept-encoding", b"identity")
     ]
-    assert forwarded_headers(raw, provider, "mine") == [
+    assert forwarded_headers(raw, provider, "mine", *request) == [
         (b"anthropic-version", b"2023-06-01"), (b"x-api-key", b"mine"), (b"accept-encoding", b"identity")
     ]
 

@@ -132,14 +132,16 @@ def upstream_key(provider: Provider, upstream: Upstream) -> str | None:
     return os.environ.get(key_env(provider.name)) or os.environ.get(key_env(upstream.name)) or None
 
 
-def forwarded_headers(raw: Iterable[tuple[bytes, bytes]], provider: Provider, key: str | None) -> Headers:
+def forwarded_headers(
+    raw: Iterable[tuple[bytes, bytes]], provider: Provider, key: str | None, method: str, url: str, body: bytes
+) -> Headers:
     """The request headers to send upstream (with `key`, the caller's credentials are replaced)."""
     drop = set(NOT_FORWARDED)
     if key is not None:
         drop |= REDACTED_HEADERS | provider.credential_headers
     out = [(k, v) for k, v in raw if k.decode("latin-1").lower() not in drop]
     if key is not None:
-        out += provider.upstream_auth(key)
+        out += provider.upstream_auth(key, method=method, url=url, body=body)
     out.append((b"accept-encoding", b"identity"))
     return out
 
@@ -186,10 +188,10 @@ class UpstreamProxy:
         provider = endpoint.provider
         timeout_s = ex.store.config.upstream_timeout_s
         client = self.client(timeout_s)
-        headers = forwarded_headers(ex.scope.get("headers", ()), provider, upstream_key(provider, upstream))
-        request = client.build_request(
-            ex.scope["method"], upstream.target(ex.path, ex.query), headers=headers, content=ex.body
-        )
+        method, url = ex.scope["method"], upstream.target(ex.path, ex.query)
+        key = upstream_key(provider, upstream)
+        headers = forwarded_headers(ex.scope.get("headers", ()), provider, key, method, url, ex.body)
+        request = client.build_request(method, url, headers=headers, content=ex.body)
         started = time.perf_counter()
         try:
             response = await client.send(request, stream=True)

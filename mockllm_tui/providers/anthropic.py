@@ -509,6 +509,6 @@ class Anthropic(Provider):
         """`request-id`."""
         return [(b"request-id", request_id.encode())]
 
-    def upstream_auth(self, key: str) -> Headers:
+    def upstream_auth(self, key: str, *, method: str, url: str, body: bytes) -> Headers:
         """The key in `x-api-key`, as the anthropic SDK sends it."""
         return [(b"x-api-key", key.encode("latin-1"))]

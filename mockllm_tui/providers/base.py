@@ -339,6 +339,7 @@ class Provider:
         """The headers that tell this provider's SDK whether and when to retry an error."""
         return retry_headers(status, wait_ms)
 
-    def upstream_auth(self, key: str) -> Headers:
-        """The header that carries an API key to the real upstream (`MOCKLLM_UPSTREAM_KEY_<NAME>`)."""
+    def upstream_auth(self, key: str, *, method: str, url: str, body: bytes) -> Headers:
+        """The headers that carry `key` (`MOCKLLM_UPSTREAM_KEY_<NAME>`) to the real upstream, in place of
+        the caller's credentials. The request is given for providers that sign it (SigV4)."""
         return [(b"authorization", b"Bearer " + key.encode("latin-1"))]

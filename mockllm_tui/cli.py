@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from mockllm_tui import __version__
 from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
-from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, StartupConfig, Store
+from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, StartupConfig, Store, url_host
 from mockllm_tui.http import telemetry
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import CannotListen, ServerHandle
@@ -157,6 +157,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="Validate a responses file, print any problems with their line numbers, and exit 0 (valid) or 1.",
     )
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="PROVIDER=URL",
+        help="Forward requests no rule matches to this provider's real API (repeatable; names as "
+        "GET /_mock/providers lists them; NAME also covers NAME-* providers without their own). The key is "
+        "MOCKLLM_UPSTREAM_KEY_<PROVIDER> if set, else the caller's own. [MOCKLLM_UPSTREAM, comma-separated]",
+    )
+    parser.add_argument(
+        "--upstream-timeout-s",
+        type=float,
+        default=env.get("MOCKLLM_UPSTREAM_TIMEOUT_S", "60"),
+        metavar="S",
+        help="Give up on an upstream after this many seconds without an answer (504). [MOCKLLM_UPSTREAM_TIMEOUT_S]",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        default=_env_flag("MOCKLLM_RECORD"),
+        help="Save each 2xx answer from an upstream as a rule in the responses file (a live knob: `record`, "
+        "key R in the panel). [MOCKLLM_RECORD]",
+    )
     for flag, knob, kind, text in KNOB_FLAGS:
         raw = env.get(env_name(flag))
         metavar = kind.__name__.upper()
@@ -253,14 +276,32 @@ def make_store(args: argparse.Namespace) -> Store:
         raise KnobError(f"--max-body-mb: must be above 0, got {args.max_body_mb:g}")
     if args.workers < 1:
         raise KnobError(f"--workers: must be at least 1, got {args.workers}")
+    if args.upstream_timeout_s <= 0:
+        raise KnobError(f"--upstream-timeout-s: must be above 0, got {args.upstream_timeout_s:g}")
     config = StartupConfig(
         max_body=int(args.max_body_mb * 1024 * 1024),
         strict_models=args.strict_models,
         responses_path=str(resolve_responses(args.responses)),
+        upstreams=upstreams_of(args),
+        upstream_timeout_s=args.upstream_timeout_s,
     )
     store = Store(journal_size=args.journal_size, config=config)
-    store.set_knobs("cli", knob_values(args))
+    store.set_knobs("cli", {**knob_values(args), **({"record": True} if args.record else {})})
     return store
+
+
+def upstreams_of(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The `--upstream` pairs (and MOCKLLM_UPSTREAM's), checked against the providers' names."""
+    from mockllm_tui.http.upstream import UpstreamError, parse_upstreams
+    from mockllm_tui.providers.registry import build_providers
+
+    values = list(args.upstream) or [os.environ.get("MOCKLLM_UPSTREAM", "")]
+    if not any(v.strip() for v in values):
+        return ()
+    try:
+        return parse_upstreams(values, [p.name for p in build_providers(args.plugin)])
+    except UpstreamError as exc:
+        raise KnobError(str(exc)) from None
 
 
 def exposed_without_key(host: str, store: Store) -> bool:
@@ -351,6 +392,11 @@ def print_serving(host: str, port: int, store: Store) -> None:
     """The first line on stdout, which scripts parse for the port."""
     address = f"http://{_host(host)}:{port}"
     sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.config.responses_path})\n")
+    config = store.config
+    if config.upstreams:
+        hosts = ", ".join(f"{name} -> {url_host(url)}" for name, url in config.upstreams)
+        recording = "recording" if store.knobs.record else "not recording"
+        sys.stdout.write(f"forwarding unmatched requests upstream: {hosts} ({recording})\n")
     sys.stdout.flush()
 
 

@@ -70,6 +70,14 @@ async def serving(store: Store, app: MockApp | None = None) -> AsyncIterator[Liv
         yield Live(store, app, handle)
     finally:
         await handle.stop()
+        await app.upstream.aclose()
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    """The real server in this test's event loop (use the async SDK clients)."""
+    async with serving(make_store()) as running:
+        yield running
 
 
 @pytest.fixture
@@ -90,13 +98,6 @@ def rules_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Liv
 async def serving_file(folder: Path, text: str) -> AsyncIterator[Live]:
     """The real server with the rules of `text`, written to `folder`/responses.yml."""
     async with serving(rules_store(folder, text)) as running:
-        yield running
-
-
-@pytest.fixture
-async def live() -> AsyncIterator[Live]:
-    """The real server in this test's event loop (use the async SDK clients)."""
-    async with serving(make_store()) as running:
         yield running
 
 

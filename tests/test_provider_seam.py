@@ -164,3 +164,28 @@ def test_a_plugin_loads_with_the_plugin_option(tmp_path: Path) -> None:
         proc.wait(10)
     assert answer.status_code == 200 and answer.json()["answer"] == "Hello from the toy rule"
     assert "toy" in {p["name"] for p in providers["data"]} and providers["errors"] == []
+
+
+async def test_a_plugin_records_through_an_upstream_with_only_a_reply_reader(toy: None, tmp_path: Path) -> None:
+    """The toy implements `reply_reader` (NDJSON framing from the base class) and nothing else for recording."""
+    upstream_dir = tmp_path / "up"
+    upstream_dir.mkdir()
+    upstream_store = toy_store(upstream_dir)
+    path = tmp_path / "responses.yml"
+    path.write_text("responses: {}\n")
+    async with serving(upstream_store, create_app(upstream_store, plugins=[PLUGIN])) as upstream:
+        store = Store()
+        store.configure(upstreams=(("toy", upstream.root),))
+        store.set_knobs("cli", {"record": True})
+        load_initial(store, path)
+        async with serving(store, create_app(store, plugins=[PLUGIN])) as live:
+            streamed = await ask(live, "hello stream", stream=True)
+            assert streamed.headers["content-type"] == "application/x-ndjson"
+            assert (await ask(live, "use a tool")).json()["calls"] == [{"tool": "lookup", "args": {"q": "x"}}]
+    text = path.read_text()
+    assert 'exact: "hello stream"' in text and 'reply: "Hello from the toy rule"' in text
+    assert 'tool_calls: [{name: "lookup", arguments: {q: "x"}}]' in text
+    replay = Store()
+    load_initial(replay, path)
+    async with serving(replay, create_app(replay, plugins=[PLUGIN])) as live:
+        assert (await ask(live, "hello stream")).json()["answer"] == "Hello from the toy rule"

@@ -22,6 +22,7 @@ from mockllm_tui.providers.base import (
     Provider,
     RateLimitReport,
     RenderContext,
+    ReplyReader,
 )
 from mockllm_tui.providers.parsing import optional, require
 from mockllm_tui.providers.registry import register_provider
@@ -54,6 +55,29 @@ class Ask(ChatEndpoint):
         for piece, tokens in zip(ctx.pieces, ctx.piece_tokens, strict=True):
             yield Frame(orjson.dumps({"piece": piece}) + b"\n", piece, tokens)
         yield Frame(b'{"done":true}\n')
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads a toy answer (or its lines) back, so the toy records through an upstream too."""
+        return ToyReader(conversation.stream)
+
+
+class ToyReader(ReplyReader):
+    """`{"answer", "calls"}`, or `{"piece"}` lines up to `{"done": true}`."""
+
+    ndjson = True
+
+    def read_body(self, body: Any) -> None:
+        """The answer and the calls."""
+        self.text = body["answer"]
+        self.calls = [[c["tool"], orjson.dumps(c["args"]).decode()] for c in body["calls"]]
+
+    def read_event(self, event: str, data: Any) -> str:
+        """A piece, or the end."""
+        if data.get("done"):
+            self.done = True
+        piece = str(data.get("piece", ""))
+        self.text += piece
+        return piece
 
 
 @register_provider

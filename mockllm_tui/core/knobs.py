@@ -38,6 +38,8 @@ class Knobs:
     timeout_cap_s: float = 60.0
     #: The context window (tokens) of models that have none of their own; 0: no limit.
     context_window: int = 0
+    #: Save each reply proxied from an upstream as a rule (`--record`).
+    record: bool = False
 
     def with_changes(self, **changes: Any) -> Knobs:
         """A copy with these fields changed (validated)."""
@@ -106,6 +108,10 @@ def validate_knob_values(changes: dict[str, Any]) -> dict[str, Any]:
             if value is not None and not isinstance(value, str):
                 raise KnobError("api_key: expected a string")
             out[name] = value or None
+        elif name == "record":
+            if not isinstance(value, bool):
+                raise KnobError(f"record: expected true or false, got {value!r}")
+            out[name] = value
         elif name == "seed":
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise KnobError(f"seed: expected an integer, got {value!r}")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -43,6 +44,20 @@ class StartupConfig:
     strict_models: bool = False
     responses_path: str = ""
     url: str = ""
+    #: `--upstream NAME=URL` pairs: where requests no rule matches are forwarded.
+    upstreams: tuple[tuple[str, str], ...] = ()
+    upstream_timeout_s: float = 60.0
+
+    def upstream_hosts(self) -> tuple[str, ...]:
+        """The upstreams' hosts, each once (what the status bar shows)."""
+        return tuple(dict.fromkeys(url_host(url) for _, url in self.upstreams))
+
+
+def url_host(url: str) -> str:
+    """A URL's host and port, never its userinfo (what messages and comments may show)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
 
 EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "journal_cleared"]
 Event = tuple[EventKind, Any]

@@ -27,6 +27,7 @@ from mockllm_tui.http.fallback import HEALTH, build_fallback
 from mockllm_tui.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from mockllm_tui.http.metrics import Metrics
 from mockllm_tui.http.ratelimit import RateLimiter
+from mockllm_tui.http.upstream import UpstreamProxy
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     ChatEndpoint,
@@ -68,6 +69,7 @@ class MockApp:
         self.guards: list[Guard] = []
         self.shape = next((p for p in providers if p.default_shape), providers[0])
         self.secret_headers = REDACTED_HEADERS.union(*(p.credential_headers for p in providers))
+        self.upstream = UpstreamProxy()
         self._fallback: FastAPI | None = None
         self._fallback_lock = threading.Lock()
         self._fallback_pending: asyncio.Future[FastAPI] | None = None
@@ -269,7 +271,7 @@ class MockApp:
             for guard in self.guards:
                 guard(ex, provider)
             if isinstance(endpoint, ChatEndpoint):
-                await run_chat(endpoint, ex)
+                await run_chat(endpoint, ex, self.upstream)
             else:
                 await endpoint.handle(ex)
         except RequestError as exc:

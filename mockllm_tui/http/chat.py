@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mockllm_tui.core.conversation import Conversation, Reply
+from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chunks
 from mockllm_tui.engine.answer import (
     DISCONNECT_STATUS,
@@ -26,21 +26,39 @@ from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, PlannedError, c
 from mockllm_tui.engine.limits import find_breach, header_window, limits_for, resolve_thinking
 from mockllm_tui.engine.pacing import Pacer
 from mockllm_tui.engine.shaping import shape_reply
+from mockllm_tui.http.upstream import UpstreamProxy
 from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, new_id, now_s
 
 #: The longest single sleep while pacing a stream; longer waits re-read the live speed this often.
 SPEED_POLL_S = 0.25
 
 
-async def run_chat(endpoint: ChatEndpoint, ex: Exchange) -> None:
-    """Serve one chat-like request end to end."""
+async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | None = None) -> None:
+    """Serve one chat-like request end to end (with an upstream for its provider, a request no rule
+    matches is forwarded there)."""
     store = ex.store
     await ex.read_body(store.config.max_body)
-    conversation = endpoint.parse_exchange(ex)
+    upstream = proxy.upstream(ex, endpoint.provider) if proxy is not None else None
+    try:
+        conversation = endpoint.parse_exchange(ex)
+    except RequestError:
+        if proxy is None or upstream is None:
+            raise
+        # The real API is the judge of what it accepts (a Responses `previous_response_id` it made, say).
+        await proxy.forward(ex, endpoint, None, upstream)
+        return
     record_conversation(ex, conversation)
     require_known_model(ex, conversation.model)
-    input_tokens = check_limits(ex, endpoint, conversation)
-    reply = store.rules.choose(conversation)
+    if proxy is None or upstream is None:
+        input_tokens = check_limits(ex, endpoint, conversation)
+        reply = store.rules.choose(conversation)
+    else:
+        matched = proxy.rule_reply(ex, conversation)
+        if matched is None:  # the upstream judges its own limits
+            await proxy.forward(ex, endpoint, conversation, upstream)
+            return
+        input_tokens = check_limits(ex, endpoint, conversation)
+        reply = matched
     ex.entry.rule = reply.rule
     plan = decide_for(ex, reply)
     error = plan.error

@@ -15,6 +15,7 @@ import orjson
 
 from mockllm_tui.core.conversation import (
     Conversation,
+    FinishReason,
     Message,
     Reply,
     RequestError,
@@ -37,6 +38,7 @@ from mockllm_tui.providers.base import (
     Provider,
     RateLimitReport,
     RenderContext,
+    ReplyReader,
     new_id,
 )
 from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
@@ -71,6 +73,15 @@ STOP_REASONS = {
     "content_filter": "refusal",
 }
 
+NEUTRAL_STOP: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "stop_sequence": "stop_sequence",
+    "refusal": "content_filter",
+}
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 #: Paths that are Anthropic's own (its 404s and 405s there take its shape).
 OWN_PREFIXES = ("/v1/messages", "/messages/", "/v1/complete")
 VERSION_HEADER = "anthropic-version"
@@ -390,6 +401,42 @@ class Messages(ChatEndpoint):
         yield delta, "", 0
         yield {"type": "message_stop"}, "", 0
 
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's message (or its events) back into a Reply."""
+        return MessageReader(conversation.stream)
+
+
+class MessageReader(ReplyReader):
+    """A `message` (or its events, up to `message_stop`) read back into a Reply."""
+
+    def read_body(self, body: Any) -> None:
+        """Text blocks and tool_use blocks."""
+        for block in body["content"]:
+            if block.get("type") == "text":
+                self.text += block.get("text", "")
+            elif block.get("type") == "tool_use":
+                self.calls.append([block["name"], orjson.dumps(block.get("input") or {}).decode()])
+        self.finish_reason = NEUTRAL_STOP.get(body.get("stop_reason") or "", "stop")
+
+    def read_event(self, event: str, data: Any) -> str:
+        """Block starts and deltas; `message_stop` ends the stream."""
+        kind = data.get("type", event) if isinstance(data, dict) else event
+        if kind == "content_block_start" and data["content_block"].get("type") == "tool_use":
+            self.calls.append([data["content_block"]["name"], ""])
+        elif kind == "content_block_delta":
+            delta = data["delta"]
+            if delta.get("type") == "text_delta":
+                self.text += delta["text"]
+                return str(delta["text"])
+            if delta.get("type") == "input_json_delta" and self.calls:
+                self.calls[-1][1] += delta["partial_json"]
+                return str(delta["partial_json"])
+        elif kind == "message_delta":
+            self.finish_reason = NEUTRAL_STOP.get(data["delta"].get("stop_reason") or "", "stop")
+        elif kind == "message_stop":
+            self.done = True
+        return ""
+
 
 def json_fragments(value: Any) -> Iterator[tuple[str, int]]:
     """A JSON value's compact text cut into stream fragments of a few tokens each, with their tokens."""
@@ -542,3 +589,7 @@ class Anthropic(Provider):
     def limit_error(self, breach: LimitBreach) -> RequestError:
         """Anthropic's wording (see `limit_message`)."""
         return RequestError(limit_message(breach))
+
+    def upstream_auth(self, key: str, *, method: str, url: str, body: bytes) -> Headers:
+        """The key in `x-api-key`, as the anthropic SDK sends it."""
+        return [(b"x-api-key", key.encode("latin-1"))]

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from mockllm_tui.core.conversation import Conversation, Reply, RequestError
+import orjson
+
+from mockllm_tui.core.conversation import Conversation, FinishReason, Reply, RequestError, ToolCall
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.limits import LimitBreach
 
@@ -158,6 +160,97 @@ def is_last_segment_route(template: str) -> bool:
     return template.endswith("/{id}") and "{" not in template[: -len("{id}")]
 
 
+class ReplyReader:
+    """Rebuilds a `Reply` from a real upstream's answer, for recording (see http/upstream.py).
+
+    The proxy feeds the upstream's body as it arrives: `feed` returns the reply text (and tool-call
+    argument text) that the complete events in `data` carried, for the journal and the timing; `done`
+    turns true at the stream's terminal event; `reply()` is the answer (None when it was incomplete).
+
+    This base class does the framing: a whole JSON body goes to `read_body`; a stream is cut into
+    server-sent events, each given to `read_event(event_name, parsed_data)` (a `data:` that is not
+    JSON, such as `[DONE]`, comes as a string), or with `ndjson = True` into lines, each given as
+    `read_event("", parsed_line)`. A provider with another framing (binary event frames) overrides
+    `feed`. Subclasses fill `text`, `calls` (name, arguments-JSON text pairs), `finish_reason` and
+    `done`.
+    """
+
+    #: The stream is newline-delimited JSON (one event a line), not server-sent events.
+    ndjson: ClassVar[bool] = False
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.done = False
+        #: Reading went wrong: the answer is passed through but not recorded.
+        self.failed = False
+        self.text = ""
+        #: Tool calls as [name, arguments JSON text] (the text grows while a stream sends it).
+        self.calls: list[list[str]] = []
+        self.finish_reason: FinishReason = "stop"
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> str:
+        """Take the next bytes of the upstream's body; return the reply text their complete events carry."""
+        if not self.stream:
+            self._buffer += data
+            return ""
+        self._buffer += data.replace(b"\r\n", b"\n")
+        out: list[str] = []
+        if self.ndjson:
+            *lines, self._buffer = self._buffer.split(b"\n")
+            return "".join(self.read_event("", _json_or_text(line)) for line in lines if line.strip())
+        while b"\n\n" in self._buffer:
+            raw, self._buffer = self._buffer.split(b"\n\n", 1)
+            event, payload = "", []
+            for line in raw.split(b"\n"):
+                name, _, value = line.partition(b":")
+                value = value[1:] if value.startswith(b" ") else value
+                if name == b"event":
+                    event = value.decode("utf-8", "replace")
+                elif name == b"data":
+                    payload.append(value)
+            if payload:
+                out.append(self.read_event(event, _json_or_text(b"\n".join(payload))))
+        return "".join(out)
+
+    def reply(self) -> Reply | None:
+        """The answer the upstream gave (None: the body could not be read as a complete reply)."""
+        if not self.stream:
+            try:
+                self.read_body(orjson.loads(self._buffer))
+            except (orjson.JSONDecodeError, TypeError, KeyError, IndexError, AttributeError):
+                return None
+            self._buffer = b""
+        elif not self.done:
+            return None
+        calls = [ToolCall(name, parse_arguments(args)) for name, args in self.calls]
+        return Reply(text=self.text, tool_calls=calls, finish_reason=self.finish_reason)
+
+    def read_body(self, body: Any) -> None:
+        """Read a whole (non-streamed) JSON answer into `text`, `calls` and `finish_reason`."""
+        raise NotImplementedError
+
+    def read_event(self, event: str, data: Any) -> str:
+        """Read one stream event; return the reply text it carries. Set `done` at the terminal event."""
+        raise NotImplementedError
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()
+
+
+def parse_arguments(text: str) -> dict[str, Any]:
+    """Tool-call arguments (a JSON string) as an object; text that is not a JSON object is wrapped."""
+    try:
+        value = orjson.loads(text or "{}")
+    except orjson.JSONDecodeError:
+        return {"raw": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
 class Endpoint:
     """One route of a provider, answered by its own `handle`."""
 
@@ -221,6 +314,11 @@ class ChatEndpoint(Endpoint):
 
     def remember(self, conversation: Conversation, reply: Reply, ctx: RenderContext, body: Any) -> None:
         """Hook called after a reply was made (the Responses API keeps them for GET)."""
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader | None:
+        """A reader that rebuilds the Reply from a real upstream's answer to this request, so it can be
+        recorded as a rule (None: this endpoint's answers are passed through but not recorded)."""
+        return None
 
     @property
     def stream_content_type(self) -> bytes:
@@ -325,3 +423,8 @@ class Provider:
     def retry_headers(self, status: int, wait_ms: float) -> Headers:
         """The headers that tell this provider's SDK whether and when to retry an error."""
         return retry_headers(status, wait_ms)
+
+    def upstream_auth(self, key: str, *, method: str, url: str, body: bytes) -> Headers:
+        """The headers that carry `key` (`MOCKLLM_UPSTREAM_KEY_<NAME>`) to the real upstream, in place of
+        the caller's credentials. The request is given for providers that sign it (SigV4)."""
+        return [(b"authorization", b"Bearer " + key.encode("latin-1"))]

@@ -35,8 +35,9 @@ from mockllm_tui.providers.base import (
     RenderContext,
     bearer_token,
     is_retryable,
+    parse_arguments,
 )
-from mockllm_tui.providers.openai_chat import parse_arguments, parse_tools
+from mockllm_tui.providers.openai_chat import parse_tools
 from mockllm_tui.providers.openai_common import stop_list
 from mockllm_tui.providers.openai_misc import MAX_DIMENSIONS, NO_REPLY, embed
 from mockllm_tui.providers.parsing import check_type, optional, require

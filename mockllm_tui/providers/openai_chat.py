@@ -7,10 +7,18 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.conversation import (
+    Conversation,
+    FinishReason,
+    Message,
+    Reply,
+    RequestError,
+    ToolCall,
+    ToolSpec,
+)
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.limits import LimitBreach
-from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext
+from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, ReplyReader, parse_arguments
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
@@ -61,15 +69,6 @@ def parse_tool_calls(value: Any, name: str) -> list[ToolCall]:
             )
         )
     return calls
-
-
-def parse_arguments(text: str) -> dict[str, Any]:
-    """Tool-call arguments (a JSON string) as an object; text that is not a JSON object is wrapped."""
-    try:
-        args = orjson.loads(text or "{}")
-    except orjson.JSONDecodeError:
-        return {"raw": text}
-    return args if isinstance(args, dict) else {"value": args}
 
 
 def parse_messages(value: Any) -> tuple[list[Message], str]:
@@ -165,6 +164,58 @@ def parse_response_format(value: Any, name: str = "response_format") -> dict[str
         schema = spec.get("schema", {})
         return {"type": "json_schema", "schema": check_type(schema, dict, f"{name}.json_schema.schema")}
     raise RequestError(f"{name}.type: expected text, json_object or json_schema", param=f"{name}.type")
+
+
+class FirstChoiceReader(ReplyReader):
+    """OpenAI's chunk streams read back for the first choice only, up to `[DONE]`."""
+
+    def read_event(self, event: str, data: Any) -> str:
+        """A chunk: its first choice goes to `read_choice`; `[DONE]` ends the stream."""
+        if data == "[DONE]":
+            self.done = True
+            return ""
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or choices[0].get("index", 0) != 0:
+            return ""
+        if choices[0].get("finish_reason"):
+            self.finish_reason = neutral_finish(choices[0]["finish_reason"])
+        return self.read_choice(choices[0])
+
+    def read_choice(self, choice: dict[str, Any]) -> str:
+        """Take one streamed choice; return the text it carries."""
+        raise NotImplementedError
+
+
+class ChatReader(FirstChoiceReader):
+    """A `chat.completion` (or its chunks) read back into a Reply."""
+
+    def read_body(self, body: Any) -> None:
+        """The first choice's message: its content and tool calls."""
+        choice = body["choices"][0]
+        message = choice["message"]
+        self.text = message.get("content") or ""
+        for call in message.get("tool_calls") or []:
+            self.calls.append([call["function"]["name"], call["function"].get("arguments") or ""])
+        self.finish_reason = neutral_finish(choice.get("finish_reason"))
+
+    def read_choice(self, choice: dict[str, Any]) -> str:
+        """A delta: content, or a tool call's start and argument text."""
+        delta = choice.get("delta") or {}
+        piece = str(delta.get("content") or "")
+        self.text += piece
+        for call in delta.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            if fn.get("name"):
+                self.calls.append([fn["name"], ""])
+            if self.calls and fn.get("arguments"):
+                self.calls[-1][1] += fn["arguments"]
+                piece += fn["arguments"]
+        return piece
+
+
+def neutral_finish(reason: Any) -> FinishReason:
+    """OpenAI's finish reason as the neutral one."""
+    return reason if reason in ("stop", "length", "tool_calls", "content_filter") else "stop"
 
 
 class ChatCompletions(ChatEndpoint):
@@ -273,6 +324,10 @@ class ChatCompletions(ChatEndpoint):
             usage = {**head, **extra, "choices": [], "usage": usage_object(reply, conversation.n)}
             yield Frame(b"data: " + orjson.dumps(usage) + b"\n\n")
         yield Frame(DONE)
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's chat completion (or its chunks) back into a Reply."""
+        return ChatReader(conversation.stream)
 
 
 def finish_reason(reply: Reply) -> str:

@@ -19,9 +19,9 @@ from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import answer_faults, preview, require_known_model
 from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext
+from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader
 from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
-from mockllm_tui.providers.openai_chat import DONE, finish_reason, usage_object
+from mockllm_tui.providers.openai_chat import DONE, FirstChoiceReader, finish_reason, neutral_finish, usage_object
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
@@ -159,6 +159,26 @@ class Completions(ChatEndpoint):
             usage = {**head, "choices": [], "usage": usage_object(reply, conv.n)}
             yield Frame(b"data: " + orjson.dumps(usage) + b"\n\n")
         yield Frame(DONE)
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's text completion (or its chunks) back into a Reply."""
+        return CompletionReader(conversation.stream)
+
+
+class CompletionReader(FirstChoiceReader):
+    """A `text_completion` (or its chunks) read back into a Reply: the first choice only."""
+
+    def read_body(self, body: Any) -> None:
+        """The first choice's text."""
+        choice = body["choices"][0]
+        self.text = choice.get("text") or ""
+        self.finish_reason = neutral_finish(choice.get("finish_reason"))
+
+    def read_choice(self, choice: dict[str, Any]) -> str:
+        """A chunk's text."""
+        piece = str(choice.get("text") or "")
+        self.text += piece
+        return piece
 
 
 def _head(conv: Conversation, ctx: RenderContext) -> dict[str, Any]:

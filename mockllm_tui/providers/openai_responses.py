@@ -15,11 +15,10 @@ from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import preview
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.limits import LimitBreach
-from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext
+from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader, parse_arguments
 from mockllm_tui.providers.openai_chat import (
     ARGUMENT_CHUNK,
     content_text,
-    parse_arguments,
     parse_response_format,
     parse_tool_choice,
 )
@@ -333,6 +332,35 @@ class CreateResponse(ChatEndpoint):
         ]
         answer = Message(role="assistant", content=reply.text, tool_calls=calls)
         _saved(self).put(SavedResponse(body=body, history=[*conv.messages, answer]))
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's response (or its events) back into a Reply."""
+        return ResponseReader(conversation.stream)
+
+
+class ResponseReader(ReplyReader):
+    """A `response` object (or its events, up to `response.completed`) read back into a Reply."""
+
+    def read_body(self, body: Any) -> None:
+        """The output items: message text and function calls."""
+        self.text, self.calls = "", []
+        for item in body.get("output") or []:
+            if item.get("type") == "message":
+                parts = item.get("content") or []
+                self.text += "".join(p.get("text", "") for p in parts if p.get("type") == "output_text")
+            elif item.get("type") == "function_call":
+                self.calls.append([item["name"], item.get("arguments") or ""])
+        self.finish_reason = "length" if body.get("status") == "incomplete" else "tool_calls" if self.calls else "stop"
+
+    def read_event(self, event: str, data: Any) -> str:
+        """Deltas carry the text as it comes; the final response carries the whole reply."""
+        kind = data.get("type", event) if isinstance(data, dict) else event
+        if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+            return str(data.get("delta") or "")
+        if kind in ("response.completed", "response.incomplete"):
+            self.read_body(data["response"])
+            self.done = True
+        return ""
 
 
 def _as_responses(conversation: Conversation) -> ResponsesConversation:

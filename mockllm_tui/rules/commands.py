@@ -256,8 +256,8 @@ class Rows:
         return None
 
 
-def _rule_step(kind: str, index: int, spec: RuleSpec, rule_id: int) -> Step:
-    return Step(Op(kind, "rules", index, spec.to_data()), Entry(spec), rule_id)  # type: ignore[arg-type]
+def _rule_step(kind: str, index: int, spec: RuleSpec, rule_id: int, comment: str = "") -> Step:
+    return Step(Op(kind, "rules", index, spec.to_data(), comment=comment), Entry(spec), rule_id)  # type: ignore[arg-type]
 
 
 def _short_step(kind: str, index: int, key: str, spec: RuleSpec, rule_id: int) -> Step:
@@ -275,8 +275,9 @@ def _short_key_for(rows: Rows, spec: RuleSpec, skip: int | None = None) -> str |
     return key
 
 
-def plan_add(rows: Rows, spec: RuleSpec, index: int | None, new_id: int) -> list[Step]:
-    """Steps to add a rule: short form when it fits and the file uses it, else a rich rule."""
+def plan_add(rows: Rows, spec: RuleSpec, index: int | None, new_id: int, comment: str = "") -> list[Step]:
+    """Steps to add a rule: short form when it fits and the file uses it, else a rich rule (with
+    `comment` on a line above it)."""
     n, m = len(rows.rules), len(rows.responses)
     key = spec.short_key()
     if key is not None and (m > 0 or n == 0):
@@ -289,7 +290,7 @@ def plan_add(rows: Rows, spec: RuleSpec, index: int | None, new_id: int) -> list
             at = m if index is None else min(index - n, m)
             return [_short_step("insert", at, key, spec, new_id)]
     at = n if index is None else max(0, min(index, n))
-    return [_rule_step("insert", at, spec, new_id)]
+    return [_rule_step("insert", at, spec, new_id, comment)]
 
 
 def plan_update(rows: Rows, rule_id: int, spec: RuleSpec) -> list[Step]:
@@ -474,12 +475,15 @@ def _persist(
 # -- the commands ------------------------------------------------------------------------------------
 
 
-def add_rule(store: Store, data: Any, *, index: int | None = None, persist: bool = True) -> ChangeResult:
-    """Add a rule (rich-form data) at listing position `index` (None: the end of its form)."""
+def add_rule(
+    store: Store, data: Any, *, index: int | None = None, persist: bool = True, comment: str = ""
+) -> ChangeResult:
+    """Add a rule (rich-form data) at listing position `index` (None: the end of its form). A rich
+    rule gets `comment` as a comment line above it in the file."""
     spec = parse_rule_data(data)
     ruleset = ruleset_of(store)
     new_id = ruleset.next_id()
-    return _commit(store, plan_add(Rows.of(ruleset), spec, index, new_id), new_id, persist)
+    return _commit(store, plan_add(Rows.of(ruleset), spec, index, new_id, comment), new_id, persist)
 
 
 def add_rule_for(store: Store, data: Any, conversation: Conversation, *, persist: bool = True) -> ChangeResult:

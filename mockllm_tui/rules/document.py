@@ -48,6 +48,8 @@ class Op:
     index: int
     value: Any = None
     to: int = 0
+    #: A comment line written above an inserted rule (one line, without the `#`).
+    comment: str = ""
 
 
 class _NoSplice(Exception):
@@ -257,7 +259,7 @@ class Document:
             return "".join(lines)
         payload = _single(data[section], op.index, section)
         if layout.key_line is None:
-            block = self._render(section, payload, layout, with_key=True)
+            block = _with_comment(self._render(section, payload, layout, with_key=True), op, 1)
             at = self._new_section_at(section)
             if at == len(lines) and lines and lines[-1].strip():
                 block = ["\n", *block]
@@ -272,13 +274,14 @@ class Document:
             else:
                 lines[start:end] = block
         else:
-            at = (
-                items[op.index][0]
-                if op.index < len(items)
-                else items[-1][1]
-                if items
-                else layout.key_line + 1
-            )
+            block = _with_comment(block, op, 0)
+            if op.index < len(items):
+                at = items[op.index][0]
+                # a comment right above an entry is that entry's: a commented rule goes above both
+                while op.comment and at - 1 > layout.key_line and _is_comment(lines[at - 1]):
+                    at -= 1
+            else:
+                at = items[-1][1] if items else layout.key_line + 1
             lines[at:at] = block
         return "".join(lines)
 
@@ -314,6 +317,24 @@ class Document:
         while at > 0 and self.lines[at - 1].lstrip().startswith("#"):
             at -= 1
         return key_line if at == 0 else at  # a comment block opening the file is its header: stay below
+
+
+def _with_comment(block: list[str], op: Op, at: int) -> list[str]:
+    """The rendered lines with the op's comment line inserted at `at`, indented like the line it precedes."""
+    if not op.comment or op.section != "rules" or at >= len(block):
+        return block
+    line = block[at]
+    indent = line[: len(line) - len(line.lstrip())]
+    return [*block[:at], f"{indent}# {comment_text(op.comment)}\n", *block[at:]]
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def comment_text(text: str) -> str:
+    """A comment's text as one line."""
+    return " ".join(text.split())
 
 
 def _mapping_indent(item: Node) -> int:

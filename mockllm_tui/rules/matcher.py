@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,17 +240,10 @@ class RuleSet:
 
     def explain(self, conversation: Conversation) -> Choice:
         """Which rule answers this conversation, and its reply (counts the hit)."""
+        matched = self.match(conversation)
+        if matched is not None:
+            return matched
         prompt = conversation.last_user_text()
-        folded = prompt.strip().lower()
-        for rule in self._rich:
-            variables = rule.test(conversation, prompt, folded)
-            if variables is not None:
-                return Choice(rule.id, rule.label, rule.answer(variables))
-        short = self._short.get(folded)
-        if short is not None:
-            variables = short.test(conversation, prompt, folded)
-            if variables is not None:
-                return Choice(short.id, short.label, short.answer(variables))
         if self._triggers:
             triggered = trigger_reply(conversation, prompt)
             if triggered is not None:
@@ -261,6 +254,25 @@ class RuleSet:
         if self._mirror and prompt:
             return self._fallback(Reply(text=prompt, rule="mirror"))
         return self._fallback(Reply(text=self._unknown, rule="unknown_response"))
+
+    def match(self, conversation: Conversation, skip: Collection[int] = ()) -> Choice | None:
+        """The rule that matches this conversation and its reply (counts the hit), leaving out the
+        fallbacks (triggers, the `default` key, mirror, unknown_response) and the rules in `skip`.
+        None when no rule matches."""
+        prompt = conversation.last_user_text()
+        folded = prompt.strip().lower()
+        for rule in self._rich:
+            if rule.id in skip:
+                continue
+            variables = rule.test(conversation, prompt, folded)
+            if variables is not None:
+                return Choice(rule.id, rule.label, rule.answer(variables))
+        short = self._short.get(folded)
+        if short is not None and short.id not in skip:
+            variables = short.test(conversation, prompt, folded)
+            if variables is not None:
+                return Choice(short.id, short.label, short.answer(variables))
+        return None
 
     def _fallback(self, reply: Reply) -> Choice:
         label = reply.rule or ""

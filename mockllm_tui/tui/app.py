@@ -126,6 +126,14 @@ class MockPanel(App[int]):
         ),
         Binding("x", "toggle_errors", "Errors", id="knobs.errors", priority=True, tooltip="Error injection on or off"),
         Binding(
+            "R",
+            "toggle_record",
+            "Record",
+            id="knobs.record",
+            priority=True,
+            tooltip="Save upstream answers as rules, on or off",
+        ),
+        Binding(
             "r", "resend", "Re-send", id="request.resend", priority=True, tooltip="Send the selected request again"
         ),
         Binding(
@@ -358,14 +366,23 @@ class MockPanel(App[int]):
         if self.detail.pending or (self.selected is not None and (self.selected.open or self.selected.id in touched)):
             self.detail.refresh_entry()
         if rules_changed or file_changed:
+            known = {view.id for view in self.rule_table.views}
             self.rule_table.show_rules()
             self._show_file()
+            if self.store.knobs.record:
+                self._select_recorded(known)
         elif touched:
             self.rule_table.hits_changed()
         if knobs_changed:
             self._show_knobs()
         if events:
             self.status_bar.show_counts(self.store.counters)
+
+    def _select_recorded(self, known: set[int]) -> None:
+        """While recording, highlight the newest rule (a recorded one), ready to edit."""
+        added = [view.id for view in self.rule_table.views if view.id not in known]
+        if known and added:
+            self.rule_table.select_id(max(added))
 
     def sample_rate(self) -> None:
         """Requests that arrived in the last second, for the sparkline."""
@@ -388,7 +405,7 @@ class MockPanel(App[int]):
     def _show_knobs(self) -> None:
         knobs = self.store.knobs
         pending = self.store.fail_next[0]
-        self.status_bar.show_knobs(knobs, pending)
+        self.status_bar.show_knobs(knobs, pending, self.store.config.upstream_hosts())
         self.controls.show(knobs, pending)
 
     # -- messages from the widgets -------------------------------------------------------------
@@ -459,6 +476,13 @@ class MockPanel(App[int]):
         """Error injection on or off (at the rate in the toggles)."""
         on = self.store.knobs.error_rate <= 0
         self.set_knobs({"error_rate": self.controls.armed_rate if on else 0.0})
+
+    def action_toggle_record(self) -> None:
+        """Recording of upstream answers on or off (the `record` knob)."""
+        on = not self.store.knobs.record
+        if self.set_knobs({"record": on}):
+            where = "" if self.store.config.upstreams else " (no --upstream is set: nothing is forwarded)"
+            self.notify(f"Recording {'on' if on else 'off'}{where}", timeout=2)
 
     def action_add_rule(self) -> None:
         """Add a rule through the editor."""

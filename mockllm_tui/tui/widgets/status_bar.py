@@ -92,8 +92,8 @@ class StatusBar(Vertical):
         self.query_one(Sparkline).data = list(self.rates)
         self.query_one("#status-rate-label", Static).update(f"{per_second:g} req/s", layout=False)
 
-    def show_knobs(self, knobs: Knobs, fail_next: int) -> None:
-        """The live knob values at a glance."""
+    def show_knobs(self, knobs: Knobs, fail_next: int, upstreams: tuple[str, ...] = ()) -> None:
+        """The live knob values at a glance, and the upstreams' hosts (`recording` while the knob is on)."""
         latency = f"{knobs.latency_ms:g} ms" + (f" ±{knobs.jitter_ms:g}" if knobs.jitter_ms else "")
         errors = errors_label(knobs)
         text = Text()
@@ -105,6 +105,10 @@ class StatusBar(Vertical):
         ):
             text.append(f"{label} ")
             text.append(value, style="bold")
+            text.append("   ")
+        if upstreams:
+            text.append("recording " if knobs.record else "upstream ", style="bold red" if knobs.record else "bold")
+            text.append(", ".join(upstreams), style="bold")
             text.append("   ")
         if fail_next:
             text.append(f"fail next {fail_next}", style="bold yellow")

@@ -1,0 +1,156 @@
+"""Recording: a real upstream's answer kept as an ordinary rule of the responses file.
+
+A recorded rule matches the last user message exactly, plus the provider and the model (and the
+tool whose result ends the conversation, for a tool-result turn). It answers with the recorded
+text or tool calls at the recorded pace (`latency_ms`, `stream_speed`), under a comment line
+saying when and from where it was recorded. It is written through the same surgical write-back
+as every other edit (commands.add_rule / update_rule).
+
+While recording, the rules recorded in this run do not answer: a repeat goes upstream again, and an
+answer that differs extends the rule's `replies` sequence, so replay gives the answers in order.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from mockllm_tui.core.conversation import Conversation, Reply, ReplySource
+from mockllm_tui.core.store import Store
+from mockllm_tui.rules.commands import ChangeResult, add_rule, ruleset_of, update_rule
+from mockllm_tui.rules.matcher import RuleSet
+from mockllm_tui.rules.model import RuleSpec
+
+GLOB_SPECIAL = re.compile(r"([*?\[])")
+#: (provider, model, last user message folded, tool name or None)
+RecordKey = tuple[str, str, str, str | None]
+
+
+def answer_by_rules(source: ReplySource, conversation: Conversation, skip: Collection[int] = ()) -> Reply | None:
+    """The reply of the rule that matches, leaving out the fallbacks and the rules in `skip`; None
+    when only a fallback would answer. A reply source that is not a rule set always answers."""
+    if not isinstance(source, RuleSet):
+        return source.choose(conversation)
+    choice = source.match(conversation, skip)
+    return None if choice is None else choice.reply
+
+
+def literal_glob(text: str) -> str:
+    """A glob (the `model` and `tool_result` conditions) that matches exactly this text."""
+    return GLOB_SPECIAL.sub(r"[\1]", text)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """A recorded answer's pace: milliseconds to the first token, and tokens per second after it."""
+
+    latency_ms: float | None = None
+    stream_speed: float | None = None
+
+
+def measure_pace(started: float, marks: list[tuple[float, int]]) -> Timing:
+    """The timing of an answer from (seconds, tokens) marks as its text arrived: the first mark is the
+    time to the first token; the tokens after it over the time after it are the speed (None when
+    they all came at once)."""
+    if not marks:
+        return Timing()
+    first, first_tokens = marks[0]
+    last = marks[-1][0]
+    latency_ms = max(0, round((first - started) * 1000.0))
+    tokens = sum(n for _, n in marks) - first_tokens
+    if last - first <= 0 or tokens <= 0:
+        return Timing(latency_ms)
+    return Timing(latency_ms, max(0.1, round(tokens / (last - first), 1)))
+
+
+def record_key(conversation: Conversation) -> RecordKey:
+    """What makes two requests "the same prompt" for recording."""
+    result = conversation.last_tool_result()
+    tool = None if result is None else (result.name or "*")
+    return conversation.provider, conversation.model, conversation.last_user_text().strip().lower(), tool
+
+
+def rule_data(conversation: Conversation, reply: Reply, timing: Timing) -> dict[str, Any]:
+    """The recorded rule, as rich-form data."""
+    match: dict[str, Any] = {"exact": conversation.last_user_text()}
+    if conversation.provider:
+        match["provider"] = conversation.provider
+    match["model"] = literal_glob(conversation.model)
+    result = conversation.last_tool_result()
+    if result is not None:
+        match["tool_result"] = literal_glob(result.name) if result.name else "*"
+    data: dict[str, Any] = {"match": match}
+    if reply.text or not reply.tool_calls:
+        data["reply"] = reply.text
+    if reply.tool_calls:
+        data["tool_calls"] = [{"name": c.name, "arguments": c.arguments} for c in reply.tool_calls]
+    if timing.latency_ms is not None:
+        data["latency_ms"] = timing.latency_ms
+    if timing.stream_speed is not None:
+        data["stream_speed"] = timing.stream_speed
+    return data
+
+
+def recorded_comment(origin: str, now: float | None = None) -> str:
+    """The comment line above a recorded rule: when, and from which upstream."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() if now is None else now))
+    return f"recorded {stamp} from {origin}"
+
+
+class Recorder:
+    """Writes proxied answers as rules, and remembers the rules it wrote in this run."""
+
+    def __init__(self) -> None:
+        self._ids: dict[RecordKey, int] = {}
+
+    @property
+    def recorded_ids(self) -> frozenset[int]:
+        """The ids of the rules recorded in this run (they do not answer while recording)."""
+        return frozenset(self._ids.values())
+
+    def record(
+        self, store: Store, conversation: Conversation, reply: Reply, timing: Timing, origin: str
+    ) -> ChangeResult | None:
+        """Save an answer: a new rule, or the next answer of a rule recorded earlier in this run.
+        None when nothing changed (the same answer again)."""
+        key = record_key(conversation)
+        ruleset = ruleset_of(store)
+        known = self._ids.get(key)
+        rule = ruleset.find(known) if known is not None else None
+        if rule is not None:
+            data = extended(rule.spec, reply)
+            return None if data is None else update_rule(store, rule.id, data)
+        index = self._tool_result_index(ruleset, key) if key[3] is not None else None
+        result = add_rule(store, rule_data(conversation, reply, timing), index=index, comment=recorded_comment(origin))
+        if result.rule is not None:
+            self._ids[key] = result.rule.id
+        return result
+
+    def _tool_result_index(self, ruleset: RuleSet, key: RecordKey) -> int | None:
+        """Above the first rule that answers the same conversation's text turn (None: at the end)."""
+        provider, model, prompt, _ = key
+        for index, rule in enumerate(ruleset.rules[: len(ruleset.model.rules)]):
+            m = rule.spec.match
+            if (
+                m.tool_result is None
+                and (m.exact or "").strip().lower() == prompt
+                and (m.provider or "").lower() == provider.lower()
+                and m.model == literal_glob(model)
+            ):
+                return index
+        return None
+
+
+def extended(spec: RuleSpec, reply: Reply) -> dict[str, Any] | None:
+    """The rule with a differing text answer added to its `replies` sequence; None when the answer
+    is the one it gives last, or involves tool calls (a sequence holds text only)."""
+    answers = list(spec.replies) if spec.replies is not None else [spec.reply or ""]
+    if reply.tool_calls or spec.tool_calls or answers[-1] == reply.text:
+        return None
+    data = spec.to_data()
+    data.pop("reply", None)
+    data["replies"] = [*answers, reply.text]
+    return data

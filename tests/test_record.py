@@ -17,9 +17,11 @@ from typing import Any
 
 import anthropic
 import httpx
+import ollama
 import pytest
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
+from google import genai
 from openai import APIStatusError, AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import TypeAdapter
@@ -568,3 +570,38 @@ async def test_the_panel_toggles_recording_with_R_and_shows_the_upstream(tmp_pat
             await pilot.press("R")
             assert not pair.proxy.store.knobs.record
         await handle.app.upstream.aclose()
+
+
+# -- the second wave's wire formats ----------------------------------------------------------------
+
+
+async def test_ollama_and_gemini_answers_are_recorded_and_replayed(tmp_path: Path) -> None:
+    async with recording_pair(tmp_path, upstreams=()) as pair:
+        root = pair.upstream.root
+        pair.proxy.store.configure(upstreams=(("ollama", root), ("gemini", root)))
+        llama = ollama.AsyncClient(host=pair.proxy.root, headers={"Authorization": f"Bearer {SECRET}"})
+        chat = await llama.chat(model="llama3.2", messages=user("hello"), stream=False)
+        assert chat.message.content == "Hello from upstream"
+        streamed = "".join([part.message.content or "" async for part in await llama.chat(
+            model="llama3.2", messages=user("slow"), stream=True
+        )])
+        assert streamed == SLOW_TEXT
+        gemini = genai.Client(api_key=SECRET, http_options={"base_url": pair.proxy.root})
+        answer = await gemini.aio.models.generate_content(model="gemini-2.5-flash", contents="Weather in Paris?")
+        assert answer.function_calls and answer.function_calls[0].name == "get_weather"
+        assert pair.upstream_hits() == 3
+        pair.added_lines()
+        rules = recorded(pair.proxy.store)
+        assert [(r["match"]["provider"], r.get("reply")) for r in rules] == [
+            ("ollama", "Hello from upstream"),
+            ("ollama", SLOW_TEXT),
+            ("gemini", None),
+        ]
+        assert rules[2]["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    async with replaying(pair.path) as live:
+        again = await ollama.AsyncClient(host=live.root).chat(model="llama3.2", messages=user("slow"), stream=False)
+        assert again.message.content == SLOW_TEXT
+        replayed = await genai.Client(api_key="x", http_options={"base_url": live.root}).aio.models.generate_content(
+            model="gemini-2.5-flash", contents="Weather in Paris?"
+        )
+        assert replayed.function_calls and replayed.function_calls[0].args == {"city": "Paris"}

@@ -33,6 +33,7 @@ from mockllm_tui.providers.base import (
     Headers,
     Provider,
     RenderContext,
+    ReplyReader,
     bearer_token,
 )
 from mockllm_tui.providers.openai_misc import MAX_DIMENSIONS, NO_REPLY, embed
@@ -448,12 +449,45 @@ def response(
     }
 
 
+class GeminiReader(ReplyReader):
+    """A GenerateContentResponse (or its SSE chunks, up to the one with `finishReason`) read back into
+    a Reply, for recording."""
+
+    def read_body(self, body: Any) -> None:
+        """The whole answer."""
+        self.read_event("", body)
+
+    def read_event(self, event: str, data: Any) -> str:
+        """One chunk: the first candidate's text and function calls (thoughts left out)."""
+        candidates = data.get("candidates") if isinstance(data, dict) else None
+        if not candidates:
+            return ""
+        first = candidates[0]
+        piece = ""
+        for part in (first.get("content") or {}).get("parts") or []:
+            if "functionCall" in part:
+                call = part["functionCall"]
+                self.calls.append([call.get("name", ""), orjson.dumps(call.get("args") or {}).decode()])
+            elif not part.get("thought"):
+                piece += str(part.get("text") or "")
+        self.text += piece
+        if first.get("finishReason"):
+            self.done = True
+            reason = first["finishReason"]
+            self.finish_reason = "length" if reason == "MAX_TOKENS" else "tool_calls" if self.calls else "stop"
+        return piece
+
+
 class GenerateContent(ChatEndpoint):
     """`POST .../models/{model}:generateContent`."""
 
     paths = model_paths("generateContent")
     name = "generateContent"
     streams = False
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream Gemini's answer back into a Reply."""
+        return GeminiReader(conversation.stream)
 
     def parse_exchange(self, ex: Exchange) -> Conversation:
         """The model from the path, the rest from the body."""
@@ -706,6 +740,10 @@ class Gemini(Provider):
         if path.startswith(OWN_PREFIXES) or KEY_HEADER in headers or CLIENT_HEADER in headers:
             return CLAIM_OWN
         return CLAIM_NONE
+
+    def upstream_auth(self, key: str, *, method: str, url: str, body: bytes) -> Headers:
+        """The key in `x-goog-api-key`, as google-genai sends it."""
+        return [(b"x-goog-api-key", key.encode("latin-1"))]
 
     def presented_keys(self, headers: Mapping[str, str]) -> list[str]:
         """`x-goog-api-key`, or a bearer token (Vertex AI)."""

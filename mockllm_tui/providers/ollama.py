@@ -33,6 +33,7 @@ from mockllm_tui.providers.base import (
     Headers,
     Provider,
     RenderContext,
+    ReplyReader,
     bearer_token,
     is_retryable,
     parse_arguments,
@@ -181,11 +182,41 @@ def tool_call_objects(reply: Reply) -> list[dict[str, Any]]:
     return [{"function": {"name": c.name, "arguments": c.arguments}} for c in reply.tool_calls]
 
 
+class OllamaReader(ReplyReader):
+    """An Ollama answer (or its JSON lines, up to `done`) read back into a Reply, for recording."""
+
+    ndjson = True
+
+    def read_body(self, body: Any) -> None:
+        """The whole answer."""
+        self.read_event("", body)
+
+    def read_event(self, event: str, data: Any) -> str:
+        """One line: chat's `message` (content, tool calls) or generate's `response`; `done` ends it."""
+        if not isinstance(data, dict):
+            return ""
+        message = data.get("message") or {}
+        piece = str(message.get("content") or data.get("response") or "")
+        self.text += piece
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            self.calls.append([function.get("name", ""), orjson.dumps(function.get("arguments") or {}).decode()])
+        if data.get("done"):
+            self.done = True
+            stopped_long = data.get("done_reason") == "length"
+            self.finish_reason = "length" if stopped_long else "tool_calls" if self.calls else "stop"
+        return piece
+
+
 class Chat(ChatEndpoint):
     """`POST /api/chat`."""
 
     paths = ("/api/chat",)
     name = "chat"
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream Ollama's answer back into a Reply."""
+        return OllamaReader(conversation.stream)
 
     def parse(self, body: dict[str, Any]) -> Conversation:
         """Parse a chat request (streaming unless `stream` is false)."""

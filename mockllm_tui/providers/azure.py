@@ -300,6 +300,10 @@ class AzureOpenAI(OpenAIBase):
         """Everything under `/openai/`."""
         return CLAIM_OWN if path.startswith("/openai/") else CLAIM_NONE
 
+    def upstream_auth(self, key: str, *, method: str, url: str, body: bytes) -> Headers:
+        """The key in `api-key`, as the AzureOpenAI client sends it."""
+        return [(b"api-key", key.encode("latin-1"))]
+
     def presented_keys(self, headers: Mapping[str, str]) -> list[str]:
         """`api-key`, or `Authorization: Bearer` (Entra ID tokens and the v1 paths)."""
         keys = [headers["api-key"]] if headers.get("api-key") else []

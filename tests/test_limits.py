@@ -438,3 +438,16 @@ async def test_anthropic_models_report_their_limits(limited: Live) -> None:
     assert (tiny.max_input_tokens, tiny.max_tokens) == (64, 16)
     opus = await sdk.models.retrieve("claude-opus-4-1")
     assert (opus.max_input_tokens, opus.max_tokens) == (200_000, 32_000)
+
+
+def test_the_log_marks_requests_refused_for_length() -> None:
+    from mockllm_tui.core.store import Store
+    from mockllm_tui.tui.widgets.request_log import row_cells
+
+    store = Store()
+    refused, served = store.begin_request("POST", "/v1/chat/completions"), store.begin_request("POST", "/v1/x")
+    refused.refused_for_length = True
+    for entry in (refused, served):
+        store.end_request(entry, 400)
+    assert ("too long", "bold red") in row_cells(refused, 0)
+    assert ("too long", "bold red") not in row_cells(served, 0)

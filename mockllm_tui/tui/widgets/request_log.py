@@ -54,7 +54,7 @@ def row_cells(entry: JournalEntry, frame: int) -> list[Cell]:
         (entry.path.removeprefix("/v1"), ""),
         (entry.model, ""),
         (entry.preview, ""),
-        (rule_short(entry.rule), ""),
+        ("too long", "bold red") if entry.refused_for_length else (rule_short(entry.rule), ""),
         ("…", "dim") if entry.open else (str(entry.status), status_style(entry.status)),
         (duration_text(entry), ""),
         (stream_marker(entry, frame), "bold cyan"),

@@ -22,6 +22,7 @@ from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestE
 from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_conversation, count_json, count_tokens
 from mockllm_tui.engine.answer import answer_faults, model_in_path, preview, record_conversation, require_known_model
+from mockllm_tui.engine.embedding import MAX_DIMENSIONS, NO_REPLY, embed
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
@@ -36,7 +37,6 @@ from mockllm_tui.providers.base import (
     ReplyReader,
     bearer_token,
 )
-from mockllm_tui.providers.openai_misc import MAX_DIMENSIONS, NO_REPLY, embed
 from mockllm_tui.providers.parsing import check_type
 from mockllm_tui.providers.registry import register_provider
 

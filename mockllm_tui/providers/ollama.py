@@ -22,6 +22,7 @@ from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestE
 from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import answer_faults, preview, record_conversation
+from mockllm_tui.engine.embedding import MAX_DIMENSIONS, NO_REPLY, embed
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
@@ -40,7 +41,6 @@ from mockllm_tui.providers.base import (
 )
 from mockllm_tui.providers.openai_chat import parse_tools
 from mockllm_tui.providers.openai_common import stop_list
-from mockllm_tui.providers.openai_misc import MAX_DIMENSIONS, NO_REPLY, embed
 from mockllm_tui.providers.parsing import check_type, optional, require
 from mockllm_tui.providers.registry import register_provider
 

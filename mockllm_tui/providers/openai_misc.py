@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import math
-import re
 import sys
 from array import array
 from collections.abc import Iterator
@@ -18,6 +15,7 @@ from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestE
 from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import answer_faults, preview, require_known_model
+from mockllm_tui.engine.embedding import MAX_DIMENSIONS, NO_REPLY, embed
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader
 from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
@@ -35,10 +33,7 @@ from mockllm_tui.providers.registry import register_provider
 LEGACY_DEFAULT_MAX_TOKENS = 16
 COMPLETION_FINISH = ("stop", "length", "content_filter")
 MAX_EMBEDDING_INPUTS = 2048
-MAX_DIMENSIONS = 8192
 ENCODINGS = ("float", "base64")
-_WORDS = re.compile(r"\w+")
-NO_REPLY = Reply()
 
 
 # -- legacy completions ------------------------------------------------------------------------
@@ -208,24 +203,6 @@ def embedding_inputs(value: Any) -> list[str]:
             where = "input" if isinstance(value, str) else f"input[{i}]"
             raise RequestError(f"{where}: must not be an empty string", param=where)
     return texts
-
-
-def embed(text: str, dimensions: int) -> array[float]:
-    """A deterministic unit vector (float32) for text.
-
-    Each word, and the whole text, adds signed ones at hashed positions, so the same text always
-    gives the same vector and texts sharing words point in similar directions.
-    """
-    vector = [0.0] * dimensions
-    for feature in [*_WORDS.findall(text.lower()), text]:
-        digest = hashlib.blake2b(feature.encode(), digest_size=32).digest()
-        for j in range(0, 32, 4):
-            bits = int.from_bytes(digest[j : j + 4], "little")
-            vector[(bits >> 1) % dimensions] += 1.0 if bits & 1 else -1.0
-    norm = math.sqrt(sum(x * x for x in vector))
-    if norm == 0.0:
-        vector[0], norm = 1.0, 1.0
-    return array("f", [x / norm for x in vector])
 
 
 def encode_vector(vector: array[float], encoding: str) -> list[float] | str:

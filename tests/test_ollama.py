@@ -222,6 +222,15 @@ async def test_format_schema_and_json(rules_live: Live) -> None:
 # -- models and embeddings ---------------------------------------------------------------------
 
 
+async def test_a_body_without_a_json_content_type_is_read_as_json(rules_live: Live) -> None:
+    # curl -d sends form encoding; Ollama reads the body as JSON whatever the header says
+    body = b'{"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}], "stream": false}'
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with httpx.AsyncClient(base_url=rules_live.root, timeout=10) as http:
+        answer = await http.post("/api/chat", content=body, headers=form)
+    assert answer.status_code == 200 and ChatResponse.model_validate_json(answer.content, strict=True).done
+
+
 async def test_tags_show_version_and_embed(rules_live: Live) -> None:
     client = ollama.AsyncClient(host=rules_live.root)
     listed = await client.list()

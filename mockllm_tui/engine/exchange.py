@@ -115,10 +115,11 @@ class Exchange:
         self.entry.request_body = self.body[: self.store.config.max_stored_body]
         return self.body
 
-    def read_json_object(self) -> dict[str, Any]:
-        """Parse the body as a JSON object, with a clear RequestError when it is not one."""
+    def read_json_object(self, *, any_type: bool = False) -> dict[str, Any]:
+        """Parse the body as a JSON object, with a clear RequestError when it is not one (`any_type`:
+        whatever the content type says, as a server that ignores it does)."""
         ctype = self.headers.get("content-type", "application/json")
-        if "json" not in ctype.lower():
+        if not any_type and "json" not in ctype.lower():
             raise RequestError(f"unsupported content type {ctype!r}: send application/json")
         if not self.body:
             raise RequestError("the request body is empty: send a JSON object")

@@ -239,7 +239,7 @@ class Chat(ChatEndpoint):
 
     def parse_exchange(self, ex: Exchange) -> Conversation:
         """Parse, then refuse an unknown model in Ollama's words while models are strict."""
-        conversation = self.parse(ex.read_json_object())
+        conversation = self.parse(ex.read_json_object(any_type=True))
         record_conversation(ex, conversation)
         require_pulled(ex, conversation.model)
         return conversation
@@ -378,7 +378,7 @@ def embed_inputs(value: Any) -> list[str]:
 async def read_embedding_request(ex: Exchange, texts_of: str) -> tuple[str, list[str], int]:
     """The model, texts and dimensions of an embedding request (journal filled, strict models)."""
     await ex.read_body()
-    body = ex.read_json_object()
+    body = ex.read_json_object(any_type=True)
     model = require(body, "model", str)
     ex.entry.model = model
     texts = embed_inputs(body.get(texts_of, "")) if texts_of == "input" else [optional(body, texts_of, str, "")]
@@ -505,7 +505,7 @@ class Show(Endpoint):
     async def handle(self, ex: Exchange) -> None:
         """Any model is shown unless models are strict (then an unknown one is a 404)."""
         await ex.read_body()
-        body = ex.read_json_object()
+        body = ex.read_json_object(any_type=True)
         name = optional(body, "model", str) or require(body, "name", str)
         optional(body, "verbose", bool)
         ex.entry.model = name
@@ -530,7 +530,7 @@ class Pull(Endpoint):
     async def handle(self, ex: Exchange) -> None:
         """`{"status": "success"}`, or the progress lines that end with it."""
         await ex.read_body()
-        body = ex.read_json_object()
+        body = ex.read_json_object(any_type=True)
         name = optional(body, "model", str) or require(body, "name", str)
         optional(body, "insecure", bool)
         ex.entry.model = name

@@ -51,7 +51,7 @@ def row_cells(entry: JournalEntry, frame: int) -> list[Cell]:
     return [
         (clock(entry.time), ""),
         (entry.provider, ""),
-        (entry.path.removeprefix("/v1"), ""),
+        (entry.path[3:] if entry.path.startswith("/v1/") else entry.path, ""),
         (entry.model, ""),
         (entry.preview, ""),
         ("too long", "bold red") if entry.refused_for_length else (rule_short(entry.rule), ""),

@@ -105,7 +105,7 @@ def parse_upstreams(values: Iterable[str], known: Iterable[str]) -> tuple[tuple[
                 raise UpstreamError(f"--upstream: unknown provider {name!r} (known: {', '.join(names)})")
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise UpstreamError(f"--upstream: {name}: expected an http(s) URL, got {Upstream(name, url).host!r}")
+                raise UpstreamError(f"--upstream: {name}: expected an http(s) URL, got {url!r}")
             out[name] = url
     return tuple(out.items())
 

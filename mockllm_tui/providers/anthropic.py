@@ -81,7 +81,6 @@ NEUTRAL_STOP: dict[str, FinishReason] = {
     "refusal": "content_filter",
 }
 
-PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 #: Paths that are Anthropic's own (its 404s and 405s there take its shape).
 OWN_PREFIXES = ("/v1/messages", "/messages/", "/v1/complete")
 VERSION_HEADER = "anthropic-version"

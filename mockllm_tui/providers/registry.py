@@ -42,11 +42,6 @@ def unregister_provider(name: str) -> None:
     _registry.pop(name, None)
 
 
-def registered() -> dict[str, type[Provider]]:
-    """The registered provider classes by name."""
-    return dict(_registry)
-
-
 def _import_builtins() -> None:
     for module in BUILTIN_MODULES:
         try:

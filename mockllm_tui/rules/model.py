@@ -102,10 +102,6 @@ class Match:
         """The conditions that are set, in the canonical order."""
         return {k: getattr(self, k) for k in MATCH_KEYS if getattr(self, k) is not None}
 
-    def is_empty(self) -> bool:
-        """True when no condition is set (a catch-all)."""
-        return not self.to_data()
-
     def summary(self) -> str:
         """A short description for tables and labels: `contains 'weather' · model gpt-4o*`."""
         data = self.to_data()

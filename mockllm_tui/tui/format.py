@@ -10,8 +10,6 @@ import shlex
 import time
 from typing import Any
 
-from rich.text import Text
-
 from mockllm_tui.core.knobs import Knobs
 from mockllm_tui.core.store import REDACTED, JournalEntry
 from mockllm_tui.core.tokens import count_tokens
@@ -73,13 +71,6 @@ def status_style(status: int) -> str:
     if status == 429 or status < 500:
         return "yellow"
     return "bold red"
-
-
-def status_text(entry: JournalEntry) -> Text:
-    """The status cell: the code, coloured, or … while the request runs."""
-    if entry.open:
-        return Text("…", style="dim")
-    return Text(str(entry.status), style=status_style(entry.status))
 
 
 def rule_short(label: str | None) -> str:

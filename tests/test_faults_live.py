@@ -425,3 +425,13 @@ async def test_settings_save_writes_live_values_into_the_file_but_never_the_key(
     assert store.knobs.stream_speed == 25 and store.knobs.latency_ms == 5 and store.knobs.api_key == "sk-live-secret"
     text = responses.read_text()
     assert "stream_speed: 25" in text and "# keep this comment" in text and "sk-live-secret" not in text
+
+
+async def test_fail_next_takes_a_mode_through_the_admin_api(live: Live) -> None:
+    async with httpx.AsyncClient(base_url=live.root) as http:
+        bad = await http.post("/_mock/fail-next", json={"count": 1, "mode": "sideways"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "mode"
+        assert (await http.post("/_mock/fail-next", json={"count": 1, "mode": "disconnect"})).status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES})
+    assert live.store.journal()[-1].fault == "disconnect (fail_next)"

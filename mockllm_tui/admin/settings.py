@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.journal import store_of
-from mockllm_tui.core.knobs import KNOB_NAMES, KnobError
+from mockllm_tui.core.knobs import ERROR_MODES, KNOB_NAMES, KnobError
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import RuleError, save_settings
 
@@ -104,7 +104,7 @@ async def save_live_settings(request: Request) -> dict[str, Any] | JSONResponse:
 
 @router.post("/fail-next", response_model=None)
 async def fail_next(request: Request) -> dict[str, Any] | JSONResponse:
-    """Fail exactly the next `count` model requests, with `status` (default: the error_status knob)."""
+    """Fail exactly the next `count` model requests, with `status` and `mode` (default: the knobs')."""
     body = await json_object(request)
     if isinstance(body, JSONResponse):
         return body
@@ -114,7 +114,10 @@ async def fail_next(request: Request) -> dict[str, Any] | JSONResponse:
         raise AdminError(400, f"count: expected a whole number of at least 0, got {count!r}", param="count")
     if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599):
         raise AdminError(400, f"status: expected an HTTP error status (400-599), got {status!r}", param="status")
+    mode = body.get("mode")
+    if mode is not None and mode not in ERROR_MODES:
+        raise AdminError(400, f"mode: expected one of {', '.join(ERROR_MODES)}, got {mode!r}", param="mode")
     store = store_of(request)
-    store.set_fail_next(count, status)
+    store.set_fail_next(count, status, mode)
     pending, pending_status = store.fail_next
     return {"count": pending, "status": pending_status}

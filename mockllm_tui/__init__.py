@@ -1,3 +1,3 @@
-"""mockllm-tui: a deterministic mock of the OpenAI and Anthropic APIs with a live control panel."""
+"""mockllm-tui: a deterministic mock of LLM provider APIs with a live control panel."""
 
 __version__ = "0.1.0"

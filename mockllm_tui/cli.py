@@ -58,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mockllm-tui",
         description=(
-            "A deterministic mock of the OpenAI and Anthropic APIs. Opens a live control panel that runs "
-            "the server in the same process; --headless runs the server alone (for CI). Point an SDK's "
-            "base_url at the printed URL."
+            "A deterministic mock of the OpenAI, Anthropic, Gemini, Ollama, Azure OpenAI and Bedrock APIs. "
+            "Opens a live control panel that runs the server in the same process; --headless runs the "
+            "server alone (for CI). Point an SDK's base_url at the printed URL."
         ),
         epilog="Every option can also be set by an environment variable, shown in brackets.",
     )

@@ -16,7 +16,8 @@ from textual.widgets import Static
 HelpSections = list[tuple[str, list[tuple[str, str, str]]]]  # (title, [(keys, what, binding id)])
 
 INTRO = (
-    "mockllm-tui answers OpenAI and Anthropic API calls from the rules in the responses file. "
+    "mockllm-tui answers LLM API calls (OpenAI, Anthropic, Gemini, Ollama, Azure, Bedrock) from the rules "
+    "in the responses file. "
     "Point a client at the URL in the top left. Every change here applies to the next request, "
     "and to streams in flight. Remap keys in ~/.config/mockllm-tui/keymap.yml (or $MOCKLLM_KEYMAP): "
     "binding id: keys (the ids are in the right column)."

@@ -34,7 +34,6 @@ from mockllm_tui.providers.base import (
     Endpoint,
     Headers,
     Provider,
-    is_last_segment_route,
     path_pattern,
 )
 from mockllm_tui.providers.registry import build_providers
@@ -77,15 +76,12 @@ class MockApp:
         self._cors: Callable[[Scope, Receive, Send], Any] | None = None
         self._exact: dict[tuple[str, str], list[Endpoint]] = {}
         self._by_path: dict[str, list[Endpoint]] = {}
-        self._prefixes: list[tuple[str, str, Endpoint]] = []
         self._patterns: list[tuple[str, str, re.Pattern[str], Endpoint]] = []
         for provider in providers:
             for endpoint in provider.endpoints:
                 for path in endpoint.paths:
                     pattern = path_pattern(path)
-                    if is_last_segment_route(path):
-                        self._prefixes.append((endpoint.method, path[: -len("{id}")], endpoint))
-                    elif pattern is not None:
+                    if pattern is not None:
                         self._patterns.append((endpoint.method, path, pattern, endpoint))
                     else:
                         self._exact.setdefault((endpoint.method, path), []).append(endpoint)
@@ -94,7 +90,6 @@ class MockApp:
     def routes(self) -> list[Route]:
         """Every route the dispatcher serves itself, in registration order."""
         out = [Route(m, p, e) for (m, p), endpoints in self._exact.items() for e in endpoints]
-        out += [Route(m, prefix + "{id}", e) for m, prefix, e in self._prefixes]
         out += [Route(m, template, e) for m, template, _, e in self._patterns]
         return out
 
@@ -204,11 +199,7 @@ class MockApp:
     def endpoint_for(self, method: str, path: str, raw_headers: Iterable[tuple[bytes, bytes]] = ()) -> Endpoint | None:
         """The endpoint that serves a request, or None. Among several providers serving the same
         route, the one that claims the request most strongly (by its headers) wins."""
-        endpoints = (
-            self._exact.get((method, path))
-            or self._prefix_endpoints(method, path)
-            or self._pattern_endpoints(method, path)
-        )
+        endpoints = self._exact.get((method, path)) or self._pattern_endpoints(method, path)
         if len(endpoints) <= 1:
             return endpoints[0] if endpoints else None
         provider = self.claimant(path, headers_text(raw_headers), [e.provider for e in endpoints])
@@ -233,24 +224,13 @@ class MockApp:
         finally:
             self.store.end_request(entry, status, size)
 
-    def _prefix_endpoints(self, method: str | None, path: str) -> list[Endpoint]:
-        """The `/{id}` endpoints for this path (any method when `method` is None)."""
-        out = []
-        for m, prefix, endpoint in self._prefixes:
-            tail = path[len(prefix) :] if path.startswith(prefix) else ""
-            if (method is None or m == method) and tail and "/" not in tail:
-                out.append(endpoint)
-        return out
-
     def _pattern_endpoints(self, method: str | None, path: str) -> list[Endpoint]:
-        """The endpoints whose path template (`{name}` parts mid-path) matches (any method when None)."""
-        if not self._patterns:
-            return []
+        """The endpoints whose path template (`{name}` parts) matches (any method when None)."""
         return [e for m, _, p, e in self._patterns if (method is None or m == method) and p.fullmatch(path)]
 
     def _known(self, path: str) -> list[Endpoint]:
         """Endpoints serving this path with some method (for 405 rather than 404)."""
-        return self._by_path.get(path) or self._prefix_endpoints(None, path) or self._pattern_endpoints(None, path)
+        return self._by_path.get(path) or self._pattern_endpoints(None, path)
 
     async def _serve(
         self, endpoint: Endpoint | None, provider: Provider, scope: Scope, receive: Receive, send: Send

@@ -155,11 +155,6 @@ def path_pattern(template: str) -> re.Pattern[str] | None:
     return re.compile(regex)
 
 
-def is_last_segment_route(template: str) -> bool:
-    """Whether a path template's only placeholder is a whole last segment `/{id}`."""
-    return template.endswith("/{id}") and "{" not in template[: -len("{id}")]
-
-
 class ReplyReader:
     """Rebuilds a `Reply` from a real upstream's answer, for recording (see http/upstream.py).
 
@@ -255,9 +250,8 @@ class Endpoint:
     """One route of a provider, answered by its own `handle`."""
 
     method: ClassVar[str] = "POST"
-    #: Exact paths; a path ending in `/{id}` matches any one last segment; any other `{name}`
-    #: matches one segment anywhere, and `{name:path}` any non-empty text, slashes included (paths
-    #: arrive percent-decoded). `path_params` reads them back.
+    #: Exact paths, or templates: `{name}` matches one non-empty segment, `{name:path}` any non-empty
+    #: text, slashes included (paths arrive percent-decoded). `path_params` reads them back.
     paths: ClassVar[tuple[str, ...]] = ()
     name: ClassVar[str] = ""
     #: The operation in OpenTelemetry's GenAI terms ("chat", "embeddings", ...; "" for none).

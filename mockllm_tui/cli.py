@@ -257,8 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     setup_logging(args.log_file, to_stderr=args.headless)
     if exposed_without_key(args.host, store):
-        print(f"warning: listening on {args.host} without --api-key: anyone who can reach it can use it",
-              file=sys.stderr)
+        print(
+            f"warning: listening on {args.host} without --api-key: anyone who can reach it can use it", file=sys.stderr
+        )
     try:
         if args.headless and args.workers > 1:
             return run_workers(args, sys.argv[1:] if argv is None else list(argv))

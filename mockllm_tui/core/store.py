@@ -59,6 +59,7 @@ def url_host(url: str) -> str:
     host = parts.hostname or ""
     return f"{host}:{parts.port}" if parts.port else host
 
+
 EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "journal_cleared"]
 Event = tuple[EventKind, Any]
 

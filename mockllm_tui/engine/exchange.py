@@ -64,9 +64,7 @@ class Exchange:
         self.send = send
         self.store = store
         self.t0 = time.perf_counter()
-        self.headers: dict[str, str] = {
-            k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
-        }
+        self.headers: dict[str, str] = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
         self.entry: JournalEntry = store.begin_request(scope["method"], scope["path"])
         self.entry.request_headers = redact_headers(self.headers, secret_headers)
         self.body = b""

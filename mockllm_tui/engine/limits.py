@@ -121,8 +121,10 @@ def find_breach(conversation: Conversation, input_tokens: int, limits: RequestLi
     kind: BreachKind | None = None
     if requested is not None and limits.max_output is not None and requested > limits.max_output:
         kind = "output_limit"
-    elif limits.max_input is not None and input_tokens > limits.max_input and (
-        limits.window is None or limits.max_input < limits.window
+    elif (
+        limits.max_input is not None
+        and input_tokens > limits.max_input
+        and (limits.window is None or limits.max_input < limits.window)
     ):
         kind = "input_limit"
     elif limits.window is not None and input_tokens > limits.window:

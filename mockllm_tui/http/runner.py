@@ -2,7 +2,7 @@
 
 Binding first lets `--port 0` report the real port and a port in use fail in one line before
 anything starts. uvicorn runs without signal handlers or logging config of its own (the host,
-headless runner or Textual panel, owns both), with a read deadline against slow-loris clients.
+headless runner or Textual panel, owns both), speaking HTTP through `protocol.HttpProtocol`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mockllm_tui.engine.exchange import CutConnection
 from mockllm_tui.http.app import MockApp
-
-READ_TIMEOUT_S = 30.0
+from mockllm_tui.http.protocol import READ_TIMEOUT_S, HttpProtocol
 
 
 class CannotListen(OSError):
@@ -100,56 +98,11 @@ class EmbeddedServer(uvicorn.Server):
         self.ready.set()
 
 
-class TimedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for reading each request, headers and body.
-
-    uvicorn has no timeout before a request's headers are complete, so a slow-loris client
-    (headers a byte at a time, or nothing at all) would hold its connection forever.
-    """
-
-    read_timeout_s: float = READ_TIMEOUT_S
-    _read_deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the clock for the first request."""
-        super().connection_made(transport)
-        self._arm_read_deadline()
-
-    def on_message_begin(self) -> None:
-        """Start the clock for a following request on a kept-alive connection."""
-        super().on_message_begin()
-        self._arm_read_deadline()
-
-    def on_message_complete(self) -> None:
-        """The request is read: stop the clock."""
-        self._disarm_read_deadline()
-        super().on_message_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the clock with the connection."""
-        self._disarm_read_deadline()
-        super().connection_lost(exc)
-
-    def _arm_read_deadline(self) -> None:
-        self._disarm_read_deadline()
-        self._read_deadline = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
-
-    def _disarm_read_deadline(self) -> None:
-        if self._read_deadline is not None:
-            self._read_deadline.cancel()
-            self._read_deadline = None
-
-    def _read_timed_out(self) -> None:
-        self._read_deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
-
-
 def uvicorn_config(app: Any, *, read_timeout_s: float = READ_TIMEOUT_S, **overrides: Any) -> uvicorn.Config:
     """The uvicorn settings every mockllm-tui server uses (embedded, workers, the benchmark baseline)."""
-    protocol: type[TimedHttpProtocol] = TimedHttpProtocol  # importable, so worker processes can unpickle it
-    if read_timeout_s != TimedHttpProtocol.read_timeout_s:
-        protocol = type("TimedHttpProtocol", (TimedHttpProtocol,), {"read_timeout_s": read_timeout_s})
+    protocol: type[HttpProtocol] = HttpProtocol  # importable, so worker processes can unpickle it
+    if read_timeout_s != HttpProtocol.read_timeout_s:
+        protocol = type("HttpProtocol", (HttpProtocol,), {"read_timeout_s": read_timeout_s})
     settings: dict[str, Any] = {
         "log_config": None,
         "access_log": False,

@@ -633,7 +633,6 @@ class BedrockProvider(Provider):
     credential_headers = frozenset({"authorization", "x-amz-security-token"})
     stream_content_type = EVENTSTREAM_TYPE
 
-
     def limit_error(self, breach: LimitBreach) -> RequestError:
         """A ValidationException with the model's own words (Anthropic's for Claude models)."""
         if breach.model.startswith("anthropic."):
@@ -641,6 +640,7 @@ class BedrockProvider(Provider):
         if breach.kind == "output_limit":
             return RequestError(f"The maximum tokens you requested exceeds the model limit of {breach.limit}.")
         return RequestError("Input is too long for requested model.")
+
     def claims(self, path: str, headers: Mapping[str, str]) -> int:
         """Everything under `/model/` and `/foundation-models`."""
         return CLAIM_OWN if path.startswith((MODEL_PREFIX, FOUNDATION_MODELS)) else CLAIM_NONE

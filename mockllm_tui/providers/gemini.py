@@ -721,7 +721,6 @@ class Gemini(Provider):
     )
     credential_headers = frozenset({"authorization", KEY_HEADER})
 
-
     def limit_error(self, breach: LimitBreach) -> RequestError:
         """Gemini's wording: the input token count over the window, or maxOutputTokens out of range."""
         if breach.kind == "output_limit":

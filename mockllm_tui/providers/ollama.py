@@ -251,8 +251,13 @@ class Chat(ChatEndpoint):
     def load_answer(self, conversation: Conversation) -> dict[str, Any]:
         """What a request that only loads the model gets."""
         message = {"role": "assistant", "content": ""}
-        return {"model": conversation.model, "created_at": timestamp(), "message": message, "done": True,
-                "done_reason": "load"}
+        return {
+            "model": conversation.model,
+            "created_at": timestamp(),
+            "message": message,
+            "done": True,
+            "done_reason": "load",
+        }
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A finished `ChatResponse`."""
@@ -328,8 +333,13 @@ class Generate(Chat):
 
     def load_answer(self, conversation: Conversation) -> dict[str, Any]:
         """What a request that only loads the model gets."""
-        return {"model": conversation.model, "created_at": timestamp(), "response": "", "done": True,
-                "done_reason": "load"}
+        return {
+            "model": conversation.model,
+            "created_at": timestamp(),
+            "response": "",
+            "done": True,
+            "done_reason": "load",
+        }
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A finished `GenerateResponse` (tool calls have no place here)."""
@@ -588,7 +598,6 @@ class Ollama(Provider):
     name = "ollama"
     endpoint_classes = (Chat, Generate, Embed, Embeddings, Show, Tags, Version, Pull, Running)
     stream_content_type = b"application/x-ndjson"
-
 
     def limit_error(self, breach: LimitBreach) -> None:
         """None: Ollama truncates a prompt over its context silently (the journal still says so)."""

@@ -378,9 +378,7 @@ def _started(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "status": "in_progress", "arguments": ""}
 
 
-def output_items(
-    conv: ResponsesConversation, reply: Reply, ctx: RenderContext, *, done: bool
-) -> list[dict[str, Any]]:
+def output_items(conv: ResponsesConversation, reply: Reply, ctx: RenderContext, *, done: bool) -> list[dict[str, Any]]:
     """The output items of a reply: a reasoning item (when it thinks), a message (when there is
     text or no call), then one per call. The reasoning's text is shown only as a summary, when the
     request asked for one (`reasoning.summary`), as the real API does.

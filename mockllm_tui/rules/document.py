@@ -247,8 +247,7 @@ class Document:
             del lines[start:end]
             shift = end - start
             rest = [
-                (s - shift, e - shift) if s >= end else (s, e)
-                for s, e in items[: op.index] + items[op.index + 1 :]
+                (s - shift, e - shift) if s >= end else (s, e) for s, e in items[: op.index] + items[op.index + 1 :]
             ]
             at = rest[op.to][0] if op.to < len(rest) else rest[-1][1] if rest else start
             lines[at:at] = block

@@ -49,9 +49,7 @@ def read_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         return b""
     except OSError as exc:
-        raise RulesFileError(
-            [RuleError(f"cannot read the file: {exc.strerror}", filename=path.name)]
-        ) from None
+        raise RulesFileError([RuleError(f"cannot read the file: {exc.strerror}", filename=path.name)]) from None
 
 
 def parse_bytes(raw: bytes, path: Path) -> tuple[Document, FileSource]:
@@ -179,9 +177,7 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
     """
     current = store.rules if store.has_rules else None
     source = current.source if isinstance(current, RuleSet) else None
-    path = (
-        Path(path) if path is not None else source.path if source is not None else Path(store.config.responses_path)
-    )
+    path = Path(path) if path is not None else source.path if source is not None else Path(store.config.responses_path)
     try:
         raw = read_bytes(path)
         if not force and source is not None and source.digest == digest_of(raw):
@@ -193,9 +189,7 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
         report_error(store, str(exc))
         return str(exc)
     previous = current if isinstance(current, RuleSet) else None
-    apply_ruleset(
-        store, RuleSet(doc.model, assign_ids(doc.model, previous), source=new_source, previous=previous)
-    )
+    apply_ruleset(store, RuleSet(doc.model, assign_ids(doc.model, previous), source=new_source, previous=previous))
     log.info("reloaded %s (%d rules)", path.name, len(doc.model.entries))
     log_warnings(path, doc.model)
     return None
@@ -244,9 +238,7 @@ def atomic_write(path: Path, text: str) -> str:
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
-        raise WriteError(
-            exc.errno or errno.EACCES, f"could not write {target.name}: {exc.strerror}"
-        ) from None
+        raise WriteError(exc.errno or errno.EACCES, f"could not write {target.name}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -201,9 +201,7 @@ class RuleSpec:
         if self.replies is not None:
             parts.append(" → ".join(self.replies))
         if self.tool_calls:
-            parts.append(
-                ", ".join(f"{c.name}({orjson.dumps(c.arguments).decode()})" for c in self.tool_calls)
-            )
+            parts.append(", ".join(f"{c.name}({orjson.dumps(c.arguments).decode()})" for c in self.tool_calls))
         return clip(" ".join(" | ".join(parts).split()), 80)
 
 

@@ -155,18 +155,14 @@ def _parse_tool_calls(value: Any, check: _Checker) -> tuple[ToolCallSpec, ...]:
             raise check.fail(f"tool_calls[{i}] must be a mapping with 'name' and 'arguments'", "tool_calls")
         for key in raw:
             if key not in TOOL_CALL_KEYS:
-                raise check.fail(
-                    f"tool_calls[{i}]: " + unknown_key(key, TOOL_CALL_KEYS, "key"), "tool_calls"
-                )
+                raise check.fail(f"tool_calls[{i}]: " + unknown_key(key, TOOL_CALL_KEYS, "key"), "tool_calls")
         name = check.string(raw.get("name"), f"tool_calls[{i}].name", "tool_calls", allow_empty=False)
         args = raw.get("arguments", {})
         if isinstance(args, str):
             try:
                 args = orjson.loads(args) if args.strip() else {}
             except orjson.JSONDecodeError as exc:
-                raise check.fail(
-                    f"tool_calls[{i}].arguments is not valid JSON: {exc}", "tool_calls"
-                ) from None
+                raise check.fail(f"tool_calls[{i}].arguments is not valid JSON: {exc}", "tool_calls") from None
         if not isinstance(args, dict):
             raise check.fail(f"tool_calls[{i}].arguments must be a mapping (a JSON object)", "tool_calls")
         calls.append(ToolCallSpec(name=name, arguments=args))
@@ -194,17 +190,13 @@ def _parse_error(value: Any, check: _Checker) -> ErrorSpec | None:
 
 
 def _check_templates(spec: RuleSpec, variables: tuple[str, ...], check: _Checker) -> None:
-    texts = strings_in(
-        [spec.reply, list(spec.replies or ()), [c.arguments for c in spec.tool_calls], spec.thinking]
-    )
+    texts = strings_in([spec.reply, list(spec.replies or ()), [c.arguments for c in spec.tool_calls], spec.thinking])
     if spec.error is not None:
         texts.append(spec.error.message)
     for text in texts:
         for name in template_names(text):
             if name not in variables:
-                raise check.fail(
-                    f"unknown template variable {{{{{name}}}}} (known here: {', '.join(variables)})", None
-                )
+                raise check.fail(f"unknown template variable {{{{{name}}}}} (known here: {', '.join(variables)})", None)
 
 
 def parse_short(key: Any, value: Any, line: int | None) -> Entry:
@@ -230,9 +222,7 @@ def parse_document(data: Any) -> RulesModel:
     if unsupported is not None:
         raise RulesFileError([unsupported])
     if not isinstance(data, dict):
-        raise RulesFileError(
-            [RuleError(f"the file must be a mapping of sections ({', '.join(TOP_KEYS)})", line=1)]
-        )
+        raise RulesFileError([RuleError(f"the file must be a mapping of sections ({', '.join(TOP_KEYS)})", line=1)])
     errors: list[RuleError] = []
     warnings: list[RuleWarning] = []
     top_line = line_finder(data, 1)
@@ -260,9 +250,7 @@ def _parse_rules_section(section: Any, line: int | None, errors: list[RuleError]
     if section is None:
         return []
     if not isinstance(section, list):
-        errors.append(
-            RuleError(f"must be a list of rules, not {type_name(section)}", where="rules", line=line)
-        )
+        errors.append(RuleError(f"must be a list of rules, not {type_name(section)}", where="rules", line=line))
         return []
     item_line = line_finder(section, line)
     out = []
@@ -294,9 +282,7 @@ def _parse_responses_section(
         return []
     if not isinstance(section, dict):
         errors.append(
-            RuleError(
-                f"must be a mapping of prompt: reply, not {type_name(section)}", where="responses", line=line
-            )
+            RuleError(f"must be a mapping of prompt: reply, not {type_name(section)}", where="responses", line=line)
         )
         return []
     key_line = line_finder(section, line)
@@ -335,21 +321,15 @@ def _parse_defaults(section: Any, line: int | None, errors: list[RuleError]) -> 
     for key, raw in section.items():
         value = plain(raw)
         if key not in DEFAULTS_KEYS:
-            errors.append(
-                RuleError(unknown_key(key, DEFAULTS_KEYS, "key"), where="defaults", line=line_of(key))
-            )
+            errors.append(RuleError(unknown_key(key, DEFAULTS_KEYS, "key"), where="defaults", line=line_of(key)))
         elif key == "unknown_response":
             if isinstance(value, bool) or not isinstance(value, str | int | float):
-                errors.append(
-                    RuleError("'unknown_response' must be a string", where="defaults", line=line_of(key))
-                )
+                errors.append(RuleError("'unknown_response' must be a string", where="defaults", line=line_of(key)))
             else:
                 values[key] = str(value)
         elif not isinstance(value, bool):
             errors.append(
-                RuleError(
-                    f"{key!r} must be true or false, not {value!r}", where="defaults", line=line_of(key)
-                )
+                RuleError(f"{key!r} must be true or false, not {value!r}", where="defaults", line=line_of(key))
             )
         else:
             values[key] = value
@@ -379,9 +359,7 @@ def _parse_settings(
         return {}
     if not isinstance(section, dict):
         errors.append(
-            RuleError(
-                f"must be a mapping of knob: value, not {type_name(section)}", where="settings", line=line
-            )
+            RuleError(f"must be a mapping of knob: value, not {type_name(section)}", where="settings", line=line)
         )
         return {}
     line_of = line_finder(section, line)

@@ -1,0 +1,468 @@
+"""The embedded server's HTTP/1.1 protocol: httptools parsing, one ASGI task a request, one write a response.
+
+uvicorn's own protocol checks every response header with two regexes, makes an Event a request,
+writes a response's head and body apart and arms a timer after every response. This one checks a
+head's line breaks in one pass, sends a whole response (head and body) in one write and keeps one
+timer a connection for both the read deadline (against slow-loris clients: uvicorn has none before
+a request's headers are complete) and the keep-alive idle timeout. uvicorn's `Server` still runs
+it: sockets, workers and graceful shutdown (`connections`, `tasks`, `shutdown()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import urllib.parse
+from collections import deque
+from collections.abc import MutableMapping
+from typing import Any, cast
+
+import httptools
+import uvicorn
+from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
+from uvicorn.server import ServerState
+
+READ_TIMEOUT_S = 30.0
+#: A request body buffered beyond this pauses reading until the app takes it.
+HIGH_WATER = 65536
+#: Distinct request targets whose parsed path is kept (the model routes repeat a handful).
+URL_CACHE_SIZE = 512
+
+Message = MutableMapping[str, Any]
+log = logging.getLogger("uvicorn.error")
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+
+
+STATUS_LINE = {status: _status_line(status) for status in range(100, 600)}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Cycle:
+    """One request and its response: the ASGI `receive` and `send` of one app call."""
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "complete",
+        "disconnected",
+        "expect_continue",
+        "head",
+        "keep_alive",
+        "last_sent",
+        "more_body",
+        "proto",
+        "remaining",
+        "scope",
+        "started",
+        "waiter",
+    )
+
+    def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool, expect_continue: bool) -> None:
+        self.proto = proto
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.body = b""
+        self.more_body = True
+        self.last_sent = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.disconnected = False
+        self.started = False
+        self.complete = False
+        self.chunked = False
+        self.remaining = 0
+        self.head: bytes | None = None
+
+    def wake(self) -> None:
+        """Wake a `receive` waiting for body or for the end."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        """The next piece of the body; once all is read, wait for the client to go (or the response to end)."""
+        if self.expect_continue:
+            self.expect_continue = False
+            if not self.proto.transport.is_closing():
+                self.proto.transport.write(CONTINUE)
+        while not (self.disconnected or self.complete):
+            if self.body or (not self.more_body and not self.last_sent):
+                body, self.body = self.body, b""
+                self.last_sent = not self.more_body
+                return {"type": "http.request", "body": body, "more_body": self.more_body}
+            self.proto.resume_reading()
+            self.waiter = self.proto.loop.create_future()
+            await self.waiter
+            self.waiter = None
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        """Send the response's head or a piece of its body."""
+        proto = self.proto
+        if proto.writable is not None and not self.disconnected:
+            await proto.writable
+        if self.disconnected:
+            return
+        kind = message["type"]
+        if not self.started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{kind}'.")
+            self._start(message["status"], message.get("headers", ()))
+            return
+        if self.complete:
+            raise RuntimeError(f"Unexpected ASGI message '{kind}' sent, after response already completed.")
+        if kind != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{kind}'.")
+        body: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        if self.scope["method"] == "HEAD":
+            data = b""
+        elif self.chunked:
+            data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+            if not more:
+                data += b"0\r\n\r\n"
+        else:
+            self.remaining -= len(body)
+            if self.remaining < 0:
+                raise RuntimeError("Response content longer than Content-Length")
+            data = body
+        if self.head is not None:
+            data, self.head = self.head + data, None
+        if data:
+            proto.transport.write(data)
+        if not more:
+            if self.remaining and self.scope["method"] != "HEAD":
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.complete = True
+            self.wake()
+            if not self.keep_alive:
+                proto.transport.close()
+            proto.response_complete()
+
+    def _start(self, status: int, headers: Any) -> None:
+        """Build the head; a response with a length waits to go out with its body, in one write."""
+        self.started = True
+        self.expect_continue = False
+        defaults = self.proto.server_state.default_headers
+        pairs = [*defaults, *headers] if defaults else headers
+        block = b"".join([b"%s: %s\r\n" % (name, value) for name, value in pairs])
+        if block.count(b"\n") != len(pairs) or block.count(b"\r") != len(pairs):
+            raise RuntimeError("Invalid HTTP header: a name or value holds a line break.")
+        lowered = b"\r\n" + block.lower()
+        length_at = lowered.find(b"\r\ncontent-length:")
+        extra = b""
+        if b"\r\nconnection:" in lowered and _says_close(lowered):
+            self.keep_alive = False
+        elif not self.keep_alive:
+            extra = b"connection: close\r\n"
+        if length_at >= 0:
+            end = lowered.index(b"\r", length_at + 2)
+            self.remaining = int(lowered[length_at + 17 : end])
+        elif b"\r\ntransfer-encoding: chunked" in lowered or (
+            self.scope["method"] != "HEAD" and status not in (204, 304)
+        ):
+            self.chunked = True
+            if b"\r\ntransfer-encoding:" not in lowered:
+                extra += b"transfer-encoding: chunked\r\n"
+        head = b"%s%s%s\r\n" % (STATUS_LINE[status], block, extra)
+        if self.chunked:
+            self.proto.transport.write(head)
+        else:
+            self.head = head
+
+    async def send_500(self) -> None:
+        """The answer for an app that failed before it started its response."""
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"21"),
+            (b"connection", b"close"),
+        ]
+        await self.send({"type": "http.response.start", "status": 500, "headers": headers})
+        await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
+
+
+def _says_close(lowered_block: bytes) -> bool:
+    """Whether the head's `connection` header lists `close`."""
+    at = lowered_block.find(b"\r\nconnection:")
+    value = lowered_block[at + 13 : lowered_block.index(b"\r", at + 2)]
+    return b"close" in [token.strip() for token in value.split(b",")]
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection: parse requests, run the app for each in turn (pipelined ones wait)."""
+
+    read_timeout_s: float = READ_TIMEOUT_S
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.root_path = config.root_path
+        self.keep_alive_s = float(config.timeout_keep_alive)
+        self.server_state = server_state
+        self.app_state = app_state
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.scheme = "http"
+        self.cycle: Cycle | None = None
+        self.pipeline: deque[Cycle] = deque()
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.expect_continue = False
+        self.read_paused = False
+        self.writable: asyncio.Future[None] | None = None
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    # The connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the connection and start the clock for its first request."""
+        self.transport = cast(asyncio.Transport, transport)
+        self.server_state.connections.add(self)  # type: ignore[arg-type]
+        self.server = get_local_addr(self.transport)  # type: ignore[assignment]
+        self.client = get_remote_addr(self.transport)
+        self.scheme = "https" if is_ssl(self.transport) else "http"
+        self._set_deadline(self.read_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell the running request its client is gone."""
+        self.server_state.connections.discard(self)
+        cycle = self.cycle
+        if cycle is not None:
+            if not cycle.complete:
+                cycle.disconnected = True
+            cycle.wake()
+        self.resume_writing()
+        if exc is None:
+            self.transport.close()
+        self.deadline = 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.parser = None  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser; a malformed request gets a 400 and the connection closes."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # served as plain HTTP: there is no WebSocket or h2c here
+        except httptools.HttpParserError:
+            log.warning("Invalid HTTP request received.")
+            self._send_400("Invalid HTTP request received.")
+
+    def eof_received(self) -> None:
+        """The client half-closed: let the transport close."""
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close an idle connection, end a busy one after its response."""
+        if self.cycle is None or self.cycle.complete:
+            self.transport.close()
+        else:
+            self.cycle.keep_alive = False
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: `send` waits."""
+        if self.writable is None:
+            self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        """The transport's buffer drained."""
+        writable, self.writable = self.writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+
+    def pause_reading(self) -> None:
+        """Stop reading (a pipelined request waits, or a large body is not yet taken)."""
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again."""
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        """A request starts: it has `read_timeout_s` to arrive whole."""
+        self.url = b""
+        self.headers = []
+        self.expect_continue = False
+        self._set_deadline(self.read_timeout_s)
+
+    def on_url(self, url: bytes) -> None:
+        """A piece of the request target."""
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One request header, its name lowered as ASGI wants."""
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        """Build the scope and run the app (after the request in progress, if pipelined)."""
+        parser = self.parser
+        version = parser.get_http_version()
+        path, raw_path, query = _target(self.url)
+        root = self.root_path
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": version,
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "method": parser.get_method().decode("ascii"),
+            "root_path": root,
+            "path": root + path if root else path,
+            "raw_path": root.encode("ascii") + raw_path if root else raw_path,
+            "query_string": query,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+        keep_alive = version != "1.0" and parser.should_keep_alive()
+        current = self.cycle
+        cycle = Cycle(self, scope, keep_alive, self.expect_continue)
+        self.cycle = cycle
+        if current is None or current.complete:
+            self._run(cycle)
+        else:
+            self.pause_reading()
+            self.pipeline.appendleft(cycle)
+
+    def on_body(self, body: bytes) -> None:
+        """A piece of the request body, buffered for `receive`."""
+        cycle = self.cycle
+        if cycle is None or cycle.complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER:
+            self.pause_reading()
+        cycle.wake()
+
+    def on_message_complete(self) -> None:
+        """The request is read: stop its clock."""
+        self.deadline = 0.0
+        cycle = self.cycle
+        if cycle is None or cycle.complete:
+            return
+        cycle.more_body = False
+        cycle.wake()
+
+    # Running requests
+
+    def _run(self, cycle: Cycle) -> None:
+        task = self.loop.create_task(self._serve(cycle))
+        tasks = self.server_state.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _serve(self, cycle: Cycle) -> None:
+        try:
+            result = await self.app(cycle.scope, cycle.receive, cycle.send)
+        except BaseException as exc:  # the connection outlives whatever the app raises
+            log.error("Exception in ASGI application\n", exc_info=exc)
+            if not cycle.started:
+                await cycle.send_500()
+            else:
+                if cycle.head is not None:  # a cut answer shows its head, as a connection dropped mid-body does
+                    self.transport.write(cycle.head)
+                self.transport.close()
+        else:
+            if result is not None:
+                log.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not cycle.started and not cycle.disconnected:
+                log.error("ASGI callable returned without starting response.")
+                await cycle.send_500()
+            elif not cycle.complete and not cycle.disconnected:
+                log.error("ASGI callable returned without completing response.")
+                self.transport.close()
+
+    def response_complete(self) -> None:
+        """A response went out: start a waiting pipelined request, or wait for the next one."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.resume_reading()
+        if self.pipeline:
+            self._run(self.pipeline.pop())
+        else:
+            self._set_deadline(self.keep_alive_s)
+
+    # The one timer
+
+    def _set_deadline(self, after_s: float) -> None:
+        """Close the connection if nothing moves it on within `after_s`. The timer is re-armed
+        only when it fires early or must fire sooner, not for every request."""
+        at = self.loop.time() + after_s
+        self.deadline = at
+        if self.timer is None or at < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(at, self._on_timer)
+            self.timer_at = at
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        deadline = self.deadline
+        if not deadline:
+            return
+        if self.loop.time() >= deadline:
+            if not self.transport.is_closing():
+                self.transport.close()
+            return
+        self.timer = self.loop.call_at(deadline, self._on_timer)
+        self.timer_at = deadline
+
+    def _send_400(self, message: str) -> None:
+        text = message.encode("ascii")
+        self.transport.write(
+            b"%sconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%s"
+            % (STATUS_LINE[400], len(text), text)
+        )
+        self.transport.close()
+
+
+_targets: dict[bytes, tuple[str, bytes, bytes]] = {}
+
+
+def _target(url: bytes) -> tuple[str, bytes, bytes]:
+    """A request target's decoded path, raw path and query string (cached: targets repeat)."""
+    found = _targets.get(url)
+    if found is not None:
+        return found
+    parsed = httptools.parse_url(url)
+    raw_path: bytes = parsed.path
+    path = raw_path.decode("ascii")
+    if "%" in path:
+        path = urllib.parse.unquote(path)
+    found = (path, raw_path, parsed.query or b"")
+    if len(_targets) < URL_CACHE_SIZE:
+        _targets[url] = found
+    return found

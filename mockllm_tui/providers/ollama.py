@@ -591,7 +591,6 @@ def show_object(model: ModelInfo) -> dict[str, Any]:
     }
 
 
-@register_provider
 class Ollama(Provider):
     """Ollama's native API."""
 
@@ -642,3 +641,6 @@ class Ollama(Provider):
         if not is_retryable(status):
             return []
         return [(b"retry-after", str(max(1, math.ceil(wait_ms / 1000.0))).encode())]
+
+
+register_provider(Ollama)

@@ -381,7 +381,6 @@ def chat_limit_error(breach: LimitBreach) -> RequestError:
     return RequestError(message, param="messages", code="context_length_exceeded")
 
 
-@register_provider
 class OpenAIChat(OpenAIBase):
     """OpenAI's Chat Completions API."""
 
@@ -391,3 +390,6 @@ class OpenAIChat(OpenAIBase):
     def limit_error(self, breach: LimitBreach) -> RequestError:
         """OpenAI's wording for chat completions (see `chat_limit_error`)."""
         return chat_limit_error(breach)
+
+
+register_provider(OpenAIChat)

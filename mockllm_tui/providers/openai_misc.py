@@ -283,9 +283,11 @@ class RetrieveModel(ModelLookup):
         return model_object(model, name)
 
 
-@register_provider
 class OpenAIMisc(OpenAIBase):
     """OpenAI's legacy completions, embeddings and models endpoints."""
 
     name = "openai-misc"
     endpoint_classes = (Completions, Embeddings, ListModels, RetrieveModel)
+
+
+register_provider(OpenAIMisc)

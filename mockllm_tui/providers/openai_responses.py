@@ -518,7 +518,6 @@ def responses_limit_error(breach: LimitBreach) -> RequestError:
     return RequestError(message, param="input", code="context_length_exceeded")
 
 
-@register_provider
 class OpenAIResponses(OpenAIBase):
     """OpenAI's Responses API."""
 
@@ -532,3 +531,6 @@ class OpenAIResponses(OpenAIBase):
     def limit_error(self, breach: LimitBreach) -> RequestError:
         """The Responses API's wording (see `responses_limit_error`)."""
         return responses_limit_error(breach)
+
+
+register_provider(OpenAIResponses)

@@ -30,7 +30,7 @@ plugin_errors: list[str] = []
 
 
 def register_provider(cls: type[Provider]) -> type[Provider]:
-    """Class decorator: make a provider available by its `name`."""
+    """Make a provider available by its `name` (also usable as a class decorator)."""
     if not cls.name:
         raise ValueError(f"provider class {cls.__name__} has no name")
     _registry[cls.name] = cls

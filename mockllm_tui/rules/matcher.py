@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from mockllm_tui.core.conversation import Conversation, ErrorReply, Reply, ToolCall
 from mockllm_tui.rules.model import TEMPLATE, Entry, FileSource, RulesModel, RuleSpec
@@ -152,6 +153,7 @@ class Choice:
     reply: Reply
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RuleSet:
     """The active rules. Built once per load or edit; the store holds one at a time.
 

@@ -69,4 +69,5 @@ def compiled_cmd(*args: str) -> tuple[list[str] | None, str]:
             shutil.rmtree(target, ignore_errors=True)
             return None, f"compiled build skipped: {why}"
     boot = f"import sys; sys.path.insert(0, {str(target)!r}); from mockllm_tui.cli import main; sys.exit(main())"
-    return [sys.executable, "-c", boot, *args], "compiled with mypyc (`HATCH_BUILD_HOOK_ENABLE_MYPYC=true pip install .`)"
+    note = "compiled with mypyc (`HATCH_BUILD_HOOK_ENABLE_MYPYC=true pip install .`)"
+    return [sys.executable, "-c", boot, *args], note

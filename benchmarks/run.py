@@ -25,7 +25,6 @@ import httpx
 
 from benchmarks.aimock import REPLY as AIMOCK_REPLY
 from benchmarks.aimock import aimock_cmd
-from benchmarks.compiled import compiled_cmd
 from benchmarks.common import (
     CHAT_BODY,
     HERE,
@@ -38,6 +37,7 @@ from benchmarks.common import (
     server,
     wait_answering,
 )
+from benchmarks.compiled import compiled_cmd
 from benchmarks.streams import run_streams
 
 LONG_REPLY = " ".join(

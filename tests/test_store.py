@@ -40,6 +40,21 @@ def test_a_subscriber_that_never_drains_stays_bounded_and_never_blocks() -> None
     assert not sub.overflowed and len(sub) == 0
 
 
+def test_a_subscriber_can_ask_for_some_kinds_only_and_open_requests_are_known() -> None:
+    store = Store(journal_size=2)
+    done_only = store.subscribe(kinds=frozenset({"done"}))
+    everything = store.subscribe()
+    long_one = store.begin_request("POST", "/long")
+    for i in range(3):
+        store.end_request(store.begin_request("GET", f"/{i}"), 200)
+    assert [(kind, e.path) for kind, e in done_only.drain()] == [("done", "/0"), ("done", "/1"), ("done", "/2")]
+    assert [kind for kind, _ in everything.drain()] == ["request", "request", "done"] * 1 + ["request", "done"] * 2
+    # The journal has let the long request go, but it is still being answered.
+    assert long_one not in store.journal() and store.open_requests() == [long_one]
+    store.end_request(long_one, 200)
+    assert store.open_requests() == []
+
+
 def test_unsubscribed_subscriber_gets_nothing() -> None:
     store = Store()
     sub = store.subscribe()

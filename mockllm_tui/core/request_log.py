@@ -8,15 +8,27 @@ from typing import TextIO
 
 import orjson
 
-from mockllm_tui.core.store import JournalEntry, Store
+from mockllm_tui.core.store import EventKind, JournalEntry, Store
 
 FLUSH_INTERVAL_S = 0.05
+#: Only finished requests make a line.
+LOGGED: frozenset[EventKind] = frozenset({"done"})
+
+_stamp: tuple[int, str] = (-1, "")
+
+
+def clock_text(when: float) -> str:
+    """`HH:MM:SS` in local time (formatted once a second: many requests share it)."""
+    global _stamp
+    second = int(when)
+    if _stamp[0] != second:
+        _stamp = (second, time.strftime("%H:%M:%S", time.localtime(second)))
+    return _stamp[1]
 
 
 def format_text(entry: JournalEntry) -> str:
     """`HH:MM:SS POST /v1/chat/completions 200 3.1ms openai gpt-4o rule=default "preview"`."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(entry.time))
-    parts = [stamp, entry.method, entry.path, str(entry.status), f"{entry.duration_ms:.1f}ms"]
+    parts = [clock_text(entry.time), entry.method, entry.path, str(entry.status), f"{entry.duration_ms:.1f}ms"]
     if entry.provider:
         parts.append(entry.provider)
     if entry.model:
@@ -46,11 +58,11 @@ class RequestLogWriter:
         self.store = store
         self.sinks = sinks
         self.format = format_json if log_format == "json" else format_text
-        self.subscription = store.subscribe()
+        self.subscription = store.subscribe(kinds=LOGGED)
 
     def flush(self) -> None:
         """Write every pending finished request now."""
-        lines = [self.format(payload) for kind, payload in self.subscription.drain() if kind == "done"]
+        lines = [self.format(payload) for _kind, payload in self.subscription.drain()]
         if not lines:
             return
         text = "\n".join(lines) + "\n"

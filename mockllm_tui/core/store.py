@@ -165,12 +165,14 @@ class Subscription:
     """A subscriber's bounded queue of events. When it overflows the oldest events are dropped
     and `overflowed` is set, so the subscriber knows to re-read the store whole."""
 
-    __slots__ = ("_events", "_wakeup", "overflowed")
+    __slots__ = ("_events", "_wakeup", "kinds", "overflowed")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, kinds: frozenset[EventKind] | None = None) -> None:
         self._events: deque[Event] = deque(maxlen=size)
         self._wakeup: asyncio.Event | None = None
         self.overflowed = False
+        #: The kinds of event queued (None: every kind).
+        self.kinds = kinds
 
     def push(self, event: Event) -> None:
         """Append an event (called by the store; never blocks)."""
@@ -272,9 +274,11 @@ class Store:
 
     # -- subscriptions -------------------------------------------------------------------------
 
-    def subscribe(self, size: int = DEFAULT_SUBSCRIPTION_SIZE) -> Subscription:
-        """A new subscription; events published from now on are queued for it."""
-        sub = Subscription(size)
+    def subscribe(
+        self, size: int = DEFAULT_SUBSCRIPTION_SIZE, kinds: frozenset[EventKind] | None = None
+    ) -> Subscription:
+        """A new subscription; events published from now on (of `kinds`, or all) are queued for it."""
+        sub = Subscription(size, kinds)
         self._subscriptions.append(sub)
         return sub
 
@@ -287,7 +291,8 @@ class Store:
         """Queue an event for every subscriber. Never blocks."""
         event = (kind, payload)
         for sub in self._subscriptions:
-            sub.push(event)
+            if sub.kinds is None or kind in sub.kinds:
+                sub.push(event)
 
     # -- journal -------------------------------------------------------------------------------
 

@@ -45,6 +45,8 @@ def count_tokens(text: str) -> int:
 
 def truncate_tokens(text: str, limit: int) -> tuple[str, bool]:
     """The first `limit` tokens of text, and whether anything was cut."""
+    if count_tokens(text) <= limit:
+        return text, False
     pieces = split_tokens(text)
     if len(pieces) <= limit:
         return text, False

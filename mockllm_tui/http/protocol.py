@@ -151,27 +151,35 @@ class Cycle:
         """Build the head; a response with a length waits to go out with its body, in one write."""
         defaults = self.proto.server_state.default_headers
         pairs = [*defaults, *headers] if defaults else headers
-        block = b"".join([b"%s: %s\r\n" % (name, value) for name, value in pairs])
+        parts: list[bytes] = []
+        length = -1
+        chunked = says_close = False
+        for name, value in pairs:
+            parts += (name, b": ", value, b"\r\n")
+            if len(name) in _FRAMING_NAME_LENGTHS:
+                lowered = name.lower()
+                if lowered == b"content-length":
+                    length = int(value)
+                elif lowered == b"transfer-encoding":
+                    chunked = value.lower().strip() == b"chunked"
+                elif lowered == b"connection":
+                    says_close = b"close" in [token.strip() for token in value.lower().split(b",")]
+        block = b"".join(parts)
         if block.count(b"\n") != len(pairs) or block.count(b"\r") != len(pairs):
             raise RuntimeError("Invalid HTTP header: a name or value holds a line break.")
         self.started = True
         self.expect_continue = False
-        lowered = b"\r\n" + block.lower()
-        length_at = lowered.find(b"\r\ncontent-length:")
         extra = b""
-        if b"\r\nconnection:" in lowered and _says_close(lowered):
+        if says_close:
             self.keep_alive = False
         elif not self.keep_alive:
             extra = b"connection: close\r\n"
-        if length_at >= 0:
-            end = lowered.index(b"\r", length_at + 2)
-            self.remaining = int(lowered[length_at + 17 : end])
-        elif b"\r\ntransfer-encoding: chunked" in lowered or (
-            self.scope["method"] != "HEAD" and status not in (204, 304)
-        ):
-            self.chunked = True
-            if b"\r\ntransfer-encoding:" not in lowered:
+        if length >= 0:
+            self.remaining = length
+        elif chunked or (self.scope["method"] != "HEAD" and status not in (204, 304)):
+            if not chunked:
                 extra += b"transfer-encoding: chunked\r\n"
+            self.chunked = True
         head = b"%s%s%s\r\n" % (STATUS_LINE[status], block, extra)
         if self.chunked:
             self.proto.transport.write(head)
@@ -189,11 +197,8 @@ class Cycle:
         await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
 
 
-def _says_close(lowered_block: bytes) -> bool:
-    """Whether the head's `connection` header lists `close`."""
-    at = lowered_block.find(b"\r\nconnection:")
-    value = lowered_block[at + 13 : lowered_block.index(b"\r", at + 2)]
-    return b"close" in [token.strip() for token in value.split(b",")]
+#: The lengths of the header names that shape the framing: connection, content-length, transfer-encoding.
+_FRAMING_NAME_LENGTHS = frozenset({10, 14, 17})
 
 
 class HttpProtocol(asyncio.Protocol):

@@ -97,7 +97,7 @@ _id_random = random.Random(_ids)
 
 def new_id(prefix: str, nbytes: int = 12) -> str:
     """A fresh id with a provider's prefix, e.g. `chatcmpl-...`, `msg_...` (unique, not secret)."""
-    return f"{prefix}{_id_random.getrandbits(nbytes * 8):0{nbytes * 2}x}"
+    return prefix + _id_random.getrandbits(nbytes * 8).to_bytes(nbytes, "big").hex()
 
 
 def now_s() -> int:

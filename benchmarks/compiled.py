@@ -46,7 +46,9 @@ def build(target: Path) -> str | None:
     )
     built = sorted(wheels.glob("mockllm_tui-*.whl"))
     if done.returncode != 0 or not built:
-        return f"the mypyc build failed: {(done.stderr or done.stdout).strip()[-300:]}"
+        output = done.stdout + done.stderr
+        errors = [line.strip() for line in output.splitlines() if "error:" in line][:3]
+        return "the mypyc build failed: " + (" | ".join(errors) or output.strip()[-300:])
     with zipfile.ZipFile(built[0]) as wheel:
         wheel.extractall(target)
     shutil.rmtree(wheels, ignore_errors=True)

@@ -11,7 +11,7 @@ Thinking = Literal["auto", "on", "off"]
 FinishReason = Literal["stop", "length", "tool_calls", "stop_sequence", "content_filter"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ToolCall:
     """A call the assistant makes: `arguments` is a JSON object; `id` has the provider's prefix."""
 
@@ -19,8 +19,18 @@ class ToolCall:
     arguments: dict[str, Any]
     id: str = ""
 
+    def __init__(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        id: str = "",
+    ) -> None:
+        self.name = name
+        self.arguments = arguments
+        self.id = id
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Message:
     """One turn. For role "tool", `name` is the tool's name and `tool_call_id` the call it answers."""
 
@@ -30,14 +40,38 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
 
+    def __init__(
+        self,
+        role: Role,
+        content: str = "",
+        tool_calls: list[ToolCall] | None = None,
+        tool_call_id: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.role = role
+        self.content = content
+        self.tool_calls = [] if tool_calls is None else tool_calls
+        self.tool_call_id = tool_call_id
+        self.name = name
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class ToolSpec:
     """A function tool offered by the client, with its JSON Schema."""
 
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.parameters = {} if parameters is None else parameters
 
 
 @dataclass(slots=True)
@@ -105,7 +139,7 @@ class Conversation:
         return None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Usage:
     """Token counts from the local estimate (see tokens.py); output includes the reasoning tokens."""
 
@@ -113,13 +147,23 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
 
+    def __init__(
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> None:
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.reasoning_tokens = reasoning_tokens
+
     @property
     def total_tokens(self) -> int:
         """Input plus output."""
         return self.input_tokens + self.output_tokens
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ErrorReply:
     """An error a rule asks for, rendered in each provider's own error shape."""
 
@@ -127,8 +171,18 @@ class ErrorReply:
     message: str
     type: str | None = None
 
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.type = type
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Reply:
     """What to answer. `rule` names the rule that chose it, for the journal and the panel.
 
@@ -146,6 +200,30 @@ class Reply:
     error: ErrorReply | None = None
     latency_ms: float | None = None
     stream_speed: float | None = None
+
+    def __init__(
+        self,
+        text: str = "",
+        thinking: str = "",
+        tool_calls: list[ToolCall] | None = None,
+        finish_reason: FinishReason = "stop",
+        stop_sequence: str | None = None,
+        usage: Usage | None = None,
+        rule: str | None = None,
+        error: ErrorReply | None = None,
+        latency_ms: float | None = None,
+        stream_speed: float | None = None,
+    ) -> None:
+        self.text = text
+        self.thinking = thinking
+        self.tool_calls = [] if tool_calls is None else tool_calls
+        self.finish_reason = finish_reason
+        self.stop_sequence = stop_sequence
+        self.usage = Usage() if usage is None else usage
+        self.rule = rule
+        self.error = error
+        self.latency_ms = latency_ms
+        self.stream_speed = stream_speed
 
 
 class ReplySource(Protocol):

@@ -44,7 +44,7 @@ CLAIM_OWN = 2
 RETRYABLE_4XX = frozenset({408, 409, 429})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Frame:
     """One piece of a stream: its bytes, the reply text it carries and its output tokens.
 
@@ -55,8 +55,18 @@ class Frame:
     text: str = ""
     tokens: int = 0
 
+    def __init__(
+        self,
+        data: bytes,
+        text: str = "",
+        tokens: int = 0,
+    ) -> None:
+        self.data = data
+        self.text = text
+        self.tokens = tokens
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class RenderContext:
     """Per-request values a renderer needs: one id and one creation time for the whole reply,
     and the reply text and its thinking cut into stream chunks (by the live chunking knob)."""
@@ -71,6 +81,26 @@ class RenderContext:
     #: The reply's thinking cut into stream chunks, like `pieces`.
     thinking_pieces: list[str] = field(default_factory=list)
     thinking_piece_tokens: list[int] = field(default_factory=list)
+
+    def __init__(
+        self,
+        id: str,
+        created: int,
+        pieces: list[str] | None = None,
+        piece_tokens: list[int] | None = None,
+        request_id: str = "",
+        t0: float = 0.0,
+        thinking_pieces: list[str] | None = None,
+        thinking_piece_tokens: list[int] | None = None,
+    ) -> None:
+        self.id = id
+        self.created = created
+        self.pieces = [] if pieces is None else pieces
+        self.piece_tokens = [] if piece_tokens is None else piece_tokens
+        self.request_id = request_id
+        self.t0 = t0
+        self.thinking_pieces = [] if thinking_pieces is None else thinking_pieces
+        self.thinking_piece_tokens = [] if thinking_piece_tokens is None else thinking_piece_tokens
 
 
 @dataclass(slots=True, frozen=True)

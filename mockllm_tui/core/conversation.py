@@ -74,7 +74,7 @@ class ToolSpec:
         self.parameters = {} if parameters is None else parameters
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Conversation:
     """A request, parsed from any wire format into one neutral shape.
 
@@ -100,6 +100,42 @@ class Conversation:
     max_tokens_param: str = "max_tokens"
     thinking: Thinking = "auto"
     thinking_budget: int | None = None
+
+    def __init__(
+        self,
+        provider: str,
+        endpoint: str,
+        model: str,
+        messages: list[Message] | None = None,
+        system: str = "",
+        tools: list[ToolSpec] | None = None,
+        tool_choice: str = "auto",
+        response_format: dict[str, Any] | None = None,
+        stream: bool = False,
+        include_usage: bool = False,
+        n: int = 1,
+        max_tokens: int | None = None,
+        stop: list[str] | None = None,
+        max_tokens_param: str = "max_tokens",
+        thinking: Thinking = "auto",
+        thinking_budget: int | None = None,
+    ) -> None:
+        self.provider = provider
+        self.endpoint = endpoint
+        self.model = model
+        self.messages = [] if messages is None else messages
+        self.system = system
+        self.tools = [] if tools is None else tools
+        self.tool_choice = tool_choice
+        self.response_format = response_format
+        self.stream = stream
+        self.include_usage = include_usage
+        self.n = n
+        self.max_tokens = max_tokens
+        self.stop = [] if stop is None else stop
+        self.max_tokens_param = max_tokens_param
+        self.thinking = thinking
+        self.thinking_budget = thinking_budget
 
     def last_user_text(self) -> str:
         """The text of the last user message, or "" when there is none."""

@@ -39,13 +39,26 @@ ENCODINGS = ("float", "base64")
 # -- legacy completions ------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class CompletionConversation(Conversation):
     """A legacy completion request: its prompts, the choices per prompt, and whether to echo them."""
 
     prompts: list[str] = field(default_factory=list)
     per_prompt: int = 1
     echo: bool = False
+
+    def __init__(
+        self,
+        *,
+        prompts: list[str] | None = None,
+        per_prompt: int = 1,
+        echo: bool = False,
+        **base: Any,
+    ) -> None:
+        Conversation.__init__(self, **base)
+        self.prompts = [] if prompts is None else prompts
+        self.per_prompt = per_prompt
+        self.echo = echo
 
     def echoed(self, index: int) -> str:
         """The prompt text that starts choice `index` (empty unless `echo`)."""

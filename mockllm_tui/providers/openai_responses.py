@@ -39,7 +39,7 @@ SKIPPED_ITEMS = ("reasoning", "item_reference")
 SAVED_RESPONSES = 1000
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ResponsesConversation(Conversation):
     """A Responses request: the neutral conversation plus what the Response object echoes back."""
 
@@ -56,6 +56,39 @@ class ResponsesConversation(Conversation):
     user: str | None = None
     reasoning_effort: str | None = None
     reasoning_summary: str | None = None
+
+    def __init__(
+        self,
+        *,
+        instructions: str | None = None,
+        tools_echo: list[dict[str, Any]] | None = None,
+        tool_choice_echo: Any = "auto",
+        text_echo: dict[str, Any] | None = None,
+        parallel_tool_calls: bool = True,
+        previous_response_id: str | None = None,
+        store: bool = True,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        metadata: dict[str, str] | None = None,
+        user: str | None = None,
+        reasoning_effort: str | None = None,
+        reasoning_summary: str | None = None,
+        **base: Any,
+    ) -> None:
+        Conversation.__init__(self, **base)
+        self.instructions = instructions
+        self.tools_echo = [] if tools_echo is None else tools_echo
+        self.tool_choice_echo = tool_choice_echo
+        self.text_echo = {"format": {"type": "text"}, "verbosity": "medium"} if text_echo is None else text_echo
+        self.parallel_tool_calls = parallel_tool_calls
+        self.previous_response_id = previous_response_id
+        self.store = store
+        self.temperature = temperature
+        self.top_p = top_p
+        self.metadata = {} if metadata is None else metadata
+        self.user = user
+        self.reasoning_effort = reasoning_effort
+        self.reasoning_summary = reasoning_summary
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, Thinking, ToolSpec
 from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import answer_faults, preview, require_known_model
@@ -49,13 +49,42 @@ class CompletionConversation(Conversation):
 
     def __init__(
         self,
-        *,
+        provider: str,
+        endpoint: str,
+        model: str,
+        messages: list[Message] | None = None,
+        system: str = "",
+        tools: list[ToolSpec] | None = None,
+        tool_choice: str = "auto",
+        response_format: dict[str, Any] | None = None,
+        stream: bool = False,
+        include_usage: bool = False,
+        n: int = 1,
+        max_tokens: int | None = None,
+        stop: list[str] | None = None,
+        max_tokens_param: str = "max_tokens",
+        thinking: Thinking = "auto",
+        thinking_budget: int | None = None,
         prompts: list[str] | None = None,
         per_prompt: int = 1,
         echo: bool = False,
-        **base: Any,
     ) -> None:
-        Conversation.__init__(self, **base)
+        self.provider = provider
+        self.endpoint = endpoint
+        self.model = model
+        self.messages = [] if messages is None else messages
+        self.system = system
+        self.tools = [] if tools is None else tools
+        self.tool_choice = tool_choice
+        self.response_format = response_format
+        self.stream = stream
+        self.include_usage = include_usage
+        self.n = n
+        self.max_tokens = max_tokens
+        self.stop = [] if stop is None else stop
+        self.max_tokens_param = max_tokens_param
+        self.thinking = thinking
+        self.thinking_budget = thinking_budget
         self.prompts = [] if prompts is None else prompts
         self.per_prompt = per_prompt
         self.echo = echo

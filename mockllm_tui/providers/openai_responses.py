@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, Thinking, ToolCall, ToolSpec
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import preview
 from mockllm_tui.engine.exchange import Exchange
@@ -59,7 +59,22 @@ class ResponsesConversation(Conversation):
 
     def __init__(
         self,
-        *,
+        provider: str,
+        endpoint: str,
+        model: str,
+        messages: list[Message] | None = None,
+        system: str = "",
+        tools: list[ToolSpec] | None = None,
+        tool_choice: str = "auto",
+        response_format: dict[str, Any] | None = None,
+        stream: bool = False,
+        include_usage: bool = False,
+        n: int = 1,
+        max_tokens: int | None = None,
+        stop: list[str] | None = None,
+        max_tokens_param: str = "max_tokens",
+        thinking: Thinking = "auto",
+        thinking_budget: int | None = None,
         instructions: str | None = None,
         tools_echo: list[dict[str, Any]] | None = None,
         tool_choice_echo: Any = "auto",
@@ -73,9 +88,23 @@ class ResponsesConversation(Conversation):
         user: str | None = None,
         reasoning_effort: str | None = None,
         reasoning_summary: str | None = None,
-        **base: Any,
     ) -> None:
-        Conversation.__init__(self, **base)
+        self.provider = provider
+        self.endpoint = endpoint
+        self.model = model
+        self.messages = [] if messages is None else messages
+        self.system = system
+        self.tools = [] if tools is None else tools
+        self.tool_choice = tool_choice
+        self.response_format = response_format
+        self.stream = stream
+        self.include_usage = include_usage
+        self.n = n
+        self.max_tokens = max_tokens
+        self.stop = [] if stop is None else stop
+        self.max_tokens_param = max_tokens_param
+        self.thinking = thinking
+        self.thinking_budget = thinking_budget
         self.instructions = instructions
         self.tools_echo = [] if tools_echo is None else tools_echo
         self.tool_choice_echo = tool_choice_echo

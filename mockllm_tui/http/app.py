@@ -258,10 +258,18 @@ class MockApp:
             await self._send_error(
                 ex, provider, request_id, exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type
             )
-        except ErrorAnswer as exc:
-            headers = provider.retry_headers(exc.status, exc.retry_after_ms) if exc.retry_after_ms is not None else []
+        except ErrorAnswer as answer:  # its own name: mypyc gives a name one type for the whole function
+            retry_ms = answer.retry_after_ms
+            headers = provider.retry_headers(answer.status, retry_ms) if retry_ms is not None else []
             await self._send_error(
-                ex, provider, request_id, exc.status, exc.message, code=exc.code, type=exc.type, headers=headers
+                ex,
+                provider,
+                request_id,
+                answer.status,
+                answer.message,
+                code=answer.code,
+                type=answer.type,
+                headers=headers,
             )
         except ClientGone:
             ex.abandon(DISCONNECT_STATUS)

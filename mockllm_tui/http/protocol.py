@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import re
 import urllib.parse
 from collections import deque
 from collections.abc import MutableMapping
@@ -51,6 +52,7 @@ class Cycle:
     __slots__ = (
         "body",
         "chunked",
+        "closing_said",
         "complete",
         "disconnected",
         "expect_continue",
@@ -80,6 +82,7 @@ class Cycle:
         self.chunked = False
         self.remaining = 0
         self.head: bytes | None = None
+        self.closing_said = False
 
     def wake(self) -> None:
         """Wake a `receive` waiting for body or for the end."""
@@ -93,22 +96,25 @@ class Cycle:
             self.expect_continue = False
             if not self.proto.transport.is_closing():
                 self.proto.transport.write(CONTINUE)
+            self.proto.resume_deadline()
         while not (self.disconnected or self.complete):
             if self.body or (not self.more_body and not self.last_sent):
                 body, self.body = self.body, b""
                 self.last_sent = not self.more_body
                 return {"type": "http.request", "body": body, "more_body": self.more_body}
             self.proto.resume_reading()
-            self.waiter = self.proto.loop.create_future()
-            await self.waiter
-            self.waiter = None
+            waiter = self.waiter
+            if waiter is None or waiter.done():
+                waiter = self.waiter = self.proto.loop.create_future()
+            # Shielded: a cancelled receiver must not cancel the wake-up others share.
+            await asyncio.shield(waiter)
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
         """Send the response's head or a piece of its body."""
         proto = self.proto
         if proto.writable is not None and not self.disconnected:
-            await proto.writable
+            await asyncio.shield(proto.writable)
         if self.disconnected:
             return
         kind = message["type"]
@@ -129,17 +135,22 @@ class Cycle:
             data = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
             if not more:
                 data += b"0\r\n\r\n"
+        elif self.remaining < 0:
+            data = body  # HTTP/1.0 without a length: the close ends it
         else:
             self.remaining -= len(body)
             if self.remaining < 0:
                 raise RuntimeError("Response content longer than Content-Length")
             data = body
-        if self.head is not None:
-            data, self.head = self.head + data, None
+        head = self.head
+        if head is not None:
+            if not self.keep_alive and not self.closing_said:  # a shutdown began after the head was made
+                head = head[:-2] + b"connection: close\r\n\r\n"
+            data, self.head = head + data, None
         if data:
             proto.transport.write(data)
         if not more:
-            if self.remaining and self.scope["method"] != "HEAD":
+            if self.remaining > 0 and self.scope["method"] != "HEAD":
                 raise RuntimeError("Response content shorter than Content-Length")
             self.complete = True
             self.wake()
@@ -150,12 +161,14 @@ class Cycle:
     def _start(self, status: int, headers: Any) -> None:
         """Build the head; a response with a length waits to go out with its body, in one write."""
         defaults = self.proto.server_state.default_headers
-        pairs = [*defaults, *headers] if defaults else headers
+        pairs = [*defaults, *headers] if defaults or type(headers) is not list else headers
         parts: list[bytes] = []
         length = -1
         chunked = says_close = False
         for name, value in pairs:
             parts += (name, b": ", value, b"\r\n")
+            if name not in _valid_names:
+                _check_name(name)
             if len(name) in _FRAMING_NAME_LENGTHS:
                 lowered = name.lower()
                 if lowered == b"content-length":
@@ -163,10 +176,10 @@ class Cycle:
                 elif lowered == b"transfer-encoding":
                     chunked = value.lower().strip() == b"chunked"
                 elif lowered == b"connection":
-                    says_close = b"close" in [token.strip() for token in value.lower().split(b",")]
+                    says_close = says_close or b"close" in [token.strip() for token in value.lower().split(b",")]
         block = b"".join(parts)
-        if block.count(b"\n") != len(pairs) or block.count(b"\r") != len(pairs):
-            raise RuntimeError("Invalid HTTP header: a name or value holds a line break.")
+        if block.count(b"\n") != len(pairs) or block.count(b"\r") != len(pairs) or _CONTROL.search(block):
+            raise RuntimeError("Invalid HTTP header value: it holds a line break or a control character.")
         self.started = True
         self.expect_continue = False
         extra = b""
@@ -174,14 +187,18 @@ class Cycle:
             self.keep_alive = False
         elif not self.keep_alive:
             extra = b"connection: close\r\n"
+        self.closing_said = not self.keep_alive
         if length >= 0:
             self.remaining = length
+        elif self.scope["http_version"] == "1.0":
+            self.keep_alive = False  # no chunks for HTTP/1.0: the close ends the body
+            self.remaining = -1
         elif chunked or (self.scope["method"] != "HEAD" and status not in (204, 304)):
             if not chunked:
                 extra += b"transfer-encoding: chunked\r\n"
             self.chunked = True
         head = b"%s%s%s\r\n" % (STATUS_LINE[status], block, extra)
-        if self.chunked:
+        if self.chunked or self.remaining < 0:
             self.proto.transport.write(head)
         else:
             self.head = head
@@ -199,6 +216,19 @@ class Cycle:
 
 #: The lengths of the header names that shape the framing: connection, content-length, transfer-encoding.
 _FRAMING_NAME_LENGTHS = frozenset({10, 14, 17})
+#: A control character a header value may not hold (tab is allowed; CR and LF are counted apart).
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Header names already checked (responses repeat a handful).
+_valid_names: set[bytes] = set()
+
+
+def _check_name(name: bytes) -> None:
+    """Refuse a header name that is not an HTTP token; remember a good one."""
+    if not _TOKEN.fullmatch(name):
+        raise RuntimeError(f"Invalid HTTP header name {name!r}.")
+    if len(_valid_names) < URL_CACHE_SIZE:
+        _valid_names.add(name)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -227,14 +257,20 @@ class HttpProtocol(asyncio.Protocol):
         self.server: tuple[str, int] | None = None
         self.client: tuple[str, int] | None = None
         self.scheme = "http"
+        #: The newest request, and the one being answered (older than `cycle` when pipelined).
         self.cycle: Cycle | None = None
+        self.running: Cycle | None = None
         self.pipeline: deque[Cycle] = deque()
+        self.in_message = False
+        self.bad_request: str | None = None
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
         self.read_paused = False
         self.writable: asyncio.Future[None] | None = None
         self.deadline = 0.0
+        #: What was left of the read deadline while the server, not the client, holds the request up.
+        self.held: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
 
@@ -252,11 +288,11 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Tell the running request its client is gone."""
         self.server_state.connections.discard(self)
-        cycle = self.cycle
-        if cycle is not None:
-            if not cycle.complete:
-                cycle.disconnected = True
-            cycle.wake()
+        for cycle in {self.running, self.cycle, *self.pipeline}:
+            if cycle is not None:
+                if not cycle.complete:
+                    cycle.disconnected = True
+                cycle.wake()
         self.resume_writing()
         if exc is None:
             self.transport.close()
@@ -274,7 +310,13 @@ class HttpProtocol(asyncio.Protocol):
             pass  # served as plain HTTP: there is no WebSocket or h2c here
         except httptools.HttpParserError:
             log.warning("Invalid HTTP request received.")
-            self._send_400("Invalid HTTP request received.")
+            running = self.running
+            if running is not None and not running.complete:
+                # Answer it after the response in progress, never in the middle of it.
+                self.bad_request = "Invalid HTTP request received."
+                self.pause_reading()
+            else:
+                self._send_400("Invalid HTTP request received.")
 
     def eof_received(self) -> None:
         """The client half-closed: let the transport close."""
@@ -298,16 +340,31 @@ class HttpProtocol(asyncio.Protocol):
             writable.set_result(None)
 
     def pause_reading(self) -> None:
-        """Stop reading (a pipelined request waits, or a large body is not yet taken)."""
+        """Stop reading (a pipelined request waits, or a large body is not yet taken): the read
+        deadline waits too, since the server holds the request up."""
         if not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
+            self.hold_deadline()
 
     def resume_reading(self) -> None:
-        """Read again."""
+        """Read again, and let the read deadline run on."""
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
+            self.resume_deadline()
+
+    def hold_deadline(self) -> None:
+        """Stop the read deadline while the server keeps the client waiting."""
+        if self.in_message and self.deadline and self.held is None:
+            self.held = max(self.deadline - self.loop.time(), 0.0)
+            self.deadline = 0.0
+
+    def resume_deadline(self) -> None:
+        """Let a held read deadline run on with what was left of it."""
+        held, self.held = self.held, None
+        if held is not None and self.in_message:
+            self._set_deadline(held)
 
     # Parser callbacks
 
@@ -316,6 +373,8 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.expect_continue = False
+        self.in_message = True
+        self.held = None
         self._set_deadline(self.read_timeout_s)
 
     def on_url(self, url: bytes) -> None:
@@ -359,6 +418,8 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self.pause_reading()
             self.pipeline.appendleft(cycle)
+        if cycle.expect_continue:
+            self.hold_deadline()  # the client waits for our 100 Continue
 
     def on_body(self, body: bytes) -> None:
         """A piece of the request body, buffered for `receive`."""
@@ -371,9 +432,14 @@ class HttpProtocol(asyncio.Protocol):
         cycle.wake()
 
     def on_message_complete(self) -> None:
-        """The request is read: stop its clock."""
-        self.deadline = 0.0
+        """The request is read: stop its clock (or, if it was answered already, start the idle one)."""
+        self.in_message = False
+        self.held = None
         cycle = self.cycle
+        if cycle is not None and cycle.complete and not self.pipeline and self.running is cycle:
+            self._set_deadline(self.keep_alive_s)
+        else:
+            self.deadline = 0.0
         if cycle is None or cycle.complete:
             return
         cycle.more_body = False
@@ -382,6 +448,7 @@ class HttpProtocol(asyncio.Protocol):
     # Running requests
 
     def _run(self, cycle: Cycle) -> None:
+        self.running = cycle
         task = self.loop.create_task(self._serve(cycle))
         tasks = self.server_state.tasks
         tasks.add(task)
@@ -414,10 +481,13 @@ class HttpProtocol(asyncio.Protocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
+        if self.bad_request is not None:
+            self._send_400(self.bad_request)
+            return
         self.resume_reading()
         if self.pipeline:
             self._run(self.pipeline.pop())
-        else:
+        elif not self.in_message:  # a request still arriving keeps its read deadline
             self._set_deadline(self.keep_alive_s)
 
     # The one timer

@@ -178,7 +178,7 @@ class Cycle:
                 elif lowered == b"connection":
                     says_close = says_close or b"close" in [token.strip() for token in value.lower().split(b",")]
         block = b"".join(parts)
-        if block.count(b"\n") != len(pairs) or block.count(b"\r") != len(pairs) or _CONTROL.search(block):
+        if block.count(b"\n") != len(pairs) or block.count(b"\r") != len(pairs) or block.translate(None, _HEADER_BYTES):
             raise RuntimeError("Invalid HTTP header value: it holds a line break or a control character.")
         self.started = True
         self.expect_continue = False
@@ -216,8 +216,9 @@ class Cycle:
 
 #: The lengths of the header names that shape the framing: connection, content-length, transfer-encoding.
 _FRAMING_NAME_LENGTHS = frozenset({10, 14, 17})
-#: A control character a header value may not hold (tab is allowed; CR and LF are counted apart).
-_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: Every byte but the control characters a header may not hold (tab is allowed; CR and LF are
+#: counted apart). Deleting these from a head leaves exactly the bad bytes: faster than a regex.
+_HEADER_BYTES = bytes(b for b in range(256) if not (b < 32 and b not in (9, 10, 13)) and b != 127)
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Header names already checked (responses repeat a handful).
 _valid_names: set[bytes] = set()

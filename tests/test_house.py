@@ -146,3 +146,32 @@ def test_compiled_modules_give_each_except_name_one_type() -> None:
                         kinds.setdefault(node.name, set()).add(ast.unparse(node.type))
                 problems += [f"{path.name}:{fn.name} `{n}` is {sorted(t)}" for n, t in kinds.items() if len(t) > 1]
     assert problems == []
+
+
+def test_hand_written_dataclass_inits_set_exactly_their_fields() -> None:
+    """The per-request value classes write their own `__init__` (mypyc compiles it; the one
+    `dataclasses` makes stays interpreted). Each must take and set every field, and no other."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    found = 0
+    for path in compiled_modules():
+        module = importlib.import_module(".".join(path.with_suffix("").parts[path.parts.index("mockllm_tui") :]))
+        for cls in vars(module).values():
+            if not (inspect.isclass(cls) and cls.__module__ == module.__name__ and dataclasses.is_dataclass(cls)):
+                continue
+            if cls.__dataclass_params__.init:  # type: ignore[attr-defined]
+                continue
+            found += 1
+            fields = [f.name for f in dataclasses.fields(cls)]
+            params = list(inspect.signature(cls.__init__).parameters)[1:]
+            assert params == fields, cls.__name__
+            required = {
+                name: None
+                for name, p in inspect.signature(cls.__init__).parameters.items()
+                if name != "self" and p.default is inspect.Parameter.empty
+            }
+            made = cls(**required)
+            assert all(hasattr(made, name) for name in fields), cls.__name__
+    assert found >= 12

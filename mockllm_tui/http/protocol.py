@@ -2,8 +2,8 @@
 
 uvicorn's own protocol checks every response header with two regexes, makes an Event a request,
 writes a response's head and body apart and arms a timer after every response. This one checks a
-head's line breaks in one pass, sends a whole response (head and body) in one write and keeps one
-timer a connection for both the read deadline (against slow-loris clients: uvicorn has none before
+head's bytes in one pass (header names once each), sends a whole response (head and body) in one
+write and keeps one timer a connection for both the read deadline (against slow-loris clients: uvicorn has none before
 a request's headers are complete) and the keep-alive idle timeout. uvicorn's `Server` still runs
 it: sockets, workers and graceful shutdown (`connections`, `tasks`, `shutdown()`).
 """
@@ -27,8 +27,9 @@ from uvicorn.server import ServerState
 READ_TIMEOUT_S = 30.0
 #: A request body buffered beyond this pauses reading until the app takes it.
 HIGH_WATER = 65536
-#: Distinct request targets whose parsed path is kept (the model routes repeat a handful).
-URL_CACHE_SIZE = 512
+#: Distinct request targets (parsed) and response header names (checked) kept: both repeat a handful.
+CACHE_SIZE = 512
+INVALID_REQUEST = "Invalid HTTP request received."
 
 Message = MutableMapping[str, Any]
 log = logging.getLogger("uvicorn.error")
@@ -44,6 +45,24 @@ def _status_line(status: int) -> bytes:
 
 STATUS_LINE = {status: _status_line(status) for status in range(100, 600)}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+#: The lengths of the header names that shape the framing: connection, content-length, transfer-encoding.
+_FRAMING_NAME_LENGTHS = frozenset({10, 14, 17})
+#: Every byte but the control characters a header may not hold (tab is allowed; CR and LF are
+#: counted apart). Deleting these from a head leaves exactly the bad bytes: faster than a regex.
+_HEADER_BYTES = bytes(b for b in range(256) if not (b < 32 and b not in (9, 10, 13)) and b != 127)
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Header names already checked (responses repeat a handful).
+_valid_names: set[bytes] = set()
+
+
+def _check_name(name: bytes) -> None:
+    """Refuse a header name that is not an HTTP token; remember a good one."""
+    if not _TOKEN.fullmatch(name):
+        raise RuntimeError(f"Invalid HTTP header name {name!r}.")
+    if len(_valid_names) < CACHE_SIZE:
+        _valid_names.add(name)
 
 
 class Cycle:
@@ -214,24 +233,6 @@ class Cycle:
         await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
 
 
-#: The lengths of the header names that shape the framing: connection, content-length, transfer-encoding.
-_FRAMING_NAME_LENGTHS = frozenset({10, 14, 17})
-#: Every byte but the control characters a header may not hold (tab is allowed; CR and LF are
-#: counted apart). Deleting these from a head leaves exactly the bad bytes: faster than a regex.
-_HEADER_BYTES = bytes(b for b in range(256) if not (b < 32 and b not in (9, 10, 13)) and b != 127)
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Header names already checked (responses repeat a handful).
-_valid_names: set[bytes] = set()
-
-
-def _check_name(name: bytes) -> None:
-    """Refuse a header name that is not an HTTP token; remember a good one."""
-    if not _TOKEN.fullmatch(name):
-        raise RuntimeError(f"Invalid HTTP header name {name!r}.")
-    if len(_valid_names) < URL_CACHE_SIZE:
-        _valid_names.add(name)
-
-
 class HttpProtocol(asyncio.Protocol):
     """One client connection: parse requests, run the app for each in turn (pipelined ones wait)."""
 
@@ -263,7 +264,8 @@ class HttpProtocol(asyncio.Protocol):
         self.running: Cycle | None = None
         self.pipeline: deque[Cycle] = deque()
         self.in_message = False
-        self.bad_request: str | None = None
+        #: A malformed request arrived while a response was going out: answer 400 after it.
+        self.bad_request = False
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
@@ -310,14 +312,13 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass  # served as plain HTTP: there is no WebSocket or h2c here
         except httptools.HttpParserError:
-            log.warning("Invalid HTTP request received.")
+            log.warning(INVALID_REQUEST)
             running = self.running
             if running is not None and not running.complete:
-                # Answer it after the response in progress, never in the middle of it.
-                self.bad_request = "Invalid HTTP request received."
+                self.bad_request = True  # never in the middle of the response in progress
                 self.pause_reading()
             else:
-                self._send_400("Invalid HTTP request received.")
+                self._send_400()
 
     def eof_received(self) -> None:
         """The client half-closed: let the transport close."""
@@ -482,8 +483,8 @@ class HttpProtocol(asyncio.Protocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        if self.bad_request is not None:
-            self._send_400(self.bad_request)
+        if self.bad_request:
+            self._send_400()
             return
         self.resume_reading()
         if self.pipeline:
@@ -516,8 +517,8 @@ class HttpProtocol(asyncio.Protocol):
         self.timer = self.loop.call_at(deadline, self._on_timer)
         self.timer_at = deadline
 
-    def _send_400(self, message: str) -> None:
-        text = message.encode("ascii")
+    def _send_400(self) -> None:
+        text = INVALID_REQUEST.encode("ascii")
         self.transport.write(
             b"%sconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%s"
             % (STATUS_LINE[400], len(text), text)
@@ -539,6 +540,6 @@ def _target(url: bytes) -> tuple[str, bytes, bytes]:
     if "%" in path:
         path = urllib.parse.unquote(path)
     found = (path, raw_path, parsed.query or b"")
-    if len(_targets) < URL_CACHE_SIZE:
+    if len(_targets) < CACHE_SIZE:
         _targets[url] = found
     return found

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from mockllm_tui.core.sessions import SessionState
+
 Role = Literal["system", "user", "assistant", "tool"]
 #: Whether the reply thinks first: as the model does by default ("auto"), or as the request says.
 Thinking = Literal["auto", "on", "off"]
@@ -150,6 +152,39 @@ class Conversation:
             return self.messages[-1]
         return None
 
+    def turn(self) -> int:
+        """The number of user turns so far, this request's included (tool results alone are no turn)."""
+        return sum(1 for m in self.messages if m.role == "user")
+
+    def current_start(self) -> int:
+        """Where the current turn starts: the index after the last assistant message."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == "assistant":
+                return index + 1
+        return 0
+
+    def current_tool_results(self) -> list[Message]:
+        """The tool results of the current turn (after the last assistant message), in order."""
+        return [m for m in self.messages[self.current_start() :] if m.role == "tool"]
+
+    def last_result_turn(self) -> int | None:
+        """The turn the conversation's last tool result belongs to (None: there is none)."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == "tool":
+                return max(1, sum(1 for m in self.messages[:index] if m.role == "user"))
+        return None
+
+    def result_name(self, result: Message) -> str:
+        """The tool a result answers: its own name, else that of the call it answers ("" when unknown)."""
+        if result.name:
+            return result.name
+        if result.tool_call_id:
+            for message in self.messages:
+                for call in message.tool_calls:
+                    if call.id == result.tool_call_id:
+                        return call.name
+        return ""
+
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines for people to read: system, turns, tools."""
         out: list[tuple[str, str]] = []
@@ -236,6 +271,8 @@ class Reply:
     error: ErrorReply | None = None
     latency_ms: float | None = None
     stream_speed: float | None = None
+    near_misses: list[tuple[str, str]] = field(default_factory=list)
+    scenario: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -249,6 +286,8 @@ class Reply:
         error: ErrorReply | None = None,
         latency_ms: float | None = None,
         stream_speed: float | None = None,
+        near_misses: list[tuple[str, str]] | None = None,
+        scenario: dict[str, Any] | None = None,
     ) -> None:
         self.text = text
         self.thinking = thinking
@@ -260,6 +299,31 @@ class Reply:
         self.error = error
         self.latency_ms = latency_ms
         self.stream_speed = stream_speed
+        self.near_misses = [] if near_misses is None else near_misses
+        self.scenario = scenario
+
+
+@dataclass(slots=True, init=False)
+class ChoiceContext:
+    """What a reply source may look at beyond the conversation: the request's headers, its session,
+    whether strict mode holds, and the request's journal entry (for the pytest plugin's callables)."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    session: SessionState | None = None
+    strict: bool = False
+    request: Any = None
+
+    def __init__(
+        self,
+        headers: dict[str, str] | None = None,
+        session: SessionState | None = None,
+        strict: bool = False,
+        request: Any = None,
+    ) -> None:
+        self.headers = {} if headers is None else headers
+        self.session = session
+        self.strict = strict
+        self.request = request
 
 
 class ReplySource(Protocol):
@@ -292,3 +356,12 @@ class RequestError(Exception):
         self.param = param
         self.code = code
         self.type = type
+
+
+class NoRuleMatched(RequestError):
+    """Strict mode: no rule answers the request. A 404 in the provider's shape naming the nearest
+    rules and why each missed (`near_misses`: (rule, reason) pairs)."""
+
+    def __init__(self, message: str, near_misses: list[tuple[str, str]]) -> None:
+        super().__init__(message, status=404, code="no_rule_matched")
+        self.near_misses = near_misses

@@ -63,9 +63,16 @@ def record_conversation(ex: Exchange, conversation: Conversation) -> None:
 def decide_for(ex: Exchange, reply: Reply) -> FaultPlan:
     """The fault plan for this request, consuming one `fail_next` if set."""
     store = ex.store
-    fail_next, status, mode = store.take_fail_next()
+    session = ex.entry.session
+    fail_next, status, mode = store.take_fail_next(session)
     return decide(
-        store.knobs, reply, ex.headers, store.rng, fail_next=fail_next, fail_next_status=status, fail_next_mode=mode
+        store.knobs_for(session),
+        reply,
+        ex.headers,
+        store.rng,
+        fail_next=fail_next,
+        fail_next_status=status,
+        fail_next_mode=mode,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from mockllm_tui.core.conversation import RequestError
+from mockllm_tui.core.sessions import session_of
 from mockllm_tui.core.store import REDACTED, JournalEntry, Store
 
 Scope = MutableMapping[str, Any]
@@ -67,6 +68,7 @@ class Exchange:
         self.headers: dict[str, str] = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
         self.entry: JournalEntry = store.begin_request(scope["method"], scope["path"])
         self.entry.request_headers = redact_headers(self.headers, secret_headers)
+        self.entry.session = session_of(self.headers)
         self.body = b""
         self.status = 0
         self.extra_headers: list[tuple[bytes, bytes]] = []

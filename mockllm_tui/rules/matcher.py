@@ -1,29 +1,53 @@
 """Choosing a reply: the RuleSet the store holds (it implements conversation.ReplySource).
 
-Order: the rich rules in order (first match wins), then the short-form keys (the last user message
+Order: the session's own rules (in the order added), the scenarios' current steps (in file order),
+the rich rules in order (first match wins), then the short-form keys (the last user message
 trimmed and case-folded, one dict lookup), then llmock's trigger phrases (when `triggers: true`),
-then the `default` key, then `defaults.mirror` / `defaults.unknown_response`.
-Everything is compiled once when the set is built; `choose` does no I/O.
+then the `default` key, then `defaults.mirror` / `defaults.unknown_response`. A request a fallback
+answers carries its near misses (the nearest rules and why each missed); in strict mode it is
+refused (NoRuleMatched) instead. Everything is compiled once when the set is built; `choose` does no I/O.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from mypy_extensions import mypyc_attr
 
-from mockllm_tui.core.conversation import Conversation, ErrorReply, Reply, ToolCall
-from mockllm_tui.rules.model import TEMPLATE, Entry, FileSource, RulesModel, RuleSpec
+from mockllm_tui.core.conversation import (
+    ChoiceContext,
+    Conversation,
+    ErrorReply,
+    NoRuleMatched,
+    Reply,
+    ToolCall,
+)
+from mockllm_tui.core.sessions import SessionState
+from mockllm_tui.rules.model import (
+    REGEX_PREFIX,
+    TEMPLATE,
+    Entry,
+    FileSource,
+    RulesModel,
+    RuleSpec,
+    ScenarioSpec,
+    clip,
+)
 
 UNKNOWN_RESPONSE = "I don't know the answer to that."
 CALL_TOOL = re.compile(r"""call tool '(?P<name>[^']+)' with '(?P<args>.*)'""")
 RAISE_ERROR = re.compile(r"raise error (?P<json>\{.*\})")
 FALLBACKS = ("trigger: call tool", "trigger: raise error", "mirror", "unknown_response")
+#: How many of the nearest rules a fallback's journal entry names.
+NEAR_MISSES = 3
+QUOTE_CHARS = 60
+#: `tool_result` given without a name: any tool.
+ANY_NAME = re.compile(".*", re.DOTALL)
 
 
 def render(template: str, variables: dict[str, str]) -> str:
@@ -52,6 +76,22 @@ def _fold(text: str | None) -> str | None:
     return None if text is None else text.strip().lower()
 
 
+def quoted(text: str, size: int = QUOTE_CHARS) -> str:
+    """A value as near-miss reasons show it: in single quotes, on one line, clipped."""
+    return "'" + clip(" ".join(text.split()) if "\n" in text else text, size) + "'"
+
+
+def exact_difference(request: str, rule: str) -> str:
+    """`differs at character 12: …'Spain please' vs …'France please'` (1-based, in the trimmed
+    texts, case ignored as `exact` ignores it)."""
+    a, b = request.strip(), rule.strip()
+    i, n = 0, min(len(a), len(b))
+    while i < n and a[i].lower() == b[i].lower():
+        i += 1
+    lead = "…" if i > 0 else ""
+    return f"differs at character {i + 1}: {lead}{quoted(a[i:])} vs {lead}{quoted(b[i:])}"
+
+
 def label_for(rule_id: int, entry: Entry) -> str:
     """What the journal and the panel call a rule: its name, or `#3 contains 'weather'`."""
     if entry.spec.name:
@@ -61,45 +101,76 @@ def label_for(rule_id: int, entry: Entry) -> str:
     return f"#{rule_id} {entry.spec.match.summary()}"
 
 
+#: A dynamic answer (the pytest plugin's callables): given the request, the text or the tool calls.
+Dynamic = Callable[[Any], Any]
+
+
 class CompiledRule:
-    """One entry, ready to test: lowered strings, compiled patterns, its hit count and sequence position."""
+    """One entry, ready to test: lowered strings, compiled patterns, its hit count and sequence position.
+
+    `key` names the rule in a session's `replies:` positions (the id for the file's rules)."""
 
     __slots__ = (
+        "_call_id",
         "_contains",
         "_exact",
+        "_header",
         "_model",
         "_provider",
         "_regex",
+        "_result_contains",
         "_system",
         "_tool",
+        "_tools",
+        "_turn",
+        "dynamic_reply",
+        "dynamic_tool_calls",
         "entry",
         "hits",
         "id",
+        "key",
         "label",
         "position",
     )
 
-    def __init__(self, rule_id: int, entry: Entry) -> None:
+    def __init__(self, rule_id: int, entry: Entry, label: str | None = None, key: Any = None) -> None:
         m = entry.spec.match
         self.id = rule_id
+        self.key: Any = rule_id if key is None else key
         self.entry = entry
-        self.label = label_for(rule_id, entry)
+        self.label = label_for(rule_id, entry) if label is None else label
         self.hits = 0
         self.position = 0
+        self.dynamic_reply: Dynamic | None = None
+        self.dynamic_tool_calls: Dynamic | None = None
         self._exact = _fold(m.exact)
         self._contains = None if m.contains is None else m.contains.lower()
         self._regex = None if m.regex is None else re.compile(m.regex)
         self._model = _glob(m.model)
         self._provider = _fold(m.provider)
         self._system = None if m.system is None else m.system.lower()
-        self._tool = _glob(m.tool_result)
+        result = m.tool_result
+        self._tool = None if result is None else (_glob(result.name) or ANY_NAME)
+        self._result_contains = None if result is None or result.contains is None else result.contains.lower()
+        self._call_id = None if result is None else result.call_id
+        self._turn = m.turn
+        self._tools = m.tools
+        self._header = (
+            None
+            if m.header is None
+            else tuple(
+                (name, re.compile(v[len(REGEX_PREFIX) :]) if v.startswith(REGEX_PREFIX) else v) for name, v in m.header
+            )
+        )
 
     @property
     def spec(self) -> RuleSpec:
         """The rule as written."""
         return self.entry.spec
 
-    def test(self, conversation: Conversation, prompt: str, folded: str) -> dict[str, str] | None:
+    def test(
+        self, conversation: Conversation, prompt: str, folded: str, headers: dict[str, str] | None = None
+    ) -> dict[str, str] | None:
         """The template variables when every condition holds, else None."""
         if self._exact is not None and folded != self._exact:
             return None
@@ -111,10 +182,14 @@ class CompiledRule:
             return None
         if self._system is not None and self._system not in conversation.system.lower():
             return None
-        if self._tool is not None:
-            result = conversation.last_tool_result()
-            if result is None or not self._tool.match((result.name or "").lower()):
-                return None
+        if self._tool is not None and self._result_miss(conversation) is not None:
+            return None
+        if self._turn is not None and not self._turn.holds(conversation.turn()):
+            return None
+        if self._tools is not None and self._tools_miss(conversation) is not None:
+            return None
+        if self._header is not None and self._header_miss(headers or {}) is not None:
+            return None
         variables = {"prompt": prompt, "model": conversation.model}
         if self._regex is not None:
             found = self._regex.search(prompt)
@@ -123,8 +198,95 @@ class CompiledRule:
             variables.update({k: v for k, v in found.groupdict().items() if v is not None})
         return variables
 
-    def answer(self, variables: dict[str, str]) -> Reply:
-        """The reply, with templates filled in; advances a `replies` sequence."""
+    def miss(
+        self, conversation: Conversation, prompt: str, folded: str, headers: dict[str, str]
+    ) -> tuple[int, str | None]:
+        """How many of the rule's conditions hold, and the first that fails in words (None: none fails),
+        checked in the order exact, contains, regex, model, provider, system, tool_result, turn, tools, header."""
+        m = self.spec.match
+        reasons: list[str | None] = []
+        if self._exact is not None:
+            ok = folded == self._exact
+            reasons.append(None if ok else "exact: " + exact_difference(prompt, m.exact or ""))
+        if self._contains is not None:
+            ok = self._contains in prompt.lower()
+            reasons.append(None if ok else f"contains: {quoted(m.contains or '')} is not in {quoted(prompt)}")
+        if self._regex is not None:
+            ok = self._regex.search(prompt) is not None
+            reasons.append(None if ok else f"regex: {quoted(m.regex or '')} does not match {quoted(prompt)}")
+        if self._model is not None:
+            ok = self._model.match(conversation.model.lower()) is not None
+            reasons.append(None if ok else f"model: {quoted(conversation.model)} is not {quoted(m.model or '')}")
+        if self._provider is not None:
+            ok = conversation.provider.lower() == self._provider
+            reasons.append(None if ok else f"provider: {quoted(conversation.provider)} is not {quoted(m.provider or '')}")
+        if self._system is not None:
+            ok = self._system in conversation.system.lower()
+            reasons.append(None if ok else f"system: {quoted(m.system or '')} is not in the system prompt")
+        if self._tool is not None:
+            result = self._result_miss(conversation)
+            reasons.append(None if result is None else "tool_result: " + result)
+        if self._turn is not None:
+            turn = conversation.turn()
+            reasons.append(None if self._turn.holds(turn) else f"turn: this is turn {turn}, not {self._turn}")
+        if self._tools is not None:
+            tools = self._tools_miss(conversation)
+            reasons.append(None if tools is None else "tools: " + tools)
+        if self._header is not None:
+            header = self._header_miss(headers)
+            reasons.append(None if header is None else "header: " + header)
+        holding = sum(1 for r in reasons if r is None)
+        return holding, next((r for r in reasons if r is not None), None)
+
+    def _result_miss(self, conversation: Conversation) -> str | None:
+        """Why no tool result of the current turn satisfies `tool_result` (None: one does)."""
+        results = conversation.current_tool_results()
+        if not results:
+            turn = conversation.last_result_turn()
+            if turn is None:
+                return "no tool result in the conversation"
+            return f"the last tool result is from turn {turn}, not this turn"
+        tool = self._tool
+        wanted = self.spec.match.tool_result
+        named = [(r, conversation.result_name(r)) for r in results]
+        if tool is not None and tool is not ANY_NAME:
+            fitting = [(r, n) for r, n in named if tool.match(n.lower())]
+            if not fitting:
+                return f"the result is from {quoted(named[-1][1])}, not {quoted(wanted.name or '' if wanted else '')}"
+            named = fitting
+        if self._result_contains is not None:
+            fitting = [(r, n) for r, n in named if self._result_contains in r.content.lower()]
+            if not fitting:
+                return f"{quoted(wanted.contains or '' if wanted else '')} is not in the result of {quoted(named[-1][1])}"
+            named = fitting
+        if self._call_id is not None and not any(r.tool_call_id == self._call_id for r, _ in named):
+            return f"no result answers call {quoted(self._call_id)}"
+        return None
+
+    def _tools_miss(self, conversation: Conversation) -> str | None:
+        offered = {tool.name for tool in conversation.tools}
+        for name in self._tools or ():
+            if name not in offered:
+                return f"{quoted(name)} is not offered"
+        return None
+
+    def _header_miss(self, headers: dict[str, str]) -> str | None:
+        for name, wanted in self._header or ():
+            value = headers.get(name)
+            if value is None:
+                return f"{quoted(name)} is missing"
+            ok = wanted.search(value) is not None if isinstance(wanted, re.Pattern) else value == wanted
+            if not ok:
+                shown = wanted.pattern if isinstance(wanted, re.Pattern) else wanted
+                prefix = REGEX_PREFIX if isinstance(wanted, re.Pattern) else ""
+                return f"{quoted(name)} is {quoted(value)}, not {quoted(prefix + shown)}"
+        return None
+
+    def answer(
+        self, variables: dict[str, str], positions: dict[Any, int] | None = None, request: Any = None
+    ) -> Reply:
+        """The reply, with templates filled in; advances a `replies` sequence (in `positions` for a
+        named session, else the rule's own). A dynamic answer is called with `request`."""
         spec = self.spec
         self.hits += 1
         reply = Reply(rule=self.label, latency_ms=spec.latency_ms, stream_speed=spec.stream_speed)
@@ -135,13 +297,41 @@ class CompiledRule:
             reply.error = ErrorReply(status=e.status, message=render(e.message, variables), type=e.type)
             return reply
         if spec.replies is not None:
-            index = min(self.position, len(spec.replies) - 1)
-            self.position += 1
+            position = self.position if positions is None else positions.get(self.key, 0)
+            index = min(position, len(spec.replies) - 1)
+            if positions is None:
+                self.position += 1
+            else:
+                positions[self.key] = position + 1
             reply.text = render(spec.replies[index], variables)
         elif spec.reply is not None:
             reply.text = render(spec.reply, variables)
         reply.tool_calls = [ToolCall(c.name, render_value(c.arguments, variables)) for c in spec.tool_calls]
+        if self.dynamic_reply is not None:
+            reply.text = str(self.dynamic_reply(request))
+        if self.dynamic_tool_calls is not None:
+            calls = self.dynamic_tool_calls(request) or []
+            reply.tool_calls = [ToolCall(str(c["name"]), dict(c.get("arguments") or {})) for c in calls]
         return reply
+
+
+class CompiledScenario:
+    """A scenario's steps, ready to test; each session keeps its own position (`SessionState.scenarios`)."""
+
+    __slots__ = ("name", "spec", "steps")
+
+    def __init__(self, spec: ScenarioSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.steps = [
+            CompiledRule(0, Entry(spec=step), spec.step_label(i), key=("scenario", spec.name, i))
+            for i, step in enumerate(spec.steps)
+        ]
+
+    def current(self, session: SessionState) -> tuple[int, CompiledRule] | None:
+        """The step this session is at (None: finished)."""
+        index = session.scenarios.get(self.name, 0)
+        return (index, self.steps[index]) if index < len(self.steps) else None
 
 
 @dataclass(slots=True, init=False)
@@ -189,6 +379,9 @@ class RuleSet:
         self.source = source
         self.volatile = frozenset(volatile) & set(ids)
         self.rules = [CompiledRule(i, e) for i, e in zip(ids, entries, strict=True)]
+        self.scenarios = [CompiledScenario(spec) for spec in model.scenarios]
+        #: The default session's state when a caller gives no context (tries, direct calls).
+        self.own_session = SessionState(None)
         self.fallback_hits = dict.fromkeys(FALLBACKS, 0)
         if previous is not None:
             self._carry_over(previous)
@@ -207,6 +400,13 @@ class RuleSet:
         self._unknown = UNKNOWN_RESPONSE if defaults.unknown_response is None else defaults.unknown_response
 
     def _carry_over(self, previous: RuleSet) -> None:
+        self.own_session = previous.own_session
+        old_steps = {s.name: s for s in previous.scenarios}
+        for scenario in self.scenarios:
+            before_scenario = old_steps.get(scenario.name)
+            if before_scenario is not None:
+                for step, before_step in zip(scenario.steps, before_scenario.steps, strict=False):
+                    step.hits = before_step.hits
         old = {r.id: r for r in previous.rules}
         for rule in self.rules:
             before = old.get(rule.id)
@@ -246,15 +446,31 @@ class RuleSet:
 
     # -- choosing ------------------------------------------------------------------------------
 
-    def choose(self, conversation: Conversation) -> Reply:
-        """The reply for this conversation (first match wins)."""
-        return self.explain(conversation).reply
+    def scenario(self, name: str) -> CompiledScenario | None:
+        """The scenario with this name, if any."""
+        return next((s for s in self.scenarios if s.name == name), None)
 
-    def explain(self, conversation: Conversation) -> Choice:
-        """Which rule answers this conversation, and its reply (counts the hit)."""
-        matched = self.match(conversation)
+    def choose(self, conversation: Conversation, context: ChoiceContext | None = None) -> Reply:
+        """The reply for this conversation (first match wins)."""
+        return self.explain(conversation, context).reply
+
+    def explain(self, conversation: Conversation, context: ChoiceContext | None = None) -> Choice:
+        """Which rule answers this conversation, and its reply (counts the hit). A fallback's reply
+        carries the near misses; in strict mode (`context.strict`) NoRuleMatched is raised instead."""
+        matched = self.match(conversation, (), context)
         if matched is not None:
             return matched
+        session = self._session(context)
+        headers = context.headers if context is not None else {}
+        near = self.near_misses(conversation, session, headers)
+        if context is not None and context.strict:
+            raise NoRuleMatched(strict_message(near), near)
+        choice = self.fallback(conversation)
+        choice.reply.near_misses = near
+        return choice
+
+    def fallback(self, conversation: Conversation) -> Choice:
+        """The fallback's answer: trigger phrases, the `default` key, mirror or unknown_response."""
         prompt = conversation.last_user_text()
         if self._triggers:
             triggered = trigger_reply(conversation, prompt)
@@ -267,29 +483,86 @@ class RuleSet:
             return self._fallback(Reply(text=prompt, rule="mirror"))
         return self._fallback(Reply(text=self._unknown, rule="unknown_response"))
 
-    def match(self, conversation: Conversation, skip: Collection[int] = ()) -> Choice | None:
+    def _session(self, context: ChoiceContext | None) -> SessionState:
+        if context is not None and context.session is not None:
+            return context.session
+        return self.own_session
+
+    def match(
+        self, conversation: Conversation, skip: Collection[int] = (), context: ChoiceContext | None = None
+    ) -> Choice | None:
         """The rule that matches this conversation and its reply (counts the hit), leaving out the
         fallbacks (triggers, the `default` key, mirror, unknown_response) and the rules in `skip`.
-        None when no rule matches."""
+        Tried in order: the session's rules, the scenarios' current steps, the rich rules, the short
+        form. None when no rule matches."""
         prompt = conversation.last_user_text()
         folded = prompt.strip().lower()
+        session = self._session(context)
+        headers = context.headers if context is not None else {}
+        request = context.request if context is not None else None
+        positions = None if session.id is None else session.positions
+        for rule in session.rules:
+            variables = rule.test(conversation, prompt, folded, headers)
+            if variables is not None:
+                return Choice(rule.id, rule.label, rule.answer(variables, session.positions, request))
+        for scenario in self.scenarios:
+            current = scenario.current(session)
+            if current is None:
+                continue
+            index, step = current
+            variables = step.test(conversation, prompt, folded, headers)
+            if variables is not None:
+                session.scenarios[scenario.name] = index + 1
+                reply = step.answer(variables, session.positions, request)
+                total = len(scenario.steps)
+                reply.scenario = {"name": scenario.name, "step": index + 1, "steps": total, "finished": index + 1 == total}
+                return Choice(None, step.label, reply)
         for rule in self._rich:
             if rule.id in skip:
                 continue
-            variables = rule.test(conversation, prompt, folded)
+            variables = rule.test(conversation, prompt, folded, headers)
             if variables is not None:
-                return Choice(rule.id, rule.label, rule.answer(variables))
+                return Choice(rule.id, rule.label, rule.answer(variables, positions, request))
         short = self._short.get(folded)
         if short is not None and short.id not in skip:
-            variables = short.test(conversation, prompt, folded)
+            variables = short.test(conversation, prompt, folded, headers)
             if variables is not None:
-                return Choice(short.id, short.label, short.answer(variables))
+                return Choice(short.id, short.label, short.answer(variables, positions, request))
         return None
+
+    def near_misses(
+        self, conversation: Conversation, session: SessionState | None = None, headers: dict[str, str] | None = None
+    ) -> list[tuple[str, str]]:
+        """Up to NEAR_MISSES `(rule, reason)` pairs: the rules that came nearest (most conditions
+        holding, then in the order tried) and the first condition each failed."""
+        state = session if session is not None else self.own_session
+        prompt = conversation.last_user_text()
+        folded = prompt.strip().lower()
+        candidates: list[CompiledRule] = list(state.rules)
+        for scenario in self.scenarios:
+            current = scenario.current(state)
+            if current is not None:
+                candidates.append(current[1])
+        candidates += [r for r in self.rules if r.entry.kind != "default"]
+        scored = []
+        for order, rule in enumerate(candidates):
+            holding, reason = rule.miss(conversation, prompt, folded, headers or {})
+            if reason is not None:
+                scored.append((-holding, order, rule.label, reason))
+        scored.sort(key=lambda item: (item[0], item[1]))
+        return [(label, reason) for _, _, label, reason in scored[:NEAR_MISSES]]
 
     def _fallback(self, reply: Reply) -> Choice:
         label = reply.rule or ""
         self.fallback_hits[label] = self.fallback_hits.get(label, 0) + 1
         return Choice(None, label, reply)
+
+
+def strict_message(near: list[tuple[str, str]]) -> str:
+    """Strict mode's error: `no rule matched this request; nearest: RULE (REASON); ...`."""
+    if not near:
+        return "no rule matched this request (there are no rules)"
+    return "no rule matched this request; nearest: " + "; ".join(f"{rule} ({reason})" for rule, reason in near)
 
 
 def trigger_reply(conversation: Conversation, prompt: str) -> Reply | None:

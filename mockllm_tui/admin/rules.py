@@ -42,9 +42,12 @@ def _run(action: Any, status: int = 200) -> Response:
 
 
 @router.get("/rules")
-async def list_rules(request: Request) -> dict[str, Any]:
-    """Every rule in listing order, with ids, hit counts and the file's state."""
+async def list_rules(request: Request, session: str | None = None) -> dict[str, Any]:
+    """Every rule in listing order, with ids, hit counts and the file's state (`?session=ID`: that
+    session's own rules)."""
     store = store_of(request)
+    if session:
+        return {"object": "list", "data": commands.list_session_rules(store, session), "session": session}
     return {
         "object": "list",
         "data": [view.public() for view in commands.list_rules(store)],
@@ -54,12 +57,15 @@ async def list_rules(request: Request) -> dict[str, Any]:
 
 
 @router.post("/rules")
-async def add_rule(request: Request, persist: bool = True) -> Response:
-    """Add a rule; `index` in the body places it (default: the end of its form)."""
+async def add_rule(request: Request, persist: bool = True, session: str | None = None) -> Response:
+    """Add a rule; `index` in the body places it (default: the end of its form). With `?session=ID`
+    the rule is that session's only, tried before the shared rules and never written to the file."""
     try:
         body = await _body(request)
     except RuleError as exc:
         raise AdminError(400, str(exc)) from None
+    if session:
+        return _run(lambda: commands.add_session_rule(store_of(request), session, body), 201)
     index = body.get("index") if isinstance(body, dict) else None
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
         raise AdminError(400, "index: expected an integer")
@@ -110,9 +116,28 @@ async def update_rule(request: Request, rule_id: int, persist: bool = True) -> R
 
 
 @router.delete("/rules/{rule_id}")
-async def delete_rule(request: Request, rule_id: int, persist: bool = True) -> Response:
-    """Remove a rule."""
+async def delete_rule(request: Request, rule_id: int, persist: bool = True, session: str | None = None) -> Response:
+    """Remove a rule (`?session=ID`: one of that session's)."""
+    if session:
+        return _run(lambda: commands.delete_session_rule(store_of(request), session, rule_id))
     return _run(lambda: commands.delete_rule(store_of(request), rule_id, persist=persist))
+
+
+@router.get("/scenarios")
+async def list_scenarios(request: Request, session: str | None = None) -> dict[str, Any]:
+    """Every scenario and where the session (default: the default one) is in it."""
+    views = commands.list_scenarios(store_of(request), session or None)
+    return {"object": "list", "data": [v.public() for v in views], "session": session or None}
+
+
+@router.post("/scenarios/{name}/reset")
+async def reset_scenario(request: Request, name: str, session: str | None = None) -> dict[str, Any]:
+    """Back to step 1 in every session (`?session=ID`: in that one only); 404 for an unknown name."""
+    try:
+        view = commands.reset_scenario(store_of(request), name, session or None, every=not session)
+    except LookupError as exc:
+        raise AdminError(404, str(exc).strip("'\"")) from None
+    return {"reset": True, "session": session or None, **view.public()}
 
 
 @router.post("/reload")

@@ -11,6 +11,8 @@ import orjson
 from mockllm_tui.core.store import EventKind, JournalEntry, Store
 
 FLUSH_INTERVAL_S = 0.05
+#: How much of the first near miss the text line shows.
+NEAREST_CHARS = 120
 #: Only finished requests make a line.
 LOGGED: frozenset[EventKind] = frozenset({"done"})
 
@@ -39,8 +41,14 @@ def format_text(entry: JournalEntry) -> str:
         parts.append(f"rule={entry.rule}")
     if entry.fault:
         parts.append(f"fault={entry.fault}")
+    if entry.session is not None:
+        parts.append(f"session={entry.session}")
     if entry.preview:
         parts.append(orjson.dumps(entry.preview).decode())
+    if entry.near_misses:
+        rule, reason = entry.near_misses[0]
+        nearest = f"nearest: {rule} ({reason})"
+        parts.append(nearest if len(nearest) <= NEAREST_CHARS else nearest[: NEAREST_CHARS - 2] + "…)")
     return " ".join(parts)
 
 

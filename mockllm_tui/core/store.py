@@ -24,7 +24,7 @@ import orjson
 from mockllm_tui.core.conversation import Conversation, ReplySource
 from mockllm_tui.core.knobs import ErrorMode, Knobs, validate_knob_values
 from mockllm_tui.core.models import ModelRegistry, default_registry
-from mockllm_tui.core.sessions import DEFAULT_MAX_SESSIONS, SessionState, Sessions
+from mockllm_tui.core.sessions import DEFAULT_MAX_SESSIONS, Sessions, SessionState
 
 DEFAULT_JOURNAL_SIZE = 5_000
 DEFAULT_SUBSCRIPTION_SIZE = 10_000

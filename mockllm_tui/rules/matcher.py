@@ -159,7 +159,8 @@ class CompiledRule:
             None
             if m.header is None
             else tuple(
-                (name, re.compile(v[len(REGEX_PREFIX) :]) if v.startswith(REGEX_PREFIX) else v) for name, v in m.header
+                (name, re.compile(v[len(REGEX_PREFIX) :]) if v.startswith(REGEX_PREFIX) else v)
+                for name, v in m.header
             )
         )
 
@@ -219,7 +220,8 @@ class CompiledRule:
             reasons.append(None if ok else f"model: {quoted(conversation.model)} is not {quoted(m.model or '')}")
         if self._provider is not None:
             ok = conversation.provider.lower() == self._provider
-            reasons.append(None if ok else f"provider: {quoted(conversation.provider)} is not {quoted(m.provider or '')}")
+            wanted = quoted(m.provider or "")
+            reasons.append(None if ok else f"provider: {quoted(conversation.provider)} is not {wanted}")
         if self._system is not None:
             ok = self._system in conversation.system.lower()
             reasons.append(None if ok else f"system: {quoted(m.system or '')} is not in the system prompt")
@@ -257,7 +259,8 @@ class CompiledRule:
         if self._result_contains is not None:
             fitting = [(r, n) for r, n in named if self._result_contains in r.content.lower()]
             if not fitting:
-                return f"{quoted(wanted.contains or '' if wanted else '')} is not in the result of {quoted(named[-1][1])}"
+                text = quoted(wanted.contains or "" if wanted else "")
+                return f"{text} is not in the result of {quoted(named[-1][1])}"
             named = fitting
         if self._call_id is not None and not any(r.tool_call_id == self._call_id for r, _ in named):
             return f"no result answers call {quoted(self._call_id)}"
@@ -515,7 +518,8 @@ class RuleSet:
                 session.scenarios[scenario.name] = index + 1
                 reply = step.answer(variables, session.positions, request)
                 total = len(scenario.steps)
-                reply.scenario = {"name": scenario.name, "step": index + 1, "steps": total, "finished": index + 1 == total}
+                finished = index + 1 == total
+                reply.scenario = {"name": scenario.name, "step": index + 1, "steps": total, "finished": finished}
                 return Choice(None, step.label, reply)
         for rule in self._rich:
             if rule.id in skip:

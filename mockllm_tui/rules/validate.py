@@ -368,7 +368,8 @@ def _parse_scenarios(section: Any, line: int | None, errors: list[RuleError]) ->
         line_of = line_finder(raw, start)
         unknown = [k for k in raw if k not in SCENARIO_KEYS]
         if unknown:
-            errors.append(RuleError(unknown_key(unknown[0], SCENARIO_KEYS, "key"), where=where, line=line_of(unknown[0])))
+            message = unknown_key(unknown[0], SCENARIO_KEYS, "key")
+            errors.append(RuleError(message, where=where, line=line_of(unknown[0])))
             continue
         name = plain(raw.get("name"))
         if not isinstance(name, str) or not name.strip():

@@ -103,7 +103,8 @@ def duration_text(entry: JournalEntry) -> str:
 def entry_matches(entry: JournalEntry, query: str) -> bool:
     """Whether the entry matches a filter: words that must all appear in its text, status, model or rule.
 
-    `status:5` matches statuses starting with 5, `model:x` and `rule:x` look at one field only.
+    `status:5` matches statuses starting with 5, `model:x` and `rule:x` look at one field only,
+    `session:ID` keeps one session's requests (exactly that ID).
     """
     for word in query.lower().split():
         field, _, value = word.partition(":")
@@ -115,6 +116,9 @@ def entry_matches(entry: JournalEntry, query: str) -> bool:
                 return False
         elif value and field == "rule":
             if value not in (entry.rule or "").lower():
+                return False
+        elif value and field == "session":
+            if value != (entry.session or "").lower():
                 return False
         else:
             hay = " ".join(

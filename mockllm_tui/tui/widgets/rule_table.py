@@ -24,10 +24,12 @@ from mockllm_tui.rules.commands import (
     RuleError,
     RuleNotFound,
     RuleView,
+    ScenarioView,
     add_rule,
     add_rule_for,
     delete_rule,
     list_rules,
+    list_scenarios,
     move_rule,
     update_rule,
 )
@@ -37,6 +39,7 @@ from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
 
 RULE_ERRORS = (RuleError, ConflictError, RuleNotFound)
+SCENARIO_ROW = "scenario:"
 HITS_INTERVAL_S = 1.0  # hit counts under load: a redraw of the whole table each time, so not every tick
 
 
@@ -58,6 +61,7 @@ class RuleTable(DataTable[Any]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.store = store
         self.views: list[RuleView] = []
+        self.scenarios: list[ScenarioView] = []
         self._hits_stale = False
 
     def on_mount(self) -> None:
@@ -73,20 +77,46 @@ class RuleTable(DataTable[Any]):
     def show_rules(self) -> None:
         """Show the store's rules and the file's state (rebuilds only when the rules changed)."""
         views = list_rules(self.store)
+        scenarios = list_scenarios(self.store)
         same = [(v.id, v.label, v.match, v.reply) for v in views] == [
             (v.id, v.label, v.match, v.reply) for v in self.views
-        ]
+        ] and [s.name for s in scenarios] == [s.name for s in self.scenarios]
         if same:
             self.refresh_hits(views)
         else:
             selected = self.selected_view()
             self.views = views
+            self.scenarios = scenarios
             self.clear()
             for view in views:
                 self.add_row(*self._cells(view), key=str(view.id))
+            # Scenarios follow the rules, one row each, showing where the default session is.
+            for scenario in scenarios:
+                self.add_row(*self._scenario_cells(scenario), key=SCENARIO_ROW + scenario.name)
             if selected is not None and any(v.id == selected.id for v in views):
                 self.select_id(selected.id)
         self._show_title()
+
+    def _scenario_cells(self, scenario: ScenarioView) -> list[Any]:
+        return [
+            Text("s", style="dim"),
+            Text(scenario.name, style="bold"),
+            f"scenario · next: {scenario.next_label}" if scenario.next_label else "scenario",
+            scenario.position(),
+            Text("", justify="right"),
+        ]
+
+    def _refresh_scenarios(self) -> None:
+        scenarios = list_scenarios(self.store)
+        if [s.name for s in scenarios] != [s.name for s in self.scenarios]:
+            return
+        for scenario, before in zip(scenarios, self.scenarios, strict=True):
+            if scenario != before:
+                key = SCENARIO_ROW + scenario.name
+                next_text = f"scenario · next: {scenario.next_label}" if scenario.next_label else "scenario"
+                self.update_cell(key, "match", next_text)
+                self.update_cell(key, "reply", scenario.position())
+        self.scenarios = scenarios
 
     def refresh_hits(self, views: list[RuleView] | None = None) -> None:
         """Update the hit counts only."""
@@ -96,6 +126,7 @@ class RuleTable(DataTable[Any]):
             if old.get(view.id) != view.hits and view.id in old:
                 self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
         self.views = views
+        self._refresh_scenarios()
 
     def hits_changed(self) -> None:
         """Requests were answered: update the hit counts within HITS_INTERVAL_S."""

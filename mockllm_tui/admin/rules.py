@@ -136,7 +136,7 @@ async def reset_scenario(request: Request, name: str, session: str | None = None
     try:
         view = commands.reset_scenario(store_of(request), name, session or None, every=not session)
     except LookupError as exc:
-        raise AdminError(404, str(exc).strip("'\"")) from None
+        raise AdminError(404, str(exc.args[0])) from None
     return {"reset": True, "session": session or None, **view.public()}
 
 

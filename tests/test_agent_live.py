@@ -102,7 +102,9 @@ def test_openai_chat_tool_loop_ends(server: Live) -> None:
     assert run_loop(step) == 3
     assert messages[-1]["content"] == "Hotel Lutetia has a room."
     messages.append({"role": "user", "content": "thanks! and the trip?"})
-    assert client.chat.completions.create(model="gpt-4o", messages=messages).choices[0].message.content == "Enjoy Paris."
+    assert (
+        client.chat.completions.create(model="gpt-4o", messages=messages).choices[0].message.content == "Enjoy Paris."
+    )
     assert_agent_journal(server)
 
 
@@ -168,7 +170,9 @@ def test_gemini_tool_loop_ends(server: Live) -> None:
             calls = response.function_calls or []
             if calls:
                 parts = [
-                    gtypes.Part.from_function_response(name=c.name or "", response={"result": TOOL_RESULTS[c.name or ""]})
+                    gtypes.Part.from_function_response(
+                        name=c.name or "", response={"result": TOOL_RESULTS[c.name or ""]}
+                    )
                     for c in calls
                 ]
                 contents.append(gtypes.Content(role="user", parts=parts))
@@ -348,7 +352,8 @@ def test_strict_mode_is_a_404_through_every_sdk(server: Live) -> None:
     assert (g.value.code, g.value.status) == (404, "NOT_FOUND") and near in (g.value.message or "")
     with pytest.raises(ClientError) as b:
         bedrock(server).converse(
-            modelId="anthropic.claude-sonnet-4-5-20250929-v1:0", messages=[{"role": "user", "content": [{"text": "hello"}]}]
+            modelId="anthropic.claude-sonnet-4-5-20250929-v1:0",
+            messages=[{"role": "user", "content": [{"text": "hello"}]}],
         )
     assert b.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert b.value.response["Error"]["Message"].startswith("no rule matched")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mockllm_tui.core.conversation import ChoiceContext, Conversation, Message, NoRuleMatched, ToolCall, ToolSpec
-from mockllm_tui.core.sessions import SessionState, Sessions, strict_of
+from mockllm_tui.core.sessions import Sessions, SessionState, strict_of
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.fileio import check_file
 from mockllm_tui.rules.matcher import RuleSet
@@ -118,8 +118,15 @@ def test_turn_tools_and_header_must_all_hold() -> None:
 
 @pytest.mark.parametrize(
     ("form", "inside", "outside"),
-    [(3, [3], [2, 4]), ("3", [3], [2]), ("2-3", [2, 3], [1, 4]), (">=2", [2, 9], [1]), (">2", [3], [2])]
-    + [("<=3", [1, 3], [4]), ("<3", [1, 2], [3])],
+    [
+        (3, [3], [2, 4]),
+        ("3", [3], [2]),
+        ("2-3", [2, 3], [1, 4]),
+        (">=2", [2, 9], [1]),
+        (">2", [3], [2]),
+        ("<=3", [1, 3], [4]),
+        ("<3", [1, 2], [3]),
+    ],
 )
 def test_turn_forms(form: object, inside: list[int], outside: list[int]) -> None:
     rules = ruleset(f"rules:\n  - match: {{turn: {form!r}}}\n    reply: hit\n".replace("'", '"'))
@@ -134,7 +141,7 @@ def test_turn_forms(form: object, inside: list[int], outside: list[int]) -> None
 @pytest.mark.parametrize(
     ("match", "message"),
     [
-        ('{turn: "two"}', "'turn' must be a number or a range such as \"2-3\", \">=2\" or \"<3\", not 'two'"),
+        ('{turn: "two"}', '\'turn\' must be a number or a range such as "2-3", ">=2" or "<3", not \'two\''),
         ("{turn: -1}", "'turn' must be a turn number of at least 0, not -1"),
         ("{tool_result: {name: x, id: y}}", "tool_result: unknown key 'id'"),
         ("{tools: []}", "'tools' must be a tool name or a list of names"),
@@ -153,7 +160,11 @@ def test_bad_forms_are_file_errors(match: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("match", "asked", "reason"),
     [
-        ("{exact: 'I want France please'}", "i want Spain please", "exact: differs at character 8: …'Spain please' vs …'France please'"),
+        (
+            "{exact: 'I want France please'}",
+            "i want Spain please",
+            "exact: differs at character 8: …'Spain please' vs …'France please'",
+        ),
         ("{exact: hello}", "goodbye", "exact: differs at character 1: 'goodbye' vs 'hello'"),
         ("{contains: weather}", "forecast for tomorrow", "contains: 'weather' is not in 'forecast for tomorrow'"),
         (r"{regex: '^order #\d+$'}", "order #abc", r"regex: '^order #\d+$' does not match 'order #abc'"),
@@ -188,8 +199,10 @@ rules:
         "by call: tool_result: no result answers call 'call_7'",
     ]
     old = chat(*current.messages, Message("assistant", "noon"), user("thanks"))
-    rules = ruleset("rules:\n  - {name: old, match: {tool_result: get_time}, reply: x}\n"
-                    "  - {name: tagged, match: {header: {x-app-tag: checkout}}, reply: x}\n")
+    rules = ruleset(
+        "rules:\n  - {name: old, match: {tool_result: get_time}, reply: x}\n"
+        "  - {name: tagged, match: {header: {x-app-tag: checkout}}, reply: x}\n"
+    )
     assert nearest(rules, old, {"x-app-tag": "search"}) == [
         "old: tool_result: the last tool result is from turn 1, not this turn",
         "tagged: header: 'x-app-tag' is 'search', not 'checkout'",

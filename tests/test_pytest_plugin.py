@@ -55,7 +55,8 @@ def test_every_method_with_the_real_sdks(project: pytest.Pytester, workers: list
         [
             "*ERROR at teardown of test_strict_fails_at_teardown*",
             "mockllm strict mode: 2 request(s) matched no rule:",
-            "  - openai gpt-4o: last user message 'tell me a joke'; rules tried: 'weather-rule', 'base-hello'",
+            "  - openai gpt-4o: last user message 'tell me a joke'; nearest: weather-rule (contains: 'weather' is not "
+            "in 'tell me a joke'); base-hello (exact: differs at character 1: 'tell me a joke' vs 'hello')",
             "  - anthropic claude-sonnet-4-6: last user message 'another joke'; *",
         ]
     )
@@ -66,6 +67,7 @@ def test_every_method_with_the_real_sdks(project: pytest.Pytester, workers: list
             "*- mockllm requests -*",
             "POST /v1/chat/completions 200 rule=base-hello prompt='hello'",
             "POST /v1/chat/completions 200 rule=- prompt='what is in the report?'",
+            "    nearest: base-hello (exact: differs at character 1: 'what is in the report?' vs 'hello')",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -119,7 +121,7 @@ def test_load_errors_name_the_source(tmp_path: Path) -> None:
 
 
 def test_the_default_key_is_a_fallback_that_strict_mode_refuses(tmp_path: Path) -> None:
-    from mockllm_tui.core.conversation import Conversation, Message
+    from mockllm_tui.core.conversation import Conversation, Message, NoRuleMatched
     from mockllm_tui.testing.rules import PerTestRules, Unmatched, read_rules
 
     base = read_rules("responses:\n  hi: there\n  default: the file's fallback\n", tmp_path)
@@ -127,6 +129,55 @@ def test_the_default_key_is_a_fallback_that_strict_mode_refuses(tmp_path: Path) 
     unmatched: list[Unmatched] = []
     loose = PerTestRules(base, [], strict=False, unmatched=unmatched).choose(asked)
     assert (loose.text, loose.rule, unmatched) == ("the file's fallback", None, [])
-    strict = PerTestRules(base, [], strict=True, unmatched=unmatched).choose(asked)
-    assert strict.error is not None and strict.error.status == 404
-    assert [(u.prompt, u.tried) for u in unmatched] == [("anything", ("#1 exact 'hi'",))]
+    with pytest.raises(NoRuleMatched) as refused:
+        PerTestRules(base, [], strict=True, unmatched=unmatched).choose(asked)
+    assert refused.value.status == 404
+    reason = "exact: differs at character 1: 'anything' vs 'hi'"
+    assert [(u.prompt, u.nearest) for u in unmatched] == [("anything", (("#1 exact 'hi'", reason),))]
+
+
+# -- agent-grade matching: dynamic replies, a shared server --------------------------------------------
+
+
+def test_dynamic_replies_agent_matchers_and_scenarios(project: pytest.Pytester) -> None:
+    project.makeini(INI + "mockllm_responses = agent.yml\n")
+    copy(project, "agent.yml", "agent.yml")
+    copy(project, "agent_cases.py", "test_agent.py")
+    result = project.runpytest_subprocess("-rA", timeout=120)
+    result.assert_outcomes(passed=6, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_strict_names_the_nearest_rule*",
+            "mockllm strict mode: 2 request(s) matched no rule:",
+            "  - openai gpt-4o-mini: last user message 'weather?'; nearest: test rule 1 (contains 'weather' · model "
+            "gpt-4o) (model: 'gpt-4o-mini' is not 'gpt-4o'); two steps step 1 (contains: 'start' is not in 'weather?')",
+            "*- mockllm requests -*",
+            "POST /v1/chat/completions 404 rule=- prompt='weather?'",
+            "    nearest: test rule 1 (contains 'weather' · model gpt-4o) (model: 'gpt-4o-mini' is not 'gpt-4o')",
+        ]
+    )
+
+
+def test_a_shared_server_under_xdist_gives_each_test_a_session(
+    project: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import ServerThread, make_store
+
+    path = tmp_path / "shared.yml"
+    path.write_text(
+        "rules:\n  - {match: {contains: count}, replies: [one, two, three]}\n"
+        + (CASES / "agent.yml").read_text()
+    )
+    with ServerThread(make_store(path)) as shared:
+        monkeypatch.setenv("MOCKLLM_URL", shared.root)
+        project.makeini(INI)
+        copy(project, "shared_cases.py", "test_shared.py")
+        copy(project, "listen_probe.py", "conftest.py")
+        result = project.runpytest_subprocess("-n", "2", "-rA", timeout=120)
+        result.assert_outcomes(passed=7)
+        result.stdout.fnmatch_lines(["*2 workers*"])
+        listens, _ = probe(result)
+        assert listens == []  # the plugin started no server of its own
+        sessions = {e.session for e in shared.store.journal()}
+        assert len(sessions) == 6 and None not in sessions
+        assert shared.store.knobs.stream_chunk != "char"

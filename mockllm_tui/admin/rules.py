@@ -64,11 +64,11 @@ async def add_rule(request: Request, persist: bool = True, session: str | None =
         body = await _body(request)
     except RuleError as exc:
         raise AdminError(400, str(exc)) from None
-    if session:
-        return _run(lambda: commands.add_session_rule(store_of(request), session, body), 201)
     index = body.get("index") if isinstance(body, dict) else None
     if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
         raise AdminError(400, "index: expected an integer")
+    if session:
+        return _run(lambda: commands.add_session_rule(store_of(request), session, body, index), 201)
     return _run(lambda: commands.add_rule(store_of(request), body, index=index, persist=persist), 201)
 
 

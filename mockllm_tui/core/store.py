@@ -254,6 +254,7 @@ class JournalEntry:
             "refused_for_length": self.refused_for_length,
             "thinking": self.thinking_text,
             "session": self.session,
+            "prompt": self.conversation.last_user_text() if self.conversation is not None else "",
             "near_misses": [{"rule": rule, "reason": reason} for rule, reason in self.near_misses],
             "scenario": self.scenario,
         }

@@ -603,16 +603,18 @@ def list_session_rules(store: Store, session: str) -> list[dict[str, Any]]:
     return [session_rule_view(rule, i) for i, rule in enumerate(state.rules)]
 
 
-def add_session_rule(store: Store, session: str, data: Any) -> dict[str, Any]:
-    """Add a rule only this session sees, tried before the shared rules (never written to the file)."""
+def add_session_rule(store: Store, session: str, data: Any, index: int | None = None) -> dict[str, Any]:
+    """Add a rule only this session sees, tried before the shared rules (never written to the file);
+    `index` places it among the session's rules (default: last)."""
     spec = parse_rule_data(data)
     state = store.session(session)
     rule_id = state.next_rule_id
     state.next_rule_id += 1
     label = spec.name or f"session #{rule_id}"
-    state.rules.append(CompiledRule(rule_id, Entry(spec=spec), label, key=("session", rule_id)))
+    at = len(state.rules) if index is None else max(0, min(index, len(state.rules)))
+    state.rules.insert(at, CompiledRule(rule_id, Entry(spec=spec), label, key=("session", rule_id)))
     store.publish("rules", store.rules if store.has_rules else None)
-    return {"rule": session_rule_view(state.rules[-1], len(state.rules) - 1), "persisted": False, "message": None}
+    return {"rule": session_rule_view(state.rules[at], at), "persisted": False, "message": None}
 
 
 def delete_session_rule(store: Store, session: str, rule_id: int) -> dict[str, Any]:

@@ -27,7 +27,9 @@ def test_a_dynamic_reply_sees_the_request(mockllm):
         "openai gpt-4o heard 'hello there' via /v1/chat/completions"
     )
     claude = mockllm.anthropic_client()
-    out = claude.messages.create(model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "hello"}])
+    out = claude.messages.create(
+        model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "hello"}]
+    )
     assert out.content[0].text == "anthropic claude-sonnet-4-6 heard 'hello' via /v1/messages"
     assert seen[0].body["messages"][0]["content"] == "hello there" and "user-agent" in seen[0].headers
 

@@ -7,7 +7,11 @@ import pytest
 
 
 def ask(client, text):
-    return client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}]).choices[0].message.content
+    return (
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": text}])
+        .choices[0]
+        .message.content
+    )
 
 
 @pytest.mark.parametrize("n", range(6))

@@ -199,8 +199,8 @@ async def test_openai_plain_and_streamed_replies_are_recorded_and_replayed_offli
         assert added.count("# recorded ") == 2 and f"from {HOST}:{pair.upstream.handle.port}" in added
         rules = recorded(pair.proxy.store)
         assert [r["match"] for r in rules] == [
-            {"exact": "hello", "provider": "openai", "model": "gpt-4o"},
-            {"exact": "slow", "provider": "openai", "model": "gpt-4o"},
+            {"exact": "hello", "provider": "openai", "model": "gpt-4o", "turn": 1},
+            {"exact": "slow", "provider": "openai", "model": "gpt-4o", "turn": 1},
         ]
         assert rules[0]["reply"] == "Hello from upstream" and "stream_speed" not in rules[0]
         slow = rules[1]
@@ -340,8 +340,14 @@ async def test_anthropic_tool_turns_are_recorded_in_replay_order(tmp_path: Path)
         pair.added_lines()
         rules = recorded(pair.proxy.store)
         assert [r["match"] for r in rules] == [
-            {"exact": "Weather in Paris?", "provider": "anthropic", "model": CLAUDE, "tool_result": "get_weather"},
-            {"exact": "Weather in Paris?", "provider": "anthropic", "model": CLAUDE},
+            {
+                "exact": "Weather in Paris?",
+                "provider": "anthropic",
+                "model": CLAUDE,
+                "tool_result": "get_weather",
+                "turn": 1,
+            },
+            {"exact": "Weather in Paris?", "provider": "anthropic", "model": CLAUDE, "turn": 1},
         ]
         assert rules[1]["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
         assert rules[0]["reply"] == "It is sunny in Paris."
@@ -605,3 +611,57 @@ async def test_ollama_and_gemini_answers_are_recorded_and_replayed(tmp_path: Pat
             model="gemini-2.5-flash", contents="Weather in Paris?"
         )
         assert replayed.function_calls and replayed.function_calls[0].args == {"city": "Paris"}
+
+
+# -- a recorded agent loop replays turn by turn ----------------------------------------------------------
+
+AGENT_UPSTREAM = """\
+rules:
+  - {match: {tool_result: get_hotels}, reply: "Hotel Lutetia has a room."}
+  - {match: {tool_result: get_weather}, tool_calls: [{name: get_hotels, arguments: {city: Paris}}]}
+  - {match: {contains: trip, turn: 1}, tool_calls: [{name: get_weather, arguments: {city: Paris}}]}
+  - {match: {contains: trip, turn: 2}, reply: "Enjoy the trip."}
+"""
+AGENT_TOOLS = [
+    {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
+    for n in ("get_weather", "get_hotels")
+]
+
+
+async def agent_loop(client: AsyncOpenAI) -> list[str]:
+    """A three-request tool loop, then a second user turn with the same words: what each answer was."""
+    messages: list[Any] = user("Plan a trip")
+    said: list[str] = []
+    for _ in range(5):
+        out = await client.chat.completions.create(model="gpt-4o", messages=messages, tools=AGENT_TOOLS)  # type: ignore[arg-type]
+        message = out.choices[0].message
+        messages.append(message.model_dump(exclude_none=True))
+        calls = message.tool_calls or []
+        said.append(", ".join(c.function.name for c in calls) or message.content or "")  # type: ignore[union-attr]
+        for c in calls:
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": "ok"})
+        if not calls:
+            break
+    messages += user("Plan a trip")
+    out = await client.chat.completions.create(model="gpt-4o", messages=messages)
+    return [*said, out.choices[0].message.content or ""]
+
+
+async def test_a_recorded_three_turn_agent_loop_replays_to_its_end(tmp_path: Path) -> None:
+    up_path = tmp_path / "upstream.yml"
+    up_path.write_text(AGENT_UPSTREAM)
+    path = tmp_path / "responses.yml"
+    path.write_text("rules: []\n")
+    expected = ["get_weather", "get_hotels", "Hotel Lutetia has a room.", "Enjoy the trip."]
+    async with serving(store_for(up_path)) as upstream:
+        store = store_for(path, upstreams=(("openai", upstream.root),))
+        store.set_knobs("cli", {"record": True})
+        async with serving(store) as proxy:
+            assert await agent_loop(AsyncOpenAI(base_url=proxy.openai_url, api_key="k", max_retries=0)) == expected
+        matches = [r["match"] for r in recorded(store)]
+        assert {"turn": 2}.items() <= matches[-1].items() and all("turn" in m for m in matches)
+        assert sorted(str(m.get("tool_result")) for m in matches) == ["None", "None", "get_hotels", "get_weather"]
+    async with replaying(path) as live:
+        client = AsyncOpenAI(base_url=live.openai_url, api_key="k", max_retries=0)
+        assert await agent_loop(client) == expected
+        assert all(e.rule is not None and e.rule.startswith("#") for e in live.store.journal())

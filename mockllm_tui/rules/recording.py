@@ -1,7 +1,8 @@
 """Recording: a real upstream's answer kept as an ordinary rule of the responses file.
 
-A recorded rule matches the last user message exactly, plus the provider and the model (and the
-tool whose result ends the conversation, for a tool-result turn). It answers with the recorded
+A recorded rule matches the last user message exactly, plus the provider, the model and the turn
+(and the tool whose result the current turn carries, for a tool-result request), so a recorded agent
+loop replays turn by turn. It answers with the recorded
 text or tool calls at the recorded pace (`latency_ms`, `stream_speed`), under a comment line
 saying when and from where it was recorded. It is written through the same surgical write-back
 as every other edit (commands.add_rule / update_rule).
@@ -25,8 +26,8 @@ from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.model import RuleSpec
 
 GLOB_SPECIAL = re.compile(r"([*?\[])")
-#: (provider, model, last user message folded, tool name or None)
-RecordKey = tuple[str, str, str, str | None]
+#: (provider, model, last user message folded, the current turn's tool name or None, the turn)
+RecordKey = tuple[str, str, str, str | None, int]
 
 
 def answer_by_rules(source: ReplySource, conversation: Conversation, skip: Collection[int] = ()) -> Reply | None:
@@ -66,11 +67,18 @@ def measure_pace(started: float, marks: list[tuple[float, int]]) -> Timing:
     return Timing(latency_ms, max(0.1, round(tokens / (last - first), 1)))
 
 
+def current_tool(conversation: Conversation) -> str | None:
+    """The tool whose result the current turn carries last ("*" when its name is unknown; None: none)."""
+    results = conversation.current_tool_results()
+    if not results:
+        return None
+    return conversation.result_name(results[-1]) or "*"
+
+
 def record_key(conversation: Conversation) -> RecordKey:
     """What makes two requests "the same prompt" for recording."""
-    result = conversation.last_tool_result()
-    tool = None if result is None else (result.name or "*")
-    return conversation.provider, conversation.model, conversation.last_user_text().strip().lower(), tool
+    prompt = conversation.last_user_text().strip().lower()
+    return conversation.provider, conversation.model, prompt, current_tool(conversation), conversation.turn()
 
 
 def rule_data(conversation: Conversation, reply: Reply, timing: Timing) -> dict[str, Any]:
@@ -79,9 +87,10 @@ def rule_data(conversation: Conversation, reply: Reply, timing: Timing) -> dict[
     if conversation.provider:
         match["provider"] = conversation.provider
     match["model"] = literal_glob(conversation.model)
-    result = conversation.last_tool_result()
-    if result is not None:
-        match["tool_result"] = literal_glob(result.name) if result.name else "*"
+    tool = current_tool(conversation)
+    if tool is not None:
+        match["tool_result"] = literal_glob(tool) if tool != "*" else "*"
+    match["turn"] = conversation.turn()
     data: dict[str, Any] = {"match": match}
     if reply.text or not reply.tool_calls:
         data["reply"] = reply.text
@@ -131,7 +140,7 @@ class Recorder:
 
     def _tool_result_index(self, ruleset: RuleSet, key: RecordKey) -> int | None:
         """Above the first rule that answers the same conversation's text turn (None: at the end)."""
-        provider, model, prompt, _ = key
+        provider, model, prompt, _, turn = key
         for index, rule in enumerate(ruleset.rules[: len(ruleset.model.rules)]):
             m = rule.spec.match
             if (
@@ -139,6 +148,7 @@ class Recorder:
                 and (m.exact or "").strip().lower() == prompt
                 and (m.provider or "").lower() == provider.lower()
                 and m.model == literal_glob(model)
+                and (m.turn is None or m.turn.holds(turn))
             ):
                 return index
         return None

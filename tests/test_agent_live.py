@@ -14,6 +14,7 @@ from typing import Any
 import anthropic
 import boto3
 import httpx
+import ollama
 import openai
 import pytest
 from botocore.config import Config
@@ -86,8 +87,14 @@ def assert_agent_journal(live: Live) -> None:
 # -- a three-turn tool loop per provider family --------------------------------------------------
 
 
-def test_openai_chat_tool_loop_ends(server: Live) -> None:
-    client = openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
+@pytest.mark.parametrize("family", ["openai", "azure"])
+def test_openai_chat_tool_loop_ends(server: Live, family: str) -> None:
+    if family == "azure":
+        client: openai.OpenAI = openai.AzureOpenAI(
+            azure_endpoint=server.root, api_version="2024-10-21", api_key="k", max_retries=0
+        )
+    else:
+        client = openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
     tools: Any = [{"type": "function", "function": {"name": n, "parameters": SCHEMA}} for n in TOOL_RESULTS]
     messages: list[Any] = [{"role": "user", "content": "Plan a trip to Paris"}]
 
@@ -186,6 +193,50 @@ def test_gemini_tool_loop_ends(server: Live) -> None:
         assert response.text == "Enjoy Paris."
     finally:
         http.close()
+    assert_agent_journal(server)
+
+
+def test_bedrock_invoke_tool_loop_ends(server: Live) -> None:
+    client = bedrock(server)
+    tools = [{"name": n, "input_schema": SCHEMA} for n in TOOL_RESULTS]
+    messages: list[Any] = [{"role": "user", "content": "Plan a trip to Paris"}]
+    model = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+
+    def invoke(**extra: Any) -> Any:
+        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 256, "messages": messages, **extra}
+        return json.loads(client.invoke_model(modelId=model, body=json.dumps(body))["body"].read())
+
+    def step() -> bool:
+        reply = invoke(tools=tools)
+        messages.append({"role": "assistant", "content": reply["content"]})
+        uses = [b for b in reply["content"] if b["type"] == "tool_use"]
+        if uses:
+            results = [{"type": "tool_result", "tool_use_id": b["id"], "content": TOOL_RESULTS[b["name"]]} for b in uses]
+            messages.append({"role": "user", "content": results})
+        return bool(uses)
+
+    assert run_loop(step) == 3
+    messages.append({"role": "user", "content": "thanks! and the trip?"})
+    assert invoke()["content"][0]["text"] == "Enjoy Paris."
+    assert_agent_journal(server)
+
+
+def test_ollama_tool_loop_ends(server: Live) -> None:
+    client = ollama.Client(host=server.root)
+    tools: Any = [{"type": "function", "function": {"name": n, "parameters": SCHEMA}} for n in TOOL_RESULTS]
+    messages: list[Any] = [{"role": "user", "content": "Plan a trip to Paris"}]
+
+    def step() -> bool:
+        message = client.chat(model="llama3.2", messages=messages, tools=tools).message
+        messages.append(message.model_dump(exclude_none=True))
+        for c in message.tool_calls or []:
+            messages.append({"role": "tool", "tool_name": c.function.name, "content": TOOL_RESULTS[c.function.name]})
+        return bool(message.tool_calls)
+
+    assert run_loop(step) == 3
+    assert messages[-1]["content"] == "Hotel Lutetia has a room."
+    messages.append({"role": "user", "content": "thanks! and the trip?"})
+    assert client.chat(model="llama3.2", messages=messages).message.content == "Enjoy Paris."
     assert_agent_journal(server)
 
 

@@ -211,7 +211,9 @@ def test_bedrock_invoke_tool_loop_ends(server: Live) -> None:
         messages.append({"role": "assistant", "content": reply["content"]})
         uses = [b for b in reply["content"] if b["type"] == "tool_use"]
         if uses:
-            results = [{"type": "tool_result", "tool_use_id": b["id"], "content": TOOL_RESULTS[b["name"]]} for b in uses]
+            results = [
+                {"type": "tool_result", "tool_use_id": b["id"], "content": TOOL_RESULTS[b["name"]]} for b in uses
+            ]
             messages.append({"role": "user", "content": results})
         return bool(uses)
 

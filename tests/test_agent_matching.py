@@ -324,3 +324,13 @@ scenarios:
     assert "responses.yml:5: warning: rule 2 can never match: rule 1 (contains 'weather') on line 2" in text
     assert "responses.yml:8: warning: rule 3 can never match: turn 5-3 is an empty range" in text
     assert "warning: scenario 's' step 1 can never match: turn <1 is an empty range" in text
+
+
+def test_trying_a_prompt_moves_no_scenario(tmp_path: Path) -> None:
+    from mockllm_tui.rules.commands import list_scenarios, try_prompt
+    from tests.conftest import rules_store
+
+    store = rules_store(tmp_path, BOOKING)
+    assert try_prompt(store, "book a room").label == "ask city"
+    assert try_prompt(store, "book a room").label == "ask city"
+    assert [v.position() for v in list_scenarios(store)] == ["step 1/4"]

@@ -32,6 +32,7 @@ from mockllm_tui.engine.answer import ErrorAnswer
 from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, Exchange
 from mockllm_tui.engine.faults import MOCK_HEADERS
 from mockllm_tui.providers.base import ChatEndpoint, Headers, Provider, ReplyReader
+from mockllm_tui.rules.choosing import request_context
 from mockllm_tui.rules.recording import Recorder, Timing, answer_by_rules, measure_pace
 
 log = logging.getLogger("mockllm_tui.upstream")
@@ -169,7 +170,10 @@ class UpstreamProxy:
     def rule_reply(self, ex: Exchange, conversation: Conversation) -> Reply | None:
         """The reply of a matching rule (no fallback; while recording, none recorded in this run)."""
         skip = self.recorder.recorded_ids if ex.store.knobs.record else frozenset()
-        return answer_by_rules(ex.store.rules, conversation, skip)
+        reply = answer_by_rules(ex.store.rules, conversation, skip, request_context(ex.store, ex.headers, ex.entry))
+        if reply is not None:
+            ex.entry.scenario = reply.scenario
+        return reply
 
     def client(self, timeout_s: float) -> httpx.AsyncClient:
         """The HTTP client of the running loop (servers in tests run on several loops)."""

@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply
+from mockllm_tui.core.conversation import ChoiceContext, Conversation, Message, Reply
 from mockllm_tui.core.knobs import KnobError, validate_knob_values
+from mockllm_tui.core.sessions import SessionState
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document, Op, Section
 from mockllm_tui.rules.fileio import (
@@ -198,7 +199,9 @@ def try_prompt(
         messages=[Message(role="user", content=text)],
         system=system,
     )
-    choice = scratch.explain(conversation)
+    # The default session's scenario positions, in a copy: a try moves nothing.
+    default = store.sessions.default
+    choice = scratch.explain(conversation, ChoiceContext(session=SessionState(None, scenarios=dict(default.scenarios))))
     return TryResult(choice.rule_id, choice.label, choice.reply)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from mockllm_tui.core.conversation import Conversation, Reply, ReplySource
+from mockllm_tui.core.conversation import ChoiceContext, Conversation, Reply, ReplySource
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import ChangeResult, add_rule, ruleset_of, update_rule
 from mockllm_tui.rules.matcher import RuleSet
@@ -30,12 +30,14 @@ GLOB_SPECIAL = re.compile(r"([*?\[])")
 RecordKey = tuple[str, str, str, str | None, int]
 
 
-def answer_by_rules(source: ReplySource, conversation: Conversation, skip: Collection[int] = ()) -> Reply | None:
-    """The reply of the rule that matches, leaving out the fallbacks and the rules in `skip`; None
-    when only a fallback would answer. A reply source that is not a rule set always answers."""
+def answer_by_rules(
+    source: ReplySource, conversation: Conversation, skip: Collection[int] = (), context: ChoiceContext | None = None
+) -> Reply | None:
+    """The reply of the rule (or scenario step) that matches, leaving out the fallbacks and the rules
+    in `skip`; None when only a fallback would answer. A reply source that is not a rule set always answers."""
     if not isinstance(source, RuleSet):
         return source.choose(conversation)
-    choice = source.match(conversation, skip)
+    choice = source.match(conversation, skip, context)
     return None if choice is None else choice.reply
 
 

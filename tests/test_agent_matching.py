@@ -41,7 +41,7 @@ def nearest(rules: RuleSet, conversation: Conversation, headers: dict[str, str] 
     """The near misses of a request a fallback answers, as `rule: reason` lines."""
     reply = rules.choose(conversation, ChoiceContext(headers or {}))
     assert reply.rule == "unknown_response"
-    return [f"{rule}: {reason}" for rule, reason in reply.near_misses]
+    return [f"{rule}: {reason}" for rule, reason in reply.near_misses.get()]  # type: ignore[union-attr]
 
 
 # -- the conversation's turns ---------------------------------------------------------------------
@@ -224,9 +224,11 @@ responses:
     )
     reply = rules.choose(chat(user("weather today?")))
     assert reply.rule is not None and reply.text == "the catch-all"  # the default key is a fallback too
-    assert [rule for rule, _ in reply.near_misses] == ["two of three", "one of two", "far"]
-    assert reply.near_misses[0][1] == "provider: 'openai' is not 'anthropic'"
-    assert reply.near_misses[2][1] == "contains: 'nothing' is not in 'weather today?'"
+    assert reply.near_misses is not None
+    near = reply.near_misses.get()
+    assert [rule for rule, _ in near] == ["two of three", "one of two", "far"]
+    assert near[0][1] == "provider: 'openai' is not 'anthropic'"
+    assert near[2][1] == "contains: 'nothing' is not in 'weather today?'"
 
 
 def test_strict_mode_refuses_with_the_nearest_rules() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -210,6 +211,30 @@ class Conversation:
         return None
 
 
+#: A rule that nearly answered, and the first of its conditions that failed, in words.
+NearMiss = tuple[str, str]
+
+
+class NearMisses:
+    """The nearest rules of a request a fallback answered, and why each missed: worked out when first
+    read (most are never read, and the hot path should not pay for them), then kept."""
+
+    __slots__ = ("_compute", "_value")
+
+    def __init__(
+        self, compute: Callable[[], list[NearMiss]] | None = None, value: list[NearMiss] | None = None
+    ) -> None:
+        self._compute = compute
+        self._value = value
+
+    def get(self) -> list[NearMiss]:
+        """The (rule, reason) pairs, nearest first."""
+        if self._value is None:
+            self._value = self._compute() if self._compute is not None else []
+            self._compute = None
+        return self._value
+
+
 @dataclass(slots=True, init=False)
 class Usage:
     """Token counts from the local estimate (see tokens.py); output includes the reasoning tokens."""
@@ -271,7 +296,7 @@ class Reply:
     error: ErrorReply | None = None
     latency_ms: float | None = None
     stream_speed: float | None = None
-    near_misses: list[tuple[str, str]] = field(default_factory=list)
+    near_misses: NearMisses | None = None
     scenario: dict[str, Any] | None = None
 
     def __init__(
@@ -286,7 +311,7 @@ class Reply:
         error: ErrorReply | None = None,
         latency_ms: float | None = None,
         stream_speed: float | None = None,
-        near_misses: list[tuple[str, str]] | None = None,
+        near_misses: NearMisses | None = None,
         scenario: dict[str, Any] | None = None,
     ) -> None:
         self.text = text
@@ -299,7 +324,7 @@ class Reply:
         self.error = error
         self.latency_ms = latency_ms
         self.stream_speed = stream_speed
-        self.near_misses = [] if near_misses is None else near_misses
+        self.near_misses = near_misses
         self.scenario = scenario
 
 
@@ -362,6 +387,6 @@ class NoRuleMatched(RequestError):
     """Strict mode: no rule answers the request. A 404 in the provider's shape naming the nearest
     rules and why each missed (`near_misses`: (rule, reason) pairs)."""
 
-    def __init__(self, message: str, near_misses: list[tuple[str, str]]) -> None:
+    def __init__(self, message: str, near_misses: list[NearMiss]) -> None:
         super().__init__(message, status=404, code="no_rule_matched")
         self.near_misses = near_misses

@@ -45,10 +45,11 @@ def format_text(entry: JournalEntry) -> str:
         parts.append(f"session={entry.session}")
     if entry.preview:
         parts.append(orjson.dumps(entry.preview).decode())
-    if entry.near_misses:
-        rule, reason = entry.near_misses[0]
-        nearest = f"nearest: {rule} ({reason})"
-        parts.append(nearest if len(nearest) <= NEAREST_CHARS else nearest[: NEAREST_CHARS - 2] + "…)")
+    nearest = entry.nearest() if entry.near_misses is not None else None
+    if nearest:
+        rule, reason = nearest[0]
+        words = f"nearest: {rule} ({reason})"
+        parts.append(words if len(words) <= NEAREST_CHARS else words[: NEAREST_CHARS - 2] + "…)")
     return " ".join(parts)
 
 

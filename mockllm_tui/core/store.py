@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, ReplySource
+from mockllm_tui.core.conversation import Conversation, NearMiss, NearMisses, ReplySource
 from mockllm_tui.core.knobs import ErrorMode, Knobs, validate_knob_values
 from mockllm_tui.core.models import ModelRegistry, default_registry
 from mockllm_tui.core.sessions import DEFAULT_MAX_SESSIONS, Sessions, SessionState
@@ -123,7 +123,7 @@ class JournalEntry:
     #: The request's session (`x-mock-session`; None: the default one), the nearest rules when a
     #: fallback answered ((rule, reason) pairs), and the scenario step that answered.
     session: str | None = None
-    near_misses: list[tuple[str, str]] = field(default_factory=list)
+    near_misses: NearMisses | None = None
     scenario: dict[str, Any] | None = None
 
     def __init__(
@@ -168,7 +168,7 @@ class JournalEntry:
         refused_for_length: bool = False,
         thinking_text: str = "",
         session: str | None = None,
-        near_misses: list[tuple[str, str]] | None = None,
+        near_misses: NearMisses | None = None,
         scenario: dict[str, Any] | None = None,
     ) -> None:
         self.id = id
@@ -211,8 +211,12 @@ class JournalEntry:
         self.refused_for_length = refused_for_length
         self.thinking_text = thinking_text
         self.session = session
-        self.near_misses = [] if near_misses is None else near_misses
+        self.near_misses = near_misses
         self.scenario = scenario
+
+    def nearest(self) -> list[NearMiss]:
+        """A fallback's near misses: the nearest rules and why each missed (worked out on first read)."""
+        return self.near_misses.get() if self.near_misses is not None else []
 
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines, as its provider parsed it (empty if it was not)."""
@@ -255,7 +259,7 @@ class JournalEntry:
             "thinking": self.thinking_text,
             "session": self.session,
             "prompt": self.conversation.last_user_text() if self.conversation is not None else "",
-            "near_misses": [{"rule": rule, "reason": reason} for rule, reason in self.near_misses],
+            "near_misses": [{"rule": rule, "reason": reason} for rule, reason in self.nearest()],
             "scenario": self.scenario,
         }
         if with_body:

@@ -4,7 +4,7 @@ server's `--strict` or the request's `x-mock-strict`), and what the journal keep
 
 from __future__ import annotations
 
-from mockllm_tui.core.conversation import ChoiceContext, Conversation, NoRuleMatched, Reply
+from mockllm_tui.core.conversation import ChoiceContext, Conversation, NearMisses, NoRuleMatched, Reply
 from mockllm_tui.core.sessions import strict_of
 from mockllm_tui.core.store import JournalEntry, Store
 from mockllm_tui.rules.matcher import RuleSet
@@ -26,7 +26,7 @@ def choose_reply(store: Store, conversation: Conversation, headers: dict[str, st
         try:
             reply = rules.choose(conversation, request_context(store, headers, entry))
         except NoRuleMatched as exc:
-            entry.near_misses = exc.near_misses
+            entry.near_misses = NearMisses(value=exc.near_misses)
             raise
     entry.rule = reply.rule
     entry.near_misses = reply.near_misses

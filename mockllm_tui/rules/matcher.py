@@ -23,6 +23,8 @@ from mockllm_tui.core.conversation import (
     ChoiceContext,
     Conversation,
     ErrorReply,
+    NearMiss,
+    NearMisses,
     NoRuleMatched,
     Reply,
     ToolCall,
@@ -397,6 +399,7 @@ class RuleSet:
                 self._default = rule
             else:
                 self._short.setdefault((rule.entry.key or "").strip().lower(), rule)
+        self._short_first = [r for r in self.rules[n_rich:] if r.entry.kind == "short"][:NEAR_MISSES]
         defaults = model.defaults
         self._mirror = defaults.mirror
         self._triggers = defaults.triggers
@@ -465,11 +468,11 @@ class RuleSet:
             return matched
         session = self._session(context)
         headers = context.headers if context is not None else {}
-        near = self.near_misses(conversation, session, headers)
         if context is not None and context.strict:
+            near = self.near_misses(conversation, session, headers)
             raise NoRuleMatched(strict_message(near), near)
         choice = self.fallback(conversation)
-        choice.reply.near_misses = near
+        choice.reply.near_misses = self.lazy_near_misses(conversation, session, headers)
         return choice
 
     def fallback(self, conversation: Conversation) -> Choice:
@@ -536,30 +539,48 @@ class RuleSet:
 
     def near_misses(
         self, conversation: Conversation, session: SessionState | None = None, headers: dict[str, str] | None = None
-    ) -> list[tuple[str, str]]:
+    ) -> list[NearMiss]:
         """Up to NEAR_MISSES `(rule, reason)` pairs: the rules that came nearest (most conditions
         holding, then in the order tried) and the first condition each failed."""
+        return nearest(self._candidates(session), conversation, headers or {})
+
+    def lazy_near_misses(
+        self, conversation: Conversation, session: SessionState | None, headers: dict[str, str]
+    ) -> NearMisses:
+        """The near misses, worked out when first read (the rules that were candidates are fixed now)."""
+        candidates = self._candidates(session)
+        return NearMisses(lambda: nearest(candidates, conversation, headers))
+
+    def _candidates(self, session: SessionState | None) -> list[CompiledRule]:
         state = session if session is not None else self.own_session
-        prompt = conversation.last_user_text()
-        folded = prompt.strip().lower()
         candidates: list[CompiledRule] = list(state.rules)
         for scenario in self.scenarios:
             current = scenario.current(state)
             if current is not None:
                 candidates.append(current[1])
-        candidates += [r for r in self.rules if r.entry.kind != "default"]
-        scored = []
-        for order, rule in enumerate(candidates):
-            holding, reason = rule.miss(conversation, prompt, folded, headers or {})
-            if reason is not None:
-                scored.append((-holding, order, rule.label, reason))
-        scored.sort(key=lambda item: (item[0], item[1]))
-        return [(label, reason) for _, _, label, reason in scored[:NEAR_MISSES]]
+        # Short-form entries hold one condition each, so only the first few can be among the nearest.
+        candidates += self._rich
+        candidates += self._short_first
+        return candidates
 
     def _fallback(self, reply: Reply) -> Choice:
         label = reply.rule or ""
         self.fallback_hits[label] = self.fallback_hits.get(label, 0) + 1
         return Choice(None, label, reply)
+
+
+def nearest(candidates: list[CompiledRule], conversation: Conversation, headers: dict[str, str]) -> list[NearMiss]:
+    """The NEAR_MISSES candidates that hold the most conditions (then in the order given), each with
+    the first condition it failed."""
+    prompt = conversation.last_user_text()
+    folded = prompt.strip().lower()
+    scored = []
+    for order, rule in enumerate(candidates):
+        holding, reason = rule.miss(conversation, prompt, folded, headers)
+        if reason is not None:
+            scored.append((-holding, order, rule.label, reason))
+    scored.sort(key=lambda item: (item[0], item[1]))
+    return [(label, reason) for _, _, label, reason in scored[:NEAR_MISSES]]
 
 
 def strict_message(near: list[tuple[str, str]]) -> str:

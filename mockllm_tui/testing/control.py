@@ -58,7 +58,7 @@ class MockRequest:
             reply=entry.reply_text or "".join(entry.chunks),
             prompt=conversation.last_user_text() if conversation is not None else "",
             fault=entry.fault,
-            near_misses=tuple(entry.near_misses),
+            near_misses=tuple(entry.nearest()),
             session=entry.session,
         )
 

@@ -115,14 +115,15 @@ class PerTestRules(RuleSet):
         if matched is not None:
             return matched.reply
         session = context.session if context is not None else None
-        near = self.near_misses(conversation, session, context.headers if context is not None else None)
+        headers = context.headers if context is not None else {}
         if self.strict or (context is not None and context.strict):
+            near = self.near_misses(conversation, session, headers)
             prompt = conversation.last_user_text()
             self.unmatched.append(Unmatched(conversation.provider, conversation.model, prompt, tuple(near)))
             raise NoRuleMatched(strict_message(near), near)
         reply = self.fallback(conversation).reply
         reply.rule = None
-        reply.near_misses = near
+        reply.near_misses = self.lazy_near_misses(conversation, session, headers)
         return reply
 
     def carry_over_from(self, old: PerTestRules) -> None:

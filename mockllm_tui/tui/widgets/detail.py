@@ -45,9 +45,10 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
         s = entry.scenario
         ended = " · finished" if s.get("finished") else ""
         parts.append(Text(f"scenario {s.get('name')}: step {s.get('step')}/{s.get('steps')}{ended}", style="cyan"))
-    if entry.near_misses:
+    nearest = entry.nearest()
+    if nearest:
         parts.append(Rule("Why no rule matched · the nearest rules", style="dim"))
-        for rule, reason in entry.near_misses:
+        for rule, reason in nearest:
             line = Text()
             line.append(f"{rule}: ", style="bold yellow")
             line.append(reason)

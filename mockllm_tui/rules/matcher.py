@@ -399,7 +399,9 @@ class RuleSet:
                 self._default = rule
             else:
                 self._short.setdefault((rule.entry.key or "").strip().lower(), rule)
-        self._short_first = [r for r in self.rules[n_rich:] if r.entry.kind == "short"][:NEAR_MISSES]
+        # Short-form entries hold one condition each, so only the first few can be among the nearest.
+        short_first = [r for r in self.rules[n_rich:] if r.entry.kind == "short"][:NEAR_MISSES]
+        self._file_candidates = [*self._rich, *short_first]
         defaults = model.defaults
         self._mirror = defaults.mirror
         self._triggers = defaults.triggers
@@ -553,14 +555,14 @@ class RuleSet:
 
     def _candidates(self, session: SessionState | None) -> list[CompiledRule]:
         state = session if session is not None else self.own_session
+        if not state.rules and not self.scenarios:
+            return self._file_candidates
         candidates: list[CompiledRule] = list(state.rules)
         for scenario in self.scenarios:
             current = scenario.current(state)
             if current is not None:
                 candidates.append(current[1])
-        # Short-form entries hold one condition each, so only the first few can be among the nearest.
-        candidates += self._rich
-        candidates += self._short_first
+        candidates += self._file_candidates
         return candidates
 
     def _fallback(self, reply: Reply) -> Choice:

@@ -89,7 +89,9 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             super().send_400_response(self.refusal)
             return
         super().on_response_complete()
-        if self.arriving and not self.pipeline:
+        if self.arriving and not self.pipeline and not self.expect_100_continue:
+            # (A client answered while it waits for a 100 Continue keeps uvicorn's idle clock: it
+            # may send the body it was not asked for, which stops that clock, or the connection closes.)
             self._unset_keepalive_if_required()
 
     def send_400_response(self, msg: str) -> None:

@@ -468,3 +468,27 @@ async def test_a_websocket_is_accepted_on_the_default_protocol() -> None:
         async with serving_asgi(app, http) as port, connect(f"ws://{HOST}:{port}/ws") as ws:
             await ws.send("hello")
             assert await asyncio.wait_for(ws.recv(), SAFETY_S) == "HELLO"
+
+
+def test_the_http_option_chooses_the_protocol_everywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from mockllm_tui.cli import build_parser, make_store, prepare
+    from mockllm_tui.core.knobs import KnobError
+    from mockllm_tui.http.protocol import HttpProtocol
+    from mockllm_tui.http.read_deadline import DeadlineHttpToolsProtocol
+
+    monkeypatch.chdir(tmp_path)
+    assert "--http {uvicorn,fast}" in build_parser().format_help()
+    chosen = {}
+    for argv, env in (([], None), (["--http", "fast"], None), ([], "fast"), (["--http", "uvicorn"], "fast")):
+        if env is None:
+            monkeypatch.delenv("MOCKLLM_HTTP", raising=False)
+        else:
+            monkeypatch.setenv("MOCKLLM_HTTP", env)
+        args = build_parser().parse_args(["--headless", "--port", "0", *argv])
+        handle = prepare(args, make_store(args))
+        chosen[(tuple(argv), env)] = handle.server.config.http
+        handle.sock.close()
+    assert list(chosen.values()) == [DeadlineHttpToolsProtocol, HttpProtocol, HttpProtocol, DeadlineHttpToolsProtocol]
+    monkeypatch.setenv("MOCKLLM_HTTP", "h2")
+    with pytest.raises(KnobError, match="--http"):
+        make_store(build_parser().parse_args([]))

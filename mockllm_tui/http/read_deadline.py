@@ -118,7 +118,10 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.arriving = True
         self.held = None
-        if not self.flow.read_paused:
+        if self.flow.read_paused:  # (pipelined bytes read before the pause) the clock starts on resuming
+            self.deadline = 0.0
+            self.held = self.read_timeout_s
+        else:
             self._set_deadline(self.read_timeout_s)
 
     def on_message_complete(self) -> None:

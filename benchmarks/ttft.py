@@ -29,6 +29,8 @@ class TtftResult:
     streams: int
     latency_ms: float
     due_ms: float
+    p50_minus_latency_ms: float
+    p99_minus_latency_ms: float
     p50_over_ms: float
     p99_over_ms: float
     max_over_ms: float
@@ -91,10 +93,13 @@ async def run_ttft(port: int, count: int, latency_ms: float, speed: float) -> Tt
         raise RuntimeError(f"no stream gave a first token: {results[:3]}")
     due_ms = latency_ms + (count_tokens(good[0][1]) / speed * 1000.0 if speed > 0 else 0.0)
     over = sorted(ttft * 1000.0 - due_ms for ttft, _ in good)
+    raw = sorted(ttft * 1000.0 - latency_ms for ttft, _ in good)
     return TtftResult(
         streams=count,
         latency_ms=latency_ms,
         due_ms=due_ms,
+        p50_minus_latency_ms=statistics.median(raw),
+        p99_minus_latency_ms=raw[min(len(raw) - 1, int(len(raw) * 0.99))],
         p50_over_ms=statistics.median(over),
         p99_over_ms=over[min(len(over) - 1, int(len(over) * 0.99))],
         max_over_ms=over[-1],

@@ -336,3 +336,16 @@ def test_trying_a_prompt_moves_no_scenario(tmp_path: Path) -> None:
     assert try_prompt(store, "book a room").label == "ask city"
     assert try_prompt(store, "book a room").label == "ask city"
     assert [v.position() for v in list_scenarios(store)] == ["step 1/4"]
+
+
+def test_the_strict_and_max_sessions_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mockllm_tui.cli import build_parser, make_store
+
+    store = make_store(build_parser().parse_args(["--strict", "--max-sessions", "5"]))
+    assert store.config.strict and store.sessions.limit == 5
+    monkeypatch.setenv("MOCKLLM_STRICT", "1")
+    monkeypatch.setenv("MOCKLLM_MAX_SESSIONS", "7")
+    store = make_store(build_parser().parse_args([]))
+    assert store.config.strict and store.sessions.limit == 7
+    monkeypatch.delenv("MOCKLLM_STRICT")
+    assert not make_store(build_parser().parse_args([])).config.strict

@@ -144,7 +144,14 @@ def test_dynamic_replies_agent_matchers_and_scenarios(project: pytest.Pytester) 
     copy(project, "agent.yml", "agent.yml")
     copy(project, "agent_cases.py", "test_agent.py")
     result = project.runpytest_subprocess("-rA", timeout=120)
-    result.assert_outcomes(passed=6, errors=1)
+    result.assert_outcomes(passed=7, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_zz_a_function_that_raises_fails_the_test*",
+            "mockllm: a rule's function raised while answering:",
+            "  - broken raised KeyError: 'city'",
+        ]
+    )
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_strict_names_the_nearest_rule*",

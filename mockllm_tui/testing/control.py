@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from mockllm_tui.core.conversation import RequestError
 from mockllm_tui.core.knobs import ErrorMode
 from mockllm_tui.core.store import DEFAULT_MAX_BODY, JournalEntry, StartupConfig, Store
 from mockllm_tui.http.app import MockApp
@@ -83,17 +84,6 @@ class MockRequest:
         )
 
 
-def with_request(fn: Dynamic | None) -> Dynamic | None:
-    """A test's callable, given the journal entry of the request being answered as a MockRequest."""
-    if fn is None:
-        return None
-
-    def call(entry: Any) -> Any:
-        return fn(MockRequest.of(entry))
-
-    return call
-
-
 class Controller:
     """Resets the server for each test and carries out what the test asks of it."""
 
@@ -104,6 +94,8 @@ class Controller:
         self.added: list[Entry] = []
         self.dynamic: list[tuple[Dynamic | None, Dynamic | None]] = []
         self.unmatched: list[Unmatched] = []
+        #: What the test's functions raised while answering.
+        self.failures: list[str] = []
         self.rules: PerTestRules | None = None
         self.mark = 0
 
@@ -113,7 +105,7 @@ class Controller:
         store.set_fail_next(0)
         store.set_knobs("live", {}, replace_layer=True)
         store.sessions.clear()  # every scenario back at step 1, no session state left over
-        self.added, self.dynamic, self.unmatched, self.rules = [], [], [], None
+        self.added, self.dynamic, self.unmatched, self.failures, self.rules = [], [], [], [], None
         self._apply(self.session_base if base is None else base, strict)
         store.clear_journal()
         journal = store.journal()
@@ -139,8 +131,24 @@ class Controller:
         `reply` or `tool_calls`) get the request as a MockRequest."""
         rules = self._current()
         self.added.append(entry)
-        self.dynamic.append((with_request(dynamic[0]), with_request(dynamic[1])))
+        self.dynamic.append((self._with_request(dynamic[0]), self._with_request(dynamic[1])))
         self._apply(rules.base, rules.strict)
+
+    def _with_request(self, fn: Dynamic | None) -> Dynamic | None:
+        """A test's function, given the request being answered as a MockRequest. When it raises, the
+        request gets a 500 in the provider's shape and the test fails at teardown naming the error."""
+        if fn is None:
+            return None
+
+        def call(entry: Any) -> Any:
+            try:
+                return fn(MockRequest.of(entry))
+            except Exception as exc:
+                self.failures.append(f"{getattr(fn, '__name__', 'a function')} raised {type(exc).__name__}: {exc}")
+                message = f"mockllm: the rule's function raised {type(exc).__name__}: {exc}"
+                raise RequestError(message, status=500) from None
+
+        return call
 
     def load(self, base: RulesModel) -> None:
         """Replace the test's base rules."""

@@ -211,19 +211,24 @@ class MockLLM:
     def finish(self) -> str | None:
         """End the test: keep its requests and hits, close the sync clients, and undo what it set.
 
-        Returns the strict-mode failure message, if a request matched no rule."""
+        Returns why the test fails: a reply function raised, or (strict mode) a request matched no rule."""
         requests, hits = self.requests, self._hits()
         unmatched: list[Unmatched] = self._server.unmatched()
+        failures = self._server.failures()
         self._final = (requests, hits)
         for client in self._clients:
             close = getattr(client, "close", None)
             if close is not None and not is_async(client):
                 close()
         self._server.end()
-        if not unmatched:
-            return None
-        lines = "\n".join(f"  - {u.describe()}" for u in unmatched)
-        return f"mockllm strict mode: {len(unmatched)} request(s) matched no rule:\n{lines}"
+        problems = []
+        if failures:
+            lines = "\n".join(f"  - {f}" for f in failures)
+            problems.append(f"mockllm: a rule's function raised while answering:\n{lines}")
+        if unmatched:
+            lines = "\n".join(f"  - {u.describe()}" for u in unmatched)
+            problems.append(f"mockllm strict mode: {len(unmatched)} request(s) matched no rule:\n{lines}")
+        return "\n".join(problems) or None
 
     def report(self) -> str:
         """The test's requests, one line each, for the failure report."""

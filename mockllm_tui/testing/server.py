@@ -114,6 +114,11 @@ class SessionServer:
         controller = self.controller
         return self.call(lambda: list(controller.unmatched))
 
+    def failures(self) -> list[str]:
+        """What the test's reply functions raised."""
+        controller = self.controller
+        return self.call(lambda: list(controller.failures))
+
     def end(self) -> None:
         """End the test (undo what it set)."""
         self.call(self.controller.reset, None, False)

@@ -84,3 +84,12 @@ def test_scenarios_start_at_step_one_in_every_test(mockllm, run):
     client = mockllm.openai_client()
     said = [ask(client, [{"role": "user", "content": t}]).content for t in ("start", "next", "next")]
     assert said == ["step one", "step two", "This is a mock response."]
+
+
+def test_zz_a_function_that_raises_fails_the_test(mockllm):
+    def broken(request):
+        raise KeyError("city")
+
+    mockllm.rule(contains="boom", reply=broken)
+    with pytest.raises(openai.InternalServerError, match="the rule's function raised KeyError"):
+        ask(mockllm.openai_client(max_retries=0), [{"role": "user", "content": "boom"}])

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mockllm_tui.core.conversation import ChoiceContext, Conversation, NoRuleMatched, Reply
+from mockllm_tui.core.sessions import strict_of
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.fileio import located, read_document
 from mockllm_tui.rules.matcher import Dynamic, RuleSet, strict_message
@@ -116,7 +117,8 @@ class PerTestRules(RuleSet):
             return matched.reply
         session = context.session if context is not None else None
         headers = context.headers if context is not None else {}
-        if self.strict or (context is not None and context.strict):
+        # The marker's strictness, unless the request's x-mock-strict says otherwise.
+        if strict_of(headers, self.strict or (context is not None and context.strict)):
             near = self.near_misses(conversation, session, headers)
             prompt = conversation.last_user_text()
             self.unmatched.append(Unmatched(conversation.provider, conversation.model, prompt, tuple(near)))

@@ -76,6 +76,8 @@ def test_strict_names_the_nearest_rule(mockllm):
         mockllm.anthropic_client().messages.create(
             model="claude-sonnet-4-6", max_tokens=9, messages=[{"role": "user", "content": "x"}]
         )
+    lifted = ask(mockllm.openai_client(), [{"role": "user", "content": "x"}], extra_headers={"x-mock-strict": "false"})
+    assert lifted.content == "This is a mock response."  # the header lifts strict mode for one request
     # Strict mode then fails the test at teardown, naming the nearest rules.
 
 

@@ -213,10 +213,13 @@ class RuleTable(DataTable[Any]):
     def action_edit(self) -> None:
         """Edit the highlighted rule (add one when there is none)."""
         view = self.selected_view()
-        if view is None:
-            self.action_add()
-        else:
+        if view is not None:
             self.edit(view)
+        elif self.scenarios and self.cursor_row >= len(self.views):
+            scenario = self.scenarios[min(self.cursor_row - len(self.views), len(self.scenarios) - 1)]
+            self.notify(f"scenario {scenario.name}: {scenario.position()} (its steps are edited in the file)")
+        else:
+            self.action_add()
 
     def edit(self, view: RuleView) -> None:
         """Edit this rule through the editor."""

@@ -628,8 +628,9 @@ AGENT_TOOLS = [
 ]
 
 
-async def agent_loop(client: AsyncOpenAI) -> list[str]:
+async def openai_loop(root: str) -> list[str]:
     """A three-request tool loop, then a second user turn with the same words: what each answer was."""
+    client = AsyncOpenAI(base_url=root + "/v1", api_key="k", max_retries=0)
     messages: list[Any] = user("Plan a trip")
     said: list[str] = []
     for _ in range(5):
@@ -644,24 +645,76 @@ async def agent_loop(client: AsyncOpenAI) -> list[str]:
             break
     messages += user("Plan a trip")
     out = await client.chat.completions.create(model="gpt-4o", messages=messages)
+    await client.close()
     return [*said, out.choices[0].message.content or ""]
 
 
-async def test_a_recorded_three_turn_agent_loop_replays_to_its_end(tmp_path: Path) -> None:
+async def anthropic_loop(root: str) -> list[str]:
+    """The same loop through the anthropic SDK."""
+    client = anthropic.AsyncAnthropic(base_url=root, api_key=SECRET, max_retries=0)
+    tools: Any = [{"name": n, "input_schema": {"type": "object"}} for n in ("get_weather", "get_hotels")]
+    messages: list[Any] = user("Plan a trip")
+    said: list[str] = []
+    for _ in range(5):
+        out = await client.messages.create(model=CLAUDE, max_tokens=100, messages=messages, tools=tools)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in out.content]})
+        uses = [b for b in out.content if b.type == "tool_use"]
+        said.append(", ".join(b.name for b in uses) or "".join(b.text for b in out.content if b.type == "text"))
+        if not uses:
+            break
+        results = [{"type": "tool_result", "tool_use_id": b.id, "content": "ok"} for b in uses]
+        messages.append({"role": "user", "content": results})
+    messages += user("Plan a trip")
+    out = await client.messages.create(model=CLAUDE, max_tokens=100, messages=messages)
+    await client.close()
+    return [*said, "".join(b.text for b in out.content if b.type == "text")]
+
+
+async def gemini_loop(root: str) -> list[str]:
+    """The same loop through google-genai."""
+    from google.genai import types as gtypes
+
+    client = genai.Client(api_key=SECRET, http_options={"base_url": root})
+    declarations = [
+        gtypes.FunctionDeclaration(name=n, parameters_json_schema={"type": "object"}) for n in ("get_weather", "get_hotels")
+    ]
+    config = gtypes.GenerateContentConfig(tools=[gtypes.Tool(function_declarations=declarations)])
+    contents: list[Any] = [gtypes.Content(role="user", parts=[gtypes.Part(text="Plan a trip")])]
+    said: list[str] = []
+    for _ in range(5):
+        out = await client.aio.models.generate_content(model="gemini-2.5-flash", contents=contents, config=config)
+        contents.append(out.candidates[0].content)  # type: ignore[index]
+        calls = out.function_calls or []
+        said.append(", ".join(c.name or "" for c in calls) or out.text or "")
+        if not calls:
+            break
+        parts = [gtypes.Part.from_function_response(name=c.name or "", response={"result": "ok"}) for c in calls]
+        contents.append(gtypes.Content(role="user", parts=parts))
+    contents.append(gtypes.Content(role="user", parts=[gtypes.Part(text="Plan a trip")]))
+    out = await client.aio.models.generate_content(model="gemini-2.5-flash", contents=contents, config=config)
+    return [*said, out.text or ""]
+
+
+LOOPS = {"openai": openai_loop, "anthropic": anthropic_loop, "gemini": gemini_loop}
+
+
+@pytest.mark.parametrize("family", list(LOOPS))
+async def test_a_recorded_three_turn_agent_loop_replays_to_its_end(tmp_path: Path, family: str) -> None:
     up_path = tmp_path / "upstream.yml"
     up_path.write_text(AGENT_UPSTREAM)
     path = tmp_path / "responses.yml"
     path.write_text("rules: []\n")
+    loop = LOOPS[family]
     expected = ["get_weather", "get_hotels", "Hotel Lutetia has a room.", "Enjoy the trip."]
     async with serving(store_for(up_path)) as upstream:
-        store = store_for(path, upstreams=(("openai", upstream.root),))
+        store = store_for(path, upstreams=((family, upstream.root),))
         store.set_knobs("cli", {"record": True})
         async with serving(store) as proxy:
-            assert await agent_loop(AsyncOpenAI(base_url=proxy.openai_url, api_key="k", max_retries=0)) == expected
+            assert await loop(proxy.root) == expected
         matches = [r["match"] for r in recorded(store)]
-        assert {"turn": 2}.items() <= matches[-1].items() and all("turn" in m for m in matches)
+        assert len(matches) == 4 and all("turn" in m for m in matches)
+        assert sorted(m["turn"] for m in matches) == [1, 1, 1, 2]
         assert sorted(str(m.get("tool_result")) for m in matches) == ["None", "None", "get_hotels", "get_weather"]
     async with replaying(path) as live:
-        client = AsyncOpenAI(base_url=live.openai_url, api_key="k", max_retries=0)
-        assert await agent_loop(client) == expected
+        assert await loop(live.root) == expected
         assert all(e.rule is not None and e.rule.startswith("#") for e in live.store.journal())

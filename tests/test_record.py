@@ -675,9 +675,8 @@ async def gemini_loop(root: str) -> list[str]:
     from google.genai import types as gtypes
 
     client = genai.Client(api_key=SECRET, http_options={"base_url": root})
-    declarations = [
-        gtypes.FunctionDeclaration(name=n, parameters_json_schema={"type": "object"}) for n in ("get_weather", "get_hotels")
-    ]
+    names = ("get_weather", "get_hotels")
+    declarations = [gtypes.FunctionDeclaration(name=n, parameters_json_schema={"type": "object"}) for n in names]
     config = gtypes.GenerateContentConfig(tools=[gtypes.Tool(function_declarations=declarations)])
     contents: list[Any] = [gtypes.Content(role="user", parts=[gtypes.Part(text="Plan a trip")])]
     said: list[str] = []

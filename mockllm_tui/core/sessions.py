@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mockllm_tui.core.knobs import ErrorMode
+from mockllm_tui.core.knobs import ErrorMode, Knobs
 
 SESSION_HEADER = "x-mock-session"
 STRICT_HEADER = "x-mock-strict"
@@ -54,6 +54,8 @@ class SessionState:
     knobs: dict[str, Any] = field(default_factory=dict)
     rules: list[Any] = field(default_factory=list)
     next_rule_id: int = 1
+    #: The live knobs this session's overrides were last merged onto, and the result.
+    merged_knobs: tuple[Knobs, Knobs] | None = None
 
     def take_fail_next(self) -> tuple[int, int | None, ErrorMode | None]:
         """Consume one pending failure: (1, status, mode) when this request must fail, else (0, None, None)."""

@@ -366,7 +366,6 @@ class Store:
         self.rng = random.Random(self._knobs.seed)
         self._config = config or StartupConfig()
         self.sessions = Sessions(self._config.max_sessions)
-        self._session_knobs: dict[str | None, tuple[Knobs, Knobs]] = {}
 
     # -- start-up values -----------------------------------------------------------------------
 
@@ -548,11 +547,11 @@ class Store:
         state = self.sessions.peek(session_id)
         if state is None or not state.knobs:
             return self._knobs
-        cached = self._session_knobs.get(session_id)
+        cached = state.merged_knobs
         if cached is not None and cached[0] is self._knobs:
             return cached[1]
         merged = self._knobs.with_changes(**state.knobs)
-        self._session_knobs[session_id] = (self._knobs, merged)
+        state.merged_knobs = (self._knobs, merged)
         return merged
 
     def set_session_knobs(self, session_id: str, values: dict[str, Any], *, replace_all: bool = False) -> Knobs:
@@ -562,7 +561,7 @@ class Store:
         merged = {} if replace_all else dict(state.knobs)
         merged.update(values)
         state.knobs = {k: v for k, v in merged.items() if v is not None}
-        self._session_knobs.pop(session_id, None)
+        state.merged_knobs = None
         self.publish("knobs", self._knobs)
         return self.knobs_for(session_id)
 

@@ -67,10 +67,10 @@ responses:
 
 
 @contextlib.asynccontextmanager
-async def open_panel(tmp_path: Path, *, watch: bool = False) -> AsyncIterator[Panel]:
-    """The panel on a store loaded from a real responses.yml in tmp_path, serving on a free port."""
+async def open_panel(tmp_path: Path, *, watch: bool = False, text: str = RESPONSES) -> AsyncIterator[Panel]:
+    """The panel on a store loaded from a real responses.yml (`text`) in tmp_path, serving on a free port."""
     path = tmp_path / "responses.yml"
-    path.write_text(RESPONSES)
+    path.write_text(text)
     store = Store()
     load_initial(store, path)
     handle = ServerHandle(create_app(store), "127.0.0.1", 0, grace_s=1)

@@ -215,7 +215,8 @@ async def test_admin_put_changes_only_that_line(watched: tuple[Live, Path]) -> N
     rules = list_rules(live.store)
     hello = next(r for r in rules if r.spec.match.exact == "hello")
     async with httpx.AsyncClient(base_url=live.root) as client:
-        got = await client.put(f"/_mock/rules/{hello.index + 1}", json={"match": {"exact": "hello"}, "reply": "Hey there"})
+        body = {"match": {"exact": "hello"}, "reply": "Hey there"}
+        got = await client.put(f"/_mock/rules/{hello.index + 1}", json=body)  # by its position
     assert got.status_code == 200, got.text
     assert got.json()["persisted"] is True
     before, after = COMMENTED.splitlines(keepends=True), path.read_text().splitlines(keepends=True)
@@ -227,14 +228,13 @@ async def test_admin_put_changes_only_that_line(watched: tuple[Live, Path]) -> N
 
 async def test_admin_rich_rule_edit_keeps_everything_else(watched: tuple[Live, Path]) -> None:
     live, path = watched
-    weather = next(r for r in list_rules(live.store) if r.name == "weather")
     async with httpx.AsyncClient(base_url=live.root) as client:
         body = {
             "name": "weather",
             "match": {"contains": "rain"},
             "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}],
         }
-        got = await client.put("/_mock/rules/weather", json=body)
+        got = await client.put("/_mock/rules/weather", json=body)  # by its name
         assert got.status_code == 200, got.text
     text = path.read_text()
     assert text.replace('contains: "rain"', 'contains: "weather"').replace('"Oslo"', '"Paris"') == COMMENTED

@@ -11,12 +11,20 @@ import openai
 import pytest
 from textual.widgets import Input
 
-from mockllm_tui.rules.commands import delete_rule, find_rule, list_rules
+from mockllm_tui.rules.commands import (
+    ConflictError,
+    RuleError,
+    add_rule,
+    delete_rule,
+    find_rule,
+    list_rules,
+    update_rule,
+)
 from mockllm_tui.rules.identity import default_name, find_identity, rule_identity, slug
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.widgets.request_log import RequestLog
 from mockllm_tui.tui.widgets.rule_table import RuleTable
-from tests.conftest import Live, serving_file
+from tests.conftest import Live, rules_store, serving_file
 from tests.test_metrics import samples
 from tests.test_panel import Panel, open_panel, panel
 
@@ -80,6 +88,17 @@ def test_default_names_are_readable_and_unique() -> None:
     long = "please summarise the following very long document about the history of rome"
     assert slug(long) == "please-summarise-the-following-very-long"  # cut at a word boundary
     assert len(slug(long)) <= 40 and len(slug("x" * 60)) == 40
+
+
+def test_messages_name_rules_by_their_identity(tmp_path: Path) -> None:
+    store = rules_store(tmp_path, RULES)
+    delete_rule(store, find_rule(store, "greeting").id)  # internal ids and positions now differ
+    with pytest.raises(RuleError, match=r"a response for 'ping' already exists \(rule #3\)"):
+        add_rule(store, {"match": {"exact": "ping"}, "reply": "again"})
+    path = tmp_path / "responses.yml"
+    path.write_text(path.read_text().replace('"pong"', '"pong by hand"'))
+    with pytest.raises(ConflictError, match=r"^rule #3 was changed in responses.yml"):
+        update_rule(store, find_rule(store, "#3").id, {"match": {"exact": "ping"}, "reply": "from the panel"})
 
 
 # -- the journal, /_mock/rules and /metrics --------------------------------------------------------------

@@ -471,7 +471,8 @@ def _commit(store: Store, steps: list[Step], rule_id: int | None, persist: bool)
                 volatile.add(rule_id)
         else:
             if written is None:
-                message = f"rule {before.identity(rule_id or 0)} is in memory only (persist=false): nothing was written"
+                name = f"rule {before.identity(rule_id)}" if rule_id is not None else "the rule"
+                message = f"{name} is in memory only (persist=false): nothing was written"
             else:
                 new_source, disk_model, merged = written
                 persisted, source = True, new_source

@@ -72,30 +72,36 @@ class RuleTable(DataTable[Any]):
 
     def show_rules(self) -> None:
         """Show the store's rules and the file's state (rebuilds only when the rules changed)."""
-        views = list_rules(self.store)
+        self._draw(list_rules(self.store))
+        self._show_title()
+
+    def refresh_hits(self) -> None:
+        """Update the hit counts (the rows too, when the rules changed since they were drawn: the
+        views are never replaced without their rows)."""
+        if self._draw(list_rules(self.store)):
+            self._show_title()
+
+    def _draw(self, views: list[RuleView]) -> bool:
+        """Show these rules: the hit counts only when the rows are the same, else every row. Says
+        whether the rows were rebuilt."""
         same = [(v.id, v.label, v.match, v.reply) for v in views] == [
             (v.id, v.label, v.match, v.reply) for v in self.views
         ]
         if same:
-            self.refresh_hits(views)
-        else:
-            selected = self.selected_view()
-            self.views = views
-            self.clear()
+            old = {v.id: v.hits for v in self.views}
             for view in views:
-                self.add_row(*self._cells(view), key=str(view.id))
-            if selected is not None and any(v.id == selected.id for v in views):
-                self.select_id(selected.id)
-        self._show_title()
-
-    def refresh_hits(self, views: list[RuleView] | None = None) -> None:
-        """Update the hit counts only."""
-        views = list_rules(self.store) if views is None else views
-        old = {v.id: v.hits for v in self.views}
-        for view in views:
-            if old.get(view.id) != view.hits and view.id in old:
-                self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
+                if old.get(view.id) != view.hits:
+                    self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
+            self.views = views
+            return False
+        selected = self.selected_view()
         self.views = views
+        self.clear()
+        for view in views:
+            self.add_row(*self._cells(view), key=str(view.id))
+        if selected is not None and any(v.id == selected.id for v in views):
+            self.select_id(selected.id)
+        return True
 
     def hits_changed(self) -> None:
         """Requests were answered: update the hit counts within HITS_INTERVAL_S."""

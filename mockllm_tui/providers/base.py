@@ -169,21 +169,25 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-_PLACEHOLDER = re.compile(r"\{(\w+(?::path)?)\}")
+_PLACEHOLDER = re.compile(r"\{(\w+(?::path|:resource)?)\}")
+#: What each kind of placeholder matches.
+_PLACEHOLDER_REGEX = {"": "[^/]+", "path": ".+", "resource": "[^/:]+"}
 
 
 @lru_cache(maxsize=256)
 def path_pattern(template: str) -> re.Pattern[str] | None:
-    """The regex of a path template whose `{name}` parts each match one non-empty segment and
-    `{name:path}` parts any non-empty text (None for a path without placeholders)."""
+    """The regex of a path template whose `{name}` parts each match one non-empty segment,
+    `{name:path}` parts any non-empty text and `{name:resource}` parts one segment without a `:`
+    (a Google resource name, where `:` starts a method). None for a path without placeholders."""
     parts = _PLACEHOLDER.split(template)
     if len(parts) == 1:
         return None
-    regex = "".join(
-        re.escape(p) if i % 2 == 0 else f"(?P<{p.removesuffix(':path')}>{'.+' if p.endswith(':path') else '[^/]+'})"
-        for i, p in enumerate(parts)
-    )
-    return re.compile(regex)
+
+    def group(placeholder: str) -> str:
+        name, _, kind = placeholder.partition(":")
+        return f"(?P<{name}>{_PLACEHOLDER_REGEX[kind]})"
+
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else group(p) for i, p in enumerate(parts)))
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

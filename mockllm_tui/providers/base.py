@@ -190,6 +190,10 @@ def path_pattern(template: str) -> re.Pattern[str] | None:
     return re.compile("".join(re.escape(p) if i % 2 == 0 else group(p) for i, p in enumerate(parts)))
 
 
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(rb"\n")
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class ReplyReader:
     """Rebuilds a `Reply` from a real upstream's answer, for recording (see http/upstream.py).
@@ -243,6 +247,15 @@ class ReplyReader:
             if payload:
                 out.append(self.read_event(event, _json_or_text(b"\n".join(payload))))
         return "".join(out)
+
+    def pieces(self, data: bytes) -> list[bytes]:
+        """`data` cut after the end of each event in it (a blank line; a line for NDJSON), so that a
+        stream whose chunk boundaries were lost (a body without chunked framing, read several events
+        at a time) passes on one event a write, as the upstream sent it."""
+        if not self.stream:
+            return [data]
+        ends = [m.end() for m in (_LINE_END if self.ndjson else _EVENT_END).finditer(data)]
+        return [data[a:b] for a, b in zip([0, *ends], [*ends, len(data)], strict=True) if b > a]
 
     def reply(self) -> Reply | None:
         """The answer the upstream gave (None: the body could not be read as a complete reply)."""

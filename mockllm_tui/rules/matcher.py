@@ -30,6 +30,7 @@ from mockllm_tui.core.conversation import (
     ToolCall,
 )
 from mockllm_tui.core.sessions import SessionState
+from mockllm_tui.rules.identity import FALLBACK_LABELS, rule_identity
 from mockllm_tui.rules.model import (
     REGEX_PREFIX,
     TEMPLATE,
@@ -44,7 +45,6 @@ from mockllm_tui.rules.model import (
 UNKNOWN_RESPONSE = "I don't know the answer to that."
 CALL_TOOL = re.compile(r"""call tool '(?P<name>[^']+)' with '(?P<args>.*)'""")
 RAISE_ERROR = re.compile(r"raise error (?P<json>\{.*\})")
-FALLBACKS = ("trigger: call tool", "trigger: raise error", "mirror", "unknown_response")
 #: How many of the nearest rules a fallback's journal entry names.
 NEAR_MISSES = 3
 QUOTE_CHARS = 60
@@ -94,15 +94,6 @@ def exact_difference(request: str, rule: str) -> str:
     return f"differs at character {i + 1}: {lead}{quoted(a[i:])} vs {lead}{quoted(b[i:])}"
 
 
-def label_for(rule_id: int, entry: Entry) -> str:
-    """What the journal and the panel call a rule: its name, or `#3 contains 'weather'`."""
-    if entry.spec.name:
-        return entry.spec.name
-    if entry.kind == "default":
-        return f"#{rule_id} default"
-    return f"#{rule_id} {entry.spec.match.summary()}"
-
-
 #: A dynamic answer (the pytest plugin's callables): given the request, the text or the tool calls.
 Dynamic = Callable[[Any], Any]
 
@@ -110,7 +101,10 @@ Dynamic = Callable[[Any], Any]
 class CompiledRule:
     """One entry, ready to test: lowered strings, compiled patterns, its hit count and sequence position.
 
-    `key` names the rule in a session's `replies:` positions (the id for the file's rules)."""
+    `id` is the internal id that stays with the rule across edits; `label` is its identity (what
+    everything shows: its name, or `#N` for the rule at 1-based listing position N; a scenario's
+    step and a session's rule get theirs from their owner). `key` names the rule in a session's
+    `replies:` positions (the id for the file's rules)."""
 
     __slots__ = (
         "_call_id",
@@ -135,12 +129,12 @@ class CompiledRule:
         "position",
     )
 
-    def __init__(self, rule_id: int, entry: Entry, label: str | None = None, key: Any = None) -> None:
+    def __init__(self, rule_id: int, entry: Entry, position: int, label: str | None = None, key: Any = None) -> None:
         m = entry.spec.match
         self.id = rule_id
         self.key: Any = rule_id if key is None else key
         self.entry = entry
-        self.label = label_for(rule_id, entry) if label is None else label
+        self.label = rule_identity(position, entry.spec.name) if label is None else label
         self.hits = 0
         self.position = 0
         self.dynamic_reply: Dynamic | None = None
@@ -294,7 +288,9 @@ class CompiledRule:
         named session, else the rule's own). A dynamic answer is called with `request`."""
         spec = self.spec
         self.hits += 1
-        reply = Reply(rule=self.label, latency_ms=spec.latency_ms, stream_speed=spec.stream_speed)
+        # Only the file's rules have an id the panel can find (a step's or a session rule's is not one).
+        rule_id = self.id if self.key is self.id else None
+        reply = Reply(rule=self.label, rule_id=rule_id, latency_ms=spec.latency_ms, stream_speed=spec.stream_speed)
         if spec.thinking is not None:
             reply.thinking = render(spec.thinking, variables)
         if spec.error is not None:
@@ -329,7 +325,7 @@ class CompiledScenario:
         self.spec = spec
         self.name = spec.name
         self.steps = [
-            CompiledRule(0, Entry(spec=step), spec.step_label(i), key=("scenario", spec.name, i))
+            CompiledRule(0, Entry(spec=step), 0, spec.step_label(i), key=("scenario", spec.name, i))
             for i, step in enumerate(spec.steps)
         ]
 
@@ -365,6 +361,7 @@ class RuleSet:
     `ids` gives each entry of `model.entries` its stable id. `previous` carries hit counts and
     sequence positions over for ids whose rule did not change. `volatile` holds the ids of
     changes made in memory only (`persist=False`). `source` is the file the set was read from.
+    `positions` gives the 1-based position each entry's `#N` identity uses (default: listing order).
     """
 
     def __init__(
@@ -375,6 +372,7 @@ class RuleSet:
         source: FileSource | None = None,
         previous: RuleSet | None = None,
         volatile: Iterable[int] = (),
+        positions: Iterable[int] | None = None,
     ) -> None:
         entries = model.entries
         ids = list(ids) if ids is not None else list(range(1, len(entries) + 1))
@@ -383,11 +381,12 @@ class RuleSet:
         self.model = model
         self.source = source
         self.volatile = frozenset(volatile) & set(ids)
-        self.rules = [CompiledRule(i, e) for i, e in zip(ids, entries, strict=True)]
+        numbers = range(1, len(entries) + 1) if positions is None else positions
+        self.rules = [CompiledRule(i, e, n) for i, e, n in zip(ids, entries, numbers, strict=True)]
         self.scenarios = [CompiledScenario(spec) for spec in model.scenarios]
         #: The default session's state when a caller gives no context (tries, direct calls).
         self.own_session = SessionState(None)
-        self.fallback_hits = dict.fromkeys(FALLBACKS, 0)
+        self.fallback_hits = dict.fromkeys(FALLBACK_LABELS, 0)
         if previous is not None:
             self._carry_over(previous)
         n_rich = len(model.rules)

@@ -31,6 +31,7 @@ from mockllm_tui.rules.commands import (
     list_rules,
     list_scenarios,
     move_rule,
+    new_rule_name,
     update_rule,
 )
 from mockllm_tui.tui.format import rule_data_for
@@ -66,8 +67,7 @@ class RuleTable(DataTable[Any]):
 
     def on_mount(self) -> None:
         self.set_interval(HITS_INTERVAL_S, self._refresh_stale_hits)
-        self.add_column("#", key="index", width=3)
-        self.add_column("rule", key="label", width=14)
+        self.add_column("rule", key="label", width=18)
         self.add_column("match", key="match", width=30)
         self.add_column("reply", key="reply", width=40)
         self.add_column("hits", key="hits", width=5)
@@ -76,57 +76,48 @@ class RuleTable(DataTable[Any]):
 
     def show_rules(self) -> None:
         """Show the store's rules and the file's state (rebuilds only when the rules changed)."""
-        views = list_rules(self.store)
+        self._draw(list_rules(self.store))
+        self._show_title()
+
+    def refresh_hits(self) -> None:
+        """Update the hit counts (the rows too, when the rules changed since they were drawn: the
+        views are never replaced without their rows)."""
+        if self._draw(list_rules(self.store)):
+            self._show_title()
+
+    def _draw(self, views: list[RuleView]) -> bool:
+        """Show these rules, then the scenarios: the hit counts and scenario positions only when the
+        rows are the same, else every row. Says whether the rows were rebuilt."""
         scenarios = list_scenarios(self.store)
         same = [(v.id, v.label, v.match, v.reply) for v in views] == [
             (v.id, v.label, v.match, v.reply) for v in self.views
         ] and [s.name for s in scenarios] == [s.name for s in self.scenarios]
         if same:
-            self.refresh_hits(views)
-        else:
-            selected = self.selected_view()
-            self.views = views
-            self.scenarios = scenarios
-            self.clear()
+            old = {v.id: v.hits for v in self.views}
             for view in views:
-                self.add_row(*self._cells(view), key=str(view.id))
-            # Scenarios follow the rules, one row each, showing where the default session is.
-            for scenario in scenarios:
-                self.add_row(*self._scenario_cells(scenario), key=SCENARIO_ROW + scenario.name)
-            if selected is not None and any(v.id == selected.id for v in views):
-                self.select_id(selected.id)
-        self._show_title()
-
-    def _scenario_cells(self, scenario: ScenarioView) -> list[Any]:
-        return [
-            Text("s", style="dim"),
-            Text(scenario.name, style="bold"),
-            f"scenario · next: {scenario.next_label}" if scenario.next_label else "scenario",
-            scenario.position(),
-            Text("", justify="right"),
-        ]
-
-    def _refresh_scenarios(self) -> None:
-        scenarios = list_scenarios(self.store)
-        if [s.name for s in scenarios] != [s.name for s in self.scenarios]:
-            return
-        for scenario, before in zip(scenarios, self.scenarios, strict=True):
-            if scenario != before:
-                key = SCENARIO_ROW + scenario.name
-                next_text = f"scenario · next: {scenario.next_label}" if scenario.next_label else "scenario"
-                self.update_cell(key, "match", next_text)
-                self.update_cell(key, "reply", scenario.position())
-        self.scenarios = scenarios
-
-    def refresh_hits(self, views: list[RuleView] | None = None) -> None:
-        """Update the hit counts only."""
-        views = list_rules(self.store) if views is None else views
-        old = {v.id: v.hits for v in self.views}
-        for view in views:
-            if old.get(view.id) != view.hits and view.id in old:
-                self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
+                if old.get(view.id) != view.hits:
+                    self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
+            self.views = views
+            for scenario, before in zip(scenarios, self.scenarios, strict=True):
+                if scenario != before:
+                    key = SCENARIO_ROW + scenario.name
+                    self.update_cell(key, "match", scenario_match(scenario))
+                    self.update_cell(key, "reply", scenario.position())
+            self.scenarios = scenarios
+            return False
+        selected = self.selected_view()
         self.views = views
-        self._refresh_scenarios()
+        self.scenarios = scenarios
+        self.clear()
+        for view in views:
+            self.add_row(*self._cells(view), key=str(view.id))
+        # Scenarios follow the rules, one row each, showing where the default session is.
+        for scenario in scenarios:
+            cells = [Text(scenario.name, style="bold"), scenario_match(scenario), scenario.position(), Text("")]
+            self.add_row(*cells, key=SCENARIO_ROW + scenario.name)
+        if selected is not None and any(v.id == selected.id for v in views):
+            self.select_id(selected.id)
+        return True
 
     def hits_changed(self) -> None:
         """Requests were answered: update the hit counts within HITS_INTERVAL_S."""
@@ -138,10 +129,8 @@ class RuleTable(DataTable[Any]):
             self.refresh_hits()
 
     def _cells(self, view: RuleView) -> list[Any]:
-        label = Text(view.name or f"#{view.id}", style="italic" if view.volatile else "")
         return [
-            Text(str(view.index + 1), style="dim"),
-            label,
+            Text(view.label, style="italic" if view.volatile else ""),
             view.match,
             view.reply,
             Text(str(view.hits), justify="right"),
@@ -164,15 +153,10 @@ class RuleTable(DataTable[Any]):
             return None
         return self.views[self.cursor_row]
 
-    def view_for(self, label: str | None) -> RuleView | None:
-        """The rule a journal entry names (its label, or the `#id` that starts it), if it still exists."""
-        if not label:
-            return None
-        found = next((v for v in self.views if v.label == label), None)
-        head = label.split(" ", 1)[0]
-        if found is None and head.startswith("#") and head[1:].isdigit():
-            found = next((v for v in self.views if v.id == int(head[1:])), None)
-        return found
+    def view_for(self, entry: JournalEntry) -> RuleView | None:
+        """The rule that answered a request, if it still exists (found by its internal id, not its
+        identity: an unnamed rule's `#N` may have moved since)."""
+        return next((v for v in self.views if v.id == entry.rule_id), None) if entry.rule_id is not None else None
 
     def select_id(self, rule_id: int) -> None:
         """Move the cursor to a rule."""
@@ -208,7 +192,10 @@ class RuleTable(DataTable[Any]):
         def submit(data: dict[str, Any]) -> str | None:
             return self._change(lambda: add_rule(self.store, data, index=index))
 
-        self.app.push_screen(RuleEditor(None, submit, default_kind=self._default_kind()))
+        self.app.push_screen(RuleEditor(None, submit, default_kind=self._default_kind(), name_for=self._name_for))
+
+    def _name_for(self, prompt: str) -> str | None:
+        return new_rule_name(self.store, prompt)
 
     def action_edit(self) -> None:
         """Edit the highlighted rule (add one when there is none)."""
@@ -237,7 +224,7 @@ class RuleTable(DataTable[Any]):
         if conversation is None:
             self.notify(f"Request #{entry.id} has no conversation to match", severity="warning")
             return
-        view = self.view_for(entry.rule)
+        view = self.view_for(entry)
         fallback = view is None or view.kind == "default"
         reply = "" if fallback else entry.reply_text or "".join(entry.chunks)
 
@@ -245,7 +232,11 @@ class RuleTable(DataTable[Any]):
             return self._change(lambda: add_rule_for(self.store, data, conversation))
 
         title = f"New rule from request #{entry.id}"
-        self.app.push_screen(RuleEditor(None, submit, prefill=rule_data_for(entry, reply), title=title))
+        prefill = rule_data_for(entry, reply)
+        name = self._name_for(prefill["match"]["exact"])
+        if name:
+            prefill["name"] = name
+        self.app.push_screen(RuleEditor(None, submit, prefill=prefill, title=title, name_for=self._name_for))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -290,3 +281,8 @@ class RuleTable(DataTable[Any]):
                 self.select_id(rule_id)
 
         self.app.push_screen(TryPromptScreen(self.store), tried)
+
+
+def scenario_match(scenario: ScenarioView) -> str:
+    """A scenario row's match column: the step it waits for."""
+    return f"scenario · next: {scenario.next_label}" if scenario.next_label else "scenario"

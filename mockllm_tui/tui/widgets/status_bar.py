@@ -11,7 +11,8 @@ from textual.widgets import Sparkline, Static
 
 from mockllm_tui.core.knobs import Knobs
 from mockllm_tui.core.store import Counters
-from mockllm_tui.tui.format import errors_label, speed_label
+from mockllm_tui.rules.commands import RulesFile
+from mockllm_tui.tui.format import errors_label, file_label, speed_label
 
 RATE_WINDOW = 60
 COUNTS_INTERVAL_S = 0.5  # under load the counts change every tick; each redraw is a frame of its own
@@ -23,8 +24,8 @@ class StatusBar(Vertical):
     DEFAULT_CSS = """
     StatusBar { height: 2; background: $panel; padding: 0 1; }
     StatusBar > Horizontal { height: 1; }
-    StatusBar #status-url { width: auto; text-style: bold; color: $accent; }
-    StatusBar #status-file { width: 1fr; padding-left: 2; }
+    StatusBar #status-url { width: 1fr; text-style: bold; color: $accent; }
+    StatusBar #status-file { width: auto; padding-left: 2; }
     StatusBar #status-rate-label { width: 12; color: $text-muted; padding-left: 1; text-align: right; }
     StatusBar Sparkline { width: 24; height: 1; margin-left: 1; }
     StatusBar #status-counts { width: 56; padding-left: 1; }
@@ -41,23 +42,24 @@ class StatusBar(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Static(self.url, id="status-url")
-            yield Static(id="status-file")
             yield Static("0 req/s", id="status-rate-label")
             yield Sparkline(list(self.rates), id="status-rate")
             yield Static(id="status-counts")
-        yield Static(id="status-knobs")
+        with Horizontal():  # the file's path (or where edits go) gets the room the counts leave on line one
+            yield Static(id="status-knobs")
+            yield Static(id="status-file")
 
     def on_mount(self) -> None:
         self.set_interval(COUNTS_INTERVAL_S, self._show_stale_counts)
 
-    def show_file(self, path: str, error: str | None) -> None:
-        """The responses file's name and whether it is valid."""
-        text = Text(path or "(no file)")
+    def show_file(self, file: RulesFile, error: str | None) -> None:
+        """The responses file's path (or where edits go, for the read-only example) and whether it is valid."""
+        text = Text(file_label(file))
         if error:
             text.append("  ✗ error", style="bold red")
         else:
             text.append("  ✓ valid", style="green")
-        self.query_one("#status-file", Static).update(text, layout=False)
+        self.query_one("#status-file", Static).update(text)  # its width follows the text
 
     def show_counts(self, counters: Counters) -> None:
         """In-flight requests, open streams, totals and errors (shown within COUNTS_INTERVAL_S)."""

@@ -136,7 +136,9 @@ def test_the_admin_apis_first_change_creates_responses_yml_in_a_headless_server(
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()  # the stdout read so far may sit in its buffer
     assert out.splitlines()[0] == "the packaged example is read-only: the first change creates ./responses.yml"
     assert err.count(CREATED) == 1
     assert package_hash() == PACKAGE_HASH

@@ -25,11 +25,11 @@ class StatusBar(Vertical):
     StatusBar { height: 2; background: $panel; padding: 0 1; }
     StatusBar > Horizontal { height: 1; }
     StatusBar #status-url { width: 1fr; text-style: bold; color: $accent; }
-    StatusBar #status-file { width: auto; padding-left: 2; }
+    StatusBar #status-file { width: 1fr; padding-left: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     StatusBar #status-rate-label { width: 12; color: $text-muted; padding-left: 1; text-align: right; }
     StatusBar Sparkline { width: 24; height: 1; margin-left: 1; }
     StatusBar #status-counts { width: 56; padding-left: 1; }
-    StatusBar #status-knobs { width: 1fr; color: $text-muted; }
+    StatusBar #status-knobs { width: auto; color: $text-muted; }
     """
 
     def __init__(self, url: str, *, id: str | None = None) -> None:
@@ -38,6 +38,7 @@ class StatusBar(Vertical):
         self.rates: deque[float] = deque([0.0] * RATE_WINDOW, maxlen=RATE_WINDOW)
         self._counters: Counters | None = None
         self._shown_counts: tuple[int, int, int, int] | None = None
+        self._knobs_width = -1
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -45,7 +46,7 @@ class StatusBar(Vertical):
             yield Static("0 req/s", id="status-rate-label")
             yield Sparkline(list(self.rates), id="status-rate")
             yield Static(id="status-counts")
-        with Horizontal():  # the file's path (or where edits go) gets the room the counts leave on line one
+        with Horizontal():  # the file's path (or where edits go) gets the room the knobs leave
             yield Static(id="status-knobs")
             yield Static(id="status-file")
 
@@ -59,7 +60,7 @@ class StatusBar(Vertical):
             text.append("  ✗ error", style="bold red")
         else:
             text.append("  ✓ valid", style="green")
-        self.query_one("#status-file", Static).update(text)  # its width follows the text
+        self.query_one("#status-file", Static).update(text, layout=False)
 
     def show_counts(self, counters: Counters) -> None:
         """In-flight requests, open streams, totals and errors (shown within COUNTS_INTERVAL_S)."""
@@ -114,4 +115,6 @@ class StatusBar(Vertical):
             text.append("   ")
         if fail_next:
             text.append(f"fail next {fail_next}", style="bold yellow")
-        self.query_one("#status-knobs", Static).update(text, layout=False)
+        # the knobs keep their width (the file's path gets the rest): a new width needs a new layout
+        self.query_one("#status-knobs", Static).update(text, layout=text.cell_len != self._knobs_width)
+        self._knobs_width = text.cell_len

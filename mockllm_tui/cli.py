@@ -396,8 +396,8 @@ def print_serving(host: str, port: int, store: Store) -> None:
     path = store.config.responses_path
     sys.stdout.write(f"mockllm-tui serving on {address} (responses: {path})\n")
     copy = copy_target(Path(path)) if path else None
-    if copy is not None:
-        sys.stdout.write(f"the packaged example is read-only: the first change creates {shown_path(copy)}\n")
+    if copy is not None:  # stderr: stdout is the request log (JSON lines, or nothing with --quiet)
+        print(f"the packaged example is read-only: the first change creates {shown_path(copy)}", file=sys.stderr)
     config = store.config
     if config.upstreams:
         hosts = ", ".join(f"{name} -> {url_host(url)}" for name, url in config.upstreams)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from mockllm_tui.core.knobs import ERROR_MODES, ErrorMode
 from mockllm_tui.rules.model import RulesModel, clip
 from mockllm_tui.testing.control import MockRequest
-from mockllm_tui.testing.rules import Unmatched, read_rules, rule_entry
+from mockllm_tui.testing.rules import read_rules, rule_entry
 from mockllm_tui.testing.server import SessionServer
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class MockLLM:
         self._rules: list[RuleHandle] = []
         self._clients: list[Any] = []
         self._final: tuple[list[MockRequest], list[int]] | None = None
+        self._told = (0, 0)  # the failures and strict-mode misses already reported
         server.begin(base, strict)
 
     @property
@@ -213,21 +214,29 @@ class MockLLM:
 
         Returns why the test fails: a reply function raised, or (strict mode) a request matched no rule."""
         requests, hits = self.requests, self._hits()
-        unmatched: list[Unmatched] = self._server.unmatched()
-        failures = self._server.failures()
+        problem = self.take_problems()
         self._final = (requests, hits)
         for client in self._clients:
             close = getattr(client, "close", None)
             if close is not None and not is_async(client):
                 close()
         self._server.end()
+        return problem
+
+    def take_problems(self) -> str | None:
+        """Why the test fails, for what happened since the last call (None: nothing): a rule's
+        function raised, or (strict mode) a request matched no rule. Each is told once."""
+        failures, unmatched = self._server.failures(), self._server.unmatched()
+        told_failures, told_unmatched = self._told
+        new_failures, new_unmatched = failures[told_failures:], unmatched[told_unmatched:]
+        self._told = (len(failures), len(unmatched))
         problems = []
-        if failures:
-            lines = "\n".join(f"  - {f}" for f in failures)
+        if new_failures:
+            lines = "\n".join(f"  - {f}" for f in new_failures)
             problems.append(f"mockllm: a rule's function raised while answering:\n{lines}")
-        if unmatched:
-            lines = "\n".join(f"  - {u.describe()}" for u in unmatched)
-            problems.append(f"mockllm strict mode: {len(unmatched)} request(s) matched no rule:\n{lines}")
+        if new_unmatched:
+            lines = "\n".join(f"  - {u.describe()}" for u in new_unmatched)
+            problems.append(f"mockllm strict mode: {len(new_unmatched)} request(s) matched no rule:\n{lines}")
         return "\n".join(problems) or None
 
     def report(self) -> str:

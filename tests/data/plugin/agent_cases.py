@@ -78,7 +78,7 @@ def test_strict_names_the_nearest_rule(mockllm):
         )
     lifted = ask(mockllm.openai_client(), [{"role": "user", "content": "x"}], extra_headers={"x-mock-strict": "false"})
     assert lifted.content == "This is a mock response."  # the header lifts strict mode for one request
-    # Strict mode then fails the test at teardown, naming the nearest rules.
+    # Strict mode then fails the test, naming the nearest rules.
 
 
 @pytest.mark.parametrize("run", [1, 2])

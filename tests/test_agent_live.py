@@ -297,6 +297,10 @@ def test_a_four_step_scenario_reports_its_end_and_resets(server: Live) -> None:
     assert [e["rule"] for e in entries[1:5]] == ["ask city", "booking step 2", "booking step 3", "booking step 4"]
     assert entries[4]["scenario"] == {"name": "booking", "step": 4, "steps": 4, "finished": True}
     assert entries[5]["scenario"] is None
+    from mockllm_tui.core.request_log import format_text
+
+    last_step = server.store.journal()[4]
+    assert "rule=booking step 4 scenario=booking:4/4,finished " in format_text(last_step)
     # The nearest hold the most conditions (`trip asked` holds its turn), then come in the order tried.
     assert entries[0]["near_misses"] == [
         {"rule": "trip asked", "reason": "contains: 'trip' is not in 'June please'"},

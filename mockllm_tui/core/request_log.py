@@ -43,6 +43,10 @@ def format_text(entry: JournalEntry) -> str:
         parts.append(f"fault={entry.fault}")
     if entry.session is not None:
         parts.append(f"session={entry.session}")
+    if entry.scenario is not None:
+        step = entry.scenario
+        ended = ",finished" if step.get("finished") else ""
+        parts.append(f"scenario={step.get('name')}:{step.get('step')}/{step.get('steps')}{ended}")
     if entry.preview:
         parts.append(orjson.dumps(entry.preview).decode())
     nearest = entry.nearest() if entry.near_misses is not None else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mockllm_tui.core.conversation import Conversation, Reply, RequestError
+from mockllm_tui.core.conversation import Conversation, NearMisses, NoRuleMatched, Reply, RequestError
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chunks
 from mockllm_tui.engine.answer import (
     DISCONNECT_STATUS,
@@ -52,7 +52,11 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
     require_known_model(ex, conversation.model)
     if proxy is None or upstream is None:
         input_tokens = check_limits(ex, endpoint, conversation)
-        reply = choose_reply(store, conversation, ex.headers, ex.entry)
+        try:
+            reply = choose_reply(store, conversation, ex.headers, ex.entry)
+        except NoRuleMatched as exc:
+            ex.entry.near_misses = NearMisses(value=exc.near_misses)
+            raise
     else:
         matched = proxy.rule_reply(ex, conversation)
         if matched is None:  # the upstream judges its own limits
@@ -60,7 +64,9 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
             return
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = matched
-    ex.entry.rule, ex.entry.rule_id = reply.rule, reply.rule_id
+    entry = ex.entry
+    entry.rule, entry.rule_id = reply.rule, reply.rule_id
+    entry.scenario, entry.near_misses = reply.scenario, reply.near_misses
     plan = decide_for(ex, reply)
     error = plan.error
     if error is not None:

@@ -170,10 +170,8 @@ class UpstreamProxy:
     def rule_reply(self, ex: Exchange, conversation: Conversation) -> Reply | None:
         """The reply of a matching rule (no fallback; while recording, none recorded in this run)."""
         skip = self.recorder.recorded_ids if ex.store.knobs.record else frozenset()
-        reply = answer_by_rules(ex.store.rules, conversation, skip, request_context(ex.store, ex.headers, ex.entry))
-        if reply is not None:
-            ex.entry.scenario = reply.scenario
-        return reply
+        context = request_context(ex.store, ex.headers, ex.entry)
+        return answer_by_rules(ex.store.rules, conversation, skip, context)
 
     def client(self, timeout_s: float) -> httpx.AsyncClient:
         """The HTTP client of the running loop (servers in tests run on several loops)."""

@@ -1,10 +1,10 @@
-"""Choosing the reply for one HTTP request: its session (`x-mock-session`), strict mode (the
-server's `--strict` or the request's `x-mock-strict`), and what the journal keeps of the choice
-(the rule, the scenario step, the near misses)."""
+"""Choosing the reply for one HTTP request: its session (`x-mock-session`) and strict mode (the
+server's `--strict` or the request's `x-mock-strict`). The flow records the choice in the journal
+(the rule, the scenario step, a fallback's near misses)."""
 
 from __future__ import annotations
 
-from mockllm_tui.core.conversation import ChoiceContext, Conversation, NearMisses, NoRuleMatched, Reply
+from mockllm_tui.core.conversation import ChoiceContext, Conversation, Reply
 from mockllm_tui.core.sessions import strict_of
 from mockllm_tui.core.store import JournalEntry, Store
 from mockllm_tui.rules.matcher import RuleSet
@@ -16,19 +16,10 @@ def request_context(store: Store, headers: dict[str, str], entry: JournalEntry) 
 
 
 def choose_reply(store: Store, conversation: Conversation, headers: dict[str, str], entry: JournalEntry) -> Reply:
-    """The reply for a request, recorded on its journal entry (rule, scenario, near misses).
+    """The reply for a request (`entry` is its journal entry, read by the pytest plugin's functions).
 
-    Raises NoRuleMatched (a provider-shaped 404) in strict mode when no rule matches."""
+    Raises NoRuleMatched (a provider-shaped 404 naming the nearest rules) in strict mode when no rule matches."""
     rules = store.rules
     if not isinstance(rules, RuleSet):
-        reply = rules.choose(conversation)
-    else:
-        try:
-            reply = rules.choose(conversation, request_context(store, headers, entry))
-        except NoRuleMatched as exc:
-            entry.near_misses = NearMisses(value=exc.near_misses)
-            raise
-    entry.rule = reply.rule
-    entry.near_misses = reply.near_misses
-    entry.scenario = reply.scenario
-    return reply
+        return rules.choose(conversation)
+    return rules.choose(conversation, request_context(store, headers, entry))

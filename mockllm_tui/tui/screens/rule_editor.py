@@ -265,7 +265,9 @@ class RuleEditor(ModalScreen[None]):
             self.set_focus(reply)
             reply.move_cursor(reply.document.end)
         else:
-            self.set_focus(self.query_one("#pattern", Input))
+            pattern = self.query_one("#pattern", Input)
+            self.set_focus(pattern)
+            pattern.select_all()  # as focusing it does: typing replaces the text
 
     def fields(self) -> dict[str, Any]:
         """The form's raw values."""

@@ -159,6 +159,10 @@ async def test_escape_in_the_filter_box_restores_the_filter_before_it(panel: Pan
     await panel.until(lambda: log.row_count == 1 and "filter: beta" in str(log.border_title))
     await panel.pilot.press("slash", "end", "backspace", "backspace")  # the box opens with the text selected
     await panel.until(lambda: "filter: be" in str(log.border_title))
+    await panel.pilot.press(*"ta")  # typed back to what it was: that is the filter again
+    await panel.until(lambda: "filter: beta" in str(log.border_title))
+    await panel.pilot.press("x")
+    await panel.until(lambda: "filter: betax" in str(log.border_title) and log.row_count == 0)
     await panel.pilot.press("escape")
     await panel.until(lambda: "filter: beta" in str(log.border_title))
     assert log.row_count == 1 and log.entry_at(0).preview == "beta"
@@ -175,6 +179,11 @@ async def test_the_palette_has_one_quit_and_one_help(panel: Panel) -> None:
     assert sum(t.startswith("Help") for t in titles) == 1, titles
     assert not any(t.startswith("Keys") for t in titles), titles
     assert any(t.startswith("Theme") for t in titles)
+    # a rule key's entry opens the editor (its action waits for the editor to be ready)
+    await panel.pilot.press(*"Add rule")
+    await panel.pilot.pause(0.3)
+    await panel.pilot.press("enter")
+    await editor_shown(panel)
 
 
 async def test_the_delete_question_wraps(panel: Panel) -> None:

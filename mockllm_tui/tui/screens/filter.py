@@ -38,7 +38,7 @@ class FilterScreen(ModalScreen[str | None]):
             yield Input(self.current, placeholder="filter", id="filter-input")
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if self.preview is not None and event.value != self.current:
+        if self.preview is not None:
             self.preview(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -22,11 +22,12 @@ from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
 from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, StartupConfig, Store, url_host
 from mockllm_tui.http import telemetry
 from mockllm_tui.http.app import MockApp, create_app
-from mockllm_tui.http.runner import CannotListen, ServerHandle
+from mockllm_tui.http.runner import DEFAULT_HTTP, HTTP_PROTOCOLS, CannotListen, ServerHandle
+from mockllm_tui.rules.fileio import PACKAGED_EXAMPLE as PACKAGED_RESPONSES
+from mockllm_tui.rules.fileio import copy_target, shown_path
 
 log = logging.getLogger("mockllm_tui")
 
-PACKAGED_RESPONSES = Path(__file__).parent / "data" / "responses.yml"
 EXIT_USAGE = 2
 WORKER_ARGV_ENV = "MOCKLLM_WORKER_ARGV"
 
@@ -153,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         "counters are per process. The panel is single-process by design. [MOCKLLM_WORKERS]",
     )
     parser.add_argument(
+        "--http",
+        choices=HTTP_PROTOCOLS,
+        default=env.get("MOCKLLM_HTTP", DEFAULT_HTTP),
+        help="The HTTP/1.1 protocol: uvicorn (uvicorn's own, on httptools; the default) or fast "
+        "(mockllm-tui's own: one write a response, a read deadline against slow clients). [MOCKLLM_HTTP]",
+    )
+    parser.add_argument(
         "--check",
         metavar="PATH",
         help="Validate a responses file, print any problems with their line numbers, and exit 0 (valid) or 1.",
@@ -277,6 +285,8 @@ def make_store(args: argparse.Namespace) -> Store:
         raise KnobError(f"--max-body-mb: must be above 0, got {args.max_body_mb:g}")
     if args.workers < 1:
         raise KnobError(f"--workers: must be at least 1, got {args.workers}")
+    if args.http not in HTTP_PROTOCOLS:
+        raise KnobError(f"--http: choose from {', '.join(HTTP_PROTOCOLS)}, got {args.http!r}")
     if args.upstream_timeout_s <= 0:
         raise KnobError(f"--upstream-timeout-s: must be above 0, got {args.upstream_timeout_s:g}")
     config = StartupConfig(
@@ -330,7 +340,7 @@ def build_app(args: argparse.Namespace, store: Store) -> MockApp:
 
 def prepare(args: argparse.Namespace, store: Store) -> ServerHandle:
     """Load the rules, build the app and bind the port (raises CannotListen before anything starts)."""
-    handle = ServerHandle(build_app(args, store), args.host, args.port)
+    handle = ServerHandle(build_app(args, store), args.host, args.port, http=args.http)
     store.configure(url=handle.url)
     return handle
 
@@ -392,7 +402,11 @@ async def _serve_headless(args: argparse.Namespace, store: Store, handle: Server
 def print_serving(host: str, port: int, store: Store) -> None:
     """The first line on stdout, which scripts parse for the port."""
     address = f"http://{_host(host)}:{port}"
-    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.config.responses_path})\n")
+    path = store.config.responses_path
+    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {path})\n")
+    copy = copy_target(Path(path)) if path else None
+    if copy is not None:  # stderr: stdout is the request log (JSON lines, or nothing with --quiet)
+        print(f"the packaged example is read-only: the first change creates {shown_path(copy)}", file=sys.stderr)
     config = store.config
     if config.upstreams:
         hosts = ", ".join(f"{name} -> {url_host(url)}" for name, url in config.upstreams)
@@ -423,7 +437,12 @@ def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
     if metrics_dir is not None:
         os.environ[MULTIPROCESS_ENV] = metrics_dir.name
     config = uvicorn_config(
-        "mockllm_tui.cli:worker_app", factory=True, workers=args.workers, lifespan="on", timeout_graceful_shutdown=1
+        "mockllm_tui.cli:worker_app",
+        http=args.http,
+        factory=True,
+        workers=args.workers,
+        lifespan="on",
+        timeout_graceful_shutdown=1,
     )
     print_serving(args.host, sock.getsockname()[1], make_store(args))
     try:

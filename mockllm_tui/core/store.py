@@ -63,7 +63,7 @@ def url_host(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "journal_cleared"]
+EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "notice", "journal_cleared"]
 Event = tuple[EventKind, Any]
 
 
@@ -71,7 +71,9 @@ Event = tuple[EventKind, Any]
 class JournalEntry:
     """One request as the journal remembers it. `chunks` grows while a stream is open, and
     `chunk_times` with it: when each chunk went out (perf_counter; chunks sent in one write share
-    a time). `response_body` is a whole (non-streamed) reply as sent, up to MAX_STORED_BODY."""
+    a time). `response_body` is a whole (non-streamed) reply as sent, up to MAX_STORED_BODY.
+    `rule` is the identity of the rule that answered (or a fallback's label); `rule_id` is that
+    rule's internal id, for the panel only."""
 
     id: int
     time: float
@@ -88,6 +90,7 @@ class JournalEntry:
     chunks: list[str] = field(default_factory=list)
     chunk_times: list[float] = field(default_factory=list)
     rule: str | None = None
+    rule_id: int | None = None
     fault: str | None = None
     request_id: str = ""
     request_headers: dict[str, str] = field(default_factory=dict)
@@ -139,6 +142,7 @@ class JournalEntry:
         chunks: list[str] | None = None,
         chunk_times: list[float] | None = None,
         rule: str | None = None,
+        rule_id: int | None = None,
         fault: str | None = None,
         request_id: str = "",
         request_headers: dict[str, str] | None = None,
@@ -180,6 +184,7 @@ class JournalEntry:
         self.chunks = [] if chunks is None else chunks
         self.chunk_times = [] if chunk_times is None else chunk_times
         self.rule = rule
+        self.rule_id = rule_id
         self.fault = fault
         self.request_id = request_id
         self.request_headers = {} if request_headers is None else request_headers
@@ -600,3 +605,7 @@ class Store:
         """Report (or clear) a problem with the responses file; the last good rules keep serving."""
         self._file_error = message
         self.publish("file", message)
+
+    def announce(self, message: str) -> None:
+        """Tell the user something worth a line (the panel shows it): a file created, say."""
+        self.publish("notice", message)

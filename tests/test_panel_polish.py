@@ -79,7 +79,7 @@ async def test_the_editor_is_built_once_and_shows_each_rule_afresh(panel: Panel)
     assert editor.border_title is None and editor.query_one("#editor-box").border_title == "New rule"
     await panel.pilot.press(*"x", "escape")
     table.focus()
-    table.move_cursor(row=0)
+    table.select_id(next(v.id for v in table.views if "'hello'" in v.match))
     await panel.pilot.press("e")
     assert panel.app.screen is editor  # the same screen, refilled
     assert editor.query_one("#pattern", Input).value == "hello"

@@ -464,3 +464,16 @@ def test_parallel_threads_in_sessions_never_share_positions(server: Live) -> Non
     for t in threads:
         t.join(30)
     assert seen == {f"s{i}": ["Which city?", "Which dates?", "Shall I book it?", "Booked."] for i in range(4)}
+
+
+def test_a_sessions_fail_next_covers_its_other_endpoints_too(server: Live) -> None:
+    httpx.post(server.root + "/_mock/fail-next", params={"session": "emb"}, json={"count": 1, "status": 503})
+    mine = openai.OpenAI(
+        base_url=server.openai_url, api_key="k", max_retries=0, default_headers={"x-mock-session": "emb"}
+    )
+    other = openai.OpenAI(base_url=server.openai_url, api_key="k", max_retries=0)
+    assert other.embeddings.create(model="text-embedding-3-small", input="hi").data  # not its failure
+    with pytest.raises(openai.InternalServerError):
+        mine.embeddings.create(model="text-embedding-3-small", input="hi")
+    assert mine.embeddings.create(model="text-embedding-3-small", input="hi").data
+    assert [(e["session"], e["status"]) for e in journal(server)] == [(None, 200), ("emb", 503), ("emb", 200)]

@@ -84,6 +84,8 @@ class JournalEntry:
     open: bool = True
     chunks: list[str] = field(default_factory=list)
     chunk_times: list[float] = field(default_factory=list)
+    #: What each chunk is (a realtime event's type), when its wire format names its chunks.
+    chunk_labels: list[str] = field(default_factory=list)
     rule: str | None = None
     fault: str | None = None
     request_id: str = ""
@@ -132,6 +134,7 @@ class JournalEntry:
         open: bool = True,
         chunks: list[str] | None = None,
         chunk_times: list[float] | None = None,
+        chunk_labels: list[str] | None = None,
         rule: str | None = None,
         fault: str | None = None,
         request_id: str = "",
@@ -172,6 +175,7 @@ class JournalEntry:
         self.open = open
         self.chunks = [] if chunks is None else chunks
         self.chunk_times = [] if chunk_times is None else chunk_times
+        self.chunk_labels = [] if chunk_labels is None else chunk_labels
         self.rule = rule
         self.fault = fault
         self.request_id = request_id
@@ -423,11 +427,13 @@ class Store:
             entry.stream_started = True
             self._counters.streams_open += 1
 
-    def add_chunk(self, entry: JournalEntry, text: str, size: int) -> None:
-        """Record a stream chunk as it goes out."""
+    def add_chunk(self, entry: JournalEntry, text: str, size: int, label: str = "") -> None:
+        """Record a stream chunk as it goes out (`label`: what it is, for wire formats that name chunks)."""
         now = time.perf_counter()
         if entry.first_chunk_at is None:
             entry.first_chunk_at = now
+        if label:
+            entry.chunk_labels += [""] * (len(entry.chunks) - len(entry.chunk_labels)) + [label]
         entry.chunks.append(text)
         entry.chunk_times.append(now)
         entry.bytes_sent += size

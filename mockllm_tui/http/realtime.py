@@ -297,7 +297,7 @@ class Connection:
                     await asyncio.sleep(min(delay, SPEED_POLL_S))
                     pacer.follow(store.knobs.stream_speed)
             await self.send_text(frame.data)
-            store.add_chunk(entry, frame.text, len(frame.data))
+            store.add_chunk(entry, frame.text, len(frame.data), frame.label)
             pacer.sent(frame.tokens, loop.time())
             pacer.follow(store.knobs.stream_speed)
 

@@ -54,16 +54,20 @@ class Frame:
     data: bytes
     text: str = ""
     tokens: int = 0
+    #: What the frame is, for the chunk timeline (a realtime event's type); "" for plain text chunks.
+    label: str = ""
 
     def __init__(
         self,
         data: bytes,
         text: str = "",
         tokens: int = 0,
+        label: str = "",
     ) -> None:
         self.data = data
         self.text = text
         self.tokens = tokens
+        self.label = label
 
 
 @dataclass(slots=True, init=False)

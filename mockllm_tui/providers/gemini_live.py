@@ -220,7 +220,7 @@ class GeminiLiveSession(RealtimeSession):
             ]
             turn.details["calls"] = calls
             body = orjson.dumps({"toolCall": {"functionCalls": calls}})
-            return [Frame(body, "", count_tokens(body.decode()))]
+            return [Frame(body, "", count_tokens(body.decode()), "toolCall")]
         frames: list[Frame] = []
         audio_ms = 0.0
         transcribe = (self.setup or {}).get("outputAudioTranscription") is not None
@@ -229,20 +229,17 @@ class GeminiLiveSession(RealtimeSession):
                 pcm = synthesize(piece, str(turn.details.get("voice", "")))
                 audio_ms += duration_ms(pcm, OUTPUT_RATE)
                 part = {"inlineData": {"mimeType": OUTPUT_MIME, "data": base64.b64encode(pcm).decode()}}
-                frames.append(Frame(orjson.dumps({"serverContent": {"modelTurn": {"parts": [part]}}}), piece, tokens))
+                message = {"serverContent": {"modelTurn": {"parts": [part]}}}
+                frames.append(Frame(orjson.dumps(message), piece, tokens, "modelTurn audio"))
                 if transcribe:
-                    frames.append(Frame(orjson.dumps({"serverContent": {"outputTranscription": {"text": piece}}})))
+                    transcription = {"serverContent": {"outputTranscription": {"text": piece}}}
+                    frames.append(Frame(orjson.dumps(transcription), label="outputTranscription"))
             else:
-                message = {"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}}
-                frames.append(Frame(orjson.dumps(message), piece, tokens))
-        frames.append(Frame(orjson.dumps({"serverContent": {"generationComplete": True}})))
-        frames.append(
-            Frame(
-                orjson.dumps(
-                    {"serverContent": {"turnComplete": True}, "usageMetadata": self._usage(turn, reply, audio_ms)}
-                )
-            )
-        )
+                text = {"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}}
+                frames.append(Frame(orjson.dumps(text), piece, tokens, "modelTurn text"))
+        frames.append(Frame(orjson.dumps({"serverContent": {"generationComplete": True}}), label="generationComplete"))
+        complete = {"serverContent": {"turnComplete": True}, "usageMetadata": self._usage(turn, reply, audio_ms)}
+        frames.append(Frame(orjson.dumps(complete), label="turnComplete"))
         return frames
 
     def _usage(self, turn: Turn, reply: Reply, audio_ms: float) -> dict[str, Any]:

@@ -136,6 +136,10 @@ class OpenAIRealtimeSession(RealtimeSession):
         """One server event, with a unique `event_id`."""
         return orjson.dumps({"type": kind, "event_id": f"{self._prefix}{next(self._ids)}", **fields})
 
+    def _frame(self, kind: str, *, piece: str = "", piece_tokens: int = 0, **fields: Any) -> Frame:
+        """A server event as a stream frame carrying `piece` of the reply, labelled with its type."""
+        return Frame(self.event(kind, **fields), piece, piece_tokens, kind)
+
     def error(self, message: str, code: str, *, param: str | None = None, event_id: str | None = None) -> bytes:
         """An `error` event for a client event the API refuses."""
         return self.event(
@@ -468,7 +472,7 @@ class OpenAIRealtimeSession(RealtimeSession):
     def render(self, turn: Turn, reply: Reply, pieces: list[str], piece_tokens: list[int]) -> list[Frame]:
         """The response's events: created, its items (a message, or function calls), done, rate limits."""
         rid = turn.response_id
-        frames = [Frame(self.event("response.created", response=self._response(turn, "in_progress", [])))]
+        frames = [self._frame("response.created", response=self._response(turn, "in_progress", []))]
         output: list[dict[str, Any]] = []
         audio_ms = 0.0
         if reply.tool_calls:
@@ -485,43 +489,51 @@ class OpenAIRealtimeSession(RealtimeSession):
                 "content": [],
             }
             part_type = "audio" if audio else "text"
-            frames.append(Frame(self.event("response.output_item.added", response_id=rid, output_index=0, item=item)))
-            frames.append(Frame(self.event("conversation.item.added", previous_item_id=self._last_id(), item=item)))
-            where = {"response_id": rid, "item_id": item["id"], "output_index": 0, "content_index": 0}
+            frames.append(self._frame("response.output_item.added", response_id=rid, output_index=0, item=item))
+            frames.append(self._frame("conversation.item.added", previous_item_id=self._last_id(), item=item))
+            where: dict[str, Any] = {"response_id": rid, "item_id": item["id"], "output_index": 0, "content_index": 0}
             empty_part = {"type": part_type, "transcript": ""} if audio else {"type": "text", "text": ""}
-            frames.append(Frame(self.event("response.content_part.added", part=empty_part, **where)))
+            frames.append(self._frame("response.content_part.added", part=empty_part, **where))
             for piece, tokens in zip(pieces, piece_tokens, strict=True):
                 if audio:
                     pcm = synthesize(piece, turn.details["voice"], speed=turn.details["speed"])
                     audio_ms += duration_ms(pcm, OUTPUT_RATE)
                     frames.append(
-                        Frame(self.event("response.output_audio_transcript.delta", delta=piece, **where), piece, tokens)
+                        self._frame(
+                            "response.output_audio_transcript.delta",
+                            delta=piece,
+                            **where,
+                            piece=piece,
+                            piece_tokens=tokens,
+                        )
                     )
                     frames.append(
-                        Frame(self.event("response.output_audio.delta", delta=base64.b64encode(pcm).decode(), **where))
+                        self._frame("response.output_audio.delta", delta=base64.b64encode(pcm).decode(), **where)
                     )
                 else:
-                    frames.append(Frame(self.event("response.output_text.delta", delta=piece, **where), piece, tokens))
+                    frames.append(
+                        self._frame(
+                            "response.output_text.delta", delta=piece, **where, piece=piece, piece_tokens=tokens
+                        )
+                    )
             if audio:
-                frames.append(Frame(self.event("response.output_audio.done", **where)))
-                frames.append(
-                    Frame(self.event("response.output_audio_transcript.done", transcript=reply.text, **where))
-                )
+                frames.append(self._frame("response.output_audio.done", **where))
+                frames.append(self._frame("response.output_audio_transcript.done", transcript=reply.text, **where))
                 part = {"type": "audio", "transcript": reply.text}
                 item["content"] = [{"type": "output_audio", "transcript": reply.text}]
             else:
-                frames.append(Frame(self.event("response.output_text.done", text=reply.text, **where)))
+                frames.append(self._frame("response.output_text.done", text=reply.text, **where))
                 part = {"type": "text", "text": reply.text}
                 item["content"] = [{"type": "output_text", "text": reply.text}]
             item = {**item, "status": "completed"}
-            frames.append(Frame(self.event("response.content_part.done", part=part, **where)))
-            frames.append(Frame(self.event("response.output_item.done", response_id=rid, output_index=0, item=item)))
-            frames.append(Frame(self.event("conversation.item.done", previous_item_id=self._last_id(), item=item)))
+            frames.append(self._frame("response.content_part.done", part=part, **where))
+            frames.append(self._frame("response.output_item.done", response_id=rid, output_index=0, item=item))
+            frames.append(self._frame("conversation.item.done", previous_item_id=self._last_id(), item=item))
             output.append(item)
         turn.details["output"] = output
         usage = self._usage(turn, reply, audio_ms)
-        frames.append(Frame(self.event("response.done", response=self._response(turn, "completed", output, usage))))
-        frames.append(Frame(self._rate_limits(usage["total_tokens"])))
+        frames.append(self._frame("response.done", response=self._response(turn, "completed", output, usage)))
+        frames.append(Frame(self._rate_limits(usage["total_tokens"]), label="rate_limits.updated"))
         return frames
 
     def _render_call(self, rid: str, index: int, call: ToolCall, output: list[dict[str, Any]]) -> list[Frame]:
@@ -536,20 +548,18 @@ class OpenAIRealtimeSession(RealtimeSession):
             "call_id": call_id,
             "arguments": "",
         }
-        where = {"response_id": rid, "item_id": item["id"], "output_index": index, "call_id": call_id}
+        where: dict[str, Any] = {"response_id": rid, "item_id": item["id"], "output_index": index, "call_id": call_id}
         done = {**item, "status": "completed", "arguments": arguments}
         output.append(done)
         return [
-            Frame(self.event("response.output_item.added", response_id=rid, output_index=index, item=item)),
-            Frame(self.event("conversation.item.added", previous_item_id=self._last_id(), item=item)),
-            Frame(
-                self.event("response.function_call_arguments.delta", delta=arguments, **where),
-                "",
-                count_tokens(arguments),
+            self._frame("response.output_item.added", response_id=rid, output_index=index, item=item),
+            self._frame("conversation.item.added", previous_item_id=self._last_id(), item=item),
+            self._frame(
+                "response.function_call_arguments.delta", delta=arguments, piece_tokens=count_tokens(arguments), **where
             ),
-            Frame(self.event("response.function_call_arguments.done", arguments=arguments, name=call.name, **where)),
-            Frame(self.event("response.output_item.done", response_id=rid, output_index=index, item=done)),
-            Frame(self.event("conversation.item.done", previous_item_id=self._last_id(), item=done)),
+            self._frame("response.function_call_arguments.done", arguments=arguments, name=call.name, **where),
+            self._frame("response.output_item.done", response_id=rid, output_index=index, item=done),
+            self._frame("conversation.item.done", previous_item_id=self._last_id(), item=done),
         ]
 
     def _usage(self, turn: Turn, reply: Reply, audio_ms: float) -> dict[str, Any]:

@@ -401,3 +401,26 @@ async def test_an_idle_session_is_closed_and_an_oversized_event_is_refused(rules
             await events.next()
     assert too_big.type == "error" and too_big.error.code == "message_too_large"
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000 and "idle" in closed.value.rcvd.reason
+
+
+def test_the_sync_client_runs_a_turn_and_metrics_count_each_response(rules_server: Live) -> None:
+    import httpx
+
+    rules_server.store.set_knobs("live", {"latency_ms": 150})
+    sync = openai.OpenAI(base_url=rules_server.openai_url, api_key="sk-test", max_retries=0)
+    with sync.realtime.connect(model="gpt-realtime") as conn:
+        assert EVENTS.validate_json(conn.recv_bytes(), strict=True).type == "session.created"
+        conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        for _ in range(2):
+            conn.conversation.item.create(
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}
+            )
+            conn.response.create()
+            kinds = []
+            while not kinds or kinds[-1] != "rate_limits.updated":
+                kinds.append(EVENTS.validate_json(conn.recv_bytes(), strict=True).type)
+            assert "response.output_text.delta" in kinds
+    entries = [e for e in rules_server.store.journal() if e.endpoint == "realtime"]
+    assert len(entries) == 2 and all(e.first_chunk_at - e.started >= 0.1 for e in entries if e.first_chunk_at)
+    metrics = httpx.get(rules_server.root + "/metrics").text
+    assert 'mockllm_requests_total{endpoint="realtime",provider="openai-realtime",rule="hello",status="200"} 2.0' in metrics

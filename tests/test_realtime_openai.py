@@ -423,4 +423,5 @@ def test_the_sync_client_runs_a_turn_and_metrics_count_each_response(rules_serve
     entries = [e for e in rules_server.store.journal() if e.endpoint == "realtime"]
     assert len(entries) == 2 and all(e.first_chunk_at - e.started >= 0.1 for e in entries if e.first_chunk_at)
     metrics = httpx.get(rules_server.root + "/metrics").text
-    assert 'mockllm_requests_total{endpoint="realtime",provider="openai-realtime",rule="hello",status="200"} 2.0' in metrics
+    counted = 'mockllm_requests_total{endpoint="realtime",provider="openai-realtime",rule="hello",status="200"} 2.0'
+    assert counted in metrics

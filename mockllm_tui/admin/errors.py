@@ -1,6 +1,22 @@
-"""The admin API's errors: raised by its routes, rendered in the default provider's error shape."""
+"""The admin API's errors, in one shape: every refusal under `/_mock/` (a bad body, a bad query or
+path parameter, an unknown rule, an unknown route) is rendered in the default provider's error
+shape, and bad input is a 400 that names the field."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from mockllm_tui.providers.base import Provider
+
+ADMIN_PREFIX = "/_mock/"
 
 
 class AdminError(Exception):
@@ -11,3 +27,43 @@ class AdminError(Exception):
         self.status = status
         self.message = message
         self.param = param
+
+
+def first_problem(errors: Sequence[Any]) -> AdminError:
+    """The first of pydantic's errors as a 400 naming its field (`count: ...`)."""
+    error = errors[0]
+    if error["type"] == "json_invalid":
+        return AdminError(400, f"the request body is not valid JSON: {error['ctx']['error']}")
+    where = [str(part) for part in error["loc"] if part not in ("body", "query", "path")]
+    field = ".".join(where) or None
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if field is None:
+        return AdminError(400, f"the request body: {message}")
+    shown = f", got {error['input']!r}" if "input" in error and not isinstance(error["input"], dict) else ""
+    return AdminError(400, f"{field}: {message}{shown}", param=field)
+
+
+def install_error_handlers(app: FastAPI, shape: Provider) -> None:
+    """Render every admin error in `shape`'s error format."""
+
+    def render(exc: AdminError) -> Response:
+        body = shape.error_body(exc.status, exc.message, param=exc.param)
+        return Response(body, status_code=exc.status, media_type="application/json")
+
+    @app.exception_handler(AdminError)
+    async def admin_error(request: Request, exc: AdminError) -> Response:
+        return render(exc)
+
+    @app.exception_handler(ValidationError)
+    async def bad_body(request: Request, exc: ValidationError) -> Response:
+        return render(first_problem(exc.errors()))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request: Request, exc: RequestValidationError) -> Response:
+        return render(first_problem(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if not request.url.path.startswith(ADMIN_PREFIX):
+            return await http_exception_handler(request, exc)
+        return render(AdminError(exc.status_code, str(exc.detail)))

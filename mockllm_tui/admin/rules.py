@@ -8,24 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from mockllm_tui.admin.bodies import ANY_OBJECT, NEW_RULE, REORDER, read_body
 from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.journal import store_of
 from mockllm_tui.rules import commands
 from mockllm_tui.rules.commands import ConflictError, RuleError, RuleNotFound
 
 router = APIRouter(prefix="/_mock")
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise RuleError(f"the body is not valid JSON: {exc}") from None
 
 
 def _run(action: Any, status: int = 200) -> Response:
@@ -56,30 +48,18 @@ async def list_rules(request: Request) -> dict[str, Any]:
 @router.post("/rules")
 async def add_rule(request: Request, persist: bool = True) -> Response:
     """Add a rule; `index` in the body places it (default: the end of its form)."""
-    try:
-        body = await _body(request)
-    except RuleError as exc:
-        raise AdminError(400, str(exc)) from None
-    index = body.get("index") if isinstance(body, dict) else None
-    if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-        raise AdminError(400, "index: expected an integer")
-    return _run(lambda: commands.add_rule(store_of(request), body, index=index, persist=persist), 201)
+    body = await read_body(request, NEW_RULE)
+    data = body.model_dump(exclude_unset=True)
+    return _run(lambda: commands.add_rule(store_of(request), data, index=body.index, persist=persist), 201)
 
 
 @router.post("/rules/reorder")
 async def reorder(request: Request, persist: bool = True) -> Response:
     """Move one rule: `{"id": 3, "index": 0}`; or give the whole order: `{"order": [3, 1, 2]}`."""
     store = store_of(request)
-    try:
-        body = await _body(request)
-    except RuleError as exc:
-        raise AdminError(400, str(exc)) from None
-    if not isinstance(body, dict):
-        raise AdminError(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
-    order = body.get("order")
+    body = await read_body(request, REORDER)
+    order = body.order
     if order is not None:
-        if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
-            raise AdminError(400, "order: expected a list of rule ids")
 
         def move_all() -> dict[str, Any]:
             for position, rule_id in enumerate(order):
@@ -87,9 +67,8 @@ async def reorder(request: Request, persist: bool = True) -> Response:
             return {"object": "list", "data": [v.public() for v in commands.list_rules(store)]}
 
         return _run(move_all)
-    rule_id, index = body.get("id"), body.get("index")
-    if type(rule_id) is not int or type(index) is not int:
-        raise AdminError(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
+    rule_id, index = body.id, body.index
+    assert rule_id is not None and index is not None  # Reorder.one_form
     return _run(lambda: commands.move_rule(store, rule_id, index, persist=persist))
 
 
@@ -102,10 +81,7 @@ async def get_rule(request: Request, rule_id: int) -> Response:
 @router.put("/rules/{rule_id}")
 async def update_rule(request: Request, rule_id: int, persist: bool = True) -> Response:
     """Replace a rule's content (same id and position)."""
-    try:
-        body = await _body(request)
-    except RuleError as exc:
-        raise AdminError(400, str(exc)) from None
+    body = await read_body(request, ANY_OBJECT)
     return _run(lambda: commands.update_rule(store_of(request), rule_id, body, persist=persist))
 
 

@@ -233,7 +233,7 @@ class ChunkExtras:
         return iter(())
 
 
-class ChatCompletions(ChunkExtras, ChatEndpoint):
+class ChatCompletions(ChatEndpoint, ChunkExtras):
     """`POST /v1/chat/completions`."""
 
     paths = ("/v1/chat/completions", "/chat/completions")

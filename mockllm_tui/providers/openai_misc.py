@@ -96,7 +96,7 @@ def _completion_finish(reply: Reply) -> str:
     return reason if reason in COMPLETION_FINISH else "stop"
 
 
-class Completions(ChunkExtras, ChatEndpoint):
+class Completions(ChatEndpoint, ChunkExtras):
     """`POST /v1/completions` (legacy), through the chat pipeline (rules, faults, pacing)."""
 
     paths = ("/v1/completions", "/completions")

@@ -1,6 +1,6 @@
 """The admin API's errors, in one shape: every refusal under `/_mock/` (a bad body, a bad query or
-path parameter, an unknown rule, an unknown route) is rendered in the default provider's error
-shape, and bad input is a 400 that names the field."""
+path parameter, an unknown rule) is rendered in the default provider's error shape, and bad input
+is a 400 that names the field. (The fallback app renders its 404s and bad parameters the same way.)"""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException
 
 from mockllm_tui.providers.base import Provider
-
-ADMIN_PREFIX = "/_mock/"
 
 
 class AdminError(Exception):
@@ -43,27 +38,19 @@ def first_problem(errors: Sequence[Any]) -> AdminError:
     return AdminError(400, f"{field}: {message}{shown}", param=field)
 
 
-def install_error_handlers(app: FastAPI, shape: Provider) -> None:
-    """Render every admin error in `shape`'s error format."""
+def render(shape: Provider, exc: AdminError) -> Response:
+    """An admin error as a response in `shape`'s error format."""
+    body = shape.error_body(exc.status, exc.message, param=exc.param)
+    return Response(body, status_code=exc.status, media_type="application/json")
 
-    def render(exc: AdminError) -> Response:
-        body = shape.error_body(exc.status, exc.message, param=exc.param)
-        return Response(body, status_code=exc.status, media_type="application/json")
+
+def install_error_handlers(app: FastAPI, shape: Provider) -> None:
+    """Render admin errors and bodies that do not validate in `shape`'s error format."""
 
     @app.exception_handler(AdminError)
     async def admin_error(request: Request, exc: AdminError) -> Response:
-        return render(exc)
+        return render(shape, exc)
 
     @app.exception_handler(ValidationError)
     async def bad_body(request: Request, exc: ValidationError) -> Response:
-        return render(first_problem(exc.errors()))
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_parameter(request: Request, exc: RequestValidationError) -> Response:
-        return render(first_problem(exc.errors()))
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
-        if not request.url.path.startswith(ADMIN_PREFIX):
-            return await http_exception_handler(request, exc)
-        return render(AdminError(exc.status_code, str(exc.detail)))
+        return render(shape, first_problem(exc.errors()))

@@ -43,6 +43,7 @@ from mockllm_tui.providers.openai_misc import Completions, Embeddings, ListModel
 from mockllm_tui.providers.openai_responses import (
     CreateResponse,
     DeleteResponse,
+    KeepsResponses,
     ResponseById,
     SavedResponses,
     responses_limit_error,
@@ -270,7 +271,7 @@ class AzureRetrieveModel(RetrieveModel):
         return azure_model(model, query.model)
 
 
-class AzureOpenAI(OpenAIBase):
+class AzureOpenAI(OpenAIBase, KeepsResponses):
     """Azure OpenAI."""
 
     name = "azure"

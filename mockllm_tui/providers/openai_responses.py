@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
+from mypy_extensions import trait
 
 from mockllm_tui.core.conversation import (
     Conversation,
@@ -208,8 +209,15 @@ class SavedResponses:
         return len(self._items)
 
 
+@trait
+class KeepsResponses:
+    """A provider that serves the Responses API keeps the responses it made (for GET and DELETE)."""
+
+    saved: SavedResponses
+
+
 def _saved(endpoint: Endpoint) -> SavedResponses:
-    return cast(OpenAIResponses, endpoint.provider).saved
+    return cast(KeepsResponses, endpoint.provider).saved
 
 
 class CreateResponse(ChatEndpoint):
@@ -532,7 +540,7 @@ def responses_limit_error(breach: LimitBreach) -> RequestError:
     return RequestError(message, param="input", code="context_length_exceeded")
 
 
-class OpenAIResponses(OpenAIBase):
+class OpenAIResponses(OpenAIBase, KeepsResponses):
     """OpenAI's Responses API."""
 
     name = "openai-responses"

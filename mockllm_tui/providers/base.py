@@ -352,6 +352,8 @@ class Endpoint:
     operation: ClassVar[str] = ""
     #: The flow refuses a query for a model that is unknown while models are strict (`check_model`).
     checks_model: ClassVar[bool] = False
+    #: What the journal shows for a request with nothing to read ("list models").
+    summary: ClassVar[str] = ""
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
@@ -375,8 +377,9 @@ class Endpoint:
         request.check_model(name)
 
     def parse_request(self, request: Request) -> Query:
-        """Read the request (raise RequestError to refuse it); by default there is nothing to read."""
-        return Query()
+        """Read the request (raise RequestError to refuse it); by default there is nothing to read,
+        and the journal shows the `summary`."""
+        return Query(preview=self.summary)
 
     def render_query(self, query: Query, request: Request) -> Any:
         """The JSON body of the answer (raise RequestError to refuse it, e.g. an unknown model)."""

@@ -592,11 +592,12 @@ class ListFoundationModels(Endpoint):
     method = "GET"
     paths = (FOUNDATION_MODELS,)
     name = "foundation-models.list"
+    summary = "list foundation models"
 
     def parse_request(self, request: Request) -> Query:
         """The vendor to filter by (`byProvider`)."""
         params = dict(part.partition("=")[::2] for part in request.query.split("&") if part)
-        return Query(preview="list foundation models", params={"vendor": params.get("byProvider", "").lower()})
+        return Query(preview=self.summary, params={"vendor": params.get("byProvider", "").lower()})
 
     def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"modelSummaries": [...]}`."""

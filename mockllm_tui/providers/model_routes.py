@@ -14,14 +14,11 @@ class ModelListing(Endpoint):
 
     method = "GET"
     name = "models.list"
+    summary = "list models"
 
     def listing(self, models: list[ModelInfo]) -> Any:
         """The body for these models."""
         raise NotImplementedError
-
-    def parse_request(self, request: Request) -> Query:
-        """Nothing to read."""
-        return Query(preview="list models")
 
     def render_query(self, query: Query, request: Request) -> Any:
         """The listing."""

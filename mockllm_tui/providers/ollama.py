@@ -491,10 +491,7 @@ class Tags(Endpoint):
     method = "GET"
     paths = ("/api/tags",)
     name = "tags"
-
-    def parse_request(self, request: Request) -> Query:
-        """Nothing to read."""
-        return Query(preview="list models")
+    summary = "list models"
 
     def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"models": [...]}`."""
@@ -507,10 +504,7 @@ class Version(Endpoint):
     method = "GET"
     paths = ("/api/version",)
     name = "version"
-
-    def parse_request(self, request: Request) -> Query:
-        """Nothing to read."""
-        return Query(preview="version")
+    summary = "version"
 
     def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"version": ...}`."""
@@ -576,10 +570,7 @@ class Running(Endpoint):
     method = "GET"
     paths = ("/api/ps",)
     name = "ps"
-
-    def parse_request(self, request: Request) -> Query:
-        """Nothing to read."""
-        return Query(preview="running models")
+    summary = "running models"
 
     def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"models": []}`."""

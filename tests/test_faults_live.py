@@ -434,9 +434,9 @@ async def test_bad_admin_input_is_a_400_naming_the_field_in_one_shape(live: Live
             (http.post("/_mock/fail-next", json={"count": "2"}), "count"),
             (http.post("/_mock/fail-next", json={"status": 200}), "status"),
             (http.post("/_mock/rules", json={"index": "top", "match": {"exact": "x"}, "reply": "y"}), "index"),
-            (http.post("/_mock/rules/reorder", json={"order": [1, "two"]}), "order.1"),
+            (http.post("/_mock/rules/reorder", json={"order": "all"}), "order"),
+            (http.post("/_mock/rules/reorder", json={"id": "#1", "index": 0.5}), "index"),
             (http.get("/_mock/journal", params={"limit": "many"}), "limit"),
-            (http.get("/_mock/rules/first"), "rule_id"),
         ]
         for call, field in cases:
             r = await call
@@ -448,7 +448,7 @@ async def test_bad_admin_input_is_a_400_naming_the_field_in_one_shape(live: Live
             r = await http.post("/_mock/fail-next", content=body, headers={"content-type": "text/plain"})
             assert r.status_code == 400 and "the request body" in r.json()["error"]["message"]
         move = await http.post("/_mock/rules/reorder", json={"id": 1})
-        assert move.status_code == 400 and '{"order": [ID, ...]}' in move.json()["error"]["message"]
+        assert move.status_code == 400 and '{"order": [RULE, ...]}' in move.json()["error"]["message"]
         unknown = await http.get("/_mock/nowhere")
         assert unknown.status_code == 404 and unknown.json()["error"]["message"] == "Not Found"
         # a body sent the way `curl -d` sends it is read as JSON all the same

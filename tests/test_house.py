@@ -164,3 +164,18 @@ def test_no_dataclass_writes_its_own_init() -> None:
             if any(isinstance(item, ast.FunctionDef) and item.name == "__init__" for item in node.body):
                 problems.append(f"{path.name}:{node.name} writes its own __init__")
     assert problems == []
+
+
+def test_the_speed_claims_agree_with_the_last_benchmark_results() -> None:
+    root = PACKAGE.parent
+
+    def req_per_s(row: str) -> int:
+        found = re.search(rf"^\| {re.escape(row)}[^|]*\|[^|\n]*?([\d,]+) req/s", results, re.MULTILINE)
+        assert found is not None, row
+        return int(found[1].replace(",", ""))
+
+    results = (root / "benchmarks" / "RESULTS.md").read_text()
+    ratio = req_per_s("headless compiled") / req_per_s("headless, non-streaming chat completion")
+    readme = re.findall(r"about (\d+\.\d) times the requests a second", (root / "README.md").read_text())
+    pyproject = re.findall(r"about (\d+\.\d)x the requests a second", (root / "pyproject.toml").read_text())
+    assert readme + pyproject == [f"{ratio:.1f}"] * 2

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, TypeAdapter, model_validator
 
 from mockllm_tui.core.knobs import ErrorMode
 
 T = TypeVar("T")
 
-MOVE_OR_ORDER = 'expected {"id": ID, "index": N} or {"order": [ID, ...]}'
+MOVE_OR_ORDER = 'expected {"id": RULE, "index": N} or {"order": [RULE, ...]}'
 
 
 class FailNext(BaseModel):
@@ -36,11 +36,12 @@ class NewRule(BaseModel):
 
 
 class Reorder(BaseModel):
-    """`POST /_mock/rules/reorder`: move one rule (`id`, `index`) or give the whole `order`."""
+    """`POST /_mock/rules/reorder`: move one rule (`id`, `index`) or give the whole `order`; a rule is
+    named by its identity (its name, or `#N`; a number is a position)."""
 
-    id: StrictInt | None = None
+    id: StrictStr | StrictInt | None = None
     index: StrictInt | None = None
-    order: list[StrictInt] | None = None
+    order: list[StrictStr | StrictInt] | None = None
 
     @model_validator(mode="after")
     def one_form(self) -> Reorder:

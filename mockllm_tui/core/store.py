@@ -60,7 +60,7 @@ def url_host(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "journal_cleared"]
+EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "notice", "journal_cleared"]
 Event = tuple[EventKind, Any]
 
 
@@ -68,7 +68,9 @@ Event = tuple[EventKind, Any]
 class JournalEntry:
     """One request as the journal remembers it. `chunks` grows while a stream is open, and
     `chunk_times` with it: when each chunk went out (perf_counter; chunks sent in one write share
-    a time). `response_body` is a whole (non-streamed) reply as sent, up to MAX_STORED_BODY."""
+    a time). `response_body` is a whole (non-streamed) reply as sent, up to MAX_STORED_BODY.
+    `rule` is the identity of the rule that answered (or a fallback's label); `rule_id` is that
+    rule's internal id, for the panel only."""
 
     id: int
     time: float
@@ -85,6 +87,7 @@ class JournalEntry:
     chunks: list[str] = field(default_factory=list)
     chunk_times: list[float] = field(default_factory=list)
     rule: str | None = None
+    rule_id: int | None = None
     fault: str | None = None
     request_id: str = ""
     request_headers: dict[str, str] = field(default_factory=dict)
@@ -500,3 +503,7 @@ class Store:
         """Report (or clear) a problem with the responses file; the last good rules keep serving."""
         self._file_error = message
         self.publish("file", message)
+
+    def announce(self, message: str) -> None:
+        """Tell the user something worth a line (the panel shows it): a file created, say."""
+        self.publish("notice", message)

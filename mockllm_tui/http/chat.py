@@ -60,7 +60,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
             return
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = matched
-    journal.matched(reply.rule)
+    journal.matched(reply.rule, reply.rule_id)
     plan = plan_faults(ex, reply)
     error = plan.error
     if error is not None and (error.mode == "before" or not conversation.stream):

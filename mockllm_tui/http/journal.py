@@ -54,9 +54,10 @@ class JournalRecorder:
             entry.limit_breach = breach
             entry.refused_for_length = refused
 
-    def matched(self, rule: str | None) -> None:
-        """The rule that chose the reply (or `upstream` for a proxied request)."""
-        self.entry.rule = rule
+    def matched(self, rule: str | None, rule_id: int | None = None) -> None:
+        """The rule that chose the reply: its identity (or `upstream` for a proxied request) and its
+        internal id (for the panel)."""
+        self.entry.rule, self.entry.rule_id = rule, rule_id
 
     def replied(self, reply: Reply, response_id: str) -> None:
         """The shaped reply: its id, finish reason, token counts and thinking."""

@@ -587,6 +587,18 @@ def embedding_request(models: ModelRegistry, request: dict[str, Any], model: str
     return text, dimensions
 
 
+def require_embedding_model(request: Request, model: str, method: str) -> None:
+    """Refuse, as Google does (404), to embed with a known model that is not an embedding model."""
+    known = request.models.resolve(model)
+    if known is not None and known.dimensions is None:
+        version = request.path.split("/", 2)[1]
+        raise RequestError(
+            f"models/{model} is not found for API version {version}, or is not supported for {method}. "
+            "Call ListModels to see the list of available models and their supported methods.",
+            status=404,
+        )
+
+
 class EmbedContent(EmbeddingEndpoint):
     """`POST .../models/{model}:embedContent`: `{"embedding": {"values": [...]}}`, a deterministic unit vector."""
 
@@ -609,6 +621,7 @@ class EmbedContent(EmbeddingEndpoint):
     def parse_request(self, request: Request) -> Query:
         """The texts and, for each, its dimensions."""
         model = path_model(self, request)
+        require_embedding_model(request, model, self.name)
         requests = self.requests(request.models, request.json(), model)
         texts = [text for text, _ in requests]
         return Query(model=model, preview=preview(texts[0]), texts=texts, dimensions=[d for _, d in requests])
@@ -702,7 +715,7 @@ class ListModels(ModelListing):
 class RetrieveModel(ModelLookup):
     """`GET /v1beta/models/{model}` (and `/v1/models/{model}` for a Gemini client)."""
 
-    paths = tuple(f"{version}/models/{{id}}" for version in API_VERSIONS)
+    paths = tuple(f"{version}/models/{{id:resource}}" for version in API_VERSIONS)
     name = "models.get"
 
     def describe(self, model: ModelInfo, name: str) -> dict[str, Any]:

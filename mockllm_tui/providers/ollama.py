@@ -46,6 +46,8 @@ from mockllm_tui.providers.parsing import check_type, optional, require
 from mockllm_tui.providers.registry import register_provider
 
 OLLAMA_VERSION = "0.13.0"
+#: The registry's `owned_by` of the models `/api/tags` lists (Ollama's library namespace).
+OWNER = "library"
 ROLES = ("system", "user", "assistant", "tool")
 #: Durations reported in the final object (nanoseconds): a warm load, prompt and output per token.
 LOAD_NS = 1_500_000
@@ -384,7 +386,9 @@ def context_ids(reply: Reply) -> list[int]:
 
 
 def embed_inputs(value: Any) -> list[str]:
-    """`input`: a string or an array of strings."""
+    """`input`: a string or an array of strings (none, or an empty string: nothing to embed)."""
+    if value is None or value == "":
+        return []
     if isinstance(value, str):
         return [value]
     texts = check_type(value, list, "input")
@@ -409,7 +413,7 @@ class Embed(EmbeddingEndpoint):
         body = request.json(any_type=True)
         model = require(body, "model", str)
         field = self.texts_field
-        texts = embed_inputs(body.get(field, "")) if field == "input" else [optional(body, field, str, "")]
+        texts = embed_inputs(body.get(field)) if field == "input" else embed_inputs(optional(body, field, str))
         dimensions = optional(body, "dimensions", int)
         if dimensions is not None and not 1 <= dimensions <= MAX_DIMENSIONS:
             raise RequestError(f"dimensions: must be between 1 and {MAX_DIMENSIONS}, got {dimensions}")
@@ -445,8 +449,8 @@ class Embeddings(Embed):
     texts_field = "prompt"
 
     def render_embeddings(self, query: Query, vectors: list[array[float]], tokens: int) -> dict[str, Any]:
-        """`{"embedding"}`: the prompt's vector."""
-        return {"embedding": vectors[0].tolist()}
+        """`{"embedding"}`: the prompt's vector (empty without a prompt)."""
+        return {"embedding": vectors[0].tolist() if vectors else []}
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -486,7 +490,7 @@ def tag_object(model: ModelInfo) -> dict[str, Any]:
 
 
 class Tags(Endpoint):
-    """`GET /api/tags`: every model of the registry in force, as local models."""
+    """`GET /api/tags`: the registry's Ollama models (`owned_by: library`), as local models."""
 
     method = "GET"
     paths = ("/api/tags",)
@@ -495,7 +499,7 @@ class Tags(Endpoint):
 
     def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"models": [...]}`."""
-        return {"models": [tag_object(m) for m in request.models.models()]}
+        return {"models": [tag_object(m) for m in request.models.models() if m.owned_by == OWNER]}
 
 
 class Version(Endpoint):

@@ -14,6 +14,7 @@ import orjson
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, preview
 from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
 from mockllm_tui.engine.embedding import MAX_DIMENSIONS
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     ChatEndpoint,
     EmbeddingEndpoint,
@@ -28,6 +29,7 @@ from mockllm_tui.providers.openai_chat import (
     DONE,
     ChunkExtras,
     FirstChoiceReader,
+    chat_limit_error,
     finish_reason,
     neutral_finish,
     usage_object,
@@ -96,6 +98,19 @@ def _completion_finish(reply: Reply) -> str:
     return reason if reason in COMPLETION_FINISH else "stop"
 
 
+def completion_limit_error(breach: LimitBreach) -> RequestError:
+    """The legacy API's wording of a prompt (plus `max_tokens`) over the window, with no `param` or
+    `code`, as it sends them; `max_tokens` over the output limit is worded as chat words it."""
+    if breach.kind == "output_limit":
+        return chat_limit_error(breach)
+    prompt, completion = breach.input_tokens, breach.requested or 0
+    return RequestError(
+        f"This model's maximum context length is {breach.limit} tokens, however you requested "
+        f"{prompt + completion} tokens ({prompt} in your prompt; {completion} for the completion). "
+        "Please reduce your prompt; or completion length."
+    )
+
+
 class Completions(ChatEndpoint, ChunkExtras):
     """`POST /v1/completions` (legacy), through the chat pipeline (rules, faults, pacing)."""
 
@@ -129,6 +144,10 @@ class Completions(ChatEndpoint, ChunkExtras):
             per_prompt=per_prompt,
             echo=bool(optional(body, "echo", bool, False)),
         )
+
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """The legacy wording (see `completion_limit_error`)."""
+        return completion_limit_error(breach)
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A `text_completion` object."""

@@ -67,11 +67,13 @@ responses:
 
 
 @contextlib.asynccontextmanager
-async def open_panel(tmp_path: Path, *, watch: bool = False, notifications: bool = False) -> AsyncIterator[Panel]:
-    """The panel on a store loaded from a real responses.yml in tmp_path, serving on a free port
+async def open_panel(
+    tmp_path: Path, *, watch: bool = False, notifications: bool = False, text: str = RESPONSES
+) -> AsyncIterator[Panel]:
+    """The panel on a store loaded from a real responses.yml (`text`) in tmp_path, serving on a free port
     (with `notifications`, its toasts are shown on screen as a user sees them)."""
     path = tmp_path / "responses.yml"
-    path.write_text(RESPONSES)
+    path.write_text(text)
     store = Store()
     load_initial(store, path)
     handle = ServerHandle(create_app(store), "127.0.0.1", 0, grace_s=1)
@@ -258,7 +260,11 @@ async def test_add_and_edit_a_rule_through_the_modal(panel: Panel) -> None:
     await panel.pilot.press("a")
     assert isinstance(panel.app.screen, RuleEditor)
     assert panel.app.focused is panel.app.screen.query_one("#pattern", Input)
-    await panel.pilot.press(*"ping", "tab", *"pong", "ctrl+s")
+    await panel.pilot.press(*"ping")
+    name = panel.app.screen.query_one("#rule-name", Input)
+    assert name.value == "ping"  # the default name; cleared, the rule keeps the file's short form
+    name.focus()
+    await panel.pilot.press("end", *["backspace"] * 4, "shift+tab", "shift+tab", "shift+tab", *"pong", "ctrl+s")
     assert not isinstance(panel.app.screen, RuleEditor)
     assert await panel.chat("ping") == "pong"
     removed, added = diff_lines(RESPONSES, path.read_text())
@@ -279,7 +285,7 @@ async def test_add_and_edit_a_rule_through_the_modal(panel: Panel) -> None:
     removed, added = diff_lines(before, path.read_text())
     assert len(removed) == 1 and "Hello! This is mockllm-tui." in removed[0]
     assert len(added) == 1 and "Hi" in added[0] and "# greeting" in added[0]
-    await panel.until(lambda: "Hi" in str(table.get_row_at(0)[3]))
+    await panel.until(lambda: "Hi" in str(table.get_row_at(0)[2]))
 
 
 async def test_the_editor_keeps_a_refused_rule_open_with_the_reason(panel: Panel) -> None:
@@ -314,9 +320,9 @@ async def test_delete_reorder_and_try_a_prompt(panel: Panel) -> None:
     assert all(v.name != "weather" for v in list_rules(panel.store))
     assert await panel.chat("what is the weather") == "This is a mock response from mockllm-tui."
     table.move_cursor(row=1)
-    first = list_rules(panel.store)[0].label
+    first = list_rules(panel.store)[0].spec
     await panel.pilot.press("shift+up")
-    assert list_rules(panel.store)[1].label == first
+    assert list_rules(panel.store)[1].spec == first
 
 
 async def test_a_broken_hand_edit_shows_the_error_and_old_rules_keep_serving(tmp_path: Path) -> None:

@@ -13,17 +13,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import parse_qsl
 
+from mockllm_tui.core.conversation import Reply
 from mockllm_tui.core.store import Store
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chunks
-from mockllm_tui.engine.answer import DISCONNECT_STATUS, injected_message, preview
-from mockllm_tui.engine.exchange import REDACTED_HEADERS, Receive, Scope, Send, redact_headers
-from mockllm_tui.engine.faults import INJECTED_RETRY_AFTER_MS, TIMEOUT_STATUS, decide
+from mockllm_tui.engine.faults import TIMEOUT_STATUS, PlannedError, decide
 from mockllm_tui.engine.pacing import Pacer
 from mockllm_tui.engine.shaping import shape_reply
+from mockllm_tui.http.answer import DISCONNECT_STATUS, injected_message
 from mockllm_tui.http.auth import INVALID_KEY_CODE, headers_text, key_matches
+from mockllm_tui.http.exchange import REDACTED_HEADERS, Receive, Scope, Send, redact_headers
+from mockllm_tui.http.journal import JournalRecorder
 from mockllm_tui.providers.base import Frame
 from mockllm_tui.providers.realtime import (
     CLOSE_NORMAL,
@@ -44,7 +45,6 @@ log = logging.getLogger("mockllm_tui")
 SPEED_POLL_S = 0.25
 #: Recorded as the status of a response the client cancelled.
 CANCELLED_STATUS = 499
-__all__ = ["INJECTED_RETRY_AFTER_MS", "serve_realtime"]
 
 
 class SocketClosed(Exception):
@@ -207,17 +207,14 @@ class Connection:
     async def answer(self, turn: Turn) -> None:
         """One response: rules, knobs, then the session's frames, paced; recorded as a journal entry."""
         store, conversation = self.store, turn.conversation
-        entry = store.begin_request("WS", self.scope["path"])
+        journal = JournalRecorder(store, "WS", self.scope["path"], self.headers)
         provider = self.endpoint.provider
-        entry.provider, entry.system = provider.name, provider.system
-        entry.endpoint, entry.operation = self.endpoint.name, self.endpoint.operation
-        entry.request_headers, entry.request_id = self.headers, turn.response_id
-        entry.model, entry.conversation, entry.stream = self.session.model, conversation, True
-        entry.preview = preview(conversation.last_user_text() or conversation.system)
+        journal.served_by(provider.name, provider.system, turn.response_id, self.endpoint.name, self.endpoint.operation)
+        journal.parsed(conversation, model=self.session.model)
         status = DISCONNECT_STATUS
         try:
             reply = store.rules.choose(conversation)
-            entry.rule = reply.rule
+            journal.matched(reply.rule, reply.rule_id)
             fail_next, fail_status, fail_mode = store.take_fail_next()
             plan = decide(
                 store.knobs,
@@ -232,34 +229,37 @@ class Connection:
                 await asyncio.sleep(plan.latency_s)
             error = plan.error
             if error is not None:
-                entry.fault, entry.fault_status, entry.fault_mode = error.describe(), error.status, error.mode
-            if error is not None and error.mode != "mid_stream":
-                status = await self._fail(turn, error.mode, error.status, self._error_message(error, reply))
-                return
+                journal.faulted(error.describe(), error.status, error.mode)
+                if error.mode != "mid_stream":
+                    status = await self._fail(turn, error.mode, error.status, self._error_message(error, reply))
+                    return
             reply = shape_reply(conversation, reply, input_tokens=count_conversation(conversation))
-            entry.input_tokens, entry.output_tokens = reply.usage.input_tokens, reply.usage.output_tokens
+            journal.replied(reply, turn.response_id)
             store.count_tokens_used(reply.usage.total_tokens)
             pieces = split_chunks(reply.text, store.knobs.stream_chunk)
             frames = self.session.render(turn, reply, pieces, [count_tokens(p) for p in pieces])
-            store.open_stream(entry)
+            journal.first_byte()
             cut = _cut_point(frames) if error is not None else -1
-            await self._paced(frames, plan.speed_override, entry, cut)
+            await self._paced(frames, plan.speed_override, journal, cut)
             if error is not None:
                 await self.close(CLOSE_SERVER_ERROR, injected_message(error)[:120])
                 status = error.status
                 return
-            entry.reply_text, entry.finish_reason = reply.text, reply.finish_reason
+            journal.reply_text(reply.text)
             self.session.finished(turn, reply)
             status = 200
         except asyncio.CancelledError:
             status = DISCONNECT_STATUS if self.closed else CANCELLED_STATUS
             raise
         finally:
-            store.end_request(entry, status)
+            if status in (DISCONNECT_STATUS, CANCELLED_STATUS):
+                journal.failed(status)
+            else:
+                journal.ended(status)
 
-    def _error_message(self, error: Any, reply: Any) -> str:
+    def _error_message(self, error: PlannedError, reply: Reply) -> str:
         if error.reason == "rule" and reply.error is not None:
-            return str(reply.error.message)
+            return reply.error.message
         return injected_message(error)
 
     async def _fail(self, turn: Turn, mode: str, status: int, message: str) -> int:
@@ -276,7 +276,7 @@ class Connection:
         await self.carry_out(self.session.rule_error(turn, status, message))
         return status
 
-    async def _paced(self, frames: list[Frame], fixed: float | None, entry: Any, cut: int) -> None:
+    async def _paced(self, frames: list[Frame], fixed: float | None, journal: JournalRecorder, cut: int) -> None:
         """Send the frames, each when its tokens are due (as chat streams are paced)."""
         loop = asyncio.get_running_loop()
         store = self.store
@@ -297,7 +297,7 @@ class Connection:
                     await asyncio.sleep(min(delay, SPEED_POLL_S))
                     pacer.follow(store.knobs.stream_speed)
             await self.send_text(frame.data)
-            store.add_chunk(entry, frame.text, len(frame.data), frame.label)
+            journal.chunk(frame.text, len(frame.data), frame.label)
             pacer.sent(frame.tokens, loop.time())
             pacer.follow(store.knobs.stream_speed)
 

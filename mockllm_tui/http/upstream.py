@@ -4,8 +4,9 @@ The request is forwarded at the same path and query with its body byte for byte.
 `host`, `content-length`, `accept-encoding` and cookies are not forwarded; the caller's credentials
 are, unless `MOCKLLM_UPSTREAM_KEY_<NAME>` holds a key (then the provider's `upstream_auth` header
 carries that key instead). The answer comes back unchanged: status, body and headers (less the
-hop-by-hop ones), a stream chunk by chunk as it arrives. An unreachable upstream gets a 502, one that
-times out a 504, in the provider's own error shape.
+hop-by-hop ones), a stream chunk by chunk as it arrives (a body without chunked framing is cut into
+its events, so that events read together still go out one a write). An unreachable upstream gets a
+502, one that times out a 504, in the provider's own error shape.
 
 With recording on, a 2xx answer is read back into a Reply by the endpoint's `reply_reader` (the
 only wire-format knowledge needed) and saved as a rule by rules/recording.py, as soon as the
@@ -25,19 +26,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from mockllm_tui.core.conversation import Conversation, Reply
+from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.core.store import url_host
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.engine.answer import ErrorAnswer
-from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, Exchange
 from mockllm_tui.engine.faults import MOCK_HEADERS
+from mockllm_tui.http.exchange import REDACTED_HEADERS, ClientGone, Exchange
 from mockllm_tui.providers.base import ChatEndpoint, Headers, Provider, ReplyReader
+from mockllm_tui.rules.identity import UPSTREAM_LABEL
 from mockllm_tui.rules.recording import Recorder, Timing, answer_by_rules, measure_pace
 
 log = logging.getLogger("mockllm_tui.upstream")
 
-#: What the rule column says for a proxied request.
-UPSTREAM_LABEL = "upstream"
 KEY_ENV_PREFIX = "MOCKLLM_UPSTREAM_KEY_"
 HOP_BY_HOP = frozenset(
     {
@@ -184,7 +183,7 @@ class UpstreamProxy:
     ) -> None:
         """Send the request upstream and its answer back (recording a 2xx answer while recording). A
         request that could not be parsed (`conversation` None) is passed through, never recorded."""
-        ex.entry.rule = UPSTREAM_LABEL
+        ex.journal.matched(UPSTREAM_LABEL)
         provider = endpoint.provider
         timeout_s = ex.store.config.upstream_timeout_s
         client = self.client(timeout_s)
@@ -197,7 +196,7 @@ class UpstreamProxy:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             status, message = failure(exc, upstream, timeout_s)
-            raise ErrorAnswer(status, message) from None
+            raise RequestError(message, status=status) from None
         ex.extra_headers = []  # the upstream's own headers go back, not ours
         ex.timing_header = None
         reader = safe_reader(endpoint, conversation) if response.is_success and conversation is not None else None
@@ -218,7 +217,7 @@ class UpstreamProxy:
             body = await response.aread()
         except httpx.HTTPError as exc:
             status, message = failure(exc, upstream, timeout_s)
-            raise ErrorAnswer(status, message) from None
+            raise RequestError(message, status=status) from None
         finally:
             await response.aclose()
         elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -226,7 +225,7 @@ class UpstreamProxy:
             feed(reader, body)
             reply = read_reply(reader)
             if reply is not None:
-                ex.entry.reply_text = reply.text
+                ex.journal.reply_text(reply.text)
                 self._save(ex, conversation, reply, measure_pace(0.0, [(elapsed_ms / 1000.0, 0)]), upstream)
         ctype = response.headers.get("content-type", "application/json").encode("latin-1")
         await ex.send_bytes(response.status_code, body, returned_headers(response.headers, stream=False), ctype)
@@ -253,24 +252,27 @@ class UpstreamProxy:
                 except ClientGone:
                     gone = True  # keep reading: the answer is recorded at its end all the same
 
+        # Chunked framing keeps the upstream's chunks; without it a read may hold several events.
+        cut = reader is not None and "chunked" not in response.headers.get("transfer-encoding", "").lower()
         try:
-            async for data in response.aiter_bytes():
-                text = feed(reader, data) if reader is not None else ""
-                if text:
-                    marks.append((time.perf_counter() - started, count_tokens(text)))
-                if reader is not None and conversation is not None and reader.done and not saved:
-                    saved = True
-                    reply = read_reply(reader)
-                    if reply is not None:
-                        self._save(ex, conversation, reply, measure_pace(0.0, marks), upstream)
-                await send(data, text)
+            async for received in response.aiter_bytes():
+                for data in reader.pieces(received) if cut and reader is not None else (received,):
+                    text = feed(reader, data) if reader is not None else ""
+                    if text:
+                        marks.append((time.perf_counter() - started, count_tokens(text)))
+                    if reader is not None and conversation is not None and reader.done and not saved:
+                        saved = True
+                        reply = read_reply(reader)
+                        if reply is not None:
+                            self._save(ex, conversation, reply, measure_pace(0.0, marks), upstream)
+                    await send(data, text)
         except httpx.HTTPError as exc:
             status, message = failure(exc, upstream, ex.store.config.upstream_timeout_s)
             await send(endpoint.provider.stream_error(status, message), "")
         finally:
             await response.aclose()
         if not gone and not ex.client_gone():
-            ex.entry.reply_text = reader.text if reader is not None else ""
+            ex.journal.reply_text(reader.text if reader is not None else "")
             await ex.end_stream(status)
 
     def _save(self, ex: Exchange, conversation: Conversation, reply: Reply, timing: Timing, upstream: Upstream) -> None:

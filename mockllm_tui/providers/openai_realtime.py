@@ -20,9 +20,8 @@ import orjson
 
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, Role, ToolCall, ToolSpec
 from mockllm_tui.core.tokens import count_conversation, count_tokens
-from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.speech import OUTPUT_RATE, duration_ms, speech_spans, synthesize
-from mockllm_tui.providers.base import CLAIM_NONE, Endpoint, Frame, new_id, now_s
+from mockllm_tui.providers.base import CLAIM_NONE, Endpoint, Frame, Query, Request, new_id, now_s
 from mockllm_tui.providers.openai_common import OpenAIBase
 from mockllm_tui.providers.realtime import (
     Answer,
@@ -700,34 +699,42 @@ class RealtimeSocket(RealtimeEndpoint):
 
 
 class ClientSecrets(Endpoint):
-    """`POST /v1/realtime/client_secrets`: an ephemeral key the WebSocket accepts, with its session."""
+    """`POST /v1/realtime/client_secrets`: an ephemeral key the WebSocket accepts, with its session.
+
+    The key is signed with the key the request carries, which the server's auth check has already
+    compared with its own: any process with the same `--api-key` accepts it, and none is kept.
+    """
 
     paths = ("/v1/realtime/client_secrets", "/realtime/client_secrets")
     name = "realtime.client_secrets"
 
-    async def handle(self, ex: Exchange) -> None:
-        """Answer with a key signed by the server's API key (any process with the same key accepts it)."""
-        await ex.read_body()
-        body = ex.read_json_object() if ex.body else {}
+    def parse_request(self, request: Request) -> Query:
+        """The session asked for and the key's lifetime."""
+        body = request.json() if request.body else {}
         requested = body.get("session", {})
         if not isinstance(requested, dict):
             raise RequestError("Invalid type for 'session': expected an object.", param="session")
         expires = body.get("expires_after", {})
         seconds = expires.get("seconds", EPHEMERAL_TTL_S) if isinstance(expires, dict) else None
-        if not isinstance(seconds, int) or not 10 <= seconds <= 7200:
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 10 <= seconds <= 7200:
             raise RequestError("expires_after.seconds: must be between 10 and 7200", param="expires_after.seconds")
-        expires_at = int(time.time()) + seconds
         session = default_session(str(requested.get("model") or DEFAULT_MODEL))
         merge(session, requested)
+        expires_at = int(time.time()) + seconds
         session["expires_at"] = expires_at
-        key = ephemeral_key(ex.store.knobs.api_key or "", expires_at)
-        ex.entry.model, ex.entry.preview = session["model"], "client secret"
-        await ex.send_json(200, {"value": key, "expires_at": expires_at, "session": session})
+        key = ephemeral_key(self.provider.presented_keys(request.headers)[:1], expires_at)
+        return Query(model=session["model"], preview="client secret", params={"key": key, "session": session})
+
+    def render_query(self, query: Query, request: Request) -> Any:
+        """`{"value", "expires_at", "session"}`."""
+        session = query.params["session"]
+        return {"value": query.params["key"], "expires_at": session["expires_at"], "session": session}
 
 
-def ephemeral_key(api_key: str, expires_at: int) -> str:
-    """An ephemeral key: its expiry and a signature by the API key in force."""
-    mac = hmac.new(api_key.encode(), str(expires_at).encode(), hashlib.sha256).hexdigest()[:32]
+def ephemeral_key(signing: list[str] | str, expires_at: int) -> str:
+    """An ephemeral key: its expiry and a signature by an API key (none: an empty one)."""
+    secret = signing if isinstance(signing, str) else (signing[0] if signing else "")
+    mac = hmac.new(secret.encode(), str(expires_at).encode(), hashlib.sha256).hexdigest()[:32]
     return f"{EPHEMERAL_PREFIX}{expires_at}_{mac}"
 
 

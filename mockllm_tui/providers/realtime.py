@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mockllm_tui.core.conversation import Conversation, Reply, RequestError
-from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.providers.base import Endpoint, Frame
+from mockllm_tui.providers.base import Endpoint, Frame, Query, Request
 
 #: Close codes: normal, policy violation (bad key), bad data (a malformed message), server error, too big.
 CLOSE_NORMAL = 1000
@@ -121,9 +120,9 @@ class RealtimeEndpoint(Endpoint):
         """A new session for a socket; `audio_transcript` is what an audio turn says to the rules."""
         raise NotImplementedError
 
-    async def handle(self, ex: Exchange) -> None:
+    def parse_request(self, request: Request) -> Query:
         """A plain HTTP request to a WebSocket route: 426, upgrade required."""
-        raise RequestError(f"{ex.path} only accepts WebSocket connections (send Upgrade: websocket)", status=426)
+        raise RequestError(f"{request.path} only accepts WebSocket connections (send Upgrade: websocket)", status=426)
 
     def presented_keys(self, query: Mapping[str, str], headers: Mapping[str, str]) -> list[str]:
         """The keys the handshake carries (headers, or the query for APIs that take it there)."""

@@ -18,12 +18,12 @@ import orjson
 from mypy_extensions import mypyc_attr
 
 from mockllm_tui.core.conversation import Conversation, ErrorReply, Reply, ToolCall
+from mockllm_tui.rules.identity import FALLBACK_LABELS, rule_identity
 from mockllm_tui.rules.model import TEMPLATE, Entry, FileSource, RulesModel, RuleSpec
 
 UNKNOWN_RESPONSE = "I don't know the answer to that."
 CALL_TOOL = re.compile(r"""call tool '(?P<name>[^']+)' with '(?P<args>.*)'""")
 RAISE_ERROR = re.compile(r"raise error (?P<json>\{.*\})")
-FALLBACKS = ("trigger: call tool", "trigger: raise error", "mirror", "unknown_response")
 
 
 def render(template: str, variables: dict[str, str]) -> str:
@@ -52,17 +52,11 @@ def _fold(text: str | None) -> str | None:
     return None if text is None else text.strip().lower()
 
 
-def label_for(rule_id: int, entry: Entry) -> str:
-    """What the journal and the panel call a rule: its name, or `#3 contains 'weather'`."""
-    if entry.spec.name:
-        return entry.spec.name
-    if entry.kind == "default":
-        return f"#{rule_id} default"
-    return f"#{rule_id} {entry.spec.match.summary()}"
-
-
 class CompiledRule:
-    """One entry, ready to test: lowered strings, compiled patterns, its hit count and sequence position."""
+    """One entry, ready to test: lowered strings, compiled patterns, its hit count and sequence position.
+
+    `id` is the internal id that stays with the rule across edits; `label` is its identity (what
+    everything shows: its name, or `#N` for the rule at 1-based listing position N)."""
 
     __slots__ = (
         "_contains",
@@ -79,11 +73,11 @@ class CompiledRule:
         "position",
     )
 
-    def __init__(self, rule_id: int, entry: Entry) -> None:
+    def __init__(self, rule_id: int, entry: Entry, position: int) -> None:
         m = entry.spec.match
         self.id = rule_id
         self.entry = entry
-        self.label = label_for(rule_id, entry)
+        self.label = rule_identity(position, entry.spec.name)
         self.hits = 0
         self.position = 0
         self._exact = _fold(m.exact)
@@ -127,7 +121,7 @@ class CompiledRule:
         """The reply, with templates filled in; advances a `replies` sequence."""
         spec = self.spec
         self.hits += 1
-        reply = Reply(rule=self.label, latency_ms=spec.latency_ms, stream_speed=spec.stream_speed)
+        reply = Reply(rule=self.label, rule_id=self.id, latency_ms=spec.latency_ms, stream_speed=spec.stream_speed)
         if spec.thinking is not None:
             reply.thinking = render(spec.thinking, variables)
         if spec.error is not None:
@@ -144,23 +138,13 @@ class CompiledRule:
         return reply
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Choice:
     """Which rule won (None for a fallback) and the reply it made."""
 
     rule_id: int | None
     label: str
     reply: Reply
-
-    def __init__(
-        self,
-        rule_id: int | None,
-        label: str,
-        reply: Reply,
-    ) -> None:
-        self.rule_id = rule_id
-        self.label = label
-        self.reply = reply
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -170,6 +154,7 @@ class RuleSet:
     `ids` gives each entry of `model.entries` its stable id. `previous` carries hit counts and
     sequence positions over for ids whose rule did not change. `volatile` holds the ids of
     changes made in memory only (`persist=False`). `source` is the file the set was read from.
+    `positions` gives the 1-based position each entry's `#N` identity uses (default: listing order).
     """
 
     def __init__(
@@ -180,6 +165,7 @@ class RuleSet:
         source: FileSource | None = None,
         previous: RuleSet | None = None,
         volatile: Iterable[int] = (),
+        positions: Iterable[int] | None = None,
     ) -> None:
         entries = model.entries
         ids = list(ids) if ids is not None else list(range(1, len(entries) + 1))
@@ -188,8 +174,9 @@ class RuleSet:
         self.model = model
         self.source = source
         self.volatile = frozenset(volatile) & set(ids)
-        self.rules = [CompiledRule(i, e) for i, e in zip(ids, entries, strict=True)]
-        self.fallback_hits = dict.fromkeys(FALLBACKS, 0)
+        numbers = range(1, len(entries) + 1) if positions is None else positions
+        self.rules = [CompiledRule(i, e, n) for i, e, n in zip(ids, entries, numbers, strict=True)]
+        self.fallback_hits = dict.fromkeys(FALLBACK_LABELS, 0)
         if previous is not None:
             self._carry_over(previous)
         n_rich = len(model.rules)

@@ -356,6 +356,9 @@ class MockPanel(App[int]):
                 file_changed = True
                 if payload:
                     self.notify(str(payload), title="Responses file not loaded", severity="error", timeout=8)
+            elif kind == "notice":
+                file_changed = True
+                self.notify(str(payload), title="Responses file", timeout=8)
             elif kind == "journal_cleared":
                 cleared = True
         if lost or cleared:
@@ -400,7 +403,9 @@ class MockPanel(App[int]):
         self.rule_table.show_rules()
 
     def _show_file(self) -> None:
-        self.status_bar.show_file(Path(self.store.config.responses_path).name, self.store.file_error)
+        from mockllm_tui.rules.commands import rules_file
+
+        self.status_bar.show_file(rules_file(self.store), self.store.file_error)
 
     def _show_knobs(self) -> None:
         knobs = self.store.knobs
@@ -492,7 +497,7 @@ class MockPanel(App[int]):
         """Edit the selected rule; from the log, the rule that answered the selected request."""
         entry = self.selected
         if self.focused is self.log_view and entry is not None:
-            view = self.rule_table.view_for(entry.rule)
+            view = self.rule_table.view_for(entry)
             if view is None or view.kind == "default":
                 answer = f"the fallback ({entry.rule})" if entry.rule else "no rule"
                 self.notify(f"Request #{entry.id} got {answer}: n makes a rule for it", severity="warning")

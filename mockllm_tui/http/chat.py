@@ -47,9 +47,8 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
         return
     journal.parsed(conversation)
     endpoint.check_model(conversation.model, request)
-    headers = endpoint.response_headers(conversation)
-    if headers:
-        ex.extra_headers += headers
+    if endpoint.answer_headers:
+        ex.extra_headers += endpoint.answer_headers
     if proxy is None or upstream is None:
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = store.rules.choose(conversation)

@@ -451,6 +451,8 @@ class ChatEndpoint(Endpoint):
 
     id_prefix: ClassVar[str] = ""
     checks_model = True
+    #: Headers this endpoint's answers to parsed requests carry besides the provider's.
+    answer_headers: ClassVar[Headers] = []
 
     def parse(self, body: dict[str, Any]) -> Conversation:
         """Turn a request body into a Conversation, or raise RequestError naming the field."""
@@ -460,10 +462,6 @@ class ChatEndpoint(Endpoint):
         """Turn the request into a Conversation: by default its JSON body through `parse`; override to
         use the path or the query as well."""
         return self.parse(request.json())
-
-    def response_headers(self, conversation: Conversation) -> Headers:
-        """Headers this endpoint's answer to a parsed request carries besides the provider's."""
-        return []
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Any:
         """The JSON body of a complete reply."""

@@ -133,6 +133,7 @@ async def stream_reply(
         fixed=fixed is not None,
         last_sent=loop.time(),
     )
+    ex.journal.paced(pacer.speed)
     index, count = 0, len(frames)
     try:
         while index < count:
@@ -154,6 +155,7 @@ async def stream_reply(
             index = end
             pacer.follow(store.knobs.stream_speed)
         ex.journal.reply_text(reply.text)
+        ex.journal.paced(pacer.speed)
         await ex.end_stream()
         endpoint.remember(conversation, reply, ctx, None)
     except (asyncio.CancelledError, ClientGone):

@@ -437,7 +437,8 @@ class TokenCountEndpoint(Endpoint):
     def parse_request(self, request: Request) -> Query:
         """The conversation (for the journal) and its token count."""
         conversation = self.parse_conversation(request)
-        return Query(conversation=conversation, params={"tokens": count_conversation(conversation)})
+        tokens = count_conversation(conversation)
+        return Query(model=conversation.model, conversation=conversation, params={"tokens": tokens})
 
     def render_query(self, query: Query, request: Request) -> Any:
         """The count in the provider's shape."""

@@ -117,6 +117,7 @@ def test_the_journal_recorder_writes_each_phase_into_the_entry_the_admin_api_sho
     journal.faulted("529 injected", 529, "mid_stream")
     assert store.counters.streams_open == 0
     journal.first_byte()
+    journal.paced(40.0)
     assert store.counters.streams_open == 1
     journal.chunk("Hel", 10)
     journal.chunks(["l", "o"], 20)
@@ -139,6 +140,7 @@ def test_the_journal_recorder_writes_each_phase_into_the_entry_the_admin_api_sho
     assert public["headers"] == {"authorization": "[redacted]"} and entry.request_body == b'{"model": "gpt-4o"}'
     assert (entry.response_id, entry.input_tokens, entry.output_tokens) == ("chatcmpl-1", 12, 3)
     assert (entry.fault_status, entry.fault_mode, entry.operation) == (529, "mid_stream", "chat")
+    assert entry.stream_speed == 40.0
     assert [kind for kind, _ in sub.drain()] == ["request", "chunk", "chunk", "done"]
     assert store.counters.streams_open == 0 and store.counters.by_status == {200: 1}
 

@@ -47,9 +47,8 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
         return
     journal.parsed(conversation)
     endpoint.check_model(conversation.model, request)
-    headers = endpoint.response_headers(conversation)
-    if headers:
-        ex.extra_headers += headers
+    if endpoint.answer_headers:
+        ex.extra_headers += endpoint.answer_headers
     if proxy is None or upstream is None:
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = store.rules.choose(conversation)
@@ -134,6 +133,7 @@ async def stream_reply(
         fixed=fixed is not None,
         last_sent=loop.time(),
     )
+    ex.journal.paced(pacer.speed)
     index, count = 0, len(frames)
     try:
         while index < count:
@@ -155,6 +155,7 @@ async def stream_reply(
             index = end
             pacer.follow(store.knobs.stream_speed)
         ex.journal.reply_text(reply.text)
+        ex.journal.paced(pacer.speed)
         await ex.end_stream()
         endpoint.remember(conversation, reply, ctx, None)
     except (asyncio.CancelledError, ClientGone):

@@ -74,13 +74,15 @@ class Exchange:
         self.headers = headers
         method, path = scope["method"], scope["path"]
         self.journal = JournalRecorder(store, method, path, redact_headers(headers, secret_headers))
+        query = scope.get("query_string")
         self.request = Request(
             method,
             path,
-            bytes(scope.get("query_string", b"")).decode("latin-1"),
+            bytes(query).decode("latin-1") if query else "",
             headers,
-            models=store.models,
-            strict_models=store.config.strict_models,
+            b"",
+            store.models,
+            store.config.strict_models,
         )
         self.request_id = ""
         self.status = 0

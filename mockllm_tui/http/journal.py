@@ -85,6 +85,10 @@ class JournalRecorder:
         """Several stream chunks went out in one write."""
         self.store.add_chunks(self.entry, texts, size)
 
+    def paced(self, speed: float) -> None:
+        """The speed a stream is paced at (tokens/s, 0: unlimited): as it starts, and as it ends."""
+        self.entry.stream_speed = speed
+
     def reply_text(self, text: str) -> None:
         """The reply's whole text (before the end, so the end event carries it)."""
         self.entry.reply_text = text

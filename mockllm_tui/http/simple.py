@@ -28,7 +28,7 @@ async def run_simple(endpoint: Endpoint, ex: Exchange) -> None:
         raise
     journal.parsed(query.conversation, model=query.model, what=query.preview)
     if endpoint.checks_model:
-        endpoint.check_model(query.model or (query.conversation.model if query.conversation else ""), request)
+        endpoint.check_model(query.model, request)
     if isinstance(endpoint, EmbeddingEndpoint):
         await answer_faults(ex, NO_REPLY)
         tokens = sum(count_tokens(text) for text in query.texts)

@@ -15,7 +15,7 @@ The key comes in `api-key` (what `openai.AzureOpenAI` sends) or `Authorization: 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -113,13 +113,10 @@ def annotate(body: dict[str, Any], prompts: int = 1) -> dict[str, Any]:
     return body
 
 
-def filter_preface(head: dict[str, Any], prompts: int = 1) -> Iterator[Frame]:
+def filter_preface(head: dict[str, Any], prompts: int = 1) -> list[Frame]:
     """Azure's first chunk: no choices, the `prompt_filter_results`."""
-    yield Frame(
-        b"data: "
-        + orjson.dumps({**head, "choices": [], "prompt_filter_results": prompt_filter_results(prompts)})
-        + b"\n\n"
-    )
+    head = {**head, "choices": [], "prompt_filter_results": prompt_filter_results(prompts)}
+    return [Frame(b"data: " + orjson.dumps(head) + b"\n\n")]
 
 
 class AzureChat(ChatCompletions):
@@ -140,7 +137,7 @@ class AzureChat(ChatCompletions):
         """OpenAI's `chat.completion` with Azure's filter results."""
         return annotate(super().render(conversation, reply, ctx))
 
-    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> Iterator[Frame]:
+    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> list[Frame]:
         """The prompt's filter results first (each chunk's choices carry theirs: `choice_extra`)."""
         return filter_preface(head)
 
@@ -159,7 +156,7 @@ class AzureCompletions(Completions):
         """OpenAI's `text_completion` with Azure's filter results."""
         return annotate(super().render(conversation, reply, ctx), prompt_count(conversation))
 
-    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> Iterator[Frame]:
+    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> list[Frame]:
         """The prompts' filter results first (each chunk's choices carry theirs: `choice_extra`)."""
         return filter_preface(head, prompt_count(conversation))
 

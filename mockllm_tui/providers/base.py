@@ -439,7 +439,8 @@ class TokenCountEndpoint(Endpoint):
     def parse_request(self, request: Request) -> Query:
         """The conversation (for the journal) and its token count."""
         conversation = self.parse_conversation(request)
-        return Query(conversation=conversation, params={"tokens": count_conversation(conversation)})
+        tokens = count_conversation(conversation)
+        return Query(model=conversation.model, conversation=conversation, params={"tokens": tokens})
 
     def render_query(self, query: Query, request: Request) -> Any:
         """The count in the provider's shape."""
@@ -453,6 +454,8 @@ class ChatEndpoint(Endpoint):
 
     id_prefix: ClassVar[str] = ""
     checks_model = True
+    #: Headers this endpoint's answers to parsed requests carry besides the provider's.
+    answer_headers: ClassVar[Headers] = []
 
     def parse(self, body: dict[str, Any]) -> Conversation:
         """Turn a request body into a Conversation, or raise RequestError naming the field."""
@@ -462,10 +465,6 @@ class ChatEndpoint(Endpoint):
         """Turn the request into a Conversation: by default its JSON body through `parse`; override to
         use the path or the query as well."""
         return self.parse(request.json())
-
-    def response_headers(self, conversation: Conversation) -> Headers:
-        """Headers this endpoint's answer to a parsed request carries besides the provider's."""
-        return []
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Any:
         """The JSON body of a complete reply."""

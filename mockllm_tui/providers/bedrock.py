@@ -544,10 +544,6 @@ class InvokeModel(ChatEndpoint):
         conversation.stream = self.streams
         return conversation
 
-    def response_headers(self, conversation: Conversation) -> Headers:
-        """A stream names the content type of its chunks."""
-        return [(b"x-amzn-bedrock-content-type", b"application/json")] if self.streams else []
-
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """Anthropic's `message` object."""
         return self.messages.render(conversation, reply, ctx)
@@ -582,6 +578,8 @@ class InvokeModelStream(InvokeModel):
     paths = (MODEL_PREFIX + "{id:path}/invoke-with-response-stream",)
     name = "invoke-with-response-stream"
     streams = True
+    #: A stream names the content type of its chunks.
+    answer_headers = [(b"x-amzn-bedrock-content-type", b"application/json")]
 
 
 # -- the control plane's foundation models --------------------------------------------------------

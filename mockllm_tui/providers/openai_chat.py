@@ -227,10 +227,10 @@ class ChunkExtras:
     #: Fields every streamed choice carries besides OpenAI's own.
     choice_extra: ClassVar[dict[str, Any]] = {}
 
-    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> Iterator[Frame]:
+    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> list[Frame]:
         """Frames a stream starts with before its first chunk (`head`: the chunks' id, object, created
         and model)."""
-        return iter(())
+        return []
 
 
 class ChatCompletions(ChatEndpoint, ChunkExtras):
@@ -311,7 +311,9 @@ class ChatCompletions(ChatEndpoint, ChunkExtras):
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
         """`chat.completion.chunk` lines, then the optional usage chunk, then `[DONE]`."""
         head = {"id": ctx.id, "object": "chat.completion.chunk", "created": ctx.created, "model": conversation.model}
-        yield from self.stream_preface(conversation, head)
+        preface = self.stream_preface(conversation, head)
+        if preface:
+            yield from preface
         extra: dict[str, Any] = {"service_tier": "default", "system_fingerprint": "fp_mockllm"}
         if conversation.include_usage:
             extra["usage"] = None

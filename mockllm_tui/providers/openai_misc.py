@@ -167,7 +167,9 @@ class Completions(ChatEndpoint, ChunkExtras):
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
         """`text_completion` chunks per choice, the optional usage chunk, then `[DONE]`."""
         conv = _as_completion(conversation)
-        yield from self.stream_preface(conversation, _head(conv, ctx))
+        preface = self.stream_preface(conversation, _head(conv, ctx))
+        if preface:
+            yield from preface
         head = {**_head(conv, ctx), "system_fingerprint": "fp_mockllm"}
         if conv.include_usage:
             head["usage"] = None

@@ -51,7 +51,7 @@ BENCH_RESPONSES = f'responses:\n  "Stream me a reply.": "{LONG_REPLY}"\n  "ping"
 #: The throughput request gets the same reply from every server compared.
 CHAT_RESPONSES = f'responses:\n  "default": "{AIMOCK_REPLY}"\n'
 NOTES_MARK = "<!-- notes: kept across runs -->"
-SECTIONS = ("throughput", "dialogs", "stream_rps", "streams", "ttft", "load", "memory", "startup", "edit")
+SECTIONS = ("throughput", "dialogs", "stream_rps", "streams", "ttft", "realtime", "load", "memory", "startup", "edit")
 #: aimock cuts a streamed reply every this many characters: 3 text chunks for its reply, as many as
 #: mockllm-tui's word chunking gives the same reply.
 AIMOCK_CHUNK_CHARS = 7
@@ -374,6 +374,26 @@ def streams(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         f"python -m benchmarks.run --only streams --streams {res.streams} --stream-speed {res.speed:g}"))
 
 
+def realtime(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
+    """N open realtime sessions against N open SSE streams, same reply and speed: the server's cost."""
+    from benchmarks.realtime import compare
+
+    count = opts.realtime_sessions
+    cmd = mockllm_cmd("--headless", "--port", "0", "--responses", str(responses_file(tmp)),
+                      "--stream-speed", f"{opts.stream_speed:g}")
+    with server(cmd) as srv:
+        wait_answering(srv.root)
+        streams_cost, sessions = asyncio.run(compare(srv, count))
+    cpu_ratio = sessions.cpu_s / max(streams_cost.cpu_s, 1e-6)
+    report.add(Figure(
+        f"{count} open realtime sessions vs {count} open streams",
+        f"server CPU {sessions.cpu_s:.2f} s vs {streams_cost.cpu_s:.2f} s ({cpu_ratio:.2f}x); peak memory "
+        f"+{sessions.rss_growth_mb:.1f} MB vs +{streams_cost.rss_growth_mb:.1f} MB; "
+        f"{sessions.ok}/{count} sessions and {streams_cost.ok}/{count} streams completed",
+        "<= 1.5x the streams' CPU", cpu_ratio, cpu_ratio <= 1.5 and sessions.ok == count,
+        f"python -m benchmarks.run --only realtime --realtime-sessions {count}"))
+
+
 # -- time to first token under load ------------------------------------------------------------
 
 
@@ -584,6 +604,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--key-presses", type=int, default=20, help="per round (a p95 needs a few dozen in all)")
     p.add_argument("--dialog-opens", type=int, default=30, help="rule editor opens, idle and again under load")
     p.add_argument("--streams", type=int, default=500)
+    p.add_argument("--realtime-sessions", type=int, default=200)
     p.add_argument("--stream-speed", type=float, default=20.0)
     p.add_argument("--ttft-streams", type=int, default=500)
     p.add_argument("--load-requests", type=int, default=20_000)
@@ -596,7 +617,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if opts.quick:
         opts.duration, opts.rounds, opts.key_presses, opts.dialog_opens = 2.0, 1, 2, 6
         opts.streams, opts.memory_requests, opts.startup_runs, opts.edits = 100, (2_000, 10_000), 2, 2
-        opts.ttft_streams = 100
+        opts.realtime_sessions, opts.ttft_streams = 50, 100
         opts.load_requests, opts.load_streams = 2_000, 200
     return opts
 
@@ -610,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     t0 = time.perf_counter()
     sections = {"throughput": throughput, "dialogs": dialogs, "stream_rps": stream_rps, "streams": streams,
-                "ttft": ttft, "load": load, "memory": memory, "startup": startup, "edit": edit}
+                "ttft": ttft, "realtime": realtime, "load": load, "memory": memory, "startup": startup, "edit": edit}
     with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
         for name in opts.only.split(","):
             print(f"== {name}", flush=True)

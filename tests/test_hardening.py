@@ -82,15 +82,15 @@ FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 
 
 def endpoints_of(app: MockApp) -> list[tuple[str, str, str]]:
-    """(method, path, provider name) for every registered model endpoint, `{name}` parts filled in
-    (and Azure's `api-version` added where its paths need one)."""
+    """(method, path, provider family) for every registered model endpoint, `{name}` parts filled in
+    (and Azure's `api-version` added where its paths need one); `gemini-live` is of the `gemini` family."""
     out = set()
     for r in app.routes():
         path = re.sub(r"\{\w+(?::resource)?\}", "resp_fuzz", r.path)
         endpoint = app.endpoint_for(r.method, path)  # several providers may serve a route: the one chosen
         assert endpoint is not None
         query = "?api-version=2024-10-21" if path.startswith("/openai/") and "/v1/" not in path else ""
-        out.add((r.method, path + query, endpoint.provider.name))
+        out.add((r.method, path + query, endpoint.provider.name.removesuffix("-live")))
     return sorted(out)
 
 

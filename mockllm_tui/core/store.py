@@ -89,6 +89,8 @@ class JournalEntry:
     open: bool = True
     chunks: list[str] = field(default_factory=list)
     chunk_times: list[float] = field(default_factory=list)
+    #: What each chunk is (a realtime event's type), when its wire format names its chunks.
+    chunk_labels: list[str] = field(default_factory=list)
     rule: str | None = None
     rule_id: int | None = None
     fault: str | None = None
@@ -359,11 +361,13 @@ class Store:
             entry.stream_started = True
             self._counters.streams_open += 1
 
-    def add_chunk(self, entry: JournalEntry, text: str, size: int) -> None:
-        """Record a stream chunk as it goes out."""
+    def add_chunk(self, entry: JournalEntry, text: str, size: int, label: str = "") -> None:
+        """Record a stream chunk as it goes out (`label`: what it is, for wire formats that name chunks)."""
         now = time.perf_counter()
         if entry.first_chunk_at is None:
             entry.first_chunk_at = now
+        if label:
+            entry.chunk_labels += [""] * (len(entry.chunks) - len(entry.chunk_labels)) + [label]
         entry.chunks.append(text)
         entry.chunk_times.append(now)
         entry.bytes_sent += size

@@ -28,6 +28,7 @@ from mockllm_tui.http.journal import JournalRecorder
 from mockllm_tui.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from mockllm_tui.http.metrics import Metrics
 from mockllm_tui.http.ratelimit import RateLimiter
+from mockllm_tui.http.realtime import serve_realtime
 from mockllm_tui.http.simple import run_simple
 from mockllm_tui.http.upstream import UpstreamProxy
 from mockllm_tui.providers.base import (
@@ -37,6 +38,7 @@ from mockllm_tui.providers.base import (
     Provider,
     path_pattern,
 )
+from mockllm_tui.providers.realtime import RealtimeEndpoint
 from mockllm_tui.providers.registry import build_providers
 
 if TYPE_CHECKING:
@@ -188,7 +190,19 @@ class MockApp:
                     return
                 await self._journaled(scope, receive, send)
                 return
+        elif scope["type"] == "websocket":
+            await self._serve_socket(scope, receive, send)
+            return
         await self._call_fallback(scope, receive, send)
+
+    async def _serve_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket: a realtime endpoint's session, or a refusal at the handshake (403)."""
+        endpoint = self.endpoint_for("GET", scope["path"], scope.get("headers", ()))
+        if isinstance(endpoint, RealtimeEndpoint):
+            await serve_realtime(endpoint, scope, receive, send, self.store, self.secret_headers)
+            return
+        await receive()
+        await send({"type": "websocket.close", "code": 1008, "reason": "no realtime endpoint at this path"})
 
     async def _send_metrics(self, send: Send) -> None:
         """`GET /metrics`, open like `/health` (it lists counts, never content)."""

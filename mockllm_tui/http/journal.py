@@ -77,9 +77,9 @@ class JournalRecorder:
         """The head of a stream went out."""
         self.store.open_stream(self.entry)
 
-    def chunk(self, text: str, size: int) -> None:
-        """One stream chunk went out."""
-        self.store.add_chunk(self.entry, text, size)
+    def chunk(self, text: str, size: int, label: str = "") -> None:
+        """One stream chunk went out (`label`: what it is, where its wire format names chunks)."""
+        self.store.add_chunk(self.entry, text, size, label)
 
     def chunks(self, texts: list[str], size: int) -> None:
         """Several stream chunks went out in one write."""

@@ -64,6 +64,8 @@ class Frame:
     data: bytes
     text: str = ""
     tokens: int = 0
+    #: What the frame is, for the chunk timeline (a realtime event's type); "" for plain text chunks.
+    label: str = ""
 
 
 @dataclass(slots=True)

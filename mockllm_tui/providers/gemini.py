@@ -14,7 +14,7 @@ import re
 from array import array
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -727,7 +727,7 @@ class Gemini(Provider):
     """Google's Gemini API (and Vertex AI's generateContent paths)."""
 
     name = PROVIDER
-    endpoint_classes = (
+    endpoint_classes: ClassVar[tuple[type[Endpoint], ...]] = (
         GenerateContent,
         StreamGenerateContent,
         CountTokens,

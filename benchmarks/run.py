@@ -39,7 +39,6 @@ from benchmarks.common import (
     server,
     wait_answering,
 )
-from benchmarks.compiled import compiled_cmd
 from benchmarks.streams import run_streams
 from benchmarks.ttft import run_ttft
 
@@ -155,20 +154,17 @@ def supports_workers() -> bool:
 def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     """Baseline vs headless vs panel vs 2 workers, interleaved rounds."""
     need_wrk()
-    names = ("raw", "aimock", "headless", "fast", "compiled", "panel", "workers")
+    names = ("raw", "aimock", "headless", "fast", "panel", "workers")
     runs: dict[str, list[WrkResult]] = {k: [] for k in names}
     keys: list[float] = []
     chat = responses_file(tmp, CHAT_RESPONSES)
     peer, peer_note = aimock_cmd(tmp)
     report.notes.append(peer_note if peer is None else f"Peer baseline: {peer_note} (Node {node_version()}).")
-    compiled, compiled_note = compiled_cmd("--headless", "--port", "0", "--responses", str(chat))
-    report.notes.append(compiled_note if compiled is None else f"The compiled figure is mockllm-tui {compiled_note}.")
     commands = {
         "raw": [sys.executable, "-m", "benchmarks.raw_asgi"],
         "aimock": peer or [],
         "headless": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat)),
         "fast": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat), "--http", "fast"),
-        "compiled": compiled or [],
         "panel": [sys.executable, "-m", "benchmarks.panel_server", "--port", "0"],
         "workers": mockllm_cmd("--headless", "--port", "0", "--workers", "2"),
     }
@@ -194,12 +190,6 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     if runs["aimock"]:
         report.add(Figure("aimock (the fastest peer), same request", f"{med['aimock']:,.0f} req/s "
                           f"({med['aimock'] / med['raw']:.2f}x raw)", "peer baseline", None, None, settings))
-        if runs["compiled"]:
-            cratio = med["compiled"] / med["aimock"]
-            report.add(Figure("headless compiled (mypyc build) vs aimock, side by side",
-                              f"{cratio:.2f}x aimock ({med['compiled']:,.0f} req/s, "
-                              f"{med['compiled'] / med['raw']:.2f}x raw)", ">= 1.3x aimock", cratio / 1.3,
-                              cratio >= 1.3, settings))
         peer_ratio = med["headless"] / med["aimock"]
         report.add(Figure("headless pure Python (the default: --http uvicorn) vs aimock, side by side",
                           f"{peer_ratio:.2f}x aimock ({med['headless']:,.0f} req/s)", ">= 1.0x aimock", peer_ratio,

@@ -36,7 +36,6 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
-from mypy_extensions import mypyc_attr
 
 from mockllm_tui.core.conversation import Conversation, FinishReason, Reply, RequestError, ToolCall
 from mockllm_tui.core.models import ModelInfo, ModelRegistry, check_model, default_registry, model_not_found
@@ -176,7 +175,6 @@ _EVENT_END = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\n")
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class ReplyReader:
     """Rebuilds a `Reply` from a real upstream's answer, for recording (see http/upstream.py).
 
@@ -356,7 +354,6 @@ class Query:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Endpoint:
     """One route of a provider. The simple flow parses the request with `parse_request`, records the
     query in the journal, refuses an unknown model (`checks_model`), then sends `render_query`'s
@@ -409,7 +406,6 @@ class Endpoint:
         raise NotImplementedError
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class EmbeddingEndpoint(Endpoint):
     """An embeddings route: `parse_request` gives the texts and dimensions; the flow applies the
     faults and latency, makes one deterministic vector per text and asks `render_embeddings`."""
@@ -422,7 +418,6 @@ class EmbeddingEndpoint(Endpoint):
         raise NotImplementedError
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class TokenCountEndpoint(Endpoint):
     """A route that counts a conversation's input tokens as the chat endpoint would report them."""
 
@@ -447,7 +442,6 @@ class TokenCountEndpoint(Endpoint):
         return self.render_count(query.params["tokens"])
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class ChatEndpoint(Endpoint):
     """A chat-like route: the chat flow parses, picks a reply by the rules, applies the faults and
     renders it through these methods."""
@@ -497,7 +491,6 @@ class ChatEndpoint(Endpoint):
         return self.provider.stream_content_type
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Provider:
     """A wire format: its endpoints, which requests it claims, its error shape and its headers."""
 

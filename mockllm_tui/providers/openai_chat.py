@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import orjson
-from mypy_extensions import trait
 
 from mockllm_tui.core.conversation import (
     Conversation,
@@ -219,7 +218,6 @@ def neutral_finish(reason: Any) -> FinishReason:
     return reason if reason in ("stop", "length", "tool_calls", "content_filter") else "stop"
 
 
-@trait
 class ChunkExtras:
     """What a service built on OpenAI's chunk streams adds to them (Azure's content filter results):
     nothing in OpenAI's own."""

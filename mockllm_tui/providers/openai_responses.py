@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
-from mypy_extensions import trait
 
 from mockllm_tui.core.conversation import (
     Conversation,
@@ -209,7 +208,6 @@ class SavedResponses:
         return len(self._items)
 
 
-@trait
 class KeepsResponses:
     """A provider that serves the Responses API keeps the responses it made (for GET and DELETE)."""
 

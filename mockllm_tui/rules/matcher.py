@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from mypy_extensions import mypyc_attr
 
 from mockllm_tui.core.conversation import Conversation, ErrorReply, Reply, ToolCall
 from mockllm_tui.rules.identity import FALLBACK_LABELS, rule_identity
@@ -147,7 +146,6 @@ class Choice:
     reply: Reply
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class RuleSet:
     """The active rules. Built once per load or edit; the store holds one at a time.
 

@@ -23,6 +23,8 @@ BUILTIN_MODULES = (
     "mockllm_tui.providers.azure",
     "mockllm_tui.providers.bedrock",
     "mockllm_tui.providers.gemini",
+    "mockllm_tui.providers.openai_realtime",
+    "mockllm_tui.providers.gemini_live",
 )
 
 _registry: dict[str, type[Provider]] = {}

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from mypy_extensions import mypyc_attr
 
 from mockllm_tui.core.conversation import (
     ChoiceContext,
@@ -335,7 +334,7 @@ class CompiledScenario:
         return (index, self.steps[index]) if index < len(self.steps) else None
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Choice:
     """Which rule won (None for a fallback) and the reply it made."""
 
@@ -343,18 +342,7 @@ class Choice:
     label: str
     reply: Reply
 
-    def __init__(
-        self,
-        rule_id: int | None,
-        label: str,
-        reply: Reply,
-    ) -> None:
-        self.rule_id = rule_id
-        self.label = label
-        self.reply = reply
 
-
-@mypyc_attr(allow_interpreted_subclasses=True)
 class RuleSet:
     """The active rules. Built once per load or edit; the store holds one at a time.
 

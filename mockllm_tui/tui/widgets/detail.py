@@ -117,10 +117,14 @@ def chunk_timeline(entry: JournalEntry) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     if skipped:
         text.append(f"… {skipped} earlier chunks\n", style="dim")
-    for offset, gap, chunk in lines:
+    for offset, gap, label, chunk in lines:
         text.append(f"{offset:>9}", style="bold")
         text.append(f" {gap:>9}  ", style="dim")
-        text.append(repr(chunk)[1:-1] or "(empty)", style="" if chunk else "dim")
+        if label:
+            text.append(label + (" " if chunk else ""), style="cyan")
+            text.append(f'"{repr(chunk)[1:-1]}"' if chunk else "")
+        else:
+            text.append(repr(chunk)[1:-1] or "(empty)", style="" if chunk else "dim")
         text.append("\n")
     if entry.open:
         text.append("… streaming", style="bold cyan")

@@ -248,8 +248,9 @@ class MockApp:
                 if self._known(ex.path):
                     raise RequestError(f"method {scope['method']} is not allowed on {ex.path}", status=405)
                 raise RequestError(f"unknown path {scope['method']} {ex.path}", status=404)
-            for guard in self.guards:
-                guard(ex, provider)
+            if endpoint.guarded:
+                for guard in self.guards:
+                    guard(ex, provider)
             if isinstance(endpoint, ChatEndpoint):
                 await run_chat(endpoint, ex, self.upstream)
             else:

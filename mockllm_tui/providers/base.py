@@ -289,6 +289,9 @@ class Endpoint:
     name: ClassVar[str] = ""
     #: The operation in OpenTelemetry's GenAI terms ("chat", "embeddings", ...; "" for none).
     operation: ClassVar[str] = ""
+    #: Whether the dispatcher's guards (auth, rate limits) apply; False for a route that must answer
+    #: a plain GET, such as a picture served at a URL the mock handed out.
+    guarded: ClassVar[bool] = True
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider

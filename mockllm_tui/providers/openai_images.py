@@ -244,7 +244,8 @@ def _mock_root(ex: Exchange) -> str:
 def _usage(job: ImageJob, rendered: Rendered, *, details: bool) -> dict[str, Any]:
     text_tokens = count_tokens(job.prompt)
     image_tokens = sum(image_input_tokens(i.width, i.height) for i in job.input_infos)
-    output = image_output_tokens(rendered.width, rendered.height, _reported_quality(job.quality)) * len(rendered.pictures)
+    each = image_output_tokens(rendered.width, rendered.height, _reported_quality(job.quality))
+    output = each * len(rendered.pictures)
     usage: dict[str, Any] = {
         "input_tokens": text_tokens + image_tokens,
         "input_tokens_details": {"image_tokens": image_tokens, "text_tokens": text_tokens},

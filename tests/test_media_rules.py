@@ -168,7 +168,9 @@ def test_every_moderation_category_is_accepted() -> None:
 
 def test_check_reports_a_missing_media_file_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "responses.yml"
-    path.write_text("rules:\n  - match: {contains: logo}\n    reply: x\n  - match: {contains: logo}\n    image: logo.png\n")
+    path.write_text(
+        "rules:\n  - match: {contains: logo}\n    reply: x\n  - match: {contains: logo}\n    image: logo.png\n"
+    )
     out = io.StringIO()
     assert check_file(path, out) == 1
     assert "responses.yml:4: rule 2: image file 'logo.png' not found" in out.getvalue()

@@ -115,6 +115,8 @@ class JournalEntry:
     limit_breach: str | None = None
     refused_for_length: bool = False
     thinking_text: str = ""
+    #: A small picture of an image reply for the panel: (width, height, RGB bytes), or None.
+    thumbnail: tuple[int, int, bytes] | None = None
 
     def __init__(
         self,
@@ -157,6 +159,7 @@ class JournalEntry:
         limit_breach: str | None = None,
         refused_for_length: bool = False,
         thinking_text: str = "",
+        thumbnail: tuple[int, int, bytes] | None = None,
     ) -> None:
         self.id = id
         self.time = time
@@ -197,6 +200,7 @@ class JournalEntry:
         self.limit_breach = limit_breach
         self.refused_for_length = refused_for_length
         self.thinking_text = thinking_text
+        self.thumbnail = thumbnail
 
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines, as its provider parsed it (empty if it was not)."""

@@ -23,6 +23,8 @@ FORMATS: tuple[ImageFormat, ...] = ("png", "jpeg", "webp")
 ENCODER_QUALITY = {"low": 50, "medium": 75, "high": 90, "auto": 90, "xhigh": 95, "max": 95}
 #: The colour field is drawn this many cells across before it is smoothed up to the full size.
 FIELD_CELLS = 6
+#: The panel's preview of a picture is at most this many pixels a side.
+THUMBNAIL_SIDE = 48
 #: How coarse a partial image is (the pixel block side), per partial image still to come.
 PARTIAL_COARSENESS = 16
 
@@ -179,6 +181,13 @@ def partial_pictures(picture: PILImage, count: int) -> list[PILImage]:
         small = picture.resize((max(1, width // scale), max(1, height // scale)), Image.Resampling.BOX)
         out.append(small.resize((width, height), Image.Resampling.BICUBIC))
     return out
+
+
+def thumbnail(picture: PILImage | bytes, side: int = THUMBNAIL_SIDE) -> tuple[int, int, bytes]:
+    """A small RGB copy of a picture (at most `side` pixels a side), for the panel's preview."""
+    small = open_picture(picture) if isinstance(picture, bytes) else picture.convert("RGBA")
+    small.thumbnail((side, side))
+    return small.width, small.height, small.convert("RGB").tobytes()
 
 
 def image_output_tokens(width: int, height: int, quality: str) -> int:

@@ -27,6 +27,7 @@ from mockllm_tui.engine.images import (
     inspect_picture,
     partial_pictures,
     seed_of,
+    thumbnail,
     varied_picture,
 )
 from mockllm_tui.providers.base import Endpoint, new_id, now_s
@@ -180,6 +181,8 @@ class Rendered:
     fmt: str
     width: int
     height: int
+    #: A small copy of the first picture, for the panel.
+    thumb: tuple[int, int, bytes] | None = None
 
 
 def render_job(job: ImageJob, file: bytes | None) -> Rendered:
@@ -189,14 +192,16 @@ def render_job(job: ImageJob, file: bytes | None) -> Rendered:
             info = inspect_picture(file, ("png", "jpeg", "webp", "gif"))
         except ImageFormatError as exc:
             raise ErrorAnswer(500, f"mockllm-tui: the rule's image file is {exc}") from None
-        return Rendered([file] * job.n, [[] for _ in range(job.n)], info.format, info.width, info.height)
-    pictures, partials = [], []
+        parts: list[list[bytes]] = [[] for _ in range(job.n)]
+        return Rendered([file] * job.n, parts, info.format, info.width, info.height, thumbnail(file))
+    pictures, partials, thumb = [], [], None
     for index in range(job.n):
         picture = job.render(index)
         pictures.append(job.encode(picture))
         count = job.partial_images if job.stream else 0
         partials.append([job.encode(p) for p in partial_pictures(picture, count)])
-    return Rendered(pictures, partials, job.fmt, job.width, job.height)
+        thumb = thumb or thumbnail(picture)
+    return Rendered(pictures, partials, job.fmt, job.width, job.height, thumb)
 
 
 class ServedImages:
@@ -284,6 +289,7 @@ class ImageEndpoint(MediaEndpoint):
         file = rule_file(reply.file) if reply.file else None
         rendered = await self.work(lambda: render_job(job, file))
         ex.entry.reply_text = f"[{len(rendered.pictures)} x {rendered.fmt} {rendered.width}x{rendered.height}]"
+        ex.entry.thumbnail = rendered.thumb
         if job.gpt:
             usage = _usage(job, rendered, details=True)
             ex.entry.input_tokens, ex.entry.output_tokens = usage["input_tokens"], usage["output_tokens"]

@@ -24,6 +24,7 @@ from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, CutConnect
 from mockllm_tui.http.auth import AuthGuard, admin_allowed, headers_text, send_unauthorized
 from mockllm_tui.http.chat import run_chat
 from mockllm_tui.http.fallback import HEALTH, build_fallback
+from mockllm_tui.http.media import run_media
 from mockllm_tui.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from mockllm_tui.http.metrics import Metrics
 from mockllm_tui.http.ratelimit import RateLimiter
@@ -36,6 +37,7 @@ from mockllm_tui.providers.base import (
     Provider,
     path_pattern,
 )
+from mockllm_tui.providers.media import MediaEndpoint
 from mockllm_tui.providers.registry import build_providers
 
 if TYPE_CHECKING:
@@ -253,6 +255,8 @@ class MockApp:
                     guard(ex, provider)
             if isinstance(endpoint, ChatEndpoint):
                 await run_chat(endpoint, ex, self.upstream)
+            elif isinstance(endpoint, MediaEndpoint):
+                await run_media(endpoint, ex)
             else:
                 await endpoint.handle(ex)
         except RequestError as exc:

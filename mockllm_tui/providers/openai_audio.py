@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import RequestError
+from mockllm_tui.core.conversation import Reply, RequestError
 from mockllm_tui.core.media import MediaRequest
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.audio import (
@@ -24,21 +25,20 @@ from mockllm_tui.engine.audio import (
     speech_pcm,
     speech_seconds,
 )
-from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.transcript import TimedSegment, timed_words, timeline
+from mockllm_tui.providers.base import Frame
+from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob
 from mockllm_tui.providers.multipart import Form
 from mockllm_tui.providers.openai_common import OpenAIBase
 from mockllm_tui.providers.openai_media import (
     PROVIDER,
-    SSE,
-    MediaEndpoint,
     form_bool,
     form_float,
     form_str,
     invalid_value,
     one_of,
+    read_fields,
     required_upload,
-    rule_file,
 )
 from mockllm_tui.providers.registry import register_provider
 
@@ -117,6 +117,17 @@ def speech_voice(value: Any) -> str:
     )
 
 
+@dataclass(slots=True)
+class SpeechJob:
+    """A parsed speech request."""
+
+    text: str
+    voice: str
+    fmt: AudioFormat
+    speed: float
+    sse: bool
+
+
 class Speech(MediaEndpoint):
     """`POST /v1/audio/speech`: audio of the input, or the rule's `audio:` file."""
 
@@ -124,9 +135,9 @@ class Speech(MediaEndpoint):
     name = "audio.speech"
     operation = "text_to_speech"
 
-    async def handle(self, ex: Exchange) -> None:
-        """Parse, ask the rules and knobs, speak (or take the rule's file) and answer."""
-        fields, _ = await self.read_fields(ex, multipart=False)
+    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+        """The text, voice, format and speed; the rules see the input."""
+        fields, _ = read_fields(headers, body, multipart=False)
         model = form_str(fields, "model", required=True) or ""
         text = form_str(fields, "input", required=True) or ""
         if len(text) > MAX_SPEECH_INPUT:
@@ -144,36 +155,37 @@ class Speech(MediaEndpoint):
         if stream_format == "sse" and model.lower().startswith("tts-1"):
             raise invalid_value(f"stream_format 'sse' is not supported for {model}.", "stream_format")
         form_str(fields, "instructions")
-        request = MediaRequest(PROVIDER, self.name, model, text, "audio", stream=stream_format == "sse")
-        reply = await self.decide(ex, request)
-        if reply is None:
-            return
-        if reply.file:
-            audio = rule_file(reply.file)
-            ctype = SPEECH_TYPES.get(Path(reply.file).suffix.lower().lstrip("."), "application/octet-stream")
-            seconds = speech_seconds(text, speed)
+        sse = stream_format == "sse"
+        request = MediaRequest(PROVIDER, self.name, model, text, "audio", stream=sse)
+        return MediaJob([request], text, SpeechJob(text, voice, fmt, speed, sse))
+
+    def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:
+        """The audio (or the rule's file, as it is), whole or as `speech.audio.*` events."""
+        speech: SpeechJob = job.params
+        seconds = speech_seconds(speech.text, speech.speed)
+        named = replies[0].file
+        if ctx.rule_file is not None and named:
+            audio = ctx.rule_file
+            ctype = SPEECH_TYPES.get(Path(named).suffix.lower().lstrip("."), "application/octet-stream")
         else:
-            audio = await self.work(lambda: encode_audio(speech_pcm(text, voice, speed), fmt))
-            ctype = SPEECH_TYPES[fmt]
-            seconds = speech_seconds(text, speed)
-        ex.entry.reply_text = f"[{fmt} audio, {seconds:.1f} s]"
-        input_tokens, output_tokens = count_tokens(text), math.ceil(seconds * AUDIO_TOKENS_PER_S)
-        ex.entry.input_tokens, ex.entry.output_tokens = input_tokens, output_tokens
-        ex.store.count_tokens_used(input_tokens + output_tokens)
-        if stream_format != "sse":
-            await ex.send_bytes(200, audio, content_type=ctype.encode())
-            return
-        await ex.start_stream(content_type=SSE)
-        for start in range(0, len(audio), SPEECH_DELTA_BYTES):
-            piece = base64.b64encode(audio[start : start + SPEECH_DELTA_BYTES]).decode("ascii")
-            await ex.send_chunk(sse_data({"type": "speech.audio.delta", "audio": piece}), "[audio]")
-        usage = {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "total_tokens": input_tokens + output_tokens,
-        }
-        await ex.send_chunk(sse_data({"type": "speech.audio.done", "usage": usage}), "")
-        await ex.end_stream()
+            audio = encode_audio(speech_pcm(speech.text, speech.voice, speech.speed), speech.fmt)
+            ctype = SPEECH_TYPES[speech.fmt]
+        input_tokens, output_tokens = count_tokens(speech.text), math.ceil(seconds * AUDIO_TOKENS_PER_S)
+        out = MediaAnswer(
+            reply_text=f"[{speech.fmt} audio, {seconds:.1f} s]", input_tokens=input_tokens, output_tokens=output_tokens
+        )
+        if not speech.sse:
+            out.body, out.content_type = audio, ctype.encode()
+            return out
+        frames = [
+            Frame(sse_data({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode("ascii")}), "[audio]")
+            for piece in (audio[i : i + SPEECH_DELTA_BYTES] for i in range(0, len(audio), SPEECH_DELTA_BYTES))
+        ]
+        total = input_tokens + output_tokens
+        usage = {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": total}
+        frames.append(Frame(sse_data({"type": "speech.audio.done", "usage": usage})))
+        out.frames = frames
+        return out
 
 
 # -- transcription and translation -------------------------------------------------------------
@@ -286,12 +298,14 @@ class Transcriptions(MediaEndpoint):
     paths = ("/v1/audio/transcriptions", "/audio/transcriptions")
     name = "audio.transcriptions"
     operation = "speech_to_text"
+    multipart = True
 
-    async def handle(self, ex: Exchange) -> None:
-        """Parse, read the audio, ask the rules and knobs, and answer (or stream) the transcript."""
-        fields, form = await self.read_fields(ex, multipart=True)
+    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+        """The upload (decoded: a 400 for a file that is not audio) and the options; the rules see
+        the `prompt` field, the file's name and the audio's duration."""
+        fields, form = read_fields(headers, body, multipart=True)
         assert form is not None
-        job = await self.parse(fields, form)
+        job = self.parse(fields, form)
         request = MediaRequest(
             PROVIDER,
             self.name,
@@ -302,27 +316,29 @@ class Transcriptions(MediaEndpoint):
             duration_s=job.audio.duration_s,
             stream=job.stream,
         )
-        reply = await self.decide(ex, request, job.prompt or job.filename)
-        if reply is None:
-            return
-        text = reply.text
-        ex.entry.reply_text = text
-        usage = job.usage(text)
+        return MediaJob([request], job.prompt or job.filename, job)
+
+    def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:
+        """The rule's text in the format asked for, or streamed as `transcript.text.*` events."""
+        transcribe: Transcribe = job.params
+        text = replies[0].text
+        usage = transcribe.usage(text)
+        out = MediaAnswer(reply_text=text)
         if usage["type"] == "tokens":
-            ex.entry.input_tokens, ex.entry.output_tokens = usage["input_tokens"], usage["output_tokens"]
-            ex.store.count_tokens_used(usage["total_tokens"])
-        if job.stream:
-            await self.send_stream(ex, job, text, usage)
-            return
-        segments = timeline(text, job.audio.duration_s)
-        fmt = job.response_format
+            out.input_tokens, out.output_tokens = usage["input_tokens"], usage["output_tokens"]
+        if transcribe.stream:
+            out.frames = list(self.stream_frames(transcribe, text, usage))
+            return out
+        segments = timeline(text, transcribe.audio.duration_s)
+        fmt = transcribe.response_format
         if fmt in ("text", "srt", "vtt"):
             body = text + "\n" if fmt == "text" else srt(segments) if fmt == "srt" else vtt(segments)
-            await ex.send_bytes(200, body.encode(), content_type=b"text/plain; charset=utf-8")
-            return
-        await ex.send_json(200, self.body(job, text, segments, usage))
+            out.body, out.content_type = body.encode(), b"text/plain; charset=utf-8"
+            return out
+        out.body = orjson.dumps(self.body(transcribe, text, segments, usage))
+        return out
 
-    async def parse(self, fields: dict[str, Any], form: Form) -> Transcribe:
+    def parse(self, fields: dict[str, Any], form: Form) -> Transcribe:
         """The request, its upload decoded (a 400 for a file that is not audio)."""
         upload = required_upload(form, "file")
         model = form_str(fields, "model", required=True) or ""
@@ -331,7 +347,7 @@ class Transcriptions(MediaEndpoint):
                 f"Maximum content size limit ({MAX_UPLOAD}) exceeded ({len(upload.data)} bytes read)", status=413
             )
         try:
-            audio = await self.work(lambda: probe_audio(upload.data))
+            audio = probe_audio(upload.data)
         except AudioFormatError:
             raise RequestError(
                 f"Invalid file format. Supported formats: {SUPPORTED_UPLOADS}", param="file", code="invalid_value"
@@ -414,10 +430,9 @@ class Transcriptions(MediaEndpoint):
             body["usage"] = usage
         return body
 
-    async def send_stream(self, ex: Exchange, job: Transcribe, text: str, usage: dict[str, Any]) -> None:
+    def stream_frames(self, job: Transcribe, text: str, usage: dict[str, Any]) -> Iterator[Frame]:
         """`transcript.text.delta` events (and, diarizing, `transcript.text.segment` ones), then
         `transcript.text.done` with the whole text and the usage."""
-        await ex.start_stream(content_type=SSE)
         diarize = job.response_format == "diarized_json"
         pieces = PIECE.findall(text)
         at = 0
@@ -428,7 +443,7 @@ class Transcriptions(MediaEndpoint):
                     event["logprobs"] = logprob_list(delta)
                 if diarize:
                     event["segment_id"] = f"seg_{i}"
-                await ex.send_chunk(sse_data(event), delta)
+                yield Frame(sse_data(event), delta, count_tokens(delta))
             at += len(segment.words)
             if diarize:
                 seg = {
@@ -439,12 +454,11 @@ class Transcriptions(MediaEndpoint):
                     "text": segment.text,
                     "speaker": job.speaker(i),
                 }
-                await ex.send_chunk(sse_data(seg), "")
+                yield Frame(sse_data(seg))
         done: dict[str, Any] = {"type": "transcript.text.done", "text": text, "usage": usage}
         if job.logprobs:
             done["logprobs"] = logprob_list(text)
-        await ex.send_chunk(sse_data(done), "")
-        await ex.end_stream()
+        yield Frame(sse_data(done))
 
 
 class Translations(Transcriptions):

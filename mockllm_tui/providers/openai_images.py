@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import orjson
 
 from mockllm_tui.core.conversation import Reply, RequestError
 from mockllm_tui.core.media import MediaRequest
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.engine.answer import ErrorAnswer
-from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.images import (
     ImageFormat,
     ImageFormatError,
@@ -30,20 +32,19 @@ from mockllm_tui.engine.images import (
     thumbnail,
     varied_picture,
 )
-from mockllm_tui.providers.base import Endpoint, new_id, now_s
+from mockllm_tui.providers.base import Endpoint, Frame, new_id
+from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob
 from mockllm_tui.providers.multipart import Form, Upload
 from mockllm_tui.providers.openai_common import OpenAIBase
 from mockllm_tui.providers.openai_media import (
     PROVIDER,
-    SSE,
-    MediaEndpoint,
     form_bool,
     form_int,
     form_str,
     invalid_value,
     one_of,
+    read_fields,
     required_upload,
-    rule_file,
     sse_event,
 )
 from mockllm_tui.providers.registry import register_provider
@@ -191,7 +192,7 @@ def render_job(job: ImageJob, file: bytes | None) -> Rendered:
         try:
             info = inspect_picture(file, ("png", "jpeg", "webp", "gif"))
         except ImageFormatError as exc:
-            raise ErrorAnswer(500, f"mockllm-tui: the rule's image file is {exc}") from None
+            raise RequestError(f"mockllm-tui: the rule's image file is {exc}", status=500) from None
         parts: list[list[bytes]] = [[] for _ in range(job.n)]
         return Rendered([file] * job.n, parts, info.format, info.width, info.height, thumbnail(file))
     pictures, partials, thumb = [], [], None
@@ -211,19 +212,23 @@ class ServedImages:
         self.budget = budget
         self._items: OrderedDict[str, tuple[float, str, bytes]] = OrderedDict()
         self._bytes = 0
+        # Answers are made on worker threads while the loop serves the pictures.
+        self._lock = threading.Lock()
 
     def add(self, data: bytes, fmt: str) -> str:
         """Keep a picture; its name."""
         name = f"{new_id('img-')}.{fmt}"
-        self._items[name] = (time.monotonic(), MIME.get(fmt, "application/octet-stream"), data)
-        self._bytes += len(data)
-        self._evict()
+        with self._lock:
+            self._items[name] = (time.monotonic(), MIME.get(fmt, "application/octet-stream"), data)
+            self._bytes += len(data)
+            self._evict()
         return name
 
     def get(self, name: str) -> tuple[str, bytes] | None:
         """The content type and bytes of a kept picture (None when unknown or expired)."""
-        self._evict()
-        item = self._items.get(name)
+        with self._lock:
+            self._evict()
+            item = self._items.get(name)
         return None if item is None else (item[1], item[2])
 
     def _evict(self) -> None:
@@ -234,16 +239,6 @@ class ServedImages:
                 break
             del self._items[name]
             self._bytes -= len(data)
-
-
-def _mock_root(ex: Exchange) -> str:
-    """The address the request came to, as the client wrote it."""
-    scheme = str(ex.scope.get("scheme", "http"))
-    host = ex.headers.get("host")
-    if not host:
-        server = ex.scope.get("server") or ("127.0.0.1", 80)
-        host = f"{server[0]}:{server[1]}"
-    return f"{scheme}://{host}"
 
 
 def _usage(job: ImageJob, rendered: Rendered, *, details: bool) -> dict[str, Any]:
@@ -263,60 +258,55 @@ def _usage(job: ImageJob, rendered: Rendered, *, details: bool) -> dict[str, Any
 
 
 class ImageEndpoint(MediaEndpoint):
-    """The shared answer of the three image endpoints."""
+    """The shared parsing and answer of the three image endpoints."""
 
     operation = "image_generation"
-    multipart = False
     #: The prefix of the stream's event names (`image_generation`, `image_edit`).
     event_prefix = "image_generation"
 
-    async def handle(self, ex: Exchange) -> None:
-        """Parse, ask the rules and knobs, draw (or take the rule's file) and answer."""
-        fields, form = await self.read_fields(ex, multipart=self.multipart)
+    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+        """The job: what to draw, and the prompt (and upload's name) the rules see."""
+        fields, form = read_fields(headers, body, multipart=self.multipart)
         job = self.parse(fields, form)
-        request = MediaRequest(
-            PROVIDER,
-            self.name,
-            job.model,
-            job.prompt,
-            "image",
-            file_name=job.inputs[0].filename if job.inputs else None,
-            stream=job.stream,
-        )
-        reply = await self.decide(ex, request, job.prompt or (job.inputs[0].filename if job.inputs else ""))
-        if reply is None:
-            return
-        file = rule_file(reply.file) if reply.file else None
-        rendered = await self.work(lambda: render_job(job, file))
-        ex.entry.reply_text = f"[{len(rendered.pictures)} x {rendered.fmt} {rendered.width}x{rendered.height}]"
-        ex.entry.thumbnail = rendered.thumb
-        if job.gpt:
-            usage = _usage(job, rendered, details=True)
-            ex.entry.input_tokens, ex.entry.output_tokens = usage["input_tokens"], usage["output_tokens"]
-            ex.store.count_tokens_used(usage["total_tokens"])
-        if job.stream:
-            await self.send_stream(ex, job, rendered)
-            return
-        await ex.send_json(200, self.body(ex, job, rendered, reply))
+        upload = job.inputs[0].filename if job.inputs else None
+        request = MediaRequest(PROVIDER, self.name, job.model, job.prompt, "image", file_name=upload, stream=job.stream)
+        return MediaJob([request], job.prompt or upload or "", job)
 
     def parse(self, fields: dict[str, Any], form: Form | None) -> ImageJob:
         """The request's job (a 400 naming the field that is wrong)."""
         raise NotImplementedError
 
-    def body(self, ex: Exchange, job: ImageJob, rendered: Rendered, reply: Reply) -> dict[str, Any]:
+    def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:
+        """The pictures drawn for the job (or the rule's file) as JSON, or as a stream of events."""
+        image_job: ImageJob = job.params
+        rendered = render_job(image_job, ctx.rule_file)
+        out = MediaAnswer(
+            reply_text=f"[{len(rendered.pictures)} x {rendered.fmt} {rendered.width}x{rendered.height}]",
+            thumbnail=rendered.thumb,
+        )
+        if image_job.gpt:
+            usage = _usage(image_job, rendered, details=True)
+            out.input_tokens, out.output_tokens = usage["input_tokens"], usage["output_tokens"]
+        if image_job.stream:
+            out.frames = list(self.stream_frames(image_job, rendered, ctx))
+        else:
+            out.body = orjson.dumps(self.body(image_job, rendered, ctx))
+        return out
+
+    def body(self, job: ImageJob, rendered: Rendered, ctx: MediaContext) -> dict[str, Any]:
         """An `ImagesResponse`."""
         served = _served(self)
         data = []
         for picture in rendered.pictures:
             item: dict[str, Any] = {}
             if job.as_url:
-                item["url"] = f"{_mock_root(ex)}{FILES_PATH}{served.add(picture, rendered.fmt)}"
+                item["url"] = f"{ctx.root}{FILES_PATH}{served.add(picture, rendered.fmt)}"
             else:
                 item["b64_json"] = base64.b64encode(picture).decode("ascii")
             if family_of(job.model) == "dall-e-3" and job.prompt:
                 item["revised_prompt"] = job.prompt
             data.append(item)
-        body: dict[str, Any] = {"created": now_s(), "data": data}
+        body: dict[str, Any] = {"created": ctx.created, "data": data}
         if job.gpt:
             body.update(
                 background="transparent" if job.background == "transparent" else "opaque",
@@ -327,13 +317,11 @@ class ImageEndpoint(MediaEndpoint):
             )
         return body
 
-    async def send_stream(self, ex: Exchange, job: ImageJob, rendered: Rendered) -> None:
+    def stream_frames(self, job: ImageJob, rendered: Rendered, ctx: MediaContext) -> Iterator[Frame]:
         """The partial-image events of each picture, then its completed event."""
-        await ex.start_stream(content_type=SSE)
-        created = now_s()
         head = {
             "background": job.background,
-            "created_at": created,
+            "created_at": ctx.created,
             "output_format": rendered.fmt,
             "quality": job.quality,
             "size": f"{rendered.width}x{rendered.height}",
@@ -344,11 +332,10 @@ class ImageEndpoint(MediaEndpoint):
                 event = f"{self.event_prefix}.partial_image"
                 b64 = base64.b64encode(partial).decode("ascii")
                 payload = {"type": event, "b64_json": b64, **head, "partial_image_index": index}
-                await ex.send_chunk(sse_event(event, payload), f"[partial image {index}]")
+                yield Frame(sse_event(event, payload), f"[partial image {index}]")
             event = f"{self.event_prefix}.completed"
             b64 = base64.b64encode(picture).decode("ascii")
-            await ex.send_chunk(sse_event(event, {"type": event, "b64_json": b64, **head, "usage": usage}), "[image]")
-        await ex.end_stream()
+            yield Frame(sse_event(event, {"type": event, "b64_json": b64, **head, "usage": usage}), "[image]")
 
 
 def _reported_quality(quality: str) -> str:
@@ -530,7 +517,7 @@ class Variations(ImageEndpoint):
         )
 
 
-class ImageFile(Endpoint):
+class ImageFile(MediaEndpoint):
     """`GET /v1/images/files/{name}`: a picture answered as a `url`, without auth, for an hour."""
 
     method = "GET"
@@ -538,15 +525,18 @@ class ImageFile(Endpoint):
     name = "images.files"
     guarded = False
 
-    async def handle(self, ex: Exchange) -> None:
+    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+        """The picture's name."""
+        name = self.path_params(path).get("name", "")
+        return MediaJob([], name, name)
+
+    def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:
         """The picture's bytes with its content type, or 404."""
-        name = self.path_params(ex.path).get("name", "")
-        ex.entry.preview = name
-        found = _served(self).get(name)
+        found = _served(self).get(job.params)
         if found is None:
-            raise RequestError(f"No image named {name!r} (images are served for an hour).", status=404)
+            raise RequestError(f"No image named {job.params!r} (images are served for an hour).", status=404)
         ctype, data = found
-        await ex.send_bytes(200, data, content_type=ctype.encode())
+        return MediaAnswer(body=data, content_type=ctype.encode())
 
 
 class OpenAIImages(OpenAIBase):

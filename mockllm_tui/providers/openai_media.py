@@ -1,25 +1,16 @@
 """What OpenAI's media endpoints (images, audio, moderations) share: reading a JSON or multipart
-body, the rules and the knobs for a media request, a rule's file, and the form-field parsers."""
+body, the form-field parsers and OpenAI's wording of bad values."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Reply, RequestError
-from mockllm_tui.core.media import MediaRequest
-from mockllm_tui.engine.answer import ErrorAnswer, answer_faults, preview, record_conversation, require_known_model
-from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.providers.base import Endpoint
-from mockllm_tui.providers.multipart import Form, Upload, is_multipart, parse_form
+from mockllm_tui.core.conversation import RequestError
+from mockllm_tui.providers.multipart import Form, Upload, parse_form
 
-T = TypeVar("T")
-#: The largest body a media endpoint reads (uploads), unless the configured limit is larger.
-MEDIA_MAX_BODY = 64 * 1024 * 1024
 #: What the journal, metrics and rules call the provider of every media endpoint.
 PROVIDER = "openai"
 SSE = b"text/event-stream; charset=utf-8"
@@ -43,47 +34,28 @@ def sse_event(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class MediaEndpoint(Endpoint):
-    """A media endpoint: reads its body, asks the rules and the knobs, and answers in `handle`."""
-
-    async def read_fields(self, ex: Exchange, *, multipart: bool) -> tuple[dict[str, Any], Form | None]:
-        """The request's fields: a JSON object, or (for a multipart endpoint) the form's text fields
-        and its files. A body of the other kind is a 400."""
-        await ex.read_body(max(ex.store.config.max_body, MEDIA_MAX_BODY))
-        ex.entry.provider = PROVIDER
-        if not multipart:
-            return ex.read_json_object(), None
-        ctype = ex.headers.get("content-type", "")
-        if not is_multipart(ctype):
-            parse_form(b"", ctype)  # raises the API's complaint about the content type
-        form = parse_form(ex.body, ctype)
-        # Only the final values of text fields; lists are read with Form.texts.
-        return {k: v[-1] for k, v in form.fields.items()}, form
-
-    async def decide(self, ex: Exchange, request: MediaRequest, shown: str = "") -> Reply | None:
-        """Record the request, pick the reply by the rules and carry out the knobs (an error raises,
-        the latency is waited out). None when the request was answered some other way."""
-        record_conversation(ex, request)
-        if shown:
-            ex.entry.preview = preview(shown)
-        require_known_model(ex, request.model)
-        reply = ex.store.rules.choose(request)
-        ex.entry.rule = reply.rule
-        if await answer_faults(ex, reply) is None:
-            return None
-        return reply
-
-    async def work(self, job: Callable[[], T]) -> T:
-        """Run CPU-heavy work (encoding pictures and audio) off the event loop."""
-        return await asyncio.to_thread(job)
+def read_fields(headers: Mapping[str, str], body: bytes, *, multipart: bool) -> tuple[dict[str, Any], Form | None]:
+    """The request's fields: a JSON object, or (for a multipart endpoint) the form's text fields
+    (their last values; lists are read with `Form.texts`) and its files. A body of the other kind
+    is a 400."""
+    ctype = headers.get("content-type", "application/json" if not multipart else "")
+    if not multipart:
+        return json_object(ctype, body), None
+    form = parse_form(body, ctype)
+    return {k: v[-1] for k, v in form.fields.items()}, form
 
 
-def rule_file(path: str) -> bytes:
-    """The bytes of a rule's `image:` or `audio:` file; a 500 naming the path when it is gone."""
+def json_object(ctype: str, body: bytes) -> dict[str, Any]:
+    """A JSON object body, or a 400 saying why it is not one."""
+    if "json" not in ctype.lower():
+        raise RequestError(f"unsupported content type {ctype!r}: send application/json")
     try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ErrorAnswer(500, f"mockllm-tui: the rule's file {path} cannot be read ({exc.strerror})") from None
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object")
+    return data
 
 
 def form_int(fields: dict[str, Any], key: str, lo: int, hi: int, default: int | None = None) -> int | None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from mockllm_tui.core.conversation import RequestError
+import orjson
+
+from mockllm_tui.core.conversation import Reply, RequestError
 from mockllm_tui.core.media import IMAGE_CATEGORIES, MODERATION_CATEGORIES, MediaRequest
-from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.moderation import verdict
 from mockllm_tui.providers.base import new_id
+from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob
 from mockllm_tui.providers.openai_common import OpenAIBase
-from mockllm_tui.providers.openai_media import PROVIDER, MediaEndpoint, form_str, invalid_value
+from mockllm_tui.providers.openai_media import PROVIDER, form_str, invalid_value, read_fields
 from mockllm_tui.providers.registry import register_provider
 
 DEFAULT_MODEL = "omni-moderation-latest"
@@ -69,9 +72,9 @@ class Moderations(MediaEndpoint):
     name = "moderations"
     operation = "moderation"
 
-    async def handle(self, ex: Exchange) -> None:
-        """Judge each input by the rules (nothing flagged when no rule answers)."""
-        fields, _ = await self.read_fields(ex, multipart=False)
+    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+        """The inputs, each judged by the rules on its own."""
+        fields, _ = read_fields(headers, body, multipart=False)
         model = form_str(fields, "model", DEFAULT_MODEL) or DEFAULT_MODEL
         raw = fields.get("input")
         texts, image = moderation_inputs(raw)
@@ -79,19 +82,19 @@ class Moderations(MediaEndpoint):
             raise invalid_value(f"Image inputs are only supported by the omni-moderation models, not {model}.", "input")
         has_text = not isinstance(raw, list) or any(isinstance(p, str) or p.get("type") == "text" for p in raw)
         requests = [MediaRequest(PROVIDER, self.name, model, text, "moderation") for text in texts]
-        first = await self.decide(ex, requests[0], texts[0] or "[image]")
-        if first is None:
-            return
-        replies = [first, *(ex.store.rules.choose(r) for r in requests[1:])]
-        rules = [r.rule for r in replies if r.rule]
-        ex.entry.rule = ", ".join(dict.fromkeys(rules)) or None
+        return MediaJob(requests, texts[0] or "[image]", {"texts": texts, "image": image, "has_text": has_text})
+
+    def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:
+        """A result per input: the categories its rule flags (nothing without a rule)."""
+        params = job.params
         results = [
-            result_object(text, reply.flagged, has_text=has_text, image=image)
-            for text, reply in zip(texts, replies, strict=True)
+            result_object(text, reply.flagged, has_text=params["has_text"], image=params["image"])
+            for text, reply in zip(params["texts"], replies, strict=True)
         ]
         flagged = sorted({c for r in results for c, on in r["categories"].items() if on})
-        ex.entry.reply_text = "flagged: " + ", ".join(flagged) if flagged else "nothing flagged"
-        await ex.send_json(200, {"id": new_id("modr-"), "model": model, "results": results})
+        body = {"id": new_id("modr-"), "model": job.model, "results": results}
+        shown = "flagged: " + ", ".join(flagged) if flagged else "nothing flagged"
+        return MediaAnswer(body=orjson.dumps(body), reply_text=shown)
 
 
 class OpenAIModeration(OpenAIBase):

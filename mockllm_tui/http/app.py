@@ -256,7 +256,7 @@ class MockApp:
             if isinstance(endpoint, ChatEndpoint):
                 await run_chat(endpoint, ex, self.upstream)
             elif isinstance(endpoint, MediaEndpoint):
-                await run_media(endpoint, ex)
+                await run_media(endpoint, ex, self.upstream)
             else:
                 await endpoint.handle(ex)
         except RequestError as exc:

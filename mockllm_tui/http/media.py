@@ -9,17 +9,32 @@ and sends it whole or as a stream.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import httpx
 
 from mockllm_tui.core.conversation import Reply
 from mockllm_tui.engine.answer import ErrorAnswer, answer_faults, preview, record_conversation, require_known_model
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.http.upstream import (
+    UPSTREAM_LABEL,
+    Upstream,
+    UpstreamProxy,
+    failure,
+    forwarded_headers,
+    returned_headers,
+    upstream_key,
+)
 from mockllm_tui.providers.base import now_s
-from mockllm_tui.providers.media import MEDIA_MAX_BODY, MediaContext, MediaEndpoint
+from mockllm_tui.providers.media import MEDIA_MAX_BODY, MediaContext, MediaEndpoint, MediaJob
+
+log = logging.getLogger("mockllm_tui.upstream")
 
 
-async def run_media(endpoint: MediaEndpoint, ex: Exchange) -> None:
-    """Serve one media request end to end."""
+async def run_media(endpoint: MediaEndpoint, ex: Exchange, proxy: UpstreamProxy | None = None) -> None:
+    """Serve one media request end to end (with an upstream for its provider, a request no rule
+    answers is forwarded there, and recorded while recording)."""
     store, entry = ex.store, ex.entry
     if endpoint.method != "GET":
         await ex.read_body(max(store.config.max_body, MEDIA_MAX_BODY))
@@ -31,7 +46,15 @@ async def run_media(endpoint: MediaEndpoint, ex: Exchange) -> None:
         record_conversation(ex, first)
         entry.preview = preview(job.preview)
         require_known_model(ex, job.model)
-        replies = [store.rules.choose(request) for request in job.requests]
+        upstream = proxy.upstream(ex, endpoint.provider) if proxy is not None else None
+        if upstream is not None and proxy is not None:
+            matched = [proxy.rule_reply(ex, request) for request in job.requests]
+            if any(reply is None for reply in matched):
+                await forward_media(proxy, ex, endpoint, job, upstream)
+                return
+            replies = [reply for reply in matched if reply is not None]
+        else:
+            replies = [store.rules.choose(request) for request in job.requests]
         entry.rule = ", ".join(dict.fromkeys(r.rule for r in replies if r.rule)) or None
         # Any input's error rule answers for the whole request.
         deciding = next((r for r in replies if r.error is not None), replies[0])
@@ -52,6 +75,46 @@ async def run_media(endpoint: MediaEndpoint, ex: Exchange) -> None:
     for frame in answer.frames:
         await ex.send_chunk(frame.data, frame.text)
     await ex.end_stream()
+
+
+async def forward_media(
+    proxy: UpstreamProxy, ex: Exchange, endpoint: MediaEndpoint, job: MediaJob, upstream: Upstream
+) -> None:
+    """Send the request to the upstream and its answer back whole; while recording, a 2xx answer the
+    endpoint can read back becomes a rule (and a file beside the responses file)."""
+    ex.entry.rule = UPSTREAM_LABEL
+    timeout_s = ex.store.config.upstream_timeout_s
+    client = proxy.client(timeout_s)
+    method, url = ex.scope["method"], upstream.target(ex.path, ex.query)
+    key = upstream_key(endpoint.provider, upstream)
+    headers = forwarded_headers(ex.scope.get("headers", ()), endpoint.provider, key, method, url, ex.body)
+    try:
+        response = await client.request(method, url, headers=headers, content=ex.body)
+    except httpx.HTTPError as exc:
+        status, message = failure(exc, upstream, timeout_s)
+        raise ErrorAnswer(status, message) from None
+    ex.extra_headers = []  # the upstream's own headers go back, not ours
+    ex.timing_header = None
+    ctype = response.headers.get("content-type", "application/json")
+    body = response.content
+    if response.is_success and ex.store.knobs.record:
+        recorded = await asyncio.to_thread(endpoint.read_upstream, job, ctype, body)
+        if recorded is not None:
+            try:
+                proxy.recorder.record_media(
+                    ex.store,
+                    job.requests[0],
+                    upstream.host,
+                    reply=recorded.reply,
+                    file=recorded.file,
+                    extension=recorded.extension,
+                    flagged=recorded.flagged,
+                )
+            except Exception as exc:  # a recording problem never breaks the answer
+                log.warning("could not record the answer from %s: %s", upstream.host, exc)
+    await ex.send_bytes(
+        response.status_code, body, returned_headers(response.headers, stream=False), ctype.encode("latin-1")
+    )
 
 
 def read_rule_file(path: str) -> bytes:

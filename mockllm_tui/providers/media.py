@@ -58,6 +58,17 @@ class MediaAnswer:
 
 
 @dataclass(slots=True)
+class RecordedMedia:
+    """A real upstream's answer as a rule can give it again: a transcript's text, a file (picture or
+    audio, with its extension) or the moderation categories it flagged with their scores."""
+
+    reply: str | None = None
+    file: bytes | None = None
+    extension: str = ""
+    flagged: dict[str, float] | None = None
+
+
+@dataclass(slots=True)
 class MediaContext:
     """Per-request values an answer needs: the address the request came to (for URLs the mock serves)
     and its creation time."""
@@ -83,3 +94,8 @@ class MediaEndpoint(Endpoint):
         """The answer to the job, given the rules' reply to each of its requests (and the bytes of
         the first reply's file, if it names one, in `ctx.rule_file`)."""
         raise NotImplementedError
+
+    def read_upstream(self, job: MediaJob, content_type: str, body: bytes) -> RecordedMedia | None:
+        """A real upstream's successful answer to the job, read back for recording (None: not
+        recorded, the default)."""
+        return None

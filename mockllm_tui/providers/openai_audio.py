@@ -27,7 +27,7 @@ from mockllm_tui.engine.audio import (
 )
 from mockllm_tui.engine.transcript import TimedSegment, timed_words, timeline
 from mockllm_tui.providers.base import Frame
-from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob
+from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob, RecordedMedia
 from mockllm_tui.providers.multipart import Form
 from mockllm_tui.providers.openai_common import OpenAIBase
 from mockllm_tui.providers.openai_media import (
@@ -158,6 +158,13 @@ class Speech(MediaEndpoint):
         sse = stream_format == "sse"
         request = MediaRequest(PROVIDER, self.name, model, text, "audio", stream=sse)
         return MediaJob([request], text, SpeechJob(text, voice, fmt, speed, sse))
+
+    def read_upstream(self, job: MediaJob, content_type: str, body: bytes) -> RecordedMedia | None:
+        """The audio as sent (a stream of events is not kept)."""
+        speech: SpeechJob = job.params
+        if speech.sse or not body:
+            return None
+        return RecordedMedia(file=body, extension=speech.fmt)
 
     def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:
         """The audio (or the rule's file, as it is), whole or as `speech.audio.*` events."""
@@ -317,6 +324,20 @@ class Transcriptions(MediaEndpoint):
             stream=job.stream,
         )
         return MediaJob([request], job.prompt or job.filename, job)
+
+    def read_upstream(self, job: MediaJob, content_type: str, body: bytes) -> RecordedMedia | None:
+        """The transcript's text, from a JSON answer or a plain `text` one (subtitles and streams
+        are not kept)."""
+        transcribe: Transcribe = job.params
+        if transcribe.stream or transcribe.response_format in ("srt", "vtt"):
+            return None
+        if transcribe.response_format == "text":
+            return RecordedMedia(reply=body.decode("utf-8", "replace").rstrip("\n"))
+        try:
+            text = orjson.loads(body)["text"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        return RecordedMedia(reply=text) if isinstance(text, str) else None
 
     def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:
         """The rule's text in the format asked for, or streamed as `transcript.text.*` events."""

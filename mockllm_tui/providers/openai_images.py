@@ -33,7 +33,7 @@ from mockllm_tui.engine.images import (
     varied_picture,
 )
 from mockllm_tui.providers.base import Endpoint, Frame, new_id
-from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob
+from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob, RecordedMedia
 from mockllm_tui.providers.multipart import Form, Upload
 from mockllm_tui.providers.openai_common import OpenAIBase
 from mockllm_tui.providers.openai_media import (
@@ -292,6 +292,16 @@ class ImageEndpoint(MediaEndpoint):
         else:
             out.body = orjson.dumps(self.body(image_job, rendered, ctx))
         return out
+
+    def read_upstream(self, job: MediaJob, content_type: str, body: bytes) -> RecordedMedia | None:
+        """The first picture of an `ImagesResponse` given as `b64_json` (a `url` answer is not kept)."""
+        try:
+            data = orjson.loads(body)["data"][0]["b64_json"]
+            picture = base64.b64decode(data)
+            info = inspect_picture(picture, ("png", "jpeg", "webp", "gif"))
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
+            return None
+        return RecordedMedia(file=picture, extension="jpg" if info.format == "jpeg" else info.format)
 
     def body(self, job: ImageJob, rendered: Rendered, ctx: MediaContext) -> dict[str, Any]:
         """An `ImagesResponse`."""

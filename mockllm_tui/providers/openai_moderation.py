@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 
 from mockllm_tui.core.conversation import Reply, RequestError
-from mockllm_tui.core.media import IMAGE_CATEGORIES, MODERATION_CATEGORIES, MediaRequest
+from mockllm_tui.core.media import FLAG_THRESHOLD, IMAGE_CATEGORIES, MODERATION_CATEGORIES, MediaRequest
 from mockllm_tui.engine.moderation import verdict
 from mockllm_tui.providers.base import new_id
-from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob
+from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob, RecordedMedia
 from mockllm_tui.providers.openai_common import OpenAIBase
 from mockllm_tui.providers.openai_media import PROVIDER, form_str, invalid_value, read_fields
 from mockllm_tui.providers.registry import register_provider
@@ -83,6 +83,22 @@ class Moderations(MediaEndpoint):
         has_text = not isinstance(raw, list) or any(isinstance(p, str) or p.get("type") == "text" for p in raw)
         requests = [MediaRequest(PROVIDER, self.name, model, text, "moderation") for text in texts]
         return MediaJob(requests, texts[0] or "[image]", {"texts": texts, "image": image, "has_text": has_text})
+
+    def read_upstream(self, job: MediaJob, content_type: str, body: bytes) -> RecordedMedia | None:
+        """The categories the upstream flagged for a single input, with their scores."""
+        if len(job.requests) != 1:
+            return None
+        try:
+            result = orjson.loads(body)["results"][0]
+            categories, scores = result["categories"], result["category_scores"]
+            flagged = {
+                c: round(min(1.0, max(FLAG_THRESHOLD, float(scores[c]))), 4)
+                for c in MODERATION_CATEGORIES
+                if categories.get(c)
+            }
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
+            return None
+        return RecordedMedia(flagged=flagged)
 
     def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:
         """A result per input: the categories its rule flags (nothing without a rule)."""

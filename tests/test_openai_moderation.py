@@ -11,6 +11,7 @@ from openai.types import ModerationCreateResponse
 
 from mockllm_tui.core.media import IMAGE_CATEGORIES, MODERATION_CATEGORIES
 from tests.conftest import Live
+from tests.test_metrics import scrape, total
 from tests.openai_testkit import assert_openai_error, post_raw
 
 RULES = """
@@ -110,3 +111,12 @@ async def test_moderation_errors_and_knobs(rules_live: Live) -> None:
 )
 async def test_bad_moderation_requests_name_the_field(rules_live: Live, body: dict[str, Any], param: str) -> None:
     assert_openai_error(await post_raw(rules_live, "/v1/moderations", body), 400, param=param)
+
+
+async def test_media_requests_are_counted_by_endpoint_in_metrics(rules_live: Live) -> None:
+    await moderate(rules_live, {"input": "a knife"})
+    await moderate(rules_live, {"input": "a lake"})
+    await post_raw(rules_live, "/v1/moderations", {"input": "an outage"})
+    found = await scrape(rules_live)
+    assert total(found, "mockllm_requests_total", endpoint="moderations", provider="openai", status="200") == 2
+    assert total(found, "mockllm_requests_total", endpoint="moderations", status="503", rule="down") == 1

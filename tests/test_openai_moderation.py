@@ -11,8 +11,8 @@ from openai.types import ModerationCreateResponse
 
 from mockllm_tui.core.media import IMAGE_CATEGORIES, MODERATION_CATEGORIES
 from tests.conftest import Live
-from tests.test_metrics import scrape, total
 from tests.openai_testkit import assert_openai_error, post_raw
+from tests.test_metrics import scrape, total
 
 RULES = """
 rules:

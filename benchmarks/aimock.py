@@ -20,8 +20,9 @@ CLI = HOME / "node_modules" / PACKAGE / "dist" / "cli.js"
 REPLY = "Hello there, friend!"
 
 
-def aimock_cmd(tmp: Path) -> tuple[list[str] | None, str]:
-    """The command that serves the benchmark's chat request with aimock, or None and why not."""
+def aimock_cmd(tmp: Path, *extra: str) -> tuple[list[str] | None, str]:
+    """The command that serves the benchmark's chat request with aimock (plus `extra` options), or None
+    and why not."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         return None, "aimock skipped: Node.js and npm are not installed."
@@ -36,4 +37,4 @@ def aimock_cmd(tmp: Path) -> tuple[list[str] | None, str]:
     match = {"userMessage": "Say hello in five words."}
     fixtures.write_text(json.dumps({"fixtures": [{"match": match, "response": {"content": REPLY}}]}))
     version = json.loads((CLI.parent.parent / "package.json").read_text())["version"]
-    return [node, str(CLI), "-p", "0", "-f", str(fixtures)], f"aimock {version}"
+    return [node, str(CLI), "-p", "0", "-f", str(fixtures), *extra], f"aimock {version}"

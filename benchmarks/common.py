@@ -20,6 +20,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CHAT_LUA = HERE / "chat.lua"
+CHAT_STREAM_LUA = HERE / "chat_stream.lua"
 URL_LINE = re.compile(rb"http://127\.0\.0\.1:(\d+)")
 CHAT_BODY = {
     "model": "gpt-4o-mini",
@@ -154,9 +155,9 @@ def need_wrk() -> str:
     return path
 
 
-def run_wrk(root: str, *, duration_s: float, threads: int, connections: int) -> WrkResult:
-    """wrk POSTing the small chat completion of chat.lua at `root`."""
-    cmd = [need_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(CHAT_LUA), root]
+def run_wrk(root: str, *, duration_s: float, threads: int, connections: int, script: Path = CHAT_LUA) -> WrkResult:
+    """wrk POSTing the small chat completion of chat.lua (or another script's request) at `root`."""
+    cmd = [need_wrk(), f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency", "-s", str(script), root]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration_s + 60).stdout
     return parse_wrk(out, " ".join(["wrk", *cmd[1:-1]]).replace(str(HERE), "benchmarks") + " URL")
 

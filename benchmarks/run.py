@@ -27,6 +27,8 @@ from benchmarks.aimock import REPLY as AIMOCK_REPLY
 from benchmarks.aimock import aimock_cmd
 from benchmarks.common import (
     CHAT_BODY,
+    CHAT_LUA,
+    CHAT_STREAM_LUA,
     HERE,
     BenchError,
     Server,
@@ -39,6 +41,7 @@ from benchmarks.common import (
 )
 from benchmarks.compiled import compiled_cmd
 from benchmarks.streams import run_streams
+from benchmarks.ttft import run_ttft
 
 LONG_REPLY = " ".join(
     ["Streaming replies arrive a few tokens at a time, paced by the speed knob, so clients see"]
@@ -48,7 +51,10 @@ BENCH_RESPONSES = f'responses:\n  "Stream me a reply.": "{LONG_REPLY}"\n  "ping"
 #: The throughput request gets the same reply from every server compared.
 CHAT_RESPONSES = f'responses:\n  "default": "{AIMOCK_REPLY}"\n'
 NOTES_MARK = "<!-- notes: kept across runs -->"
-SECTIONS = ("throughput", "streams", "load", "memory", "startup", "edit")
+SECTIONS = ("throughput", "stream_rps", "streams", "ttft", "load", "memory", "startup", "edit")
+#: aimock cuts a streamed reply every this many characters: 3 text chunks for its reply, as many as
+#: mockllm-tui's word chunking gives the same reply.
+AIMOCK_CHUNK_CHARS = 7
 
 
 @dataclass
@@ -93,14 +99,16 @@ def node_version() -> str:
 
 
 def measure(cmd: list[str], opts: argparse.Namespace, *, stdin: bool = False,
-            during: Callable[[Server], list[float]] | None = None) -> tuple[WrkResult, list[float]]:
+            during: Callable[[Server], list[float]] | None = None,
+            script: Path = CHAT_LUA) -> tuple[WrkResult, list[float]]:
     """Start a server, warm it up, run wrk against it; `during` runs alongside the measured wrk."""
     with server(cmd, stdin=stdin) as srv:
         wait_answering(srv.root)
-        run_wrk(srv.root, duration_s=1, threads=opts.threads, connections=opts.connections)
+        run_wrk(srv.root, duration_s=1, threads=opts.threads, connections=opts.connections, script=script)
         extra: list[float] = []
         if during is None:
-            result = run_wrk(srv.root, duration_s=opts.duration, threads=opts.threads, connections=opts.connections)
+            result = run_wrk(srv.root, duration_s=opts.duration, threads=opts.threads, connections=opts.connections,
+                             script=script)
         else:
             import threading
 
@@ -147,7 +155,8 @@ def supports_workers() -> bool:
 def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     """Baseline vs headless vs panel vs 2 workers, interleaved rounds."""
     need_wrk()
-    runs: dict[str, list[WrkResult]] = {k: [] for k in ("raw", "aimock", "headless", "compiled", "panel", "workers")}
+    names = ("raw", "aimock", "headless", "fast", "compiled", "panel", "workers")
+    runs: dict[str, list[WrkResult]] = {k: [] for k in names}
     keys: list[float] = []
     chat = responses_file(tmp, CHAT_RESPONSES)
     peer, peer_note = aimock_cmd(tmp)
@@ -158,6 +167,7 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         "raw": [sys.executable, "-m", "benchmarks.raw_asgi"],
         "aimock": peer or [],
         "headless": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat)),
+        "fast": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat), "--http", "fast"),
         "compiled": compiled or [],
         "panel": [sys.executable, "-m", "benchmarks.panel_server", "--port", "0"],
         "workers": mockllm_cmd("--headless", "--port", "0", "--workers", "2"),
@@ -167,7 +177,7 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         report.notes.append("`--workers` is not available in this build: the 2-worker figure was skipped.")
     for rnd in range(opts.rounds):
         print(f"throughput round {rnd + 1}/{opts.rounds}", flush=True)
-        for name in ("raw", "aimock", "headless", "compiled", "panel", "workers"):
+        for name in names:
             if (name == "panel" and opts.no_panel) or (name == "workers" and not with_workers) or not commands[name]:
                 continue
             if name == "panel":
@@ -191,8 +201,13 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
                               f"{med['compiled'] / med['raw']:.2f}x raw)", ">= 1.3x aimock", cratio / 1.3,
                               cratio >= 1.3, settings))
         peer_ratio = med["headless"] / med["aimock"]
-        report.add(Figure("headless pure Python vs aimock, side by side", f"{peer_ratio:.2f}x aimock", "reported",
-                          peer_ratio, None, settings))
+        report.add(Figure("headless pure Python (the default: --http uvicorn) vs aimock, side by side",
+                          f"{peer_ratio:.2f}x aimock ({med['headless']:,.0f} req/s)", ">= 1.0x aimock", peer_ratio,
+                          peer_ratio >= 1.0, settings))
+        fast_ratio = med["fast"] / med["aimock"]
+        report.add(Figure("headless pure Python, --http fast vs aimock, side by side",
+                          f"{fast_ratio:.2f}x aimock ({med['fast']:,.0f} req/s, {med['fast'] / med['headless']:.2f}x "
+                          "the default)", "reported", fast_ratio, None, settings))
     ratio = med["headless"] / med["raw"]
     errors = sum(r.errors for r in runs["headless"])
     report.add(Figure("headless, non-streaming chat completion", f"{med['headless']:,.0f} req/s ({ratio:.2f}x raw, "
@@ -218,6 +233,44 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
                           f"{med['workers'] / med['raw']:.2f}x raw)", "reported", wratio, None, settings))
 
 
+# -- streamed chat completions a second -------------------------------------------------------
+
+
+def stream_rps(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
+    """Whole streamed chat completions a second (no pacing), the default install and --http fast
+    against aimock, interleaved rounds; the same reply in three text chunks from each."""
+    need_wrk()
+    chat = responses_file(tmp, CHAT_RESPONSES)
+    peer, peer_note = aimock_cmd(tmp, "-c", str(AIMOCK_CHUNK_CHARS))
+    commands = {
+        "aimock": peer or [],
+        "headless": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat), "--quiet"),
+        "fast": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat), "--quiet", "--http", "fast"),
+    }
+    runs: dict[str, list[WrkResult]] = {k: [] for k in commands}
+    for rnd in range(opts.rounds):
+        print(f"streamed throughput round {rnd + 1}/{opts.rounds}", flush=True)
+        for name, cmd in commands.items():
+            if not cmd:
+                continue
+            result, _ = measure(cmd, opts, script=CHAT_STREAM_LUA)
+            runs[name].append(result)
+            print(f"  {name}: {result.rps:,.0f} streams/s, p99 {result.p99_ms:.1f} ms, errors {result.errors}",
+                  flush=True)
+    med = {k: statistics.median(r.rps for r in v) for k, v in runs.items() if v}
+    settings = f"-t{opts.threads} -c{opts.connections} -d{opts.duration:g}s, {opts.rounds} rounds, median, " \
+               "benchmarks/chat_stream.lua"
+    if "aimock" not in med:
+        report.notes.append(peer_note)
+        report.add(Figure("streamed chat completions a second", f"{med['headless']:,.0f} streams/s (no aimock)",
+                          "reported", None, None, settings))
+        return
+    ratio, fast = med["headless"] / med["aimock"], med["fast"] / med["aimock"]
+    report.add(Figure("streamed chat completions a second vs aimock, side by side",
+                      f"{ratio:.2f}x aimock ({med['headless']:,.0f} against {med['aimock']:,.0f} streams/s); "
+                      f"--http fast {fast:.2f}x ({med['fast']:,.0f})", "reported", ratio, None, settings))
+
+
 # -- streams -----------------------------------------------------------------------------------
 
 
@@ -237,6 +290,31 @@ def streams(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         f"max {res.max_ratio:.3f}x; whole batch {res.batch_ratio:.3f}x; {res.errors} errors",
         "<= 1.05x ideal", res.p99_ratio, res.p99_ratio <= 1.05 and res.errors == 0,
         f"python -m benchmarks.run --only streams --streams {res.streams} --stream-speed {res.speed:g}"))
+
+
+# -- time to first token under load ------------------------------------------------------------
+
+
+def ttft(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
+    """With `latency_ms: 200`, N streams at once: how far past 200 ms is each first token?"""
+    latency = 200.0
+    cmd = mockllm_cmd("--headless", "--port", "0", "--quiet", "--responses", str(responses_file(tmp)),
+                      "--latency-ms", f"{latency:g}", "--stream-speed", f"{opts.stream_speed:g}")
+    with server(cmd) as srv:
+        wait_answering(srv.root)
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run_ttft(srv.port, 10, latency, opts.stream_speed))  # warm-up: every route built
+            res = runner.run(run_ttft(srv.port, opts.ttft_streams, latency, opts.stream_speed))
+    report.add(Figure(
+        f"time to first token with latency_ms {latency:g}, {res.streams} streams at once "
+        f"at {opts.stream_speed:g} tok/s",
+        f"TTFT minus {latency:g} ms: p50 {res.p50_minus_latency_ms:+.1f} ms, p99 {res.p99_minus_latency_ms:+.1f} ms; "
+        f"minus its due time ({res.due_ms:.0f} ms: the latency and the first chunk's own tokens at that speed): "
+        f"p50 {res.p50_over_ms:+.1f} ms, p99 {res.p99_over_ms:+.1f} ms, max {res.max_over_ms:+.1f} ms; "
+        f"{res.errors} errors", "reported", None, None,
+        f"python -m benchmarks.run --only ttft --ttft-streams {res.streams} --stream-speed {opts.stream_speed:g}"))
 
 
 # -- load --------------------------------------------------------------------------------------
@@ -424,6 +502,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--key-presses", type=int, default=20, help="per round (a p95 needs a few dozen in all)")
     p.add_argument("--streams", type=int, default=500)
     p.add_argument("--stream-speed", type=float, default=20.0)
+    p.add_argument("--ttft-streams", type=int, default=500)
     p.add_argument("--load-requests", type=int, default=20_000)
     p.add_argument("--load-streams", type=int, default=1_000)
     p.add_argument("--memory-requests", type=int, nargs=2, default=(10_000, 200_000), metavar=("FIRST", "LAST"))
@@ -434,6 +513,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if opts.quick:
         opts.duration, opts.rounds, opts.key_presses = 2.0, 1, 2
         opts.streams, opts.memory_requests, opts.startup_runs, opts.edits = 100, (2_000, 10_000), 2, 2
+        opts.ttft_streams = 100
         opts.load_requests, opts.load_streams = 2_000, 200
     return opts
 
@@ -446,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     report = Report()
     t0 = time.perf_counter()
-    sections = {"throughput": throughput, "streams": streams, "load": load, "memory": memory, "startup": startup,
-                "edit": edit}
+    sections = {"throughput": throughput, "stream_rps": stream_rps, "streams": streams, "ttft": ttft, "load": load,
+                "memory": memory, "startup": startup, "edit": edit}
     with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
         for name in opts.only.split(","):
             print(f"== {name}", flush=True)

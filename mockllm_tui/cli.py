@@ -22,7 +22,7 @@ from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
 from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, StartupConfig, Store, url_host
 from mockllm_tui.http import telemetry
 from mockllm_tui.http.app import MockApp, create_app
-from mockllm_tui.http.runner import CannotListen, ServerHandle
+from mockllm_tui.http.runner import DEFAULT_HTTP, HTTP_PROTOCOLS, CannotListen, ServerHandle
 
 log = logging.getLogger("mockllm_tui")
 
@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         "counters are per process. The panel is single-process by design. [MOCKLLM_WORKERS]",
     )
     parser.add_argument(
+        "--http",
+        choices=HTTP_PROTOCOLS,
+        default=env.get("MOCKLLM_HTTP", DEFAULT_HTTP),
+        help="The HTTP/1.1 protocol: uvicorn (uvicorn's own, on httptools; the default) or fast "
+        "(mockllm-tui's own: one write a response, a read deadline against slow clients). [MOCKLLM_HTTP]",
+    )
+    parser.add_argument(
         "--check",
         metavar="PATH",
         help="Validate a responses file, print any problems with their line numbers, and exit 0 (valid) or 1.",
@@ -277,6 +284,8 @@ def make_store(args: argparse.Namespace) -> Store:
         raise KnobError(f"--max-body-mb: must be above 0, got {args.max_body_mb:g}")
     if args.workers < 1:
         raise KnobError(f"--workers: must be at least 1, got {args.workers}")
+    if args.http not in HTTP_PROTOCOLS:
+        raise KnobError(f"--http: choose from {', '.join(HTTP_PROTOCOLS)}, got {args.http!r}")
     if args.upstream_timeout_s <= 0:
         raise KnobError(f"--upstream-timeout-s: must be above 0, got {args.upstream_timeout_s:g}")
     config = StartupConfig(
@@ -330,7 +339,7 @@ def build_app(args: argparse.Namespace, store: Store) -> MockApp:
 
 def prepare(args: argparse.Namespace, store: Store) -> ServerHandle:
     """Load the rules, build the app and bind the port (raises CannotListen before anything starts)."""
-    handle = ServerHandle(build_app(args, store), args.host, args.port)
+    handle = ServerHandle(build_app(args, store), args.host, args.port, http=args.http)
     store.configure(url=handle.url)
     return handle
 
@@ -423,7 +432,12 @@ def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
     if metrics_dir is not None:
         os.environ[MULTIPROCESS_ENV] = metrics_dir.name
     config = uvicorn_config(
-        "mockllm_tui.cli:worker_app", factory=True, workers=args.workers, lifespan="on", timeout_graceful_shutdown=1
+        "mockllm_tui.cli:worker_app",
+        http=args.http,
+        factory=True,
+        workers=args.workers,
+        lifespan="on",
+        timeout_graceful_shutdown=1,
     )
     print_serving(args.host, sock.getsockname()[1], make_store(args))
     try:

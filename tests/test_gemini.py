@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from mockllm_tui.core.models import ModelRegistry
 from mockllm_tui.http.app import create_app
 from mockllm_tui.http.runner import ServerHandle
+from mockllm_tui.rules.commands import list_rules
 from tests.conftest import HOST, Live, ServerThread, make_store
 from tests.test_headless import start_headless
 
@@ -265,7 +266,7 @@ def test_plain_text_sync_strictly_a_generate_content_response(gem: Live) -> None
     assert usage.prompt_tokens_details and usage.prompt_tokens_details[0].token_count == usage.prompt_token_count
     entry = gem.store.journal()[-1]
     assert (entry.provider, entry.model, entry.status) == ("gemini", MODEL, 200)
-    assert entry.rule and entry.rule.endswith("default")
+    assert entry.rule == next(v.label for v in list_rules(gem.store) if v.kind == "default")  # `#N`
     assert entry.transcript() == [("user", "Hello there")]
     assert entry.request_headers["x-goog-api-key"] == "[redacted]"
     other = client(gem, seen).models.generate_content(model=MODEL, contents="who are you?")

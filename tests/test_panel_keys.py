@@ -76,7 +76,7 @@ async def test_e_d_and_t_work_from_the_log(panel: Panel) -> None:
     table.move_cursor(row=0)
     panel.app.set_focus(log)
     await panel.pilot.press("d", "y")
-    assert [v.label for v in list_rules(panel.store)] == ["#2 default"]
+    assert [v.label for v in list_rules(panel.store)] == ["#1"]  # the catch-all, now first
     assert await panel.chat("hello") == FALLBACK
 
 
@@ -94,6 +94,7 @@ async def test_n_turns_a_fallback_request_into_a_rule(panel: Panel) -> None:
     assert panel.app.focused is reply and reply.text == ""  # a fallback gives no reply to keep
     assert editor.query_one("#pattern", Input).value == "what is mockllm?"
     assert editor.query_one("#model", Input).value == "gpt-4o"
+    assert editor.query_one("#rule-name", Input).value == "what-is-mockllm"
     await panel.pilot.press(*"A mock LLM.", "ctrl+s")
     assert not isinstance(panel.app.screen, RuleEditor)
     assert await panel.chat("what is mockllm?") == "A mock LLM."
@@ -101,7 +102,8 @@ async def test_n_turns_a_fallback_request_into_a_rule(panel: Panel) -> None:
     assert removed == []
     assert added == [
         "rules:",
-        '  - match: {exact: "what is mockllm?", model: "gpt-4o", provider: "openai"}',
+        "  - name: what-is-mockllm",
+        '    match: {exact: "what is mockllm?", model: "gpt-4o", provider: "openai"}',
         '    reply: "A mock LLM."',
     ]
 
@@ -277,4 +279,4 @@ async def test_a_click_opens_a_rule_and_selects_a_request(panel: Panel) -> None:
     await panel.pilot.click(RuleTable, offset=(20, 3))
     editor = panel.app.screen
     assert isinstance(editor, RuleEditor) and editor.view is not None
-    assert editor.view.label == "#2 default"
+    assert editor.view.label == "#2"

@@ -17,6 +17,7 @@ from textual.pilot import Pilot
 from mockllm_tui.core.conversation import Conversation, Message
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules import load_initial
+from mockllm_tui.rules.commands import find_rule
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.widgets.detail import DetailPane
 from mockllm_tui.tui.widgets.rule_table import RuleTable
@@ -34,11 +35,11 @@ responses:
   "default": "This is a mock response from mockllm-tui."
 """
 ROWS: list[tuple[str, str, int, bool, str]] = [
-    ("hello", "Hello! This is mockllm-tui.", 200, False, "#2 exact 'hello'"),
+    ("hello", "Hello! This is mockllm-tui.", 200, False, "#2"),
     ("what is the weather in Paris?", "", 200, False, "weather"),
-    ("tell me a story", "Once upon a time there was a mock server.", 200, True, "#3 default"),
-    ("this one fails", "", 503, False, "#3 default"),
-    ("write a haiku", "This is a mock response from mockllm-tui.", 200, True, "#3 default"),
+    ("tell me a story", "Once upon a time there was a mock server.", 200, True, "#3"),
+    ("this one fails", "", 503, False, "#3"),
+    ("write a haiku", "This is a mock response from mockllm-tui.", 200, True, "#3"),
 ]
 
 
@@ -74,6 +75,7 @@ def fixed_store(tmp_path: Path) -> Store:
         entry.conversation = Conversation("openai", "chat.completions", "gpt-4o", [Message("user", prompt)])
         entry.request_headers = {"content-type": "application/json", "authorization": "[redacted]"}
         entry.provider, entry.model, entry.preview, entry.rule = "openai", "gpt-4o", prompt, rule
+        entry.rule_id = find_rule(store, rule).id
         if status >= 400:
             entry.fault = f"{status} before (rate)"
         if stream:

@@ -216,7 +216,8 @@ async def test_admin_put_changes_only_that_line(watched: tuple[Live, Path]) -> N
     rules = list_rules(live.store)
     hello = next(r for r in rules if r.spec.match.exact == "hello")
     async with httpx.AsyncClient(base_url=live.root) as client:
-        got = await client.put(f"/_mock/rules/{hello.id}", json={"match": {"exact": "hello"}, "reply": "Hey there"})
+        body = {"match": {"exact": "hello"}, "reply": "Hey there"}
+        got = await client.put(f"/_mock/rules/{hello.index + 1}", json=body)  # by its position
     assert got.status_code == 200, got.text
     assert got.json()["persisted"] is True
     before, after = COMMENTED.splitlines(keepends=True), path.read_text().splitlines(keepends=True)
@@ -228,14 +229,13 @@ async def test_admin_put_changes_only_that_line(watched: tuple[Live, Path]) -> N
 
 async def test_admin_rich_rule_edit_keeps_everything_else(watched: tuple[Live, Path]) -> None:
     live, path = watched
-    weather = next(r for r in list_rules(live.store) if r.name == "weather")
     async with httpx.AsyncClient(base_url=live.root) as client:
         body = {
             "name": "weather",
             "match": {"contains": "rain"},
             "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}],
         }
-        got = await client.put(f"/_mock/rules/{weather.id}", json=body)
+        got = await client.put("/_mock/rules/weather", json=body)  # by its name
         assert got.status_code == 200, got.text
     text = path.read_text()
     assert text.replace('contains: "rain"', 'contains: "weather"').replace('"Oslo"', '"Paris"') == COMMENTED
@@ -261,24 +261,28 @@ async def test_admin_api_crud_reorder_and_400s(watched: tuple[Live, Path]) -> No
         assert bad.json()["error"]["message"].startswith("rule: 'regex' is not a valid regular expression")
         made = await client.post("/_mock/rules", json={"match": {"contains": "ping"}, "reply": "pong"})
         assert made.status_code == 201, made.text
-        new_id = made.json()["rule"]["id"]
+        assert made.json()["rule"]["id"] == "#4"  # after the three rich rules; the responses move down
         assert made.json()["rule"]["kind"] == "rule"
         assert await chat_text(live, "ping?") == "pong"
-        moved = await client.post("/_mock/rules/reorder", json={"id": new_id, "index": 0})
+        moved = await client.post("/_mock/rules/reorder", json={"id": "#4", "index": 0})
         assert moved.status_code == 200 and moved.json()["rule"]["index"] == 0
+        assert moved.json()["rule"]["id"] == "#1"
         assert path.read_text().startswith(
             '# Replies for the demo.   (keep this header)\nrules:\n  - match: {contains: "ping"}\n'
         )
-        assert (await client.get(f"/_mock/rules/{new_id}")).json()["reply"] == "pong"
+        assert (await client.get("/_mock/rules/1")).json()["reply"] == "pong"
+        assert (await client.get("/_mock/rules/%231")).json()["reply"] == "pong"
         memory = await client.post(
             "/_mock/rules?persist=false", json={"match": {"exact": "temp"}, "reply": "only here"}
         )
         assert memory.json()["persisted"] is False and memory.json()["rule"]["in_memory_only"] is True
         assert "temp" not in path.read_text()
         assert await chat_text(live, "temp") == "only here"
-        gone = await client.delete(f"/_mock/rules/{new_id}")
+        gone = await client.delete("/_mock/rules/1")
         assert gone.status_code == 200 and "ping" not in path.read_text()
-        assert (await client.get(f"/_mock/rules/{new_id}")).status_code == 404
+        assert (await client.get("/_mock/rules/1")).json()["id"] == "tool turn"
+        missing = await client.get("/_mock/rules/99")
+        assert missing.status_code == 404 and missing.json()["error"]["message"] == "no rule 99"
         assert await chat_text(live, "temp") == "only here"  # the memory-only rule survived the write
         listing = (await client.get("/_mock/rules")).json()
         assert listing["file_error"] is None and len(listing["data"]) == 7

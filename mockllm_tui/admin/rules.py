@@ -2,6 +2,10 @@
 
 Bodies are rules in the file's rich form (`{"match": {...}, "reply": ...}`). Bad input is a 400 with
 the file's own validation message; `?persist=false` keeps a change in memory only.
+
+A rule is named by its identity, as everything else names it: its `name`, or its 1-based position
+in listing order as `#N` (`%23N` in a path) or plain `N`. A name wins over a position; a name that
+several rules share is a 400.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.journal import store_of
+from mockllm_tui.core.store import Store
 from mockllm_tui.rules import commands
 from mockllm_tui.rules.commands import ConflictError, RuleError, RuleNotFound
 
@@ -41,9 +46,16 @@ def _run(action: Any, status: int = 200) -> Response:
     return JSONResponse(body, status_code=status)
 
 
+def _rule_id(store: Store, ident: Any) -> int:
+    """The internal id of the rule an identity names (a JSON number is a position)."""
+    if isinstance(ident, bool) or not isinstance(ident, str | int):
+        raise RuleError("expected a rule's name or position (#N)", where="rule")
+    return commands.find_rule(store, str(ident)).id
+
+
 @router.get("/rules")
 async def list_rules(request: Request) -> dict[str, Any]:
-    """Every rule in listing order, with ids, hit counts and the file's state."""
+    """Every rule in listing order, with identities, hit counts and the file's state."""
     store = store_of(request)
     return {
         "object": "list",
@@ -68,51 +80,55 @@ async def add_rule(request: Request, persist: bool = True) -> Response:
 
 @router.post("/rules/reorder")
 async def reorder(request: Request, persist: bool = True) -> Response:
-    """Move one rule: `{"id": 3, "index": 0}`; or give the whole order: `{"order": [3, 1, 2]}`."""
+    """Move one rule to a 0-based `index`: `{"id": "weather", "index": 0}`; or give the whole order
+    as identities, read before anything moves: `{"order": ["#3", "weather", "#2"]}`."""
     store = store_of(request)
     try:
         body = await _body(request)
     except RuleError as exc:
         raise AdminError(400, str(exc)) from None
     if not isinstance(body, dict):
-        raise AdminError(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
+        raise AdminError(400, 'expected {"id": RULE, "index": N} or {"order": [RULE, ...]}')
     order = body.get("order")
     if order is not None:
-        if not isinstance(order, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in order):
-            raise AdminError(400, "order: expected a list of rule ids")
+        if not isinstance(order, list):
+            raise AdminError(400, "order: expected a list of rules (names or #N)")
 
         def move_all() -> dict[str, Any]:
-            for position, rule_id in enumerate(order):
+            ids = [_rule_id(store, ident) for ident in order]
+            for position, rule_id in enumerate(ids):
                 commands.move_rule(store, rule_id, position, persist=persist)
             return {"object": "list", "data": [v.public() for v in commands.list_rules(store)]}
 
         return _run(move_all)
-    rule_id, index = body.get("id"), body.get("index")
-    if type(rule_id) is not int or type(index) is not int:
-        raise AdminError(400, 'expected {"id": ID, "index": N} or {"order": [ID, ...]}')
-    return _run(lambda: commands.move_rule(store, rule_id, index, persist=persist))
+    ident, index = body.get("id"), body.get("index")
+    if ident is None or type(index) is not int:
+        raise AdminError(400, 'expected {"id": RULE, "index": N} or {"order": [RULE, ...]}')
+    return _run(lambda: commands.move_rule(store, _rule_id(store, ident), index, persist=persist))
 
 
-@router.get("/rules/{rule_id}")
-async def get_rule(request: Request, rule_id: int) -> Response:
-    """One rule."""
-    return _run(lambda: commands.get_rule(store_of(request), rule_id))
+@router.get("/rules/{rule:path}")
+async def get_rule(request: Request, rule: str) -> Response:
+    """One rule, by name or position (`#N` or `N`)."""
+    return _run(lambda: commands.find_rule(store_of(request), rule))
 
 
-@router.put("/rules/{rule_id}")
-async def update_rule(request: Request, rule_id: int, persist: bool = True) -> Response:
-    """Replace a rule's content (same id and position)."""
+@router.put("/rules/{rule:path}")
+async def update_rule(request: Request, rule: str, persist: bool = True) -> Response:
+    """Replace a rule's content (same position)."""
     try:
         body = await _body(request)
     except RuleError as exc:
         raise AdminError(400, str(exc)) from None
-    return _run(lambda: commands.update_rule(store_of(request), rule_id, body, persist=persist))
+    store = store_of(request)
+    return _run(lambda: commands.update_rule(store, _rule_id(store, rule), body, persist=persist))
 
 
-@router.delete("/rules/{rule_id}")
-async def delete_rule(request: Request, rule_id: int, persist: bool = True) -> Response:
+@router.delete("/rules/{rule:path}")
+async def delete_rule(request: Request, rule: str, persist: bool = True) -> Response:
     """Remove a rule."""
-    return _run(lambda: commands.delete_rule(store_of(request), rule_id, persist=persist))
+    store = store_of(request)
+    return _run(lambda: commands.delete_rule(store, _rule_id(store, rule), persist=persist))
 
 
 @router.post("/reload")

@@ -220,7 +220,8 @@ class ErrorReply:
 
 @dataclass(slots=True, init=False)
 class Reply:
-    """What to answer. `rule` names the rule that chose it, for the journal and the panel.
+    """What to answer. `rule` names the rule that chose it, for the journal and the panel, and
+    `rule_id` is that rule's internal id (None for a fallback), so the panel finds it after edits.
 
     `latency_ms` and `stream_speed` are per-rule overrides of the live knobs (None: not set).
     `thinking` is what the model thinks before the answer (sent only when the request thinks).
@@ -235,6 +236,7 @@ class Reply:
     stop_sequence: str | None = None
     usage: Usage = field(default_factory=Usage)
     rule: str | None = None
+    rule_id: int | None = None
     error: ErrorReply | None = None
     latency_ms: float | None = None
     stream_speed: float | None = None
@@ -250,6 +252,7 @@ class Reply:
         stop_sequence: str | None = None,
         usage: Usage | None = None,
         rule: str | None = None,
+        rule_id: int | None = None,
         error: ErrorReply | None = None,
         latency_ms: float | None = None,
         stream_speed: float | None = None,
@@ -263,6 +266,7 @@ class Reply:
         self.stop_sequence = stop_sequence
         self.usage = Usage() if usage is None else usage
         self.rule = rule
+        self.rule_id = rule_id
         self.error = error
         self.latency_ms = latency_ms
         self.stream_speed = stream_speed

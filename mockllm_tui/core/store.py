@@ -68,7 +68,9 @@ Event = tuple[EventKind, Any]
 class JournalEntry:
     """One request as the journal remembers it. `chunks` grows while a stream is open, and
     `chunk_times` with it: when each chunk went out (perf_counter; chunks sent in one write share
-    a time). `response_body` is a whole (non-streamed) reply as sent, up to MAX_STORED_BODY."""
+    a time). `response_body` is a whole (non-streamed) reply as sent, up to MAX_STORED_BODY.
+    `rule` is the identity of the rule that answered (or a fallback's label); `rule_id` is that
+    rule's internal id, for the panel only."""
 
     id: int
     time: float
@@ -85,6 +87,7 @@ class JournalEntry:
     chunks: list[str] = field(default_factory=list)
     chunk_times: list[float] = field(default_factory=list)
     rule: str | None = None
+    rule_id: int | None = None
     fault: str | None = None
     request_id: str = ""
     request_headers: dict[str, str] = field(default_factory=dict)
@@ -135,6 +138,7 @@ class JournalEntry:
         chunks: list[str] | None = None,
         chunk_times: list[float] | None = None,
         rule: str | None = None,
+        rule_id: int | None = None,
         fault: str | None = None,
         request_id: str = "",
         request_headers: dict[str, str] | None = None,
@@ -176,6 +180,7 @@ class JournalEntry:
         self.chunks = [] if chunks is None else chunks
         self.chunk_times = [] if chunk_times is None else chunk_times
         self.rule = rule
+        self.rule_id = rule_id
         self.fault = fault
         self.request_id = request_id
         self.request_headers = {} if request_headers is None else request_headers

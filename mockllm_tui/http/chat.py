@@ -59,7 +59,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
             return
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = matched
-    ex.entry.rule = reply.rule
+    ex.entry.rule, ex.entry.rule_id = reply.rule, reply.rule_id
     plan = decide_for(ex, reply)
     error = plan.error
     if error is not None:

@@ -1,11 +1,15 @@
-"""The embedded server's HTTP/1.1 protocol: httptools parsing, one ASGI task a request, one write a response.
+"""`--http fast`: an HTTP/1.1 protocol on httptools, one ASGI task a request, one write a response.
 
 uvicorn's own protocol checks every response header with two regexes, makes an Event a request,
 writes a response's head and body apart and arms a timer after every response. This one checks a
 head's bytes in one pass (header names once each), sends a whole response (head and body) in one
 write and keeps one timer a connection for both the read deadline (against slow-loris clients: uvicorn has none before
 a request's headers are complete) and the keep-alive idle timeout. uvicorn's `Server` still runs
-it: sockets, workers and graceful shutdown (`connections`, `tasks`, `shutdown()`).
+it: sockets, workers and graceful shutdown (`connections`, `tasks`, `shutdown()`), `limit_concurrency`,
+and WebSocket upgrades, which are handed to uvicorn's WebSocket protocol as uvicorn's own HTTP one does.
+It answers what uvicorn's httptools protocol answers (tests/test_protocol_differential.py holds both to
+one battery of raw requests), except where uvicorn breaks RFC 9112: no chunks for an HTTP/1.0 client, and
+a malformed request pipelined behind one in progress is refused after that one's response, not inside it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from typing import Any, cast
 
 import httptools
 import uvicorn
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.utils import get_local_addr, get_remote_addr, is_ssl
 from uvicorn.server import ServerState
 
-READ_TIMEOUT_S = 30.0
+from mockllm_tui.http.read_deadline import READ_TIMEOUT_S
+
 #: A request body buffered beyond this pauses reading until the app takes it.
 HIGH_WATER = 65536
 #: Distinct request targets (parsed) and response header names (checked) kept: both repeat a handful.
@@ -65,10 +71,22 @@ def _check_name(name: bytes) -> None:
         _valid_names.add(name)
 
 
+def _reframe(pairs: list[tuple[bytes, bytes]], http10: bool, length: int) -> tuple[int, bool, list[bytes]]:
+    """A response that says both Content-Length and chunked: chunks win, the length goes (for HTTP/1.0
+    the chunked header goes instead: the length, or else the close, ends the body)."""
+    drop = b"transfer-encoding" if http10 else b"content-length"
+    parts: list[bytes] = []
+    for name, value in pairs:
+        if name.lower() != drop:
+            parts += (name, b": ", value, b"\r\n")
+    return (length if http10 else -1), not http10, parts
+
+
 class Cycle:
     """One request and its response: the ASGI `receive` and `send` of one app call."""
 
     __slots__ = (
+        "app",
         "body",
         "chunked",
         "closing_said",
@@ -86,8 +104,11 @@ class Cycle:
         "waiter",
     )
 
-    def __init__(self, proto: HttpProtocol, scope: dict[str, Any], keep_alive: bool, expect_continue: bool) -> None:
+    def __init__(
+        self, proto: HttpProtocol, app: Any, scope: dict[str, Any], keep_alive: bool, expect_continue: bool
+    ) -> None:
         self.proto = proto
+        self.app = app
         self.scope = scope
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
@@ -166,7 +187,7 @@ class Cycle:
             if not self.keep_alive and not self.closing_said:  # a shutdown began after the head was made
                 head = head[:-2] + b"connection: close\r\n\r\n"
             data, self.head = head + data, None
-        if data:
+        if data and not proto.transport.is_closing():
             proto.transport.write(data)
         if not more:
             if self.remaining > 0 and self.scope["method"] != "HEAD":
@@ -196,8 +217,12 @@ class Cycle:
                     chunked = value.lower().strip() == b"chunked"
                 elif lowered == b"connection":
                     says_close = says_close or b"close" in [token.strip() for token in value.lower().split(b",")]
+        if chunked and (length >= 0 or self.scope["http_version"] == "1.0"):
+            # RFC 9112: no Content-Length beside chunks (6.2), no Transfer-Encoding to HTTP/1.0 (6.1).
+            length, chunked, parts = _reframe(pairs, self.scope["http_version"] == "1.0", length)
         block = b"".join(parts)
-        if block.count(b"\n") != len(pairs) or block.count(b"\r") != len(pairs) or block.translate(None, _HEADER_BYTES):
+        lines = len(parts) // 4
+        if block.count(b"\n") != lines or block.count(b"\r") != lines or block.translate(None, _HEADER_BYTES):
             raise RuntimeError("Invalid HTTP header value: it holds a line break or a control character.")
         self.started = True
         self.expect_continue = False
@@ -247,7 +272,10 @@ class HttpProtocol(asyncio.Protocol):
         self.read_timeout_s = read_timeout_s
         if not config.loaded:
             config.load()
+        self.config = config
         self.app = config.loaded_app
+        self.limit_concurrency: int | None = config.limit_concurrency
+        self.ws_protocol_class: Any = config.ws_protocol_class
         self.loop = _loop or asyncio.get_event_loop()
         self.root_path = config.root_path
         self.keep_alive_s = float(config.timeout_keep_alive)
@@ -264,6 +292,10 @@ class HttpProtocol(asyncio.Protocol):
         self.running: Cycle | None = None
         self.pipeline: deque[Cycle] = deque()
         self.in_message = False
+        #: The newest request's head is read and its body is arriving.
+        self.in_body = False
+        #: The newest request asks for a WebSocket: the connection goes to uvicorn's WebSocket protocol.
+        self.upgrading = False
         #: A malformed request arrived while a response was going out: answer 400 after it.
         self.bad_request = False
         self.url = b""
@@ -310,15 +342,35 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            pass  # served as plain HTTP: there is no WebSocket or h2c here
+            if self.upgrading:
+                self._upgrade()
+            else:
+                log.warning("Unsupported upgrade request.")  # served as plain HTTP, as uvicorn does
         except httptools.HttpParserError:
             log.warning(INVALID_REQUEST)
-            running = self.running
-            if running is not None and not running.complete:
-                self.bad_request = True  # never in the middle of the response in progress
-                self.pause_reading()
+            self._refuse()
+
+    def _refuse(self) -> None:
+        """A malformed request: 400 and close (RFC 9112 6.3), never inside the response in progress."""
+        cycle = self.cycle
+        if self.in_body and cycle is not None and not cycle.complete:
+            # The body of a request already under way broke: it can never arrive whole.
+            if cycle is not self.running:
+                self.pipeline.remove(cycle)  # it waited its turn: the 400 comes after the running one
             else:
+                cycle.disconnected = True
+                cycle.wake()
+                if cycle.started and cycle.head is None:  # its head is out: only the close can end it
+                    self.transport.close()
+                    return
                 self._send_400()
+                return
+        running = self.running
+        if running is not None and not running.complete:
+            self.bad_request = True  # never in the middle of the response in progress
+            self.pause_reading()
+        else:
+            self._send_400()
 
     def eof_received(self) -> None:
         """The client half-closed: let the transport close."""
@@ -376,6 +428,7 @@ class HttpProtocol(asyncio.Protocol):
         self.headers = []
         self.expect_continue = False
         self.in_message = True
+        self.in_body = False
         self.held = None
         self._set_deadline(self.read_timeout_s)
 
@@ -386,6 +439,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         """One request header, its name lowered as ASGI wants."""
         name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace, which is no part of the value (RFC 9110 5.5)
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
         self.headers.append((name, value))
@@ -394,6 +448,10 @@ class HttpProtocol(asyncio.Protocol):
         """Build the scope and run the app (after the request in progress, if pipelined)."""
         parser = self.parser
         version = parser.get_http_version()
+        self.in_body = True
+        if parser.should_upgrade() and self.ws_protocol_class is not None and _asks_websocket(self.headers):
+            self.upgrading = True
+            return
         path, raw_path, query = _target(self.url)
         root = self.root_path
         scope: dict[str, Any] = {
@@ -412,8 +470,15 @@ class HttpProtocol(asyncio.Protocol):
             "state": self.app_state.copy(),
         }
         keep_alive = version != "1.0" and parser.should_keep_alive()
+        app = self.app
+        limit = self.limit_concurrency
+        if limit is not None and (
+            len(self.server_state.connections) >= limit or len(self.server_state.tasks) >= limit
+        ):
+            log.warning("Exceeded concurrency limit.")
+            app = service_unavailable
         current = self.cycle
-        cycle = Cycle(self, scope, keep_alive, self.expect_continue)
+        cycle = Cycle(self, app, scope, keep_alive, self.expect_continue)
         self.cycle = cycle
         if current is None or current.complete:
             self._run(cycle)
@@ -426,7 +491,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         """A piece of the request body, buffered for `receive`."""
         cycle = self.cycle
-        if cycle is None or cycle.complete:
+        if cycle is None or cycle.complete or self.upgrading:
             return
         cycle.body += body
         if len(cycle.body) > HIGH_WATER:
@@ -435,8 +500,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """The request is read: stop its clock (or, if it was answered already, start the idle one)."""
-        self.in_message = False
+        self.in_message = self.in_body = False
         self.held = None
+        if self.upgrading:
+            return
         cycle = self.cycle
         if cycle is not None and cycle.complete and not self.pipeline and self.running is cycle:
             self._set_deadline(self.keep_alive_s)
@@ -458,14 +525,14 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _serve(self, cycle: Cycle) -> None:
         try:
-            result = await self.app(cycle.scope, cycle.receive, cycle.send)
+            result = await cycle.app(cycle.scope, cycle.receive, cycle.send)
         except BaseException as exc:  # the connection outlives whatever the app raises
             log.error("Exception in ASGI application\n", exc_info=exc)
             if not cycle.started:
                 await cycle.send_500()
             else:
-                if cycle.head is not None:  # a cut answer shows its head, as a connection dropped mid-body does
-                    self.transport.write(cycle.head)
+                if cycle.head is not None and not self.transport.is_closing():
+                    self.transport.write(cycle.head)  # a cut answer shows its head, as a dropped connection does
                 self.transport.close()
         else:
             if result is not None:
@@ -490,6 +557,11 @@ class HttpProtocol(asyncio.Protocol):
         if self.pipeline:
             self._run(self.pipeline.pop())
         elif not self.in_message:  # a request still arriving keeps its read deadline
+            self._set_deadline(self.keep_alive_s)
+        elif self.held is not None:
+            # Answered while the client waits for a 100 Continue it will never get: it may still send
+            # the body, within the keep-alive timeout (as uvicorn allows), or the connection closes.
+            self.held = None
             self._set_deadline(self.keep_alive_s)
 
     # The one timer
@@ -517,13 +589,43 @@ class HttpProtocol(asyncio.Protocol):
         self.timer = self.loop.call_at(deadline, self._on_timer)
         self.timer_at = deadline
 
+    def _upgrade(self) -> None:
+        """Hand the connection to uvicorn's WebSocket protocol, replaying the request's head to it."""
+        self.server_state.connections.discard(self)
+        self.deadline = 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        head = [self.parser.get_method(), b" ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in self.headers:
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        protocol = self.ws_protocol_class(config=self.config, server_state=self.server_state, app_state=self.app_state)
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        protocol.data_received(b"".join(head))
+
     def _send_400(self) -> None:
+        if self.transport.is_closing():
+            return
         text = INVALID_REQUEST.encode("ascii")
         self.transport.write(
             b"%sconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n\r\n%s"
             % (STATUS_LINE[400], len(text), text)
         )
         self.transport.close()
+
+
+def _asks_websocket(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's headers ask to upgrade to WebSocket (as uvicorn reads them)."""
+    connection: list[bytes] = []
+    upgrade = None
+    for name, value in headers:
+        if name == b"connection":
+            connection = [token.lower().strip() for token in value.split(b",")]
+        elif name == b"upgrade":
+            upgrade = value.lower()
+    return upgrade == b"websocket" and b"upgrade" in connection
 
 
 _targets: dict[bytes, tuple[str, bytes, bytes]] = {}

@@ -2,7 +2,9 @@
 
 Binding first lets `--port 0` report the real port and a port in use fail in one line before
 anything starts. uvicorn runs without signal handlers or logging config of its own (the host,
-headless runner or Textual panel, owns both), speaking HTTP through `protocol.HttpProtocol`.
+headless runner or Textual panel, owns both). It speaks HTTP through its own httptools protocol
+(`--http uvicorn`, the default, with a read deadline added: `read_deadline`; WebSockets through the
+`websockets` library) or through `protocol.HttpProtocol` (`--http fast`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ import uvicorn
 
 from mockllm_tui.engine.exchange import CutConnection
 from mockllm_tui.http.app import MockApp
-from mockllm_tui.http.protocol import READ_TIMEOUT_S, HttpProtocol
+from mockllm_tui.http.protocol import HttpProtocol
+from mockllm_tui.http.read_deadline import READ_TIMEOUT_S, DeadlineHttpToolsProtocol
+
+#: The HTTP protocols `--http` chooses from: uvicorn's own (httptools) or ours.
+HTTP_PROTOCOLS = ("uvicorn", "fast")
+DEFAULT_HTTP = "uvicorn"
 
 
 class CannotListen(OSError):
@@ -99,17 +106,29 @@ class EmbeddedServer(uvicorn.Server):
         self.ready.set()
 
 
-def uvicorn_config(app: Any, *, read_timeout_s: float = READ_TIMEOUT_S, **overrides: Any) -> uvicorn.Config:
-    """The uvicorn settings every mockllm-tui server uses (embedded, workers, the benchmark baseline)."""
-    protocol: Any = HttpProtocol  # picklable either way, for worker processes
+def uvicorn_config(
+    app: Any, *, http: str = DEFAULT_HTTP, read_timeout_s: float = READ_TIMEOUT_S, **overrides: Any
+) -> uvicorn.Config:
+    """The uvicorn settings every mockllm-tui server uses (embedded, workers, the benchmark baseline).
+
+    `http` is `uvicorn` (uvicorn's own httptools protocol) or `fast` (`protocol.HttpProtocol`); both
+    give a request `read_timeout_s` to arrive whole.
+    """
+    protocol: Any
+    if http == "uvicorn":
+        protocol = DeadlineHttpToolsProtocol
+    elif http == "fast":
+        protocol = HttpProtocol
+    else:
+        raise ValueError(f"unknown HTTP protocol {http!r} (choose from {', '.join(HTTP_PROTOCOLS)})")
     if read_timeout_s != READ_TIMEOUT_S:
-        protocol = functools.partial(HttpProtocol, read_timeout_s=read_timeout_s)
+        protocol = functools.partial(protocol, read_timeout_s=read_timeout_s)  # picklable, for worker processes
     settings: dict[str, Any] = {
         "log_config": None,
         "access_log": False,
         "lifespan": "off",
         "http": protocol,
-        "ws": "none",
+        "ws": "websockets-sansio",
         "proxy_headers": False,
         "timeout_graceful_shutdown": 1,
         "timeout_keep_alive": 5,
@@ -129,13 +148,14 @@ class ServerHandle:
         port: int = 8000,
         *,
         grace_s: int = 1,
+        http: str = DEFAULT_HTTP,
         read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.app = app
         self.host = host
         self.sock = bind_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn_config(app, read_timeout_s=read_timeout_s, timeout_graceful_shutdown=grace_s)
+        config = uvicorn_config(app, http=http, read_timeout_s=read_timeout_s, timeout_graceful_shutdown=grace_s)
         self.server = EmbeddedServer(config)
         self.task: asyncio.Task[None] | None = None
 

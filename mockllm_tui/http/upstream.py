@@ -32,12 +32,11 @@ from mockllm_tui.engine.answer import ErrorAnswer
 from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, Exchange
 from mockllm_tui.engine.faults import MOCK_HEADERS
 from mockllm_tui.providers.base import ChatEndpoint, Headers, Provider, ReplyReader
+from mockllm_tui.rules.identity import UPSTREAM_LABEL
 from mockllm_tui.rules.recording import Recorder, Timing, answer_by_rules, measure_pace
 
 log = logging.getLogger("mockllm_tui.upstream")
 
-#: What the rule column says for a proxied request.
-UPSTREAM_LABEL = "upstream"
 KEY_ENV_PREFIX = "MOCKLLM_UPSTREAM_KEY_"
 HOP_BY_HOP = frozenset(
     {

@@ -3,6 +3,7 @@
 - model.py: the file model (rules, matchers, replies, defaults, the source file)
 - validate.py, yamlnodes.py, lint.py: validation with file and line, YAML node helpers, warnings
 - matcher.py: RuleSet, the store's reply source (first match wins)
+- identity.py: what a rule is called everywhere (its name, or `#N`) and default names for new rules
 - document.py: surgical text edits of the file
 - fileio.py: load, watch, reload, atomic write, --check
 - commands.py: what the panel and the admin API call (list/add/update/delete/move/try, settings)

@@ -1,8 +1,10 @@
 """Rule commands: what the panel and the admin API call to read and change the rules.
 
-Every rule has a stable integer `id` (kept across edits and reloads). Positions (`index`) are in
-listing order: the rich `rules:` first (tried in order), then the short-form `responses:` in file
-order (the `default` key is the catch-all and is tried last wherever it stands).
+Every rule has an internal integer `id` (kept across edits and reloads), which the commands take.
+What users see is its identity (rules/identity.py): its name, or `#N` for the rule at 1-based
+listing position N; `find_rule` turns an identity back into a rule. Positions (`index`, 0-based)
+are in listing order: the rich `rules:` first (tried in order), then the short-form `responses:`
+in file order (the `default` key is the catch-all and is tried last wherever it stands).
 
 A change is validated with the file's own messages (RuleError), made live (`store.set_rules`) and,
 unless `persist=False`, written back surgically. When the file changed on disk since it was
@@ -33,6 +35,7 @@ from mockllm_tui.rules.fileio import (
     read_bytes,
     reload_from_disk,
 )
+from mockllm_tui.rules.identity import default_name, find_identity, rule_identity
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.model import Entry, FileSource, RuleError, RulesFileError, RulesModel, RuleSpec
 from mockllm_tui.rules.validate import parse_rule, parse_short
@@ -47,9 +50,11 @@ __all__ = [
     "add_rule",
     "add_rule_for",
     "delete_rule",
+    "find_rule",
     "get_rule",
     "list_rules",
     "move_rule",
+    "new_rule_name",
     "parse_rule_data",
     "reload_rules",
     "save_settings",
@@ -59,10 +64,10 @@ __all__ = [
 
 
 class RuleNotFound(LookupError):
-    """No rule has this id."""
+    """No rule has this id (or identity)."""
 
-    def __init__(self, rule_id: int) -> None:
-        super().__init__(f"no rule with id {rule_id}")
+    def __init__(self, rule_id: int | str) -> None:
+        super().__init__(f"no rule {rule_id}" if isinstance(rule_id, str) else f"no rule with id {rule_id}")
         self.rule_id = rule_id
 
 
@@ -72,7 +77,8 @@ class ConflictError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class RuleView:
-    """One row of the rules table: id, position, kind, label, match summary, reply preview, hits."""
+    """One row of the rules table: internal id, position, kind, name, `label` (the rule's identity:
+    its name, or `#N`), match summary, reply preview, hits."""
 
     id: int
     index: int
@@ -86,13 +92,13 @@ class RuleView:
     spec: RuleSpec
 
     def public(self) -> dict[str, Any]:
-        """As plain data (the admin API's shape; `rule` is the rich form, accepted back by PUT)."""
+        """As plain data (the admin API's shape: `id` is the identity; `rule` is the rich form,
+        accepted back by PUT)."""
         return {
-            "id": self.id,
+            "id": self.label,
             "index": self.index,
             "kind": self.kind,
             "name": self.name,
-            "label": self.label,
             "match": self.match,
             "reply": self.reply,
             "hits": self.hits,
@@ -162,12 +168,31 @@ def list_rules(store: Store) -> list[RuleView]:
 
 
 def get_rule(store: Store, rule_id: int) -> RuleView:
-    """One rule by id (RuleNotFound)."""
+    """One rule by internal id (RuleNotFound)."""
     ruleset = ruleset_of(store)
     try:
         return _view(ruleset, ruleset.index_of(rule_id))
     except ValueError:
         raise RuleNotFound(rule_id) from None
+
+
+def find_rule(store: Store, ident: str) -> RuleView:
+    """One rule by its identity: a name, or a position as `#N` or `N` (a name wins). RuleNotFound
+    when none has it; RuleError when several rules share the name."""
+    ruleset = ruleset_of(store)
+    found = find_identity(ident, [rule.spec.name for rule in ruleset.rules])
+    if not found:
+        raise RuleNotFound(ident)
+    if len(found) > 1:
+        where = ", ".join(f"#{i + 1}" for i in found)
+        raise RuleError(f"{len(found)} rules are named {ident!r} ({where}): name one by its position", where="rule")
+    return _view(ruleset, found[0])
+
+
+def new_rule_name(store: Store, prompt: str) -> str | None:
+    """A readable name for a new rule that answers `prompt`, unique among the rules (None when the
+    prompt has no letters or digits)."""
+    return default_name(prompt, [rule.spec.name for rule in ruleset_of(store).rules])
 
 
 def parse_rule_data(data: Any) -> RuleSpec:
@@ -228,6 +253,13 @@ class Rows:
     def responses(self) -> list[tuple[int, Entry]]:
         return self.sections["responses"]
 
+    def identity(self, rule_id: int) -> str:
+        """What a rule is called: its name, or `#N` for its position here."""
+        for position, (rid, entry) in enumerate(self.rules + self.responses, start=1):
+            if rid == rule_id:
+                return rule_identity(position, entry.spec.name)
+        return f"id {rule_id}"
+
     def locate(self, rule_id: int) -> tuple[Section, int]:
         sections: tuple[Section, Section] = ("rules", "responses")
         for section in sections:
@@ -284,7 +316,8 @@ def plan_add(rows: Rows, spec: RuleSpec, index: int | None, new_id: int, comment
         clash = rows.short_conflict(key)
         if clash is not None:
             raise RuleError(
-                f"a response for {key!r} already exists (rule #{clash}); edit that one instead", where="rule"
+                f"a response for {key!r} already exists (rule {rows.identity(clash)}); edit that one instead",
+                where="rule",
             )
         if index is None or index >= n:
             at = m if index is None else min(index - n, m)
@@ -325,8 +358,8 @@ def plan_move(rows: Rows, rule_id: int, new_index: int) -> list[Step]:
         key = _short_key_for(rows, entry.spec)
         if key is None:
             raise RuleError(
-                f"rule #{rule_id} needs the rich form, and rich rules are tried before every short-form "
-                f"response: it can move to positions 0-{n - 1}",
+                f"rule {rows.identity(rule_id)} needs the rich form, and rich rules are tried before every "
+                f"short-form response: it can move to positions 0-{n - 1}",
                 where="rule",
             )
         return [
@@ -395,7 +428,7 @@ def _write_steps(
             if at is None:
                 if mem[op.index][0] not in volatile:
                     raise ConflictError(
-                        f"rule #{mem[op.index][0]} was changed in {name} since it was loaded; "
+                        f"rule {rows.identity(mem[op.index][0])} was changed in {name} since it was loaded; "
                         "nothing was changed (reload and try again)"
                     )
                 skipped = True
@@ -438,7 +471,8 @@ def _commit(store: Store, steps: list[Step], rule_id: int | None, persist: bool)
                 volatile.add(rule_id)
         else:
             if written is None:
-                message = f"rule #{rule_id} is in memory only (persist=false): nothing was written"
+                name = f"rule {before.identity(rule_id)}" if rule_id is not None else "the rule"
+                message = f"{name} is in memory only (persist=false): nothing was written"
             else:
                 new_source, disk_model, merged = written
                 persisted, source = True, new_source

@@ -89,7 +89,8 @@ class PerTestRules(RuleSet):
     def __init__(self, base: RulesModel, added: list[Entry], *, strict: bool, unmatched: list[Unmatched]) -> None:
         n = len(base.entries)
         # The base keeps its file numbering (#1 is the file's first rule); the test's rules come after.
-        super().__init__(combined(base, added), [*range(n + 1, n + len(added) + 1), *range(1, n + 1)])
+        ids = [*range(n + 1, n + len(added) + 1), *range(1, n + 1)]
+        super().__init__(combined(base, added), ids, positions=ids)
         self.base = base
         self.added = len(added)
         self.strict = strict

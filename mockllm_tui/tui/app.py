@@ -492,7 +492,7 @@ class MockPanel(App[int]):
         """Edit the selected rule; from the log, the rule that answered the selected request."""
         entry = self.selected
         if self.focused is self.log_view and entry is not None:
-            view = self.rule_table.view_for(entry.rule)
+            view = self.rule_table.view_for(entry)
             if view is None or view.kind == "default":
                 answer = f"the fallback ({entry.rule})" if entry.rule else "no rule"
                 self.notify(f"Request #{entry.id} got {answer}: n makes a rule for it", severity="warning")

@@ -73,14 +73,6 @@ def status_style(status: int) -> str:
     return "bold red"
 
 
-def rule_short(label: str | None) -> str:
-    """A rule's label for narrow columns: its name, or just `#3` for an unnamed rule."""
-    if not label:
-        return ""
-    head, _, rest = label.partition(" ")
-    return head if rest and head.startswith("#") and head[1:].isdigit() else label
-
-
 def clock(ts: float) -> str:
     """HH:MM:SS.mmm in local time."""
     return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"

@@ -2,7 +2,8 @@
 an error, per-rule latency and speed).
 
 It opens with the cursor in the pattern; the reply field follows it. `ctrl+s` saves from anywhere
-in the form and `escape` cancels. The form only builds the rule's data: the caller's `submit`
+in the form and `escape` cancels. A new rule's name follows the text it matches (`capital-of-france`)
+until the user edits the name. The form only builds the rule's data: the caller's `submit`
 makes the change and returns an error message when the change is refused (the form stays open).
 """
 
@@ -21,9 +22,11 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, TextArea
 from mockllm_tui.rules.commands import RuleView
 
 TEXT_KINDS: tuple[str, ...] = ("exact", "contains", "regex", "system", "tool_result")
+PROMPT_KINDS: tuple[str, ...] = ("exact", "contains")  # the kinds whose text a default name is made from
 ANYTHING = "anything"
 SEPARATOR = "---"
 Submit = Callable[[dict[str, Any]], str | None]
+NameFor = Callable[[str], str | None]
 
 
 class FormError(ValueError):
@@ -125,10 +128,14 @@ class RuleEditor(ModalScreen[None]):
         default_kind: str = "exact",
         prefill: dict[str, Any] | None = None,
         title: str | None = None,
+        name_for: NameFor | None = None,
     ) -> None:
         """Edit `view`, or make a new rule (from `prefill`, rich-form data, when given: the cursor
-        then starts in the reply, and match conditions the form does not show are kept)."""
+        then starts in the reply, and match conditions the form does not show are kept).
+        `name_for` makes a default name from the text to match, for a new rule."""
         super().__init__()
+        self.name_for = name_for if view is None else None
+        self.auto_name = (prefill or {}).get("name") or ""
         self.view = view
         self.submit = submit
         self.original: dict[str, Any] | None = view.spec.to_data() if view is not None else prefill
@@ -201,6 +208,26 @@ class RuleEditor(ModalScreen[None]):
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Save", id="save", variant="primary")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "pattern":
+            self._suggest_name()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "kind":
+            self._suggest_name()
+
+    def _suggest_name(self) -> None:
+        """Fill the name from the text to match, unless the user has changed the name."""
+        if self.name_for is None:
+            return
+        name = self.query_one("#rule-name", Input)
+        if name.value != self.auto_name:
+            return
+        kind = self.query_one("#kind", Select).value
+        pattern = self.query_one("#pattern", Input).value
+        self.auto_name = (self.name_for(pattern) if kind in PROMPT_KINDS else None) or ""
+        name.value = self.auto_name
 
     def on_mount(self) -> None:
         if self.prefilled:

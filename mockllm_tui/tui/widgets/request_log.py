@@ -24,7 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mockllm_tui.core.store import JournalEntry
-from mockllm_tui.tui.format import clock, duration_text, entry_matches, rule_short, status_style, stream_marker
+from mockllm_tui.tui.format import clock, duration_text, entry_matches, status_style, stream_marker
 from mockllm_tui.tui.screens.filter import FilterScreen
 
 # (key, header label, width, right-justified); the prompt column takes any width left over.
@@ -54,7 +54,7 @@ def row_cells(entry: JournalEntry, frame: int) -> list[Cell]:
         (entry.path[3:] if entry.path.startswith("/v1/") else entry.path, ""),
         (entry.model, ""),
         (entry.preview, ""),
-        ("too long", "bold red") if entry.refused_for_length else (rule_short(entry.rule), ""),
+        ("too long", "bold red") if entry.refused_for_length else (entry.rule or "", ""),
         ("…", "dim") if entry.open else (str(entry.status), status_style(entry.status)),
         (duration_text(entry), ""),
         (stream_marker(entry, frame), "bold cyan"),

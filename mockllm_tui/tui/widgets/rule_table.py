@@ -29,6 +29,7 @@ from mockllm_tui.rules.commands import (
     delete_rule,
     list_rules,
     move_rule,
+    new_rule_name,
     update_rule,
 )
 from mockllm_tui.tui.format import rule_data_for
@@ -62,8 +63,7 @@ class RuleTable(DataTable[Any]):
 
     def on_mount(self) -> None:
         self.set_interval(HITS_INTERVAL_S, self._refresh_stale_hits)
-        self.add_column("#", key="index", width=3)
-        self.add_column("rule", key="label", width=14)
+        self.add_column("rule", key="label", width=18)
         self.add_column("match", key="match", width=30)
         self.add_column("reply", key="reply", width=40)
         self.add_column("hits", key="hits", width=5)
@@ -72,30 +72,36 @@ class RuleTable(DataTable[Any]):
 
     def show_rules(self) -> None:
         """Show the store's rules and the file's state (rebuilds only when the rules changed)."""
-        views = list_rules(self.store)
+        self._draw(list_rules(self.store))
+        self._show_title()
+
+    def refresh_hits(self) -> None:
+        """Update the hit counts (the rows too, when the rules changed since they were drawn: the
+        views are never replaced without their rows)."""
+        if self._draw(list_rules(self.store)):
+            self._show_title()
+
+    def _draw(self, views: list[RuleView]) -> bool:
+        """Show these rules: the hit counts only when the rows are the same, else every row. Says
+        whether the rows were rebuilt."""
         same = [(v.id, v.label, v.match, v.reply) for v in views] == [
             (v.id, v.label, v.match, v.reply) for v in self.views
         ]
         if same:
-            self.refresh_hits(views)
-        else:
-            selected = self.selected_view()
-            self.views = views
-            self.clear()
+            old = {v.id: v.hits for v in self.views}
             for view in views:
-                self.add_row(*self._cells(view), key=str(view.id))
-            if selected is not None and any(v.id == selected.id for v in views):
-                self.select_id(selected.id)
-        self._show_title()
-
-    def refresh_hits(self, views: list[RuleView] | None = None) -> None:
-        """Update the hit counts only."""
-        views = list_rules(self.store) if views is None else views
-        old = {v.id: v.hits for v in self.views}
-        for view in views:
-            if old.get(view.id) != view.hits and view.id in old:
-                self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
+                if old.get(view.id) != view.hits:
+                    self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
+            self.views = views
+            return False
+        selected = self.selected_view()
         self.views = views
+        self.clear()
+        for view in views:
+            self.add_row(*self._cells(view), key=str(view.id))
+        if selected is not None and any(v.id == selected.id for v in views):
+            self.select_id(selected.id)
+        return True
 
     def hits_changed(self) -> None:
         """Requests were answered: update the hit counts within HITS_INTERVAL_S."""
@@ -107,10 +113,8 @@ class RuleTable(DataTable[Any]):
             self.refresh_hits()
 
     def _cells(self, view: RuleView) -> list[Any]:
-        label = Text(view.name or f"#{view.id}", style="italic" if view.volatile else "")
         return [
-            Text(str(view.index + 1), style="dim"),
-            label,
+            Text(view.label, style="italic" if view.volatile else ""),
             view.match,
             view.reply,
             Text(str(view.hits), justify="right"),
@@ -133,15 +137,10 @@ class RuleTable(DataTable[Any]):
             return None
         return self.views[self.cursor_row]
 
-    def view_for(self, label: str | None) -> RuleView | None:
-        """The rule a journal entry names (its label, or the `#id` that starts it), if it still exists."""
-        if not label:
-            return None
-        found = next((v for v in self.views if v.label == label), None)
-        head = label.split(" ", 1)[0]
-        if found is None and head.startswith("#") and head[1:].isdigit():
-            found = next((v for v in self.views if v.id == int(head[1:])), None)
-        return found
+    def view_for(self, entry: JournalEntry) -> RuleView | None:
+        """The rule that answered a request, if it still exists (found by its internal id, not its
+        identity: an unnamed rule's `#N` may have moved since)."""
+        return next((v for v in self.views if v.id == entry.rule_id), None) if entry.rule_id is not None else None
 
     def select_id(self, rule_id: int) -> None:
         """Move the cursor to a rule."""
@@ -177,7 +176,10 @@ class RuleTable(DataTable[Any]):
         def submit(data: dict[str, Any]) -> str | None:
             return self._change(lambda: add_rule(self.store, data, index=index))
 
-        self.app.push_screen(RuleEditor(None, submit, default_kind=self._default_kind()))
+        self.app.push_screen(RuleEditor(None, submit, default_kind=self._default_kind(), name_for=self._name_for))
+
+    def _name_for(self, prompt: str) -> str | None:
+        return new_rule_name(self.store, prompt)
 
     def action_edit(self) -> None:
         """Edit the highlighted rule (add one when there is none)."""
@@ -203,7 +205,7 @@ class RuleTable(DataTable[Any]):
         if conversation is None:
             self.notify(f"Request #{entry.id} has no conversation to match", severity="warning")
             return
-        view = self.view_for(entry.rule)
+        view = self.view_for(entry)
         fallback = view is None or view.kind == "default"
         reply = "" if fallback else entry.reply_text or "".join(entry.chunks)
 
@@ -211,7 +213,11 @@ class RuleTable(DataTable[Any]):
             return self._change(lambda: add_rule_for(self.store, data, conversation))
 
         title = f"New rule from request #{entry.id}"
-        self.app.push_screen(RuleEditor(None, submit, prefill=rule_data_for(entry, reply), title=title))
+        prefill = rule_data_for(entry, reply)
+        name = self._name_for(prefill["match"]["exact"])
+        if name:
+            prefill["name"] = name
+        self.app.push_screen(RuleEditor(None, submit, prefill=prefill, title=title, name_for=self._name_for))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

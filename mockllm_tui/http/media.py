@@ -18,7 +18,6 @@ from mockllm_tui.core.conversation import Reply
 from mockllm_tui.engine.answer import ErrorAnswer, answer_faults, preview, record_conversation, require_known_model
 from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.http.upstream import (
-    UPSTREAM_LABEL,
     Upstream,
     UpstreamProxy,
     failure,
@@ -28,6 +27,7 @@ from mockllm_tui.http.upstream import (
 )
 from mockllm_tui.providers.base import now_s
 from mockllm_tui.providers.media import MEDIA_MAX_BODY, MediaContext, MediaEndpoint, MediaJob
+from mockllm_tui.rules.identity import UPSTREAM_LABEL
 
 log = logging.getLogger("mockllm_tui.upstream")
 

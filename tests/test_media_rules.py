@@ -16,6 +16,7 @@ from mockllm_tui.rules import check_file
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.model import FileSource, RulesFileError
 from mockllm_tui.rules.validate import parse_document
+from mockllm_tui.testing.rules import PerTestRules, rule_entry
 
 
 def ruleset(text: str, folder: Path | None = None) -> RuleSet:
@@ -177,3 +178,15 @@ def test_check_reports_a_missing_media_file_with_its_line(tmp_path: Path) -> Non
     (tmp_path / "logo.png").write_bytes(b"png")
     out = io.StringIO()
     assert check_file(path, out) == 0, out.getvalue()
+
+
+def test_the_pytest_plugins_rules_take_the_media_keywords(tmp_path: Path) -> None:
+    knife = rule_entry(1, {"contains": "knife", "endpoint": "moderations", "moderation": {"flagged": ["violence"]}})
+    long_call = rule_entry(2, {"duration": {"min": 20}, "reply": "long"})
+    logo = rule_entry(3, {"contains": "logo", "image": str(tmp_path / "logo.png")})
+    rules = PerTestRules(parse_document({}), [knife, long_call, logo], strict=False, unmatched=[])
+    assert rules.choose(media("moderations", "a knife", "moderation")).flagged == {"violence": 0.9}
+    assert rules.choose(media("audio.transcriptions", "", duration_s=30.0, file_name="a.wav")).text == "long"
+    assert rules.choose(media("images.generations", "our logo", "image")).file == str(tmp_path / "logo.png")
+    drawn = rules.choose(media("images.generations", "a dog", "image"))
+    assert drawn.file is None and drawn.rule is None and drawn.error is None

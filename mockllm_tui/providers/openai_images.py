@@ -352,7 +352,7 @@ def _reported_quality(quality: str) -> str:
     return "high" if quality == "auto" else quality
 
 
-def _common(fields: dict[str, Any], model: str, *, gpt_only_ok: bool = True) -> dict[str, Any]:
+def _common(fields: dict[str, Any], model: str) -> dict[str, Any]:
     """The options the generation and edit endpoints share, checked for the model."""
     family = family_of(model)
     gpt = family == "gpt"

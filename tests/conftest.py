@@ -16,6 +16,23 @@ from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import ServerHandle
 
 HOST = "127.0.0.1"
+#: The slowest files (subprocesses, the panel), collected first: the workers (`-n 2 --dist loadfile`)
+#: take files in collection order, so neither is left running one of these alone at the end.
+SLOW_FILES = (
+    "test_pytest_plugin.py",
+    "test_panel_keys.py",
+    "test_panel.py",
+    "test_headless.py",
+    "test_file_safety.py",
+    "test_hardening.py",
+    "test_panel_snapshots.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the slowest files first (each file's tests keep their order)."""
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))
 
 
 @dataclass

@@ -361,6 +361,24 @@ def test_invoke_model_with_an_anthropic_body(server: Live) -> None:
     assert tool.stop_reason == "tool_use" and tool.content[0].type == "tool_use"
 
 
+def test_invoke_model_refuses_keys_bedrock_does_not_permit(server: Live) -> None:
+    client = bedrock(server)
+    for extra in ({"x": 1}, {"model": MODEL}, {"stream": True}, {"metadata": {"user_id": "u"}}):
+        with pytest.raises(client.exceptions.ValidationException) as refused:
+            client.invoke_model(modelId=MODEL, body=anthropic_body("hello", **extra))
+        assert error_of(refused.value) == ("ValidationException", 400)
+        [key] = extra
+        assert refused.value.response["Error"]["Message"] == (
+            f"Malformed input request: #: extraneous key [{key}] is not permitted, please reformat your input and try "
+            "again."
+        )
+        with pytest.raises(client.exceptions.ValidationException):
+            client.invoke_model_with_response_stream(modelId=MODEL, body=anthropic_body("hello", **extra))
+    allowed = {"system": "Be brief.", "temperature": 0.5, "top_p": 0.9, "top_k": 5, "stop_sequences": ["zzz"]}
+    response = client.invoke_model(modelId=MODEL, body=anthropic_body("hello", anthropic_beta=[], **allowed))
+    AnthropicMessage.model_validate_json(response["body"].read(), strict=True)
+
+
 def test_invoke_model_arrives_without_a_content_type(server: Live) -> None:
     response = bedrock(server).invoke_model(modelId=MODEL, body=anthropic_body())
     assert "content-type" not in journal(server)[-1].request_headers  # boto3 sends none without contentType

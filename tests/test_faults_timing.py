@@ -80,4 +80,4 @@ async def test_a_slow_stream_speeds_up_at_once_and_a_header_speed_is_fixed(live:
     # a header speed wins over the live knob, and a live change does not touch it
     live.store.set_knobs("live", {"stream_speed": 0})
     text, started = await read_stream(live, extra_headers={"x-mock-stream-speed": "30"})  # 6 tokens at 30/s
-    assert loop.time() - started == pytest.approx(0.2, abs=0.04)
+    assert 0.9 * 0.2 <= loop.time() - started < 0.5  # never early; loose above (CI's cores are shared)

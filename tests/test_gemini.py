@@ -514,6 +514,30 @@ def test_embed_content_posts_batch_embed_contents(gem: Live) -> None:
     assert abs(norm - 1.0) < 1e-4
 
 
+def test_embedding_with_a_chat_model_is_googles_404(gem: Live) -> None:
+    seen = Seen()
+    gemini = client(gem, seen)
+    with pytest.raises(errors.ClientError) as caught:
+        gemini.models.embed_content(model=MODEL, contents="red apple")
+    assert (caught.value.code, caught.value.status) == (404, "NOT_FOUND")
+    assert caught.value.message == (
+        f"models/{MODEL} is not found for API version v1, or is not supported for batchEmbedContents. "
+        "Call ListModels to see the list of available models and their supported methods."
+    )
+    check_error(seen.last()[2], 404, "NOT_FOUND")
+    body = orjson.dumps({"content": {"parts": [{"text": "red apple"}]}})
+    with httpx.Client(base_url=gem.root, headers={"x-goog-api-key": "gm-key"}) as http:
+        single = http.post(f"/v1beta/models/{MODEL}:embedContent", content=body)
+        embedder = http.post("/v1beta/models/text-embedding-004:embedContent", content=body)
+    message = check_error(single.content, 404, "NOT_FOUND")["message"]
+    assert message.startswith(f"models/{MODEL} is not found for API version v1beta, or is not supported for embed")
+    vector = types.ContentEmbedding.model_validate_json(orjson.dumps(embedder.json()["embedding"]), strict=True)
+    assert len(vector.values or []) == 768
+    for embedding_model in ("gemini-embedding-001", "text-embedding-004", "my-own-embedder"):
+        result = gemini.models.embed_content(model=embedding_model, contents="red apple")
+        assert result.embeddings and result.embeddings[0].values
+
+
 async def test_single_embed_content(agem: Live) -> None:
     body = {"content": {"parts": [{"text": "red apple"}]}, "outputDimensionality": 16, "taskType": "RETRIEVAL_QUERY"}
     response = await post(agem, "/v1beta/models/text-embedding-004:embedContent", body)
@@ -717,11 +741,19 @@ async def test_unknown_paths_methods_and_models_answer_in_googles_shape(agem: Li
         unknown = await http.post(f"/v1beta/models/{MODEL}:predictLongRunning", json=user("x"))
         nowhere = await http.get("/v1beta/cachedContents")
         wrong_method = await http.put(f"/v1beta/models/{MODEL}:generateContent", json=user("x"))
-    # `models/{id}` answers GET, so another method there is a 405 (any one segment is a model id).
-    check_error(unknown.content, 405, "INVALID_ARGUMENT")
+    # `models/{id}:method` is a method of the model, not the model: one Google lacks is a 404.
+    check_error(unknown.content, 404, "NOT_FOUND")
     check_error(nowhere.content, 404, "NOT_FOUND")
     assert wrong_method.status_code == 405
     check_error(wrong_method.content, 405, "INVALID_ARGUMENT")
+    seen = Seen()
+    with pytest.raises(errors.ClientError) as caught:
+        await client(agem, seen).aio._api_client.async_request("post", f"models/{MODEL}:noSuchMethod", {})
+    assert (caught.value.code, caught.value.status) == (404, "NOT_FOUND")
+    assert seen.last()[:2] == (f"/v1/models/{MODEL}:noSuchMethod", 404)
+    check_error(seen.last()[2], 404, "NOT_FOUND")
+    got = await client(agem, seen).aio._api_client.async_request("get", f"models/{MODEL}", {})
+    assert check_model(orjson.loads(got.body or "")).name == f"models/{MODEL}"
     agem.store.set_models(ModelRegistry(strict=True))
     missing = await post(agem, "/v1beta/models/gemini-0-nope:generateContent", user("x"))
     check_error(missing.content, 404, "NOT_FOUND")

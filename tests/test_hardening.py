@@ -86,7 +86,7 @@ def endpoints_of(app: MockApp) -> list[tuple[str, str, str]]:
     (and Azure's `api-version` added where its paths need one)."""
     out = set()
     for r in app.routes():
-        path = re.sub(r"\{\w+\}", "resp_fuzz", r.path)
+        path = re.sub(r"\{\w+(?::resource)?\}", "resp_fuzz", r.path)
         endpoint = app.endpoint_for(r.method, path)  # several providers may serve a route: the one chosen
         assert endpoint is not None
         query = "?api-version=2024-10-21" if path.startswith("/openai/") and "/v1/" not in path else ""

@@ -68,8 +68,8 @@ def test_headless_serves_the_sdk_and_stops_cleanly_on_sigterm(headless: tuple[su
     assert raw.parse().choices[0].message.content
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=5)
-    assert time.monotonic() - started < 2.0
+    out, _ = proc.communicate(timeout=10)
+    assert time.monotonic() - started < 5.0  # within the 1 s grace and an exit, loosely (shared cores)
     assert proc.returncode == 0
     assert port_is_free(port)
     lines = [line for line in out.splitlines() if line]
@@ -80,7 +80,7 @@ def test_headless_serves_the_sdk_and_stops_cleanly_on_sigterm(headless: tuple[su
 def test_ctrl_c_stops_with_exit_zero(headless: tuple[subprocess.Popen[str], int, str]) -> None:
     proc, port, _ = headless
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=3) == 0
+    assert proc.wait(timeout=10) == 0
     assert port_is_free(port)
 
 

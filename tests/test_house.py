@@ -175,3 +175,18 @@ def test_hand_written_dataclass_inits_set_exactly_their_fields() -> None:
             made = cls(**required)
             assert all(hasattr(made, name) for name in fields), cls.__name__
     assert found >= 12
+
+
+def test_the_speed_claims_agree_with_the_last_benchmark_results() -> None:
+    root = PACKAGE.parent
+
+    def req_per_s(row: str) -> int:
+        found = re.search(rf"^\| {re.escape(row)}[^|]*\|[^|\n]*?([\d,]+) req/s", results, re.MULTILINE)
+        assert found is not None, row
+        return int(found[1].replace(",", ""))
+
+    results = (root / "benchmarks" / "RESULTS.md").read_text()
+    ratio = req_per_s("headless compiled") / req_per_s("headless, non-streaming chat completion")
+    readme = re.findall(r"about (\d+\.\d) times the requests a second", (root / "README.md").read_text())
+    pyproject = re.findall(r"about (\d+\.\d)x the requests a second", (root / "pyproject.toml").read_text())
+    assert readme + pyproject == [f"{ratio:.1f}"] * 2

@@ -12,6 +12,7 @@ import openai
 import orjson
 import pytest
 from anthropic.types import ErrorResponse, MessageTokensCount
+from openai.types import Completion
 from openai.types.chat import ChatCompletion
 
 from mockllm_tui.cli import build_parser, knob_values
@@ -221,6 +222,32 @@ async def test_chat_just_under_and_just_over_the_window(limited: Live) -> None:
     entry = limited.store.journal()[-1]
     assert entry.refused_for_length and entry.prompt_tokens == 65 and entry.context_window == 64
     assert entry.status == 400
+
+
+async def test_legacy_completions_over_the_window_in_the_legacy_words(limited: Live) -> None:
+    sdk = openai.AsyncOpenAI(base_url=limited.openai_url, api_key="sk-test", max_retries=0)
+    prompt = words(50)
+    counted = await sdk.completions.create(model="tiny-chat", prompt=prompt, max_tokens=1, extra_headers=WIDE)
+    tokens = counted.usage.prompt_tokens  # type: ignore[union-attr]
+    assert 14 < tokens < 64
+    fits = await post_raw(
+        limited, "/v1/completions", {"model": "tiny-chat", "prompt": prompt, "max_tokens": 64 - tokens}
+    )
+    assert Completion.model_validate_json(fits.content, strict=True).choices
+    over = 65 - tokens
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk.completions.create(model="tiny-chat", prompt=prompt, max_tokens=over)
+    assert caught.value.body == {
+        "message": f"This model's maximum context length is 64 tokens, however you requested 65 tokens "
+        f"({tokens} in your prompt; {over} for the completion). Please reduce your prompt; or completion length.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    long_prompt = words(80)  # over on its own, with the legacy default of 16 completion tokens
+    error = openai_error(await post_raw(limited, "/v1/completions", {"model": "tiny-chat", "prompt": long_prompt}))
+    assert error["message"].endswith("for the completion). Please reduce your prompt; or completion length.")
+    assert "; 16 for the completion)" in error["message"] and (error["param"], error["code"]) == (None, None)
 
 
 @pytest.mark.parametrize("param", ["max_tokens", "max_completion_tokens"])

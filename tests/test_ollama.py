@@ -20,6 +20,7 @@ from ollama import (
     ShowResponse,
 )
 
+from mockllm_tui.core.models import ModelRegistry
 from tests.conftest import Live
 
 MODEL = "llama3.2"
@@ -229,6 +230,32 @@ async def test_a_body_without_a_json_content_type_is_read_as_json(rules_live: Li
     async with httpx.AsyncClient(base_url=rules_live.root, timeout=10) as http:
         answer = await http.post("/api/chat", content=body, headers=form)
     assert answer.status_code == 200 and ChatResponse.model_validate_json(answer.content, strict=True).done
+
+
+async def test_tags_lists_the_registrys_ollama_models_only(rules_live: Live) -> None:
+    listed = await ollama.AsyncClient(host=rules_live.root).list()
+    names = [m.model for m in listed.models]
+    assert {"llama3.2:latest", "qwen3:8b", "gpt-oss:20b", "nomic-embed-text:latest"} <= set(names)
+    assert all(":" in name for name in names)
+    assert not [n for n in names if n.startswith(("gpt-5", "gpt-4", "claude", "gemini", "anthropic.", "text-"))]
+    rules_live.store.set_models(
+        ModelRegistry.from_config([{"id": "my-model:7b", "owned_by": "library"}, "not-local"], include_defaults=False)
+    )
+    async with httpx.AsyncClient(base_url=rules_live.root) as http:
+        tags = await http.get("/api/tags")
+    only = ListResponse.model_validate_json(tags.content, strict=True)
+    assert [m.model for m in only.models] == ["my-model:7b"]
+
+
+async def test_embed_without_input_embeds_nothing(rules_live: Live) -> None:
+    client = ollama.AsyncClient(host=rules_live.root)
+    assert list((await client.embed(model="nomic-embed-text")).embeddings) == []
+    assert list((await client.embeddings(model="nomic-embed-text")).embedding) == []
+    bare = await raw_post(rules_live, "/api/embed", {"model": "nomic-embed-text"})
+    assert bare.status_code == 200
+    assert EmbedResponse.model_validate_json(bare.content, strict=True).embeddings == []
+    one = await client.embed(model="nomic-embed-text", input="hello")
+    assert [len(v) for v in one.embeddings] == [768]
 
 
 async def test_tags_show_version_and_embed(rules_live: Live) -> None:

@@ -6,6 +6,7 @@ restart without the upstream replays them.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 import socket
@@ -18,6 +19,7 @@ from typing import Any
 import anthropic
 import httpx
 import ollama
+import orjson
 import pytest
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
@@ -28,7 +30,7 @@ from pydantic import TypeAdapter
 
 from mockllm_tui.core.store import Store
 from mockllm_tui.http.app import create_app
-from mockllm_tui.http.runner import ServerHandle
+from mockllm_tui.http.runner import EmbeddedServer, ServerHandle, bind_socket, uvicorn_config
 from mockllm_tui.http.upstream import (
     Upstream,
     UpstreamError,
@@ -258,6 +260,107 @@ async def test_the_sdk_closing_right_after_done_still_records(tmp_path: Path) ->
     async with recording_pair(tmp_path) as pair:
         await stream_until(pair, "hello", lambda line: line == "data: [DONE]")
         assert [r["reply"] for r in recorded(pair.proxy.store)] == ["Hello from upstream"]
+
+
+def sse_chunk(content: str | None, finish: str | None = None) -> bytes:
+    """One `chat.completion.chunk` as an SSE event."""
+    delta = {"role": "assistant", "content": content} if content is not None else {}
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    body = {"id": "chatcmpl-5", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [choice]}
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+FIVE_CHUNKS = [sse_chunk("one "), sse_chunk("two "), sse_chunk("three"), sse_chunk(None, "stop"), b"data: [DONE]\n\n"]
+
+
+class ChunkedUpstream:
+    """A stand-in real API (plain ASGI on our HTTP protocol: each send is one write) that streams
+    FIVE_CHUNKS, chunk-framed or with a content-length; `paced`: each once the client has seen the
+    one before (`seen[i]` set), else all at once."""
+
+    def __init__(self, *, framing: str, paced: bool) -> None:
+        self.framing = framing
+        self.paced = paced
+        self.seen: list[asyncio.Event] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        self.seen = [asyncio.Event() for _ in FIVE_CHUNKS]
+        headers = [(b"content-type", b"text/event-stream")]
+        if self.framing == "length":
+            headers.append((b"content-length", str(sum(map(len, FIVE_CHUNKS))).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for chunk, seen in zip(FIVE_CHUNKS, self.seen, strict=True):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if self.paced:
+                await asyncio.wait_for(seen.wait(), 10.0)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@asynccontextmanager
+async def proxy_of(tmp_path: Path, upstream: ChunkedUpstream) -> AsyncIterator[Live]:
+    """The stand-in upstream on a free loopback port, and a recording proxy in front of it."""
+    sock = bind_socket(HOST, 0)
+    server = EmbeddedServer(uvicorn_config(upstream, timeout_graceful_shutdown=1))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    await server.ready.wait()
+    path = tmp_path / "responses.yml"
+    path.write_text(PROXY_RULES)
+    store = store_for(path, upstreams=(("openai", f"http://{HOST}:{sock.getsockname()[1]}"),))
+    store.set_knobs("cli", {"record": True})
+    try:
+        async with serving(store) as proxy:
+            yield proxy
+    finally:
+        server.request_exit()
+        await task
+        sock.close()
+
+
+def stream_request(http: httpx.AsyncClient, proxy: Live, prompt: str) -> Any:
+    body = {"model": "gpt-4o", "messages": user(prompt), "stream": True}
+    return http.stream("POST", proxy.openai_url + "/chat/completions", json=body)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+async def test_a_passed_through_stream_goes_on_chunk_by_chunk_as_it_arrives(tmp_path: Path, framing: str) -> None:
+    upstream = ChunkedUpstream(framing=framing, paced=True)
+    async with proxy_of(tmp_path, upstream) as proxy:
+        async with httpx.AsyncClient() as http, stream_request(http, proxy, "count") as raw:
+            pieces = raw.aiter_raw()
+            for i, expected in enumerate(FIVE_CHUNKS):
+                received = b""
+                while len(received) < len(expected):  # a held-back chunk never comes: the upstream waits
+                    received += await asyncio.wait_for(anext(pieces), 10.0)
+                assert received == expected, i
+                upstream.seen[i].set()
+        client = AsyncOpenAI(base_url=proxy.openai_url, api_key="x", max_retries=0)
+        stream = await client.chat.completions.create(model="gpt-4o", messages=user("count again"), stream=True)
+        words = []
+        async for chunk in stream:  # the SDK sees each chunk before the upstream sends the next
+            words.append(chunk.choices[0].delta.content or "")
+            upstream.seen[len(words) - 1].set()
+        assert words == ["one ", "two ", "three", ""]
+        assert [r["reply"] for r in recorded(proxy.store)] == ["one two three"] * 2
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+async def test_a_passed_through_stream_keeps_the_upstreams_chunks_sent_at_once(tmp_path: Path, framing: str) -> None:
+    # Five writes at once: without chunked framing the proxy reads them together, and cuts them into
+    # their events again.
+    async with proxy_of(tmp_path, ChunkedUpstream(framing=framing, paced=False)) as proxy:
+        async with httpx.AsyncClient() as http, stream_request(http, proxy, "count") as raw:
+            pieces = [piece async for piece in raw.aiter_raw()]
+        assert pieces == FIVE_CHUNKS
+        data = [p[len(b"data: ") : -2] for p in pieces[:-1]]
+        assert [ChatCompletionChunk.model_validate_json(d, strict=True).choices[0].delta.content for d in data] == [
+            "one ",
+            "two ",
+            "three",
+            None,
+        ]
+        assert proxy.store.journal()[0].chunks == ["one ", "two ", "three", "", ""]
 
 
 @pytest.mark.parametrize("api", ["responses", "completions"])
@@ -522,15 +625,26 @@ def test_upstream_names_urls_and_headers() -> None:
     assert upstream_for(pairs, "gemini") is None
     assert Upstream("x", "https://user:pw@host.example:8443/v1").host == "host.example:8443"
     provider = next(p for p in build_providers() if p.name == "anthropic")
-    raw = [(b"x-api-key", b"caller"), (b"cookie", b"c=1"), (b"connection", b"keep-alive"), (b"host", b"me"),
-           (b"accept-encoding", b"gzip"), (b"content-length", b"12"), (b"anthropic-version", b"2023-06-01"),
-           (b"x-mock-error", b"500")]
+    raw = [
+        (b"x-api-key", b"caller"),
+        (b"cookie", b"c=1"),
+        (b"connection", b"keep-alive"),
+        (b"host", b"me"),
+        (b"accept-encoding", b"gzip"),
+        (b"content-length", b"12"),
+        (b"anthropic-version", b"2023-06-01"),
+        (b"x-mock-error", b"500"),
+    ]
     request = ("POST", "https://api.example.com/v1/messages", b"{}")
     assert forwarded_headers(raw, provider, None, *request) == [
-        (b"x-api-key", b"caller"), (b"anthropic-version", b"2023-06-01"), (b"accept-encoding", b"identity")
+        (b"x-api-key", b"caller"),
+        (b"anthropic-version", b"2023-06-01"),
+        (b"accept-encoding", b"identity"),
     ]
     assert forwarded_headers(raw, provider, "mine", *request) == [
-        (b"anthropic-version", b"2023-06-01"), (b"x-api-key", b"mine"), (b"accept-encoding", b"identity")
+        (b"anthropic-version", b"2023-06-01"),
+        (b"x-api-key", b"mine"),
+        (b"accept-encoding", b"identity"),
     ]
 
 
@@ -582,9 +696,12 @@ async def test_ollama_and_gemini_answers_are_recorded_and_replayed(tmp_path: Pat
         llama = ollama.AsyncClient(host=pair.proxy.root, headers={"Authorization": f"Bearer {SECRET}"})
         chat = await llama.chat(model="llama3.2", messages=user("hello"), stream=False)
         assert chat.message.content == "Hello from upstream"
-        streamed = "".join([part.message.content or "" async for part in await llama.chat(
-            model="llama3.2", messages=user("slow"), stream=True
-        )])
+        streamed = "".join(
+            [
+                part.message.content or ""
+                async for part in await llama.chat(model="llama3.2", messages=user("slow"), stream=True)
+            ]
+        )
         assert streamed == SLOW_TEXT
         gemini = genai.Client(api_key=SECRET, http_options={"base_url": pair.proxy.root})
         answer = await gemini.aio.models.generate_content(model="gemini-2.5-flash", contents="Weather in Paris?")

@@ -179,10 +179,11 @@ class MockApp:
                     return
             else:
                 headers = headers_text(scope.get("headers", ()))
-                known = self._known(path)
-                shape = self.claimant(path, headers, [e.provider for e in known] if known else None)
-                if shape is None and known:
-                    shape = known[0].provider
+                # The provider that claims the request most strongly answers it (on a tie, one serving
+                # the path): a 405 where it serves the path with another method, else a 404 (as for
+                # google-genai's `models/x:noSuchMethod` under /v1, where OpenAI serves `models/{id}`).
+                serving = [e.provider for e in self._known(path)]
+                shape = self.claimant(path, headers, [*serving, *self.providers]) or next(iter(serving), None)
                 if shape is not None:
                     await self._serve(None, shape, scope, receive, send)
                     return
@@ -247,7 +248,7 @@ class MockApp:
         ex.timing_header = provider.timing_header
         try:
             if endpoint is None:
-                if self._known(ex.path):
+                if any(e.provider is provider for e in self._known(ex.path)):
                     raise RequestError(f"method {scope['method']} is not allowed on {ex.path}", status=405)
                 raise RequestError(f"unknown path {scope['method']} {ex.path}", status=404)
             if endpoint.guarded:

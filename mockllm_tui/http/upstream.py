@@ -4,8 +4,9 @@ The request is forwarded at the same path and query with its body byte for byte.
 `host`, `content-length`, `accept-encoding` and cookies are not forwarded; the caller's credentials
 are, unless `MOCKLLM_UPSTREAM_KEY_<NAME>` holds a key (then the provider's `upstream_auth` header
 carries that key instead). The answer comes back unchanged: status, body and headers (less the
-hop-by-hop ones), a stream chunk by chunk as it arrives. An unreachable upstream gets a 502, one that
-times out a 504, in the provider's own error shape.
+hop-by-hop ones), a stream chunk by chunk as it arrives (a body without chunked framing is cut into
+its events, so that events read together still go out one a write). An unreachable upstream gets a
+502, one that times out a 504, in the provider's own error shape.
 
 With recording on, a 2xx answer is read back into a Reply by the endpoint's `reply_reader` (the
 only wire-format knowledge needed) and saved as a rule by rules/recording.py, as soon as the
@@ -252,17 +253,20 @@ class UpstreamProxy:
                 except ClientGone:
                     gone = True  # keep reading: the answer is recorded at its end all the same
 
+        # Chunked framing keeps the upstream's chunks; without it a read may hold several events.
+        cut = reader is not None and "chunked" not in response.headers.get("transfer-encoding", "").lower()
         try:
-            async for data in response.aiter_bytes():
-                text = feed(reader, data) if reader is not None else ""
-                if text:
-                    marks.append((time.perf_counter() - started, count_tokens(text)))
-                if reader is not None and conversation is not None and reader.done and not saved:
-                    saved = True
-                    reply = read_reply(reader)
-                    if reply is not None:
-                        self._save(ex, conversation, reply, measure_pace(0.0, marks), upstream)
-                await send(data, text)
+            async for received in response.aiter_bytes():
+                for data in reader.pieces(received) if cut and reader is not None else (received,):
+                    text = feed(reader, data) if reader is not None else ""
+                    if text:
+                        marks.append((time.perf_counter() - started, count_tokens(text)))
+                    if reader is not None and conversation is not None and reader.done and not saved:
+                        saved = True
+                        reply = read_reply(reader)
+                        if reply is not None:
+                            self._save(ex, conversation, reply, measure_pace(0.0, marks), upstream)
+                    await send(data, text)
         except httpx.HTTPError as exc:
             status, message = failure(exc, upstream, ex.store.config.upstream_timeout_s)
             await send(endpoint.provider.stream_error(status, message), "")

@@ -169,21 +169,29 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-_PLACEHOLDER = re.compile(r"\{(\w+(?::path)?)\}")
+_PLACEHOLDER = re.compile(r"\{(\w+(?::path|:resource)?)\}")
+#: What each kind of placeholder matches.
+_PLACEHOLDER_REGEX = {"": "[^/]+", "path": ".+", "resource": "[^/:]+"}
 
 
 @lru_cache(maxsize=256)
 def path_pattern(template: str) -> re.Pattern[str] | None:
-    """The regex of a path template whose `{name}` parts each match one non-empty segment and
-    `{name:path}` parts any non-empty text (None for a path without placeholders)."""
+    """The regex of a path template whose `{name}` parts each match one non-empty segment,
+    `{name:path}` parts any non-empty text and `{name:resource}` parts one segment without a `:`
+    (a Google resource name, where `:` starts a method). None for a path without placeholders."""
     parts = _PLACEHOLDER.split(template)
     if len(parts) == 1:
         return None
-    regex = "".join(
-        re.escape(p) if i % 2 == 0 else f"(?P<{p.removesuffix(':path')}>{'.+' if p.endswith(':path') else '[^/]+'})"
-        for i, p in enumerate(parts)
-    )
-    return re.compile(regex)
+
+    def group(placeholder: str) -> str:
+        name, _, kind = placeholder.partition(":")
+        return f"(?P<{name}>{_PLACEHOLDER_REGEX[kind]})"
+
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else group(p) for i, p in enumerate(parts)))
+
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(rb"\n")
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -239,6 +247,15 @@ class ReplyReader:
             if payload:
                 out.append(self.read_event(event, _json_or_text(b"\n".join(payload))))
         return "".join(out)
+
+    def pieces(self, data: bytes) -> list[bytes]:
+        """`data` cut after the end of each event in it (a blank line; a line for NDJSON), so that a
+        stream whose chunk boundaries were lost (a body without chunked framing, read several events
+        at a time) passes on one event a write, as the upstream sent it."""
+        if not self.stream:
+            return [data]
+        ends = [m.end() for m in (_LINE_END if self.ndjson else _EVENT_END).finditer(data)]
+        return [data[a:b] for a, b in zip([0, *ends], [*ends, len(data)], strict=True) if b > a]
 
     def reply(self) -> Reply | None:
         """The answer the upstream gave (None: the body could not be read as a complete reply)."""

@@ -483,8 +483,27 @@ def decode_blob(value: str) -> dict[str, Any]:
 # -- InvokeModel with Anthropic bodies ----------------------------------------------------------
 
 
+#: The keys Bedrock's schema for an Anthropic body permits (no `model`, `stream` or `metadata`).
+INVOKE_KEYS = frozenset(
+    {
+        "anthropic_version",
+        "anthropic_beta",
+        "max_tokens",
+        "messages",
+        "system",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stop_sequences",
+        "tools",
+        "tool_choice",
+        "thinking",
+    }
+)
+
+
 def parse_invoke(body: dict[str, Any], model: str, endpoint: str) -> Conversation:
-    """An Anthropic Messages body for Bedrock (no `model` or `stream`; `anthropic_version`)."""
+    """An Anthropic Messages body for Bedrock (`anthropic_version`, and only the keys it permits)."""
     version = optional(body, "anthropic_version", str)
     if version is None:
         raise RequestError(
@@ -492,9 +511,13 @@ def parse_invoke(body: dict[str, Any], model: str, endpoint: str) -> Conversatio
             "use Converse for other models)",
             param="anthropic_version",
         )
-    for key in ("model", "stream"):
-        if key in body:
-            raise RequestError(f"extraneous key [{key}] is not permitted", param=key)
+    for key in body:
+        if key not in INVOKE_KEYS:
+            raise RequestError(
+                f"Malformed input request: #: extraneous key [{key}] is not permitted, "
+                "please reformat your input and try again.",
+                param=key,
+            )
     conversation = anthropic.parse_request({**body, "model": model}, endpoint, need_max_tokens=True)
     conversation.provider = BedrockProvider.name
     return conversation

@@ -579,6 +579,18 @@ def embedding_request(ex: Exchange, request: dict[str, Any], model: str, where: 
     return text, dimensions
 
 
+def require_embedding_model(ex: Exchange, model: str, method: str) -> None:
+    """Refuse, as Google does (404), to embed with a known model that is not an embedding model."""
+    known = ex.store.models.resolve(model)
+    if known is not None and known.dimensions is None:
+        version = ex.path.split("/", 2)[1]
+        raise RequestError(
+            f"models/{model} is not found for API version {version}, or is not supported for {method}. "
+            "Call ListModels to see the list of available models and their supported methods.",
+            status=404,
+        )
+
+
 class EmbedContent(Endpoint):
     """`POST .../models/{model}:embedContent`: `{"embedding": {"values": [...]}}`, a deterministic unit vector."""
 
@@ -598,6 +610,7 @@ class EmbedContent(Endpoint):
         await ex.read_body()
         body = ex.read_json_object()
         model = path_model(self, ex)
+        require_embedding_model(ex, model, self.name)
         requests = self.requests(ex, body, model)
         ex.entry.preview = preview(requests[0][0])
         require_known_model(ex, model)
@@ -696,7 +709,7 @@ class RetrieveModel(Endpoint):
     """`GET /v1beta/models/{model}` (and `/v1/models/{model}` for a Gemini client)."""
 
     method = "GET"
-    paths = tuple(f"{version}/models/{{id}}" for version in API_VERSIONS)
+    paths = tuple(f"{version}/models/{{id:resource}}" for version in API_VERSIONS)
     name = "models.get"
 
     async def handle(self, ex: Exchange) -> None:

@@ -45,6 +45,8 @@ from mockllm_tui.providers.parsing import check_type, optional, require
 from mockllm_tui.providers.registry import register_provider
 
 OLLAMA_VERSION = "0.13.0"
+#: The registry's `owned_by` of the models `/api/tags` lists (Ollama's library namespace).
+OWNER = "library"
 ROLES = ("system", "user", "assistant", "tool")
 #: Durations reported in the final object (nanoseconds): a warm load, prompt and output per token.
 LOAD_NS = 1_500_000
@@ -378,7 +380,9 @@ def context_ids(reply: Reply) -> list[int]:
 
 
 def embed_inputs(value: Any) -> list[str]:
-    """`input`: a string or an array of strings."""
+    """`input`: a string or an array of strings (none, or an empty string: nothing to embed)."""
+    if value is None or value == "":
+        return []
     if isinstance(value, str):
         return [value]
     texts = check_type(value, list, "input")
@@ -391,7 +395,7 @@ async def read_embedding_request(ex: Exchange, texts_of: str) -> tuple[str, list
     body = ex.read_json_object(any_type=True)
     model = require(body, "model", str)
     ex.entry.model = model
-    texts = embed_inputs(body.get(texts_of, "")) if texts_of == "input" else [optional(body, texts_of, str, "")]
+    texts = embed_inputs(body.get(texts_of)) if texts_of == "input" else embed_inputs(optional(body, texts_of, str))
     ex.entry.preview = preview(texts[0] if texts else "")
     dimensions = optional(body, "dimensions", int)
     if dimensions is not None and not 1 <= dimensions <= MAX_DIMENSIONS:
@@ -440,8 +444,8 @@ class Embeddings(Embed):
     texts_field = "prompt"
 
     def answer(self, model: str, vectors: list[list[float]], tokens: int) -> dict[str, Any]:
-        """`{"embedding"}`: the prompt's vector."""
-        return {"embedding": vectors[0]}
+        """`{"embedding"}`: the prompt's vector (empty without a prompt)."""
+        return {"embedding": vectors[0] if vectors else []}
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -481,7 +485,7 @@ def tag_object(model: ModelInfo) -> dict[str, Any]:
 
 
 class Tags(Endpoint):
-    """`GET /api/tags`: every model of the registry in force, as local models."""
+    """`GET /api/tags`: the registry's Ollama models (`owned_by: library`), as local models."""
 
     method = "GET"
     paths = ("/api/tags",)
@@ -490,7 +494,8 @@ class Tags(Endpoint):
     async def handle(self, ex: Exchange) -> None:
         """`{"models": [...]}`."""
         ex.entry.preview = "list models"
-        await ex.send_json(200, {"models": [tag_object(m) for m in ex.store.models.models()]})
+        local = [tag_object(m) for m in ex.store.models.models() if m.owned_by == OWNER]
+        await ex.send_json(200, {"models": local})
 
 
 class Version(Endpoint):

@@ -17,9 +17,17 @@ from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.answer import answer_faults, preview, require_known_model
 from mockllm_tui.engine.embedding import MAX_DIMENSIONS, NO_REPLY, embed
 from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader
 from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
-from mockllm_tui.providers.openai_chat import DONE, FirstChoiceReader, finish_reason, neutral_finish, usage_object
+from mockllm_tui.providers.openai_chat import (
+    DONE,
+    FirstChoiceReader,
+    chat_limit_error,
+    finish_reason,
+    neutral_finish,
+    usage_object,
+)
 from mockllm_tui.providers.openai_common import (
     OpenAIBase,
     check_type,
@@ -126,6 +134,19 @@ def _completion_finish(reply: Reply) -> str:
     return reason if reason in COMPLETION_FINISH else "stop"
 
 
+def completion_limit_error(breach: LimitBreach) -> RequestError:
+    """The legacy API's wording of a prompt (plus `max_tokens`) over the window, with no `param` or
+    `code`, as it sends them; `max_tokens` over the output limit is worded as chat words it."""
+    if breach.kind == "output_limit":
+        return chat_limit_error(breach)
+    prompt, completion = breach.input_tokens, breach.requested or 0
+    return RequestError(
+        f"This model's maximum context length is {breach.limit} tokens, however you requested "
+        f"{prompt + completion} tokens ({prompt} in your prompt; {completion} for the completion). "
+        "Please reduce your prompt; or completion length."
+    )
+
+
 class Completions(ChatEndpoint):
     """`POST /v1/completions` (legacy), through the chat pipeline (rules, faults, pacing)."""
 
@@ -159,6 +180,10 @@ class Completions(ChatEndpoint):
             per_prompt=per_prompt,
             echo=bool(optional(body, "echo", bool, False)),
         )
+
+    def limit_error(self, breach: LimitBreach) -> RequestError:
+        """The legacy wording (see `completion_limit_error`)."""
+        return completion_limit_error(breach)
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A `text_completion` object."""

@@ -26,7 +26,7 @@ from openai.types.audio import (
     TranslationVerbose,
 )
 
-from mockllm_tui.engine.audio import SAMPLE_RATE, encode_audio, speech_pcm, speech_seconds
+from mockllm_tui.engine.audio import SAMPLE_RATE, encode_audio, encode_in, speech_pcm, speech_seconds
 from tests.conftest import Live, serving_file
 from tests.openai_testkit import assert_openai_error, post_raw, sse_events
 
@@ -365,3 +365,24 @@ async def test_knobs_and_rate_limits_apply_to_audio(audio: Live) -> None:
     assert_openai_error(limited, 429)
     entries = [e for e in audio.store.journal() if e.endpoint == "audio.speech"]
     assert entries[-2].status == 200 and entries[-2].provider == "openai" and entries[-2].preview == SENTENCE
+
+
+@pytest.mark.parametrize(
+    ("name", "container", "codec", "rate"),
+    [
+        ("call.m4a", "ipod", "aac", 24000),
+        ("call.webm", "webm", "libopus", 48000),
+        ("call.ogg", "ogg", "libopus", 48000),
+        ("call.mp3", "mp3", "libmp3lame", 24000),
+        ("call.flac", "flac", "flac", 24000),
+        ("no-extension", "wav", "pcm_s16le", 24000),
+    ],
+)
+async def test_every_accepted_container_is_read_by_its_content(
+    audio: Live, name: str, container: str, codec: str, rate: int
+) -> None:
+    data = encode_in(speech_pcm(SENTENCE, "alloy"), container, codec, rate)
+    result = await client(audio).audio.transcriptions.create(
+        model="whisper-1", file=(name, data), response_format="verbose_json"
+    )
+    assert result.duration == pytest.approx(speech_seconds(SENTENCE), abs=0.1)

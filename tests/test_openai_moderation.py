@@ -120,3 +120,11 @@ async def test_media_requests_are_counted_by_endpoint_in_metrics(rules_live: Liv
     found = await scrape(rules_live)
     assert total(found, "mockllm_requests_total", endpoint="moderations", provider="openai", status="200") == 2
     assert total(found, "mockllm_requests_total", endpoint="moderations", status="503", rule="down") == 1
+
+
+async def test_the_media_endpoints_answer_without_the_v1_prefix_too(rules_live: Live) -> None:
+    assert (await post_raw(rules_live, "/moderations", {"input": "a knife"})).json()["results"][0]["flagged"]
+    image = await post_raw(rules_live, "/images/generations", {"model": "dall-e-2", "prompt": "x", "size": "256x256"})
+    assert image.status_code == 200 and image.json()["data"][0]["url"]
+    speech = await post_raw(rules_live, "/audio/speech", {"model": "tts-1", "voice": "echo", "input": "hi"})
+    assert speech.status_code == 200 and speech.headers["content-type"] == "audio/mpeg"

@@ -103,10 +103,12 @@ def encode_audio(pcm: bytes, fmt: AudioFormat) -> bytes:
             file.setframerate(SAMPLE_RATE)
             file.writeframes(pcm)
         return out.getvalue()
-    return _encode_with_av(pcm, *ENCODERS[fmt])
+    return encode_in(pcm, *ENCODERS[fmt])
 
 
-def _encode_with_av(pcm: bytes, container: str, codec: str, rate: int) -> bytes:
+def encode_in(pcm: bytes, container: str, codec: str, rate: int) -> bytes:
+    """16-bit mono PCM at SAMPLE_RATE encoded with an FFmpeg encoder (`codec`) at `rate`, in a
+    container (as FFmpeg's muxers name them: mp3, ogg, adts, flac, ipod, webm, ...)."""
     import av
 
     out = io.BytesIO()

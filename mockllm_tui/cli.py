@@ -23,10 +23,11 @@ from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, Start
 from mockllm_tui.http import telemetry
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import DEFAULT_HTTP, HTTP_PROTOCOLS, CannotListen, ServerHandle
+from mockllm_tui.rules.fileio import PACKAGED_EXAMPLE as PACKAGED_RESPONSES
+from mockllm_tui.rules.fileio import copy_target, shown_path
 
 log = logging.getLogger("mockllm_tui")
 
-PACKAGED_RESPONSES = Path(__file__).parent / "data" / "responses.yml"
 EXIT_USAGE = 2
 WORKER_ARGV_ENV = "MOCKLLM_WORKER_ARGV"
 
@@ -401,7 +402,11 @@ async def _serve_headless(args: argparse.Namespace, store: Store, handle: Server
 def print_serving(host: str, port: int, store: Store) -> None:
     """The first line on stdout, which scripts parse for the port."""
     address = f"http://{_host(host)}:{port}"
-    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {store.config.responses_path})\n")
+    path = store.config.responses_path
+    sys.stdout.write(f"mockllm-tui serving on {address} (responses: {path})\n")
+    copy = copy_target(Path(path)) if path else None
+    if copy is not None:  # stderr: stdout is the request log (JSON lines, or nothing with --quiet)
+        print(f"the packaged example is read-only: the first change creates {shown_path(copy)}", file=sys.stderr)
     config = store.config
     if config.upstreams:
         hosts = ", ".join(f"{name} -> {url_host(url)}" for name, url in config.upstreams)

@@ -22,6 +22,7 @@ INI_RESPONSES = "mockllm_responses"
 MARKER = "mockllm"
 MARKER_KEYS = ("responses", "strict")
 REPORT_SECTION = "mockllm requests"
+STRICT_SECTION = "mockllm strict mode"
 
 active_mock = pytest.StashKey["MockLLM"]()
 reported = pytest.StashKey[bool]()
@@ -105,10 +106,32 @@ def mockllm_env(mockllm: MockLLM, monkeypatch: pytest.MonkeyPatch) -> MockLLM:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
-    """Add the test's requests to the report of its first failing phase."""
+    """Fail the test itself (once, not again at teardown) when a request matched no rule in strict
+    mode, and add the test's requests to the report of its first failing phase."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     mock = item.stash.get(active_mock, None)
+    if mock is not None and report.when == "call" and (report.passed or report.failed):
+        strict_failure(item, report, mock.take_strict_problem())
     if mock is not None and report.failed and not item.stash.get(reported, False):
         item.stash[reported] = True
         report.sections.append((REPORT_SECTION, mock.report()))
+
+
+def strict_failure(item: pytest.Item, report: pytest.TestReport, problem: str | None) -> None:
+    """Make the test's call report a failure that says which requests matched no rule (added to the
+    test's own failure when it failed already, as it does when the SDK raised on the 404)."""
+    if problem is None:
+        return
+    addsection = getattr(report.longrepr, "addsection", None)  # a traceback's report
+    if report.failed and callable(addsection):
+        addsection(STRICT_SECTION, problem)
+    elif report.failed:
+        report.longrepr = f"{report.longrepr}\n\n{problem}"
+    else:
+        try:
+            pytest.fail(problem, pytrace=False)
+        except pytest.fail.Exception:
+            failure = pytest.ExceptionInfo[BaseException].from_current()
+        report.outcome = "failed"
+        report.longrepr = item.repr_failure(failure)

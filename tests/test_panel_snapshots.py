@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from mockllm_tui.core.conversation import Conversation, Message
@@ -56,6 +57,12 @@ class FixedHandle:
 
     async def stop(self) -> None:
         """Nothing to stop."""
+
+
+@pytest.fixture(autouse=True)
+def fixed_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status bar shows the file's path from `~`: the same in every run."""
+    monkeypatch.setenv("HOME", str(tmp_path.parent))
 
 
 def fixed_store(tmp_path: Path) -> Store:

@@ -48,12 +48,12 @@ def test_every_method_with_the_real_sdks(project: pytest.Pytester, workers: list
         copy(project, name, name)
     copy(project, "api_cases.py", "test_api.py")
     result = project.runpytest_subprocess(*workers, "-rA", timeout=120)
-    result.assert_outcomes(passed=20, failed=1, errors=1)
+    result.assert_outcomes(passed=19, failed=2, errors=0)
     if workers:
         result.stdout.fnmatch_lines(["*2 workers*"])
     result.stdout.fnmatch_lines(
         [
-            "*ERROR at teardown of test_strict_fails_at_teardown*",
+            "*_ test_strict_fails_the_test_once _*",
             "mockllm strict mode: 2 request(s) matched no rule:",
             "  - openai gpt-4o: last user message 'tell me a joke'; rules tried: 'weather-rule', 'base-hello'",
             "  - anthropic claude-sonnet-4-6: last user message 'another joke'; *",
@@ -75,8 +75,46 @@ def test_every_method_with_the_real_sdks(project: pytest.Pytester, workers: list
             "POST /v1/messages 404 rule=- prompt='another joke'",
         ]
     )
-    # Passing tests get no section: one for the failed test, one for the strict teardown.
+    # Passing tests get no section: one for each failed test.
     assert result.stdout.str().count("- mockllm requests -") == 2
+
+
+def test_a_strict_failure_is_reported_once_as_the_tests_own(project: pytest.Pytester) -> None:
+    project.makeini(INI + "mockllm_responses = base.yml\n")
+    copy(project, "base.yml", "base.yml")
+    copy(project, "strict_cases.py", "test_strict.py")
+    result = project.runpytest_subprocess("-rA", timeout=120)
+    result.assert_outcomes(passed=1, failed=2, errors=0)
+    out = result.stdout.str()
+    assert "at teardown" not in out and "ERROR" not in out
+    # the SDK's own error, then which request matched no rule
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_the_sdk_raises_on_the_404 _*",
+            "*openai.NotFoundError*no rule matches*",
+            "*- mockllm strict mode -*",
+            "mockllm strict mode: 1 request(s) matched no rule:",
+            "  - openai gpt-4o: last user message 'tell me a joke'; rules tried: 'weather-rule', 'base-hello'",
+            "*- mockllm requests -*",
+            "POST /v1/chat/completions 200 rule=weather-rule prompt='weather?'",
+            "POST /v1/chat/completions 404 rule=- prompt='tell me a joke'",
+        ]
+    )
+    # a test whose call passed (it caught the 404) fails with the message as its reason
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_the_404_is_caught _*",
+            "mockllm strict mode: 1 request(s) matched no rule:",
+            "  - openai gpt-4o: last user message 'a caught joke'; rules tried: 'base-hello'",
+        ]
+    )
+    result.stdout.fnmatch_lines(["FAILED test_strict.py::test_the_404_is_caught - Failed: mockllm strict mode*"])
+    summary = [line for line in result.outlines if line.startswith(("FAILED", "ERROR", "PASSED"))]
+    assert sorted(line.split(" ")[0] + " " + line.split(" ")[1] for line in summary) == [
+        "FAILED test_strict.py::test_the_404_is_caught",
+        "FAILED test_strict.py::test_the_sdk_raises_on_the_404",
+        "PASSED test_strict.py::test_strict_and_every_request_matches",
+    ]
 
 
 def test_async_tests_and_one_server_per_session(project: pytest.Pytester) -> None:

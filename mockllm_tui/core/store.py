@@ -60,7 +60,7 @@ def url_host(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "journal_cleared"]
+EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "notice", "journal_cleared"]
 Event = tuple[EventKind, Any]
 
 
@@ -591,3 +591,7 @@ class Store:
         """Report (or clear) a problem with the responses file; the last good rules keep serving."""
         self._file_error = message
         self.publish("file", message)
+
+    def announce(self, message: str) -> None:
+        """Tell the user something worth a line (the panel shows it): a file created, say."""
+        self.publish("notice", message)

@@ -28,12 +28,11 @@ from mockllm_tui.rules.fileio import (
     WriteError,
     apply_ruleset,
     assign_ids,
-    atomic_write,
-    digest_of,
+    copy_target,
     empty_ruleset,
-    parse_bytes,
-    read_bytes,
+    open_for_change,
     reload_from_disk,
+    write_change,
 )
 from mockllm_tui.rules.identity import default_name, find_identity, rule_identity
 from mockllm_tui.rules.matcher import RuleSet
@@ -46,6 +45,7 @@ __all__ = [
     "RuleError",
     "RuleNotFound",
     "RuleView",
+    "RulesFile",
     "TryResult",
     "add_rule",
     "add_rule_for",
@@ -57,6 +57,7 @@ __all__ = [
     "new_rule_name",
     "parse_rule_data",
     "reload_rules",
+    "rules_file",
     "save_settings",
     "try_prompt",
     "update_rule",
@@ -126,6 +127,15 @@ class ChangeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RulesFile:
+    """The responses file served: its path (None: no file) and, while it is the read-only packaged
+    example, the file its first change creates."""
+
+    path: Path | None
+    copy_to: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TryResult:
     """Which rule would answer a prompt (None: a fallback) and its reply."""
 
@@ -159,6 +169,12 @@ def _view(ruleset: RuleSet, index: int) -> RuleView:
         volatile=rule.id in ruleset.volatile,
         spec=rule.spec,
     )
+
+
+def rules_file(store: Store) -> RulesFile:
+    """The file the rules are served from, and where a change goes while it is read-only."""
+    path = Path(store.config.responses_path) if store.config.responses_path else None
+    return RulesFile(path, copy_target(path) if path is not None else None)
 
 
 def list_rules(store: Store) -> list[RuleView]:
@@ -464,7 +480,7 @@ def _commit(store: Store, steps: list[Step], rule_id: int | None, persist: bool)
         message = "no responses file: the change is live in memory only"
     else:
         try:
-            written = _persist(source, before, steps, ruleset.volatile)
+            written = _persist(store, source, before, steps, ruleset.volatile)
         except WriteError as exc:
             message = f"{exc.strerror}; the change is live in memory only"
             if rule_id is not None:
@@ -489,21 +505,16 @@ def _commit(store: Store, steps: list[Step], rule_id: int | None, persist: bool)
 
 
 def _persist(
-    source: FileSource, before: Rows, steps: list[Step], volatile: frozenset[int]
+    store: Store, source: FileSource, before: Rows, steps: list[Step], volatile: frozenset[int]
 ) -> tuple[FileSource, RulesModel, bool] | None:
     """Write the steps onto the file as it is on disk now. Returns the new source, the file's model
     and whether the file had changed since it was loaded (None: nothing to write)."""
-    raw = read_bytes(source.path)
-    try:
-        doc, _ = parse_bytes(raw, source.path)
-    except RulesFileError as exc:
-        raise WriteError(0, f"{source.name} has errors on disk ({exc}); fix it first") from None
+    doc, on_disk = open_for_change(store, source)
     new, skipped = _write_steps(doc, before, steps, volatile, source.name)
-    merged = digest_of(raw) != source.digest
+    merged = on_disk.digest != source.digest
     if new.text == doc.text:
-        return None if skipped else (FileSource(source.path, doc.text, digest_of(raw)), doc.model, merged)
-    digest = atomic_write(source.path, new.text)
-    return FileSource(source.path, new.text, digest), new.model, merged
+        return None if skipped else (on_disk, doc.model, merged)
+    return write_change(store, on_disk, new.text), new.model, merged
 
 
 # -- the commands ------------------------------------------------------------------------------------
@@ -576,17 +587,16 @@ def save_settings(
     persisted, message = False, None
     if persist and source is not None:
         try:
-            doc, _ = parse_bytes(read_bytes(source.path), source.path)
+            doc, on_disk = open_for_change(store, source)
             for key, value in values.items():
                 doc = _set_setting(doc, key, value)
-            digest = atomic_write(source.path, doc.text)
+            written = write_change(store, on_disk, doc.text)
         except RulesFileError as exc:
-            message = f"{source.name} has errors on disk ({exc}); the settings are live in memory only"
+            message = f"{exc}; the settings are live in memory only"
         except WriteError as exc:
             message = f"{exc.strerror}; the settings are live in memory only"
         else:
-            persisted = True
-            source = FileSource(source.path, doc.text, digest)
+            persisted, source = True, written
     elif persist:
         message = "no responses file: the settings are live in memory only"
     new = RuleSet(model, ruleset.ids, source=source, previous=ruleset, volatile=ruleset.volatile)

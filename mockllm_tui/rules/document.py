@@ -111,6 +111,9 @@ class Layout:
     dash_col: int = 2
     content_col: int = 4
     mapping_indent: int = 2
+    #: For an empty flow-style section on its key's line (`rules: []`): the text after the `[]`
+    #: (an end-of-line comment, say); None otherwise.
+    empty_tail: str | None = None
 
 
 class Document:
@@ -146,6 +149,13 @@ class Document:
         key, value = found
         out = Layout(key_line=int(key.start_mark.line))
         if isinstance(value, ScalarNode) and str(value.tag).endswith(":null"):
+            return out
+        if (
+            isinstance(value, MappingNode | SequenceNode)
+            and not value.value
+            and key.start_mark.line == value.end_mark.line
+        ):
+            out.empty_tail = self.lines[int(key.start_mark.line)][int(value.end_mark.column) :]
             return out
         if getattr(value, "flow_style", False) or not isinstance(value, MappingNode | SequenceNode):
             raise _NoSplice
@@ -257,6 +267,14 @@ class Document:
             del lines[start:end]
             return "".join(lines)
         payload = _single(data[section], op.index, section)
+        if layout.empty_tail is not None and layout.key_line is not None:
+            # `rules: []` becomes `rules:` with the entry below it (an end-of-line comment stays)
+            block = _with_comment(self._render(section, payload, layout, with_key=True), op, 1)
+            tail = layout.empty_tail
+            if tail.strip():
+                block[0] = block[0].rstrip("\n") + tail.rstrip("\n") + "\n"
+            lines[layout.key_line : layout.key_line + 1] = block
+            return "".join(lines)
         if layout.key_line is None:
             block = _with_comment(self._render(section, payload, layout, with_key=True), op, 1)
             at = self._new_section_at(section)

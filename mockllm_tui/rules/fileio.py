@@ -6,6 +6,9 @@
   renames are seen). A file whose content hash equals what the store already serves (our own
   write, say) is not reloaded again.
 - `atomic_write` writes through a temporary file in the same folder, fsync and os.replace.
+- `open_for_change` / `write_change`: every change to the file goes through these. The packaged
+  example is read-only: its first change creates ./responses.yml (the example's text plus the
+  change), which the store serves and the watcher follows from then on.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ log = logging.getLogger("mockllm_tui.rules")
 
 WATCH_DEBOUNCE_MS = 50
 WATCH_STEP_MS = 20
+#: The example shipped in the package: served when there is no ./responses.yml, never written.
+PACKAGED_EXAMPLE = Path(__file__).resolve().parent.parent / "data" / "responses.yml"
+#: The file a change to the packaged example creates, in the folder the program runs in.
+LOCAL_NAME = "responses.yml"
 
 
 def digest_of(data: bytes) -> str:
@@ -156,7 +163,9 @@ def load_initial(store: Store, path: Path) -> None:
     apply_ruleset(store, RuleSet(doc.model, source=source))
     log_warnings(path, doc.model)
     if not path.exists():
-        report_error(store, f"{path.name}: file not found; starting with no rules (an edit will create it)")
+        message = f"{path.name}: file not found; starting with no rules (an edit will create it)"
+        log.warning("%s", message)
+        store.set_file_error(message)
 
 
 def log_warnings(path: Path, model: RulesModel) -> None:
@@ -166,9 +175,17 @@ def log_warnings(path: Path, model: RulesModel) -> None:
 
 
 def report_error(store: Store, message: str) -> None:
-    """Keep serving the last good rules, and show the problem (log line and the store's event)."""
-    log.warning("%s (the last good rules keep serving)", message)
+    """Show the problem (log line and the store's event); the rules served so far keep serving."""
+    log.warning("%s (%s)", message, still_serving(store))
     store.set_file_error(message)
+
+
+def still_serving(store: Store) -> str:
+    """What serves while the file is broken, in words: the last good rules, or (none yet) no rules."""
+    current = store.rules if store.has_rules else None
+    if current is None or (isinstance(current, RuleSet) and len(current) == 0):
+        return "no rules are loaded until it is fixed: every prompt gets the fallback reply"
+    return "the last good rules keep serving"
 
 
 def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = False) -> str | None:
@@ -179,6 +196,7 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
     current = store.rules if store.has_rules else None
     source = current.source if isinstance(current, RuleSet) else None
     path = Path(path) if path is not None else source.path if source is not None else Path(store.config.responses_path)
+    path = current_file(store, path)
     try:
         raw = read_bytes(path)
         if not force and source is not None and source.digest == digest_of(raw):
@@ -197,28 +215,101 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
 
 
 async def watch_rules(store: Store, path: Path) -> None:
-    """Reload the file whenever it changes on disk, until cancelled."""
+    """Reload the file whenever it changes on disk, until cancelled. For the read-only packaged
+    example, ./responses.yml is watched too: the first change creates it, and from then on it is
+    the file served."""
     from watchfiles import awatch
 
-    target = Path(path).resolve()
-    name = target.name
+    served = Path(path).resolve()
+    copy = copy_target(served)
+    files = {served} if copy is None else {served, copy.resolve()}
 
-    def only_the_file(_change: object, changed: str) -> bool:
-        return Path(changed).name == name
+    def only_the_files(_change: object, changed: str) -> bool:
+        return Path(changed) in files
 
     async for _changes in awatch(
-        target.parent,
-        watch_filter=only_the_file,
+        *{file.parent for file in files},
+        watch_filter=only_the_files,
         debounce=WATCH_DEBOUNCE_MS,
         step=WATCH_STEP_MS,
         recursive=False,
         ignore_permission_denied=True,
     ):
-        reload_from_disk(store, target)
+        reload_from_disk(store, None if copy is not None else served)
 
 
 class WriteError(OSError):
     """The file could not be written (read-only file or folder, disk full)."""
+
+
+# -- the read-only packaged example ------------------------------------------------------------------
+
+
+def is_packaged_example(path: Path) -> bool:
+    """Whether `path` is the example shipped in the package (which is never written)."""
+    return Path(path).resolve() == PACKAGED_EXAMPLE
+
+
+def copy_target(path: Path) -> Path | None:
+    """Where a change to `path` is written when `path` is read-only: for the packaged example,
+    ./responses.yml in the current folder. None: `path` itself is written."""
+    return Path.cwd() / LOCAL_NAME if is_packaged_example(path) else None
+
+
+def short_path(path: Path) -> str:
+    """The path as the panel shows it: absolute, with the home folder as `~`."""
+    path = Path(path).absolute()
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) and path != home else str(path)
+
+
+def shown_path(path: Path) -> str:
+    """A path as messages name it: `./name` in the current folder, else as `short_path`."""
+    path = Path(path).absolute()
+    return f"./{path.name}" if path.parent == Path.cwd() else short_path(path)
+
+
+def follow(store: Store, path: Path, message: str) -> None:
+    """Serve (and watch) the rules from `path` from now on, saying so in one line (the log and the
+    store's notice, which the panel shows)."""
+    if store.config.responses_path == str(path):
+        return
+    store.configure(responses_path=str(path))
+    log.warning("%s", message)
+    store.announce(message)
+
+
+def current_file(store: Store, path: Path) -> Path:
+    """The file the rules are read from now: `path`, except for the packaged example once its copy
+    ./responses.yml exists (made by another process, or by hand): then the copy, served from then on."""
+    copy = copy_target(path)
+    if copy is None or not copy.exists():
+        return path
+    follow(store, copy, f"serving {shown_path(copy)}, made since start (the packaged example is read-only)")
+    return copy
+
+
+def open_for_change(store: Store, source: FileSource) -> tuple[Document, FileSource]:
+    """The rules file as it is on disk now, which a change is made to: its document and source.
+    Raises WriteError when the file on disk has errors."""
+    path = current_file(store, source.path)
+    try:
+        return parse_bytes(read_bytes(path), path)
+    except RulesFileError as exc:
+        raise WriteError(0, f"{path.name} has errors on disk ({exc}); fix it first") from None
+
+
+def write_change(store: Store, source: FileSource, text: str) -> FileSource:
+    """Write a changed file (atomically) in place of `source`'s. The packaged example is read-only:
+    its change creates ./responses.yml, which the store serves from then on (said in one line)."""
+    copy = copy_target(source.path)
+    if copy is None:
+        return FileSource(source.path, text, atomic_write(source.path, text))
+    if is_packaged_example(copy):
+        raise WriteError(errno.EACCES, f"could not write {copy.name}: the packaged example is read-only")
+    digest = atomic_write(copy, text)
+    follow(store, copy, f"created {shown_path(copy)} from the packaged example (which stays read-only)")
+    return FileSource(copy, text, digest)
 
 
 def atomic_write(path: Path, text: str) -> str:

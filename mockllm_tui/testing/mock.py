@@ -50,6 +50,7 @@ class MockLLM:
         self._rules: list[RuleHandle] = []
         self._clients: list[Any] = []
         self._final: tuple[list[MockRequest], list[int]] | None = None
+        self._unmatched_told = 0
         server.call(server.controller.reset, base, strict)
 
     # -- where it is ---------------------------------------------------------------------------
@@ -196,18 +197,25 @@ class MockLLM:
 
         Returns the strict-mode failure message, if a request matched no rule."""
         requests, hits = self.requests, self._hits()
-        controller = self._server.controller
-        unmatched: list[Unmatched] = self._server.call(lambda: list(controller.unmatched))
+        problem = self.take_strict_problem()
         self._final = (requests, hits)
         for client in self._clients:
             close = getattr(client, "close", None)
             if close is not None and not is_async(client):
                 close()
-        self._server.call(controller.reset, None, False)
-        if not unmatched:
+        self._server.call(self._server.controller.reset, None, False)
+        return problem
+
+    def take_strict_problem(self) -> str | None:
+        """The strict-mode failure message for the requests that matched no rule since the last
+        call (None: there were none); each such request is told once."""
+        controller = self._server.controller
+        unmatched: list[Unmatched] = self._server.call(lambda: list(controller.unmatched))
+        new, self._unmatched_told = unmatched[self._unmatched_told :], len(unmatched)
+        if not new:
             return None
-        lines = "\n".join(f"  - {u.describe()}" for u in unmatched)
-        return f"mockllm strict mode: {len(unmatched)} request(s) matched no rule:\n{lines}"
+        lines = "\n".join(f"  - {u.describe()}" for u in new)
+        return f"mockllm strict mode: {len(new)} request(s) matched no rule:\n{lines}"
 
     def report(self) -> str:
         """The test's requests, one line each, for the failure report."""

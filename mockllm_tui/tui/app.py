@@ -356,6 +356,9 @@ class MockPanel(App[int]):
                 file_changed = True
                 if payload:
                     self.notify(str(payload), title="Responses file not loaded", severity="error", timeout=8)
+            elif kind == "notice":
+                file_changed = True
+                self.notify(str(payload), title="Responses file", timeout=8)
             elif kind == "journal_cleared":
                 cleared = True
         if lost or cleared:
@@ -400,7 +403,9 @@ class MockPanel(App[int]):
         self.rule_table.show_rules()
 
     def _show_file(self) -> None:
-        self.status_bar.show_file(Path(self.store.config.responses_path).name, self.store.file_error)
+        from mockllm_tui.rules.commands import rules_file
+
+        self.status_bar.show_file(rules_file(self.store), self.store.file_error)
 
     def _show_knobs(self) -> None:
         knobs = self.store.knobs

@@ -13,6 +13,8 @@ from typing import Any
 from mockllm_tui.core.knobs import Knobs
 from mockllm_tui.core.store import REDACTED, JournalEntry
 from mockllm_tui.core.tokens import count_tokens
+from mockllm_tui.rules.commands import RulesFile
+from mockllm_tui.rules.fileio import short_path, shown_path
 
 LATENCY_STEPS_MS: tuple[float, ...] = (0, 100, 250, 500, 1000, 2000, 5000, 10000)
 SPEED_STEPS: tuple[float, ...] = (5, 10, 20, 50, 100, 200, 500, 1000)  # tokens/s; 0 = unlimited
@@ -50,6 +52,16 @@ def slower(speed: float) -> float:
 def speed_label(speed: float) -> str:
     """Tokens per second, or ∞ for unlimited."""
     return "∞" if speed <= 0 else f"{speed:g} tok/s"
+
+
+def file_label(file: RulesFile) -> str:
+    """The responses file in the status bar: its path (home as `~`), or, for the read-only packaged
+    example, where the first change goes."""
+    if file.path is None:
+        return "(no file)"
+    if file.copy_to is not None:
+        return f"example (read-only) · edits go to {shown_path(file.copy_to)}"
+    return short_path(file.path)
 
 
 def errors_label(knobs: Knobs) -> str:

@@ -11,7 +11,8 @@ from textual.widgets import Sparkline, Static
 
 from mockllm_tui.core.knobs import Knobs
 from mockllm_tui.core.store import Counters
-from mockllm_tui.tui.format import errors_label, speed_label
+from mockllm_tui.rules.commands import RulesFile
+from mockllm_tui.tui.format import errors_label, file_label, speed_label
 
 RATE_WINDOW = 60
 COUNTS_INTERVAL_S = 0.5  # under load the counts change every tick; each redraw is a frame of its own
@@ -23,12 +24,12 @@ class StatusBar(Vertical):
     DEFAULT_CSS = """
     StatusBar { height: 2; background: $panel; padding: 0 1; }
     StatusBar > Horizontal { height: 1; }
-    StatusBar #status-url { width: auto; text-style: bold; color: $accent; }
-    StatusBar #status-file { width: 1fr; padding-left: 2; }
+    StatusBar #status-url { width: 1fr; text-style: bold; color: $accent; }
+    StatusBar #status-file { width: 1fr; padding-left: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     StatusBar #status-rate-label { width: 12; color: $text-muted; padding-left: 1; text-align: right; }
     StatusBar Sparkline { width: 24; height: 1; margin-left: 1; }
     StatusBar #status-counts { width: 56; padding-left: 1; }
-    StatusBar #status-knobs { width: 1fr; color: $text-muted; }
+    StatusBar #status-knobs { width: auto; color: $text-muted; }
     """
 
     def __init__(self, url: str, *, id: str | None = None) -> None:
@@ -37,22 +38,24 @@ class StatusBar(Vertical):
         self.rates: deque[float] = deque([0.0] * RATE_WINDOW, maxlen=RATE_WINDOW)
         self._counters: Counters | None = None
         self._shown_counts: tuple[int, int, int, int] | None = None
+        self._knobs_width = -1
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Static(self.url, id="status-url")
-            yield Static(id="status-file")
             yield Static("0 req/s", id="status-rate-label")
             yield Sparkline(list(self.rates), id="status-rate")
             yield Static(id="status-counts")
-        yield Static(id="status-knobs")
+        with Horizontal():  # the file's path (or where edits go) gets the room the knobs leave
+            yield Static(id="status-knobs")
+            yield Static(id="status-file")
 
     def on_mount(self) -> None:
         self.set_interval(COUNTS_INTERVAL_S, self._show_stale_counts)
 
-    def show_file(self, path: str, error: str | None) -> None:
-        """The responses file's name and whether it is valid."""
-        text = Text(path or "(no file)")
+    def show_file(self, file: RulesFile, error: str | None) -> None:
+        """The responses file's path (or where edits go, for the read-only example) and whether it is valid."""
+        text = Text(file_label(file))
         if error:
             text.append("  ✗ error", style="bold red")
         else:
@@ -112,4 +115,6 @@ class StatusBar(Vertical):
             text.append("   ")
         if fail_next:
             text.append(f"fail next {fail_next}", style="bold yellow")
-        self.query_one("#status-knobs", Static).update(text, layout=False)
+        # the knobs keep their width (the file's path gets the rest): a new width needs a new layout
+        self.query_one("#status-knobs", Static).update(text, layout=text.cell_len != self._knobs_width)
+        self._knobs_width = text.cell_len

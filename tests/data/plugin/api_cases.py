@@ -1,7 +1,7 @@
 """A user's test file: every method of the `mockllm` fixture, with the real SDKs (run by test_pytest_plugin.py).
 
 The session's base rules are base.yml (the ini option). Two tests here fail on purpose: the strict one
-at teardown, and the last one, to show the report section.
+(once, though its call passed), and the last one, to show the report section.
 """
 
 import json
@@ -268,7 +268,7 @@ def test_strict_passes_when_every_request_matches_a_rule(mockllm):
 
 
 @pytest.mark.mockllm(strict=True)
-def test_strict_fails_at_teardown(mockllm):
+def test_strict_fails_the_test_once(mockllm):
     mockllm.rule(contains="weather", reply="Sunny", name="weather-rule")
     with pytest.raises(openai.NotFoundError, match="no rule matches"):
         ask(mockllm.openai_client(), "tell me a joke")

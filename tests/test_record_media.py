@@ -6,11 +6,14 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pytest
 import yaml
 from openai import AsyncOpenAI
 
 from mockllm_tui.engine.audio import encode_audio, speech_pcm
-from tests.test_record import SECRET, recording_pair, replaying
+from mockllm_tui.rules.fileio import PACKAGED_EXAMPLE
+from tests.conftest import make_store, serving
+from tests.test_record import SECRET, recording_pair, replaying, store_for
 
 
 async def test_media_answers_are_recorded_beside_the_file_and_replayed_offline(tmp_path: Path) -> None:
@@ -48,3 +51,20 @@ async def test_media_answers_are_recorded_beside_the_file_and_replayed_offline(t
         assert (await offline.audio.speech.create(model="tts-1", voice="nova", input="Welcome aboard")).read() == speech
         assert (await offline.audio.transcriptions.create(model="whisper-1", file=upload)).text == "upstream default"
         assert [(e.rule or "").split()[0] for e in live.store.journal()] == ["#2", "#3", "#4"]
+
+
+async def test_recording_over_the_packaged_example_saves_beside_its_local_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = PACKAGED_EXAMPLE.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    async with serving(make_store()) as upstream:
+        store = store_for(PACKAGED_EXAMPLE, upstreams=(("openai", upstream.root),))
+        store.set_knobs("cli", {"record": True})
+        async with serving(store) as proxy:
+            client = AsyncOpenAI(base_url=proxy.openai_url, api_key="sk-any", max_retries=0)
+            speech = (await client.audio.speech.create(model="tts-1", voice="nova", input="Hello there")).read()
+    assert PACKAGED_EXAMPLE.read_bytes() == before
+    rules = yaml.safe_load((tmp_path / "responses.yml").read_text())["rules"]
+    assert (tmp_path / rules[-1]["audio"]).read_bytes() == speech
+    assert not (PACKAGED_EXAMPLE.parent / "recorded").exists()

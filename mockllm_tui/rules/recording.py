@@ -25,6 +25,7 @@ from mockllm_tui.core.conversation import Conversation, Reply, ReplySource
 from mockllm_tui.core.media import MediaRequest
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import ChangeResult, add_rule, ruleset_of, update_rule
+from mockllm_tui.rules.fileio import copy_target
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.model import RuleSpec
 
@@ -156,7 +157,9 @@ class Recorder:
         data: dict[str, Any] = {"match": media_match(request)}
         if file is not None:
             name = saved_file_name(request, file, extension)
-            target = ruleset.source.path.parent / name
+            # Beside the file the rule is written to (the packaged example's copy, it being read-only).
+            served = ruleset.source.path
+            target = (copy_target(served) or served).parent / name
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(target, file)
             data["image" if request.answer_kind == "image" else "audio"] = name

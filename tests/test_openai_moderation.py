@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import openai
@@ -128,3 +129,10 @@ async def test_the_media_endpoints_answer_without_the_v1_prefix_too(rules_live: 
     assert image.status_code == 200 and image.json()["data"][0]["url"]
     speech = await post_raw(rules_live, "/audio/speech", {"model": "tts-1", "voice": "echo", "input": "hi"})
     assert speech.status_code == 200 and speech.headers["content-type"] == "audio/mpeg"
+
+
+async def test_the_latency_knob_holds_a_media_answer(rules_live: Live) -> None:
+    rules_live.store.set_knobs("live", {"latency_ms": 300})
+    started = time.perf_counter()
+    assert (await post_raw(rules_live, "/v1/moderations", {"input": "x"})).status_code == 200
+    assert time.perf_counter() - started >= 0.3  # a lower bound only: the machine may be slower

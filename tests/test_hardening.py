@@ -27,9 +27,9 @@ from mockllm_tui import cli
 from mockllm_tui.core.knobs import KnobError
 from mockllm_tui.core.request_log import format_json, format_text
 from mockllm_tui.core.store import Store
-from mockllm_tui.engine.exchange import MAX_JSON_DEPTH
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import ServerHandle
+from mockllm_tui.providers.base import MAX_JSON_DEPTH
 from tests.conftest import HOST, Live, make_store
 from tests.support import FixedReplies
 from tests.test_hardening_load import RawConnection, wait_for

@@ -67,7 +67,7 @@ EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "notic
 Event = tuple[EventKind, Any]
 
 
-@dataclass(slots=True, eq=False, init=False)
+@dataclass(slots=True, eq=False)
 class JournalEntry:
     """One request as the journal remembers it. `chunks` grows while a stream is open, and
     `chunk_times` with it: when each chunk went out (perf_counter; chunks sent in one write share
@@ -126,94 +126,6 @@ class JournalEntry:
     thinking_text: str = ""
     #: A small picture of an image reply for the panel: (width, height, RGB bytes), or None.
     thumbnail: tuple[int, int, bytes] | None = None
-
-    def __init__(
-        self,
-        id: int,
-        time: float,
-        method: str,
-        path: str,
-        provider: str = "",
-        model: str = "",
-        preview: str = "",
-        status: int = 0,
-        duration_ms: float = 0.0,
-        bytes_sent: int = 0,
-        stream: bool = False,
-        open: bool = True,
-        chunks: list[str] | None = None,
-        chunk_times: list[float] | None = None,
-        rule: str | None = None,
-        rule_id: int | None = None,
-        fault: str | None = None,
-        request_id: str = "",
-        request_headers: dict[str, str] | None = None,
-        request_body: bytes = b"",
-        reply_text: str = "",
-        response_body: bytes = b"",
-        first_chunk_at: float | None = None,
-        stream_started: bool = False,
-        stream_speed: float | None = None,
-        started: float | None = None,
-        conversation: Conversation | None = None,
-        endpoint: str = "",
-        operation: str = "",
-        system: str = "",
-        response_id: str = "",
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        finish_reason: str = "",
-        fault_status: int | None = None,
-        fault_mode: str | None = None,
-        prompt_tokens: int | None = None,
-        context_window: int | None = None,
-        limit_breach: str | None = None,
-        refused_for_length: bool = False,
-        thinking_text: str = "",
-        thumbnail: tuple[int, int, bytes] | None = None,
-    ) -> None:
-        self.id = id
-        self.time = time
-        self.method = method
-        self.path = path
-        self.provider = provider
-        self.model = model
-        self.preview = preview
-        self.status = status
-        self.duration_ms = duration_ms
-        self.bytes_sent = bytes_sent
-        self.stream = stream
-        self.open = open
-        self.chunks = [] if chunks is None else chunks
-        self.chunk_times = [] if chunk_times is None else chunk_times
-        self.rule = rule
-        self.rule_id = rule_id
-        self.fault = fault
-        self.request_id = request_id
-        self.request_headers = {} if request_headers is None else request_headers
-        self.request_body = request_body
-        self.reply_text = reply_text
-        self.response_body = response_body
-        self.first_chunk_at = first_chunk_at
-        self.stream_started = stream_started
-        self.stream_speed = stream_speed
-        self.started = perf_counter() if started is None else started
-        self.conversation = conversation
-        self.endpoint = endpoint
-        self.operation = operation
-        self.system = system
-        self.response_id = response_id
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
-        self.finish_reason = finish_reason
-        self.fault_status = fault_status
-        self.fault_mode = fault_mode
-        self.prompt_tokens = prompt_tokens
-        self.context_window = context_window
-        self.limit_breach = limit_breach
-        self.refused_for_length = refused_for_length
-        self.thinking_text = thinking_text
-        self.thumbnail = thumbnail
 
     @property
     def probe(self) -> bool:

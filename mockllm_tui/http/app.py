@@ -19,21 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 from mockllm_tui.core.conversation import RequestError
 from mockllm_tui.core.store import Store
-from mockllm_tui.engine.answer import DISCONNECT_STATUS, SHUTDOWN_STATUS, ErrorAnswer
-from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, CutConnection, Exchange, Receive, Scope, Send
+from mockllm_tui.http.answer import DISCONNECT_STATUS, SHUTDOWN_STATUS
 from mockllm_tui.http.auth import AuthGuard, admin_allowed, headers_text, send_unauthorized
 from mockllm_tui.http.chat import run_chat
+from mockllm_tui.http.exchange import REDACTED_HEADERS, ClientGone, CutConnection, Exchange, Receive, Scope, Send
 from mockllm_tui.http.fallback import HEALTH, build_fallback
+from mockllm_tui.http.journal import JournalRecorder
 from mockllm_tui.http.media import run_media
 from mockllm_tui.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from mockllm_tui.http.metrics import Metrics
 from mockllm_tui.http.ratelimit import RateLimiter
+from mockllm_tui.http.simple import run_simple
 from mockllm_tui.http.upstream import UpstreamProxy
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     ChatEndpoint,
     Endpoint,
-    Headers,
     Provider,
     path_pattern,
 )
@@ -210,7 +211,7 @@ class MockApp:
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a non-model route through FastAPI, recording it in the journal like any request."""
-        entry = self.store.begin_request(scope["method"], scope["path"])
+        journal = JournalRecorder(self.store, scope["method"], scope["path"])
         status = 500
         size = 0
 
@@ -225,7 +226,7 @@ class MockApp:
         try:
             await self._call_fallback(scope, receive, recording_send)
         finally:
-            self.store.end_request(entry, status, size)
+            journal.ended(status, size)
 
     def _pattern_endpoints(self, method: str | None, path: str) -> list[Endpoint]:
         """The endpoints whose path template (`{name}` parts) matches (any method when None)."""
@@ -240,10 +241,11 @@ class MockApp:
     ) -> None:
         ex = Exchange(scope, receive, send, self.store, self.secret_headers)
         request_id = provider.request_id()
-        entry = ex.entry
-        entry.provider, entry.system, entry.request_id = provider.name, provider.system, request_id
+        ex.request_id = request_id
         if endpoint is not None:
-            entry.endpoint, entry.operation = endpoint.name, endpoint.operation
+            ex.journal.served_by(provider.name, provider.system, request_id, endpoint.name, endpoint.operation)
+        else:
+            ex.journal.served_by(provider.name, provider.system, request_id)
         ex.extra_headers = provider.response_headers(request_id)
         ex.timing_header = provider.timing_header
         try:
@@ -259,24 +261,9 @@ class MockApp:
             elif isinstance(endpoint, MediaEndpoint):
                 await run_media(endpoint, ex, self.upstream)
             else:
-                await endpoint.handle(ex)
-        except RequestError as exc:
-            await self._send_error(
-                ex, provider, request_id, exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type
-            )
-        except ErrorAnswer as answer:  # its own name: mypyc gives a name one type for the whole function
-            retry_ms = answer.retry_after_ms
-            headers = provider.retry_headers(answer.status, retry_ms) if retry_ms is not None else []
-            await self._send_error(
-                ex,
-                provider,
-                request_id,
-                answer.status,
-                answer.message,
-                code=answer.code,
-                type=answer.type,
-                headers=headers,
-            )
+                await run_simple(endpoint, ex)
+        except RequestError as error:
+            await self._send_error(ex, provider, error)
         except ClientGone:
             ex.abandon(DISCONNECT_STATUS)
         except CutConnection:
@@ -288,30 +275,26 @@ class MockApp:
         except Exception:
             log.exception("internal error serving %s %s", scope["method"], ex.path)
             if ex.status == 0:
-                await self._send_error(ex, provider, request_id, 500, "internal error in mockllm-tui (see its log)")
+                await self._send_error(
+                    ex, provider, RequestError("internal error in mockllm-tui (see its log)", status=500)
+                )
             else:
                 ex.abandon(500)
 
-    async def _send_error(
-        self,
-        ex: Exchange,
-        provider: Provider,
-        request_id: str,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type: str | None = None,
-        headers: Headers | None = None,
-    ) -> None:
+    async def _send_error(self, ex: Exchange, provider: Provider, error: RequestError) -> None:
+        """Answer with an error in the provider's shape (in the stream, once one has started)."""
+        status, message = error.status, error.message
         if ex.streaming:
             await ex.send_chunk(provider.stream_error(status, message))
             await ex.end_stream(status)
             return
-        body = provider.error_body(status, message, type=type, param=param, code=code, request_id=request_id)
-        extra = provider.error_headers(status, type=type, code=code)
-        await ex.send_bytes(provider.error_status(status), body, [*(headers or ()), *extra])
+        body = provider.error_body(
+            status, message, type=error.type, param=error.param, code=error.code, request_id=ex.request_id
+        )
+        headers = provider.error_headers(status, type=error.type, code=error.code)
+        if error.retry_after_ms is not None:
+            headers = [*provider.retry_headers(status, error.retry_after_ms), *headers]
+        await ex.send_bytes(provider.error_status(status), body, headers)
 
 
 def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:

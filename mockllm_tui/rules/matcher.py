@@ -202,23 +202,13 @@ class CompiledRule:
         return reply
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Choice:
     """Which rule won (None for a fallback) and the reply it made."""
 
     rule_id: int | None
     label: str
     reply: Reply
-
-    def __init__(
-        self,
-        rule_id: int | None,
-        label: str,
-        reply: Reply,
-    ) -> None:
-        self.rule_id = rule_id
-        self.label = label
-        self.reply = reply
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mockllm_tui.core.conversation import Conversation, Message
-from mockllm_tui.core.media import MODERATION_CATEGORIES, MediaRequest
+from mockllm_tui.core.media import MODERATION_CATEGORIES, MediaRequest, media_request
 from mockllm_tui.rules import check_file
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.model import FileSource, RulesFileError
@@ -26,7 +26,7 @@ def ruleset(text: str, folder: Path | None = None) -> RuleSet:
 
 
 def media(endpoint: str, text: str = "", kind: str = "text", **kwargs: Any) -> MediaRequest:
-    return MediaRequest("openai", endpoint, kwargs.pop("model", "whisper-1"), text, kind, **kwargs)  # type: ignore[arg-type]
+    return media_request("openai", endpoint, kwargs.pop("model", "whisper-1"), text, kind, **kwargs)  # type: ignore[arg-type]
 
 
 def chat(text: str) -> Conversation:

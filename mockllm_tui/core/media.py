@@ -37,7 +37,7 @@ FLAGGED_SCORE = 0.9
 FLAG_THRESHOLD = 0.5
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class MediaRequest(Conversation):
     """A media request as the rules see it: its one text (the prompt, the speech input, a
     transcription's `prompt` field or one moderation input) as the user message, the uploaded
@@ -48,37 +48,29 @@ class MediaRequest(Conversation):
     file_name: str | None = None
     duration_s: float | None = None
 
-    def __init__(
-        self,
-        provider: str,
-        endpoint: str,
-        model: str,
-        text: str,
-        answer_kind: AnswerKind,
-        *,
-        file_name: str | None = None,
-        duration_s: float | None = None,
-        stream: bool = False,
-    ) -> None:
-        self.provider = provider
-        self.endpoint = endpoint
-        self.model = model
-        self.messages = [Message(role="user", content=text)]
-        self.system = ""
-        self.tools = []
-        self.tool_choice = "auto"
-        self.response_format = None
-        self.stream = stream
-        self.include_usage = False
-        self.n = 1
-        self.max_tokens = None
-        self.stop = []
-        self.max_tokens_param = "max_tokens"
-        self.thinking = "auto"
-        self.thinking_budget = None
-        self.answer_kind = answer_kind
-        self.file_name = file_name
-        self.duration_s = duration_s
+
+def media_request(
+    provider: str,
+    endpoint: str,
+    model: str,
+    text: str,
+    kind: AnswerKind,
+    *,
+    file_name: str | None = None,
+    duration_s: float | None = None,
+    stream: bool = False,
+) -> MediaRequest:
+    """A media request whose one text is `text`."""
+    return MediaRequest(
+        provider,
+        endpoint,
+        model,
+        messages=[Message(role="user", content=text)],
+        stream=stream,
+        answer_kind=kind,
+        file_name=file_name,
+        duration_s=duration_s,
+    )
 
 
 def answer_kind(conversation: Conversation) -> AnswerKind:

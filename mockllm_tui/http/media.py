@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 
-from mockllm_tui.core.conversation import Reply
-from mockllm_tui.engine.answer import ErrorAnswer, answer_faults, preview, record_conversation, require_known_model
-from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.core.conversation import Reply, RequestError, preview
+from mockllm_tui.http.answer import answer_faults
+from mockllm_tui.http.exchange import Exchange
 from mockllm_tui.http.upstream import (
     Upstream,
     UpstreamProxy,
@@ -35,17 +35,17 @@ log = logging.getLogger("mockllm_tui.upstream")
 async def run_media(endpoint: MediaEndpoint, ex: Exchange, proxy: UpstreamProxy | None = None) -> None:
     """Serve one media request end to end (with an upstream for its provider, a request no rule
     answers is forwarded there, and recorded while recording)."""
-    store, entry = ex.store, ex.entry
+    store, journal = ex.store, ex.journal
     if endpoint.method != "GET":
         await ex.read_body(max(store.config.max_body, MEDIA_MAX_BODY))
-    job = await asyncio.to_thread(endpoint.parse_media, ex.path, ex.headers, ex.body)
+    job = await asyncio.to_thread(endpoint.parse_media, ex.request)
     replies: list[Reply] = []
     if job.requests:
         first = job.requests[0]
-        entry.provider = first.provider
-        record_conversation(ex, first)
-        entry.preview = preview(job.preview)
-        require_known_model(ex, job.model)
+        entry = journal.entry
+        journal.served_by(first.provider, entry.system, entry.request_id, endpoint.name, endpoint.operation)
+        journal.parsed(first, what=preview(job.preview))
+        endpoint.check_model(job.model, ex.request)
         upstream = proxy.upstream(ex, endpoint.provider) if proxy is not None else None
         if upstream is not None and proxy is not None:
             matched = [proxy.rule_reply(ex, request) for request in job.requests]
@@ -55,18 +55,15 @@ async def run_media(endpoint: MediaEndpoint, ex: Exchange, proxy: UpstreamProxy 
             replies = [reply for reply in matched if reply is not None]
         else:
             replies = [store.rules.choose(request) for request in job.requests]
-        entry.rule = ", ".join(dict.fromkeys(r.rule for r in replies if r.rule)) or None
+        journal.matched(", ".join(dict.fromkeys(r.rule for r in replies if r.rule)) or None)
         # Any input's error rule answers for the whole request.
-        deciding = next((r for r in replies if r.error is not None), replies[0])
-        if await answer_faults(ex, deciding) is None:
-            return
+        await answer_faults(ex, next((r for r in replies if r.error is not None), replies[0]))
     else:
-        entry.preview = preview(job.preview)
+        journal.parsed(what=preview(job.preview))
     named = replies[0].file if replies else None
     ctx = MediaContext(root=mock_root(ex), created=now_s(), rule_file=read_rule_file(named) if named else None)
     answer = await asyncio.to_thread(endpoint.answer, job, replies, ctx)
-    entry.reply_text, entry.thumbnail = answer.reply_text, answer.thumbnail
-    entry.input_tokens, entry.output_tokens = answer.input_tokens, answer.output_tokens
+    journal.made(answer.reply_text, answer.input_tokens, answer.output_tokens, answer.thumbnail)
     store.count_tokens_used(answer.input_tokens + answer.output_tokens)
     if answer.frames is None:
         await ex.send_bytes(200, answer.body, content_type=answer.content_type)
@@ -82,7 +79,7 @@ async def forward_media(
 ) -> None:
     """Send the request to the upstream and its answer back whole; while recording, a 2xx answer the
     endpoint can read back becomes a rule (and a file beside the responses file)."""
-    ex.entry.rule = UPSTREAM_LABEL
+    ex.journal.matched(UPSTREAM_LABEL)
     timeout_s = ex.store.config.upstream_timeout_s
     client = proxy.client(timeout_s)
     method, url = ex.scope["method"], upstream.target(ex.path, ex.query)
@@ -92,7 +89,7 @@ async def forward_media(
         response = await client.request(method, url, headers=headers, content=ex.body)
     except httpx.HTTPError as exc:
         status, message = failure(exc, upstream, timeout_s)
-        raise ErrorAnswer(status, message) from None
+        raise RequestError(message, status=status) from None
     ex.extra_headers = []  # the upstream's own headers go back, not ours
     ex.timing_header = None
     ctype = response.headers.get("content-type", "application/json")
@@ -122,7 +119,8 @@ def read_rule_file(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise ErrorAnswer(500, f"mockllm-tui: the rule's file {path} cannot be read ({exc.strerror})") from None
+        message = f"mockllm-tui: the rule's file {path} cannot be read ({exc.strerror})"
+        raise RequestError(message, status=500) from None
 
 
 def mock_root(ex: Exchange) -> str:

@@ -1,7 +1,7 @@
 """The media seam: endpoints that answer with pictures, audio, transcripts or moderation verdicts.
 
-A `MediaEndpoint` is a pure translator, like every endpoint: `parse_media` reads the request (its
-headers and body) into a `MediaJob` (what the rules see, one `MediaRequest` per judged input, and
+A `MediaEndpoint` is a pure translator, like every endpoint: `parse_media` reads the `Request` into
+a `MediaJob` (what the rules see, one `MediaRequest` per judged input, and
 the endpoint's own parsed options), and `answer` turns the rules' replies into a `MediaAnswer`
 (a whole body, or the frames of a stream). The media flow (`mockllm_tui.http.media`) does the rest:
 reading the body, the journal, the rules, the faults and the latency, reading a rule's file, and
@@ -10,13 +10,12 @@ running both methods off the event loop (they decode and encode pictures and aud
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mockllm_tui.core.conversation import Reply
 from mockllm_tui.core.media import MediaRequest
-from mockllm_tui.providers.base import Endpoint, Frame
+from mockllm_tui.providers.base import Endpoint, Frame, Request
 
 #: The largest body a media endpoint reads (uploads), unless the configured limit is larger.
 MEDIA_MAX_BODY = 64 * 1024 * 1024
@@ -85,7 +84,7 @@ class MediaEndpoint(Endpoint):
     #: Whether the body is `multipart/form-data` (an upload), not JSON.
     multipart: ClassVar[bool] = False
 
-    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+    def parse_media(self, request: Request) -> MediaJob:
         """Read the request, or raise RequestError naming the field that is wrong. A job without
         requests (a file the mock serves) skips the rules and the faults."""
         raise NotImplementedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from mockllm_tui.core.conversation import Reply, RequestError
-from mockllm_tui.core.media import MediaRequest
+from mockllm_tui.core.media import media_request
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.audio import (
     AUDIO_FORMATS,
@@ -26,7 +26,7 @@ from mockllm_tui.engine.audio import (
     speech_seconds,
 )
 from mockllm_tui.engine.transcript import TimedSegment, timed_words, timeline
-from mockllm_tui.providers.base import Frame
+from mockllm_tui.providers.base import Frame, Request
 from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob, RecordedMedia
 from mockllm_tui.providers.multipart import Form
 from mockllm_tui.providers.openai_common import OpenAIBase
@@ -135,9 +135,9 @@ class Speech(MediaEndpoint):
     name = "audio.speech"
     operation = "text_to_speech"
 
-    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+    def parse_media(self, request: Request) -> MediaJob:
         """The text, voice, format and speed; the rules see the input."""
-        fields, _ = read_fields(headers, body, multipart=False)
+        fields, _ = read_fields(request.headers, request.body, multipart=False)
         model = form_str(fields, "model", required=True) or ""
         text = form_str(fields, "input", required=True) or ""
         if len(text) > MAX_SPEECH_INPUT:
@@ -156,8 +156,8 @@ class Speech(MediaEndpoint):
             raise invalid_value(f"stream_format 'sse' is not supported for {model}.", "stream_format")
         form_str(fields, "instructions")
         sse = stream_format == "sse"
-        request = MediaRequest(PROVIDER, self.name, model, text, "audio", stream=sse)
-        return MediaJob([request], text, SpeechJob(text, voice, fmt, speed, sse))
+        judged = media_request(PROVIDER, self.name, model, text, "audio", stream=sse)
+        return MediaJob([judged], text, SpeechJob(text, voice, fmt, speed, sse))
 
     def read_upstream(self, job: MediaJob, content_type: str, body: bytes) -> RecordedMedia | None:
         """The audio as sent (a stream of events is not kept)."""
@@ -307,13 +307,13 @@ class Transcriptions(MediaEndpoint):
     operation = "speech_to_text"
     multipart = True
 
-    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+    def parse_media(self, request: Request) -> MediaJob:
         """The upload (decoded: a 400 for a file that is not audio) and the options; the rules see
         the `prompt` field, the file's name and the audio's duration."""
-        fields, form = read_fields(headers, body, multipart=True)
+        fields, form = read_fields(request.headers, request.body, multipart=True)
         assert form is not None
         job = self.parse(fields, form)
-        request = MediaRequest(
+        judged = media_request(
             PROVIDER,
             self.name,
             job.model,
@@ -323,7 +323,7 @@ class Transcriptions(MediaEndpoint):
             duration_s=job.audio.duration_s,
             stream=job.stream,
         )
-        return MediaJob([request], job.prompt or job.filename, job)
+        return MediaJob([judged], job.prompt or job.filename, job)
 
     def read_upstream(self, job: MediaJob, content_type: str, body: bytes) -> RecordedMedia | None:
         """The transcript's text, from a JSON answer or a plain `text` one (subtitles and streams

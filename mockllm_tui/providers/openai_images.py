@@ -8,14 +8,14 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
 from mockllm_tui.core.conversation import Reply, RequestError
-from mockllm_tui.core.media import MediaRequest
+from mockllm_tui.core.media import media_request
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.images import (
     ImageFormat,
@@ -32,7 +32,7 @@ from mockllm_tui.engine.images import (
     thumbnail,
     varied_picture,
 )
-from mockllm_tui.providers.base import Endpoint, Frame, new_id
+from mockllm_tui.providers.base import Endpoint, Frame, Request, new_id
 from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob, RecordedMedia
 from mockllm_tui.providers.multipart import Form, Upload
 from mockllm_tui.providers.openai_common import OpenAIBase
@@ -264,13 +264,13 @@ class ImageEndpoint(MediaEndpoint):
     #: The prefix of the stream's event names (`image_generation`, `image_edit`).
     event_prefix = "image_generation"
 
-    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+    def parse_media(self, request: Request) -> MediaJob:
         """The job: what to draw, and the prompt (and upload's name) the rules see."""
-        fields, form = read_fields(headers, body, multipart=self.multipart)
+        fields, form = read_fields(request.headers, request.body, multipart=self.multipart)
         job = self.parse(fields, form)
         upload = job.inputs[0].filename if job.inputs else None
-        request = MediaRequest(PROVIDER, self.name, job.model, job.prompt, "image", file_name=upload, stream=job.stream)
-        return MediaJob([request], job.prompt or upload or "", job)
+        judged = media_request(PROVIDER, self.name, job.model, job.prompt, "image", file_name=upload, stream=job.stream)
+        return MediaJob([judged], job.prompt or upload or "", job)
 
     def parse(self, fields: dict[str, Any], form: Form | None) -> ImageJob:
         """The request's job (a 400 naming the field that is wrong)."""
@@ -535,9 +535,9 @@ class ImageFile(MediaEndpoint):
     name = "images.files"
     guarded = False
 
-    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+    def parse_media(self, request: Request) -> MediaJob:
         """The picture's name."""
-        name = self.path_params(path).get("name", "")
+        name = self.path_params(request.path).get("name", "")
         return MediaJob([], name, name)
 
     def answer(self, job: MediaJob, replies: list[Reply], ctx: MediaContext) -> MediaAnswer:

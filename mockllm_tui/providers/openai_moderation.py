@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from mockllm_tui.core.conversation import Reply, RequestError
-from mockllm_tui.core.media import FLAG_THRESHOLD, IMAGE_CATEGORIES, MODERATION_CATEGORIES, MediaRequest
+from mockllm_tui.core.media import FLAG_THRESHOLD, IMAGE_CATEGORIES, MODERATION_CATEGORIES, media_request
 from mockllm_tui.engine.moderation import verdict
-from mockllm_tui.providers.base import new_id
+from mockllm_tui.providers.base import Request, new_id
 from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob, RecordedMedia
 from mockllm_tui.providers.openai_common import OpenAIBase
 from mockllm_tui.providers.openai_media import PROVIDER, form_str, invalid_value, read_fields
@@ -72,17 +71,17 @@ class Moderations(MediaEndpoint):
     name = "moderations"
     operation = "moderation"
 
-    def parse_media(self, path: str, headers: Mapping[str, str], body: bytes) -> MediaJob:
+    def parse_media(self, request: Request) -> MediaJob:
         """The inputs, each judged by the rules on its own."""
-        fields, _ = read_fields(headers, body, multipart=False)
+        fields, _ = read_fields(request.headers, request.body, multipart=False)
         model = form_str(fields, "model", DEFAULT_MODEL) or DEFAULT_MODEL
         raw = fields.get("input")
         texts, image = moderation_inputs(raw)
         if image and not model.lower().startswith("omni-"):
             raise invalid_value(f"Image inputs are only supported by the omni-moderation models, not {model}.", "input")
         has_text = not isinstance(raw, list) or any(isinstance(p, str) or p.get("type") == "text" for p in raw)
-        requests = [MediaRequest(PROVIDER, self.name, model, text, "moderation") for text in texts]
-        return MediaJob(requests, texts[0] or "[image]", {"texts": texts, "image": image, "has_text": has_text})
+        judged = [media_request(PROVIDER, self.name, model, text, "moderation") for text in texts]
+        return MediaJob(judged, texts[0] or "[image]", {"texts": texts, "image": image, "has_text": has_text})
 
     def read_upstream(self, job: MediaJob, content_type: str, body: bytes) -> RecordedMedia | None:
         """The categories the upstream flagged for a single input, with their scores."""

@@ -386,3 +386,18 @@ async def test_every_accepted_container_is_read_by_its_content(
         model="whisper-1", file=(name, data), response_format="verbose_json"
     )
     assert result.duration == pytest.approx(speech_seconds(SENTENCE), abs=0.1)
+
+
+async def test_a_mid_stream_fault_cuts_a_streamed_transcript_with_an_error_event(audio: Live) -> None:
+    stream = await client(audio).audio.transcriptions.create(
+        model="gpt-4o-transcribe",
+        file=("meeting-7.wav", wav()),
+        stream=True,
+        extra_headers={"x-mock-error": "500", "x-mock-error-mode": "mid_stream"},
+    )
+    seen: list[str] = []
+    with pytest.raises(openai.APIError, match="Injected error 500"):
+        async for event in stream:
+            seen.append(event.type)
+    assert seen and set(seen) == {"transcript.text.delta"}
+    assert audio.store.journal()[-1].status == 500

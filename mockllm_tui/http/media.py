@@ -3,7 +3,7 @@
 It reads the body, has the endpoint parse it (off the event loop: uploads are decoded), records the
 request, asks the rules for each judged input, carries out the knobs (an error, the latency), reads a
 rule's file, has the endpoint make its answer (off the event loop: pictures and audio are encoded)
-and sends it whole or as a stream.
+and sends it whole or as a stream (paced by the stream speed, with any mid-stream fault).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 
 from mockllm_tui.core.conversation import Reply, RequestError, preview
-from mockllm_tui.http.answer import answer_faults
+from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, PlannedError
+from mockllm_tui.http.answer import fail_before, injected_message, plan_faults, wait_latency
 from mockllm_tui.http.exchange import Exchange
 from mockllm_tui.http.upstream import (
     Upstream,
@@ -25,7 +26,7 @@ from mockllm_tui.http.upstream import (
     returned_headers,
     upstream_key,
 )
-from mockllm_tui.providers.base import now_s
+from mockllm_tui.providers.base import Frame, now_s
 from mockllm_tui.providers.media import MEDIA_MAX_BODY, MediaContext, MediaEndpoint, MediaJob
 from mockllm_tui.rules.identity import UPSTREAM_LABEL
 
@@ -40,6 +41,7 @@ async def run_media(endpoint: MediaEndpoint, ex: Exchange, proxy: UpstreamProxy 
         await ex.read_body(max(store.config.max_body, MEDIA_MAX_BODY))
     job = await asyncio.to_thread(endpoint.parse_media, ex.request)
     replies: list[Reply] = []
+    plan: FaultPlan | None = None
     if job.requests:
         first = job.requests[0]
         entry = journal.entry
@@ -57,7 +59,12 @@ async def run_media(endpoint: MediaEndpoint, ex: Exchange, proxy: UpstreamProxy 
             replies = [store.rules.choose(request) for request in job.requests]
         journal.matched(", ".join(dict.fromkeys(r.rule for r in replies if r.rule)) or None)
         # Any input's error rule answers for the whole request.
-        await answer_faults(ex, next((r for r in replies if r.error is not None), replies[0]))
+        deciding = next((r for r in replies if r.error is not None), replies[0])
+        plan = plan_faults(ex, deciding)
+        error = plan.error
+        if error is not None and (error.mode == "before" or not job.stream):
+            await fail_before(ex, error, plan, deciding)
+        await wait_latency(ex, plan.latency_s)
     else:
         journal.parsed(what=preview(job.preview))
     named = replies[0].file if replies else None
@@ -68,10 +75,41 @@ async def run_media(endpoint: MediaEndpoint, ex: Exchange, proxy: UpstreamProxy 
     if answer.frames is None:
         await ex.send_bytes(200, answer.body, content_type=answer.content_type)
         return
+    await send_frames(ex, endpoint, answer.frames, plan)
+
+
+async def send_frames(ex: Exchange, endpoint: MediaEndpoint, frames: list[Frame], plan: FaultPlan | None) -> None:
+    """Send a stream's frames, a frame that carries tokens when they are due at the stream speed; a
+    mid-stream fault from the plan happens halfway through."""
+    store = ex.store
+    error = plan.error if plan is not None else None
+    cut_at = len(frames) // 2 if error is not None else -1
+    override = plan.speed_override if plan is not None else None
     await ex.start_stream(content_type=endpoint.provider.stream_content_type)
-    for frame in answer.frames:
+    for index, frame in enumerate(frames):
+        if index == cut_at and error is not None:
+            await fail_stream(ex, endpoint, error)
+            return
+        speed = override if override is not None else store.knobs.stream_speed
+        if frame.tokens and speed > 0:
+            await asyncio.sleep(frame.tokens / speed)
         await ex.send_chunk(frame.data, frame.text)
     await ex.end_stream()
+
+
+async def fail_stream(ex: Exchange, endpoint: MediaEndpoint, error: PlannedError) -> None:
+    """An injected fault in the middle of a stream: the connection cut, held to the timeout cap, or an
+    error event in the provider's shape."""
+    if error.mode == "disconnect":
+        await ex.cut()
+    status, message = error.status, injected_message(error)
+    if error.mode == "timeout":
+        # The disconnect watcher cancels this sleep when the client gives up.
+        cap = ex.store.knobs.timeout_cap_s
+        await asyncio.sleep(cap)
+        status, message = TIMEOUT_STATUS, f"mockllm-tui held the stream for the timeout cap ({cap:g} s)"
+    await ex.send_chunk(endpoint.provider.stream_error(status, message), "")
+    await ex.end_stream(status)
 
 
 async def forward_media(

@@ -126,6 +126,8 @@ class JournalEntry:
     limit_breach: str | None = None
     refused_for_length: bool = False
     thinking_text: str = ""
+    #: A small picture of an image reply for the panel: (width, height, RGB bytes), or None.
+    thumbnail: tuple[int, int, bytes] | None = None
 
     @property
     def probe(self) -> bool:

@@ -22,6 +22,10 @@ Its endpoints are one of:
 - `TokenCountEndpoint`: `parse_conversation(request)` and `render_count(tokens)`.
 - `Endpoint` (model lists and the like): `parse_request(request)` gives a `Query` (what the journal
   shows, plus anything the answer needs) and `render_query(query, request)` the JSON body.
+- `MediaEndpoint` (pictures, audio, transcripts, verdicts): `parse_media(request)` gives a
+  `MediaJob` (one `MediaRequest` per input the rules judge, made with `media_request`);
+  `answer(job, replies, ctx)` gives a `MediaAnswer` (a body or stream frames), and
+  `read_upstream(...)` a `RecordedMedia` for recording. The server runs both off the event loop.
 
 Any of them refuses a request by raising `RequestError(message, status=..., param=...)`; the server
 renders it with the provider's `error_body`. Register the provider with `@register_provider` and
@@ -43,6 +47,7 @@ from mockllm_tui.core.conversation import (
     Usage,
     preview,
 )
+from mockllm_tui.core.media import AnswerKind, MediaRequest, media_request
 from mockllm_tui.core.models import ModelInfo, ModelRegistry
 from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
@@ -68,6 +73,7 @@ from mockllm_tui.providers.base import (
     parse_arguments,
     retry_headers,
 )
+from mockllm_tui.providers.media import MediaAnswer, MediaContext, MediaEndpoint, MediaJob, RecordedMedia
 from mockllm_tui.providers.parsing import check_type, optional, require
 from mockllm_tui.providers.registry import register_provider, unregister_provider
 
@@ -76,6 +82,7 @@ __all__ = [
     "CLAIM_OWN",
     "CLAIM_SHAPE",
     "Allowance",
+    "AnswerKind",
     "ChatEndpoint",
     "Conversation",
     "EmbeddingEndpoint",
@@ -85,12 +92,18 @@ __all__ = [
     "Frame",
     "Headers",
     "LimitBreach",
+    "MediaAnswer",
+    "MediaContext",
+    "MediaEndpoint",
+    "MediaJob",
+    "MediaRequest",
     "Message",
     "ModelInfo",
     "ModelRegistry",
     "Provider",
     "Query",
     "RateLimitReport",
+    "RecordedMedia",
     "RenderContext",
     "Reply",
     "ReplyReader",
@@ -102,6 +115,7 @@ __all__ = [
     "Usage",
     "bearer_token",
     "check_type",
+    "media_request",
     "new_id",
     "now_s",
     "optional",

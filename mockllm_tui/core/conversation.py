@@ -195,6 +195,8 @@ class Reply:
 
     `latency_ms` and `stream_speed` are per-rule overrides of the live knobs (None: not set).
     `thinking` is what the model thinks before the answer (sent only when the request thinks).
+    `file` is a media file (image or audio) a rule answers with, as an absolute path or relative to
+    the responses file's folder; `flagged` the moderation categories a rule flags, with their scores.
     """
 
     text: str = ""
@@ -210,6 +212,9 @@ class Reply:
     stream_speed: float | None = None
     near_misses: NearMisses | None = None
     scenario: dict[str, Any] | None = None
+
+    file: str | None = None
+    flagged: dict[str, float] | None = None
 
 
 @dataclass(slots=True)

@@ -131,6 +131,8 @@ class JournalEntry:
     limit_breach: str | None = None
     refused_for_length: bool = False
     thinking_text: str = ""
+    #: A small picture of an image reply for the panel: (width, height, RGB bytes), or None.
+    thumbnail: tuple[int, int, bytes] | None = None
     #: The request's session (`x-mock-session`; None: the default one), the nearest rules when a
     #: fallback answered ((rule, reason) pairs), and the scenario step that answered.
     session: str | None = None

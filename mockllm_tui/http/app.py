@@ -25,6 +25,7 @@ from mockllm_tui.http.chat import run_chat
 from mockllm_tui.http.exchange import REDACTED_HEADERS, ClientGone, CutConnection, Exchange, Receive, Scope, Send
 from mockllm_tui.http.fallback import HEALTH, build_fallback
 from mockllm_tui.http.journal import JournalRecorder
+from mockllm_tui.http.media import run_media
 from mockllm_tui.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from mockllm_tui.http.metrics import Metrics
 from mockllm_tui.http.ratelimit import RateLimiter
@@ -38,6 +39,7 @@ from mockllm_tui.providers.base import (
     Provider,
     path_pattern,
 )
+from mockllm_tui.providers.media import MediaEndpoint
 from mockllm_tui.providers.realtime import RealtimeEndpoint
 from mockllm_tui.providers.registry import build_providers
 
@@ -265,10 +267,13 @@ class MockApp:
                 if any(e.provider is provider for e in self._known(ex.path)):
                     raise RequestError(f"method {scope['method']} is not allowed on {ex.path}", status=405)
                 raise RequestError(f"unknown path {scope['method']} {ex.path}", status=404)
-            for guard in self.guards:
-                guard(ex, provider)
+            if endpoint.guarded:
+                for guard in self.guards:
+                    guard(ex, provider)
             if isinstance(endpoint, ChatEndpoint):
                 await run_chat(endpoint, ex, self.upstream)
+            elif isinstance(endpoint, MediaEndpoint):
+                await run_media(endpoint, ex, self.upstream)
             else:
                 await run_simple(endpoint, ex)
         except RequestError as error:

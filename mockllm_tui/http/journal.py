@@ -85,6 +85,12 @@ class JournalRecorder:
         entry.input_tokens, entry.output_tokens = reply.usage.input_tokens, reply.usage.output_tokens
         entry.thinking_text = reply.thinking
 
+    def made(self, text: str, input_tokens: int, output_tokens: int, thumbnail: tuple[int, int, bytes] | None) -> None:
+        """A media answer was made: what it is in words, its token counts and a small picture of it."""
+        entry = self.entry
+        entry.reply_text, entry.thumbnail = text, thumbnail
+        entry.input_tokens, entry.output_tokens = input_tokens, output_tokens
+
     def faulted(self, description: str, status: int | None = None, mode: str | None = None) -> None:
         """An injected fault, or a refusal by a guard (auth, rate limit)."""
         entry = self.entry

@@ -370,6 +370,9 @@ class Endpoint:
     checks_model: ClassVar[bool] = False
     #: What the journal shows for a request with nothing to read ("list models").
     summary: ClassVar[str] = ""
+    #: Whether the dispatcher's guards (auth, rate limits) apply; False for a route that must answer
+    #: a plain GET, such as a picture served at a URL the mock handed out.
+    guarded: ClassVar[bool] = True
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider

@@ -26,6 +26,9 @@ MATCH_KEYS: tuple[str, ...] = (
     "turn",
     "tools",
     "header",
+    "endpoint",
+    "file",
+    "duration",
 )
 TOOL_RESULT_KEYS: tuple[str, ...] = ("name", "contains", "call_id")
 SCENARIO_KEYS: tuple[str, ...] = ("name", "steps")
@@ -41,11 +44,16 @@ RULE_KEYS: tuple[str, ...] = (
     "latency_ms",
     "stream_speed",
     "thinking",
+    "image",
+    "audio",
+    "moderation",
 )
 TOP_KEYS: tuple[str, ...] = ("rules", "scenarios", "responses", "defaults", "models", "settings")
 DEFAULTS_KEYS: tuple[str, ...] = ("unknown_response", "mirror", "triggers")
 ERROR_KEYS: tuple[str, ...] = ("status", "message", "type")
 TOOL_CALL_KEYS: tuple[str, ...] = ("name", "arguments")
+DURATION_KEYS: tuple[str, ...] = ("min", "max")
+MODERATION_KEYS: tuple[str, ...] = ("flagged", "scores")
 DEFAULT_KEY = "default"
 # mockllm's own settings: accepted so its files load unchanged, but they do nothing here.
 MOCKLLM_SETTINGS: tuple[str, ...] = ("lag_enabled", "lag_factor")
@@ -100,6 +108,27 @@ class RuleWarning(NamedTuple):
 
     line: int | None
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DurationRange:
+    """The `duration` matcher: bounds in seconds on an uploaded audio's length, both inclusive."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def holds(self, seconds: float) -> bool:
+        """Whether a duration lies within the bounds."""
+        return (self.min is None or seconds >= self.min) and (self.max is None or seconds <= self.max)
+
+    def to_data(self) -> dict[str, float]:
+        """The bounds that are set."""
+        return {k: v for k, v in (("min", self.min), ("max", self.max)) if v is not None}
+
+    def __str__(self) -> str:
+        low = "" if self.min is None else f"{self.min:g}"
+        high = "" if self.max is None else f"{self.max:g}"
+        return f"{low}..{high} s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +197,9 @@ class Match:
     turn: TurnRange | None = None
     tools: tuple[str, ...] | None = None
     header: tuple[tuple[str, str], ...] | None = None
+    endpoint: str | None = None
+    file: str | None = None
+    duration: DurationRange | None = None
 
     def to_data(self) -> dict[str, Any]:
         """The conditions that are set, in the canonical order, as the file writes them."""
@@ -176,7 +208,7 @@ class Match:
             value = getattr(self, key)
             if value is None:
                 continue
-            if isinstance(value, ToolResultMatch):
+            if isinstance(value, ToolResultMatch | DurationRange):
                 out[key] = value.to_data()
             elif isinstance(value, TurnRange):
                 out[key] = value.raw
@@ -241,10 +273,27 @@ class ErrorSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class RuleSpec:
-    """One rule: a match and what to answer (reply, a sequence of replies, tool calls or an error).
+class ModerationSpec:
+    """A moderation verdict a rule answers with: the categories it flags, and scores for some of them."""
 
-    `thinking` is the text a reasoning reply thinks before it answers (when the request thinks)."""
+    flagged: tuple[str, ...] = ()
+    scores: tuple[tuple[str, float], ...] = ()
+
+    def to_data(self) -> dict[str, Any]:
+        """As plain data."""
+        out: dict[str, Any] = {"flagged": list(self.flagged)}
+        if self.scores:
+            out["scores"] = dict(self.scores)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One rule: a match and what to answer (reply, a sequence of replies, tool calls or an error;
+    for the media endpoints an image file, an audio file or a moderation verdict).
+
+    `thinking` is the text a reasoning reply thinks before it answers (when the request thinks).
+    `image` and `audio` are paths relative to the responses file's folder."""
 
     match: Match = field(default_factory=Match)
     name: str | None = None
@@ -255,6 +304,9 @@ class RuleSpec:
     latency_ms: float | None = None
     stream_speed: float | None = None
     thinking: str | None = None
+    image: str | None = None
+    audio: str | None = None
+    moderation: ModerationSpec | None = None
 
     def to_data(self) -> dict[str, Any]:
         """The rule as plain data in the file's rich form (only the keys that are set)."""
@@ -276,7 +328,17 @@ class RuleSpec:
             out["stream_speed"] = self.stream_speed
         if self.thinking is not None:
             out["thinking"] = self.thinking
+        if self.image is not None:
+            out["image"] = self.image
+        if self.audio is not None:
+            out["audio"] = self.audio
+        if self.moderation is not None:
+            out["moderation"] = self.moderation.to_data()
         return out
+
+    def media_files(self) -> list[tuple[str, str]]:
+        """The files the rule answers with, as (key, path) pairs."""
+        return [(k, v) for k, v in (("image", self.image), ("audio", self.audio)) if v is not None]
 
     def short_key(self) -> str | None:
         """The `responses:` key this rule would have in the short form, or None when it needs the rich form."""
@@ -301,6 +363,9 @@ class RuleSpec:
             parts.append(" → ".join(self.replies))
         if self.tool_calls:
             parts.append(", ".join(f"{c.name}({orjson.dumps(c.arguments).decode()})" for c in self.tool_calls))
+        parts.extend(f"{key} {path}" for key, path in self.media_files())
+        if self.moderation is not None:
+            parts.append("flag " + (", ".join(self.moderation.flagged) or "nothing"))
         return clip(" ".join(" | ".join(parts).split()), 80)
 
 

@@ -90,6 +90,8 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
             parts.append(Text(stream_stats(entry), style="bold cyan" if entry.open else "cyan"))
         reply = entry.reply_text or "".join(entry.chunks)
         parts.append(Text(reply or ("(waiting…)" if entry.open else "(no reply text)"), style="" if reply else "dim"))
+        if entry.thumbnail is not None:
+            parts.append(picture_text(*entry.thumbnail))
     parts.append(Rule("Headers", style="dim"))
     for name, value in sorted(entry.request_headers.items()):
         line = Text()
@@ -97,6 +99,19 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
         line.append(value, style="dim" if value == REDACTED else "")
         parts.append(line)
     return Group(*parts)
+
+
+def picture_text(width: int, height: int, rgb: bytes) -> Text:
+    """A small picture in half-block characters: each cell shows two pixels, top and bottom."""
+    out = Text()
+    for y in range(0, height - 1, 2):
+        for x in range(width):
+            top, bottom = (y * width + x) * 3, ((y + 1) * width + x) * 3
+            upper = "#{:02x}{:02x}{:02x}".format(*rgb[top : top + 3])
+            lower = "#{:02x}{:02x}{:02x}".format(*rgb[bottom : bottom + 3])
+            out.append("▀", style=f"{upper} on {lower}")
+        out.append("\n")
+    return out
 
 
 def body_text(body: str) -> Text:

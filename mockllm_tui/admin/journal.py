@@ -25,10 +25,15 @@ def store_of(request: Request) -> Store:
 
 
 @router.get("/journal")
-async def get_journal(request: Request, limit: int = 100) -> dict[str, Any]:
-    """The newest `limit` requests, oldest first, with the rule each matched."""
+async def get_journal(request: Request, limit: int = 100, session: str | None = None) -> dict[str, Any]:
+    """The newest `limit` requests, oldest first, with the rule each matched (`?session=ID`: only
+    that session's)."""
     store = store_of(request)
-    entries = store.journal_tail(max(0, min(limit, store.journal_size)))
+    size = max(0, min(limit, store.journal_size))
+    if session:
+        entries = [e for e in store.journal() if e.session == session][-size:] if size else []
+    else:
+        entries = store.journal_tail(size)
     key = store.knobs.api_key
     data = [{**e.public(), "body": redact_body(e.body_json(), key)} for e in entries]
     return {"object": "list", "data": data, "counters": store.counters.public()}

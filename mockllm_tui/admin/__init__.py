@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from mockllm_tui.admin.errors import AdminError
+from mockllm_tui.admin.events import router as events_router
 from mockllm_tui.admin.journal import router as journal_router
 from mockllm_tui.admin.rules import router as rules_router
 from mockllm_tui.admin.settings import router as settings_router
@@ -26,6 +27,7 @@ def install_admin(app: FastAPI, store: Store, providers: list[Provider], shape: 
         body = shape.error_body(exc.status, exc.message, param=exc.param)
         return Response(body, status_code=exc.status, media_type="application/json")
 
+    app.include_router(events_router)  # before the rules: `/rules/file` is not a rule's name
     app.include_router(journal_router)
     app.include_router(settings_router)
     app.include_router(rules_router)

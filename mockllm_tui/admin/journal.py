@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from mockllm_tui.core.journal_data import entry_data
 from mockllm_tui.core.store import REDACTED, Store
 from mockllm_tui.providers.base import Provider
 from mockllm_tui.providers.registry import plugin_errors
@@ -25,10 +26,13 @@ def store_of(request: Request) -> Store:
 
 
 @router.get("/journal")
-async def get_journal(request: Request, limit: int = 100) -> dict[str, Any]:
-    """The newest `limit` requests, oldest first, with the rule each matched."""
+async def get_journal(request: Request, limit: int = 100, full: bool = False) -> dict[str, Any]:
+    """The newest `limit` requests, oldest first, with the rule each matched (`full`: everything the
+    event stream tells of a request, as an attached panel rebuilds it)."""
     store = store_of(request)
     entries = store.journal_tail(max(0, min(limit, store.journal_size)))
+    if full:
+        return {"object": "list", "data": [entry_data(e) for e in entries], "counters": store.counters.public()}
     key = store.knobs.api_key
     data = [{**e.public(), "body": redact_body(e.body_json(), key)} for e in entries]
     return {"object": "list", "data": data, "counters": store.counters.public()}

@@ -42,7 +42,13 @@ KNOB_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--error-mode", "error_mode", str, f"When injected errors happen: {', '.join(ERROR_MODES)}."),
     ("--rate-limit-rpm", "rate_limit_rpm", int, "Requests per minute before a 429 (0 = no limit)."),
     ("--rate-limit-tpm", "rate_limit_tpm", int, "Tokens per minute before a 429 (0 = no limit)."),
-    ("--api-key", "api_key", str, "Require this API key, as each SDK sends it (or as a bearer token); off by default. With --attach: the key to send."),
+    (
+        "--api-key",
+        "api_key",
+        str,
+        "Require this API key, as each SDK sends it (or as a bearer token); off by default. With --attach: "
+        "the key to send.",
+    ),
     ("--context-window", "context_window", int, "Context window in tokens for models that have none (0 = no limit)."),
     ("--seed", "seed", int, "Seed for jitter and error picks, so runs repeat exactly."),
 )

@@ -29,7 +29,7 @@ from mockllm_tui.rules.commands import list_rules
 
 DEFAULT_BUFFER = 10_000
 HEARTBEAT_S = 15.0
-BATCH_INTERVAL_S = 0.05
+BATCH_INTERVAL_S = 0.1
 HEARTBEAT = b": heartbeat\n\n"
 #: How long a client waits before reconnecting (the `retry:` field).
 RETRY_MS = 1000

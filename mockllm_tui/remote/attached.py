@@ -23,20 +23,23 @@ LAST_RETRY_S = 5.0
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str | None, Any]]:
-    """The events of a text/event-stream body as (name, id, parsed data); comments are skipped."""
-    name, ident, data = "message", None, []
-    async for line in response.aiter_lines():
-        if line.startswith(":"):
-            continue
-        if line.startswith("id:"):
-            ident = line[3:].strip()
-        elif line.startswith("event:"):
-            name = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].strip())
-        elif not line and data:
-            yield name, ident, orjson.loads("\n".join(data))
-            name, data = "message", []
+    """The events of a text/event-stream body as (name, id, parsed data); comments are skipped.
+    (The server writes `\n` line ends and one `data:` line an event, as mockllm-tui's does.)"""
+    pending = b""
+    async for block in response.aiter_bytes():
+        pending += block
+        *frames, pending = pending.split(b"\n\n")
+        for frame in frames:
+            name, ident, data = "message", None, None
+            for line in frame.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data = line[5:]
+                elif line.startswith(b"event:"):
+                    name = line[6:].strip().decode()
+                elif line.startswith(b"id:"):
+                    ident = line[3:].strip().decode()
+            if data is not None:
+                yield name, ident, orjson.loads(data)
 
 
 def next_delay(delay: float) -> float:

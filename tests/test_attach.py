@@ -86,13 +86,15 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def attached_panel(tmp_path: Path, *args: str) -> AsyncIterator[Attached]:
+async def attached_panel(
+    tmp_path: Path, *args: str, key: str | None = None, connect: bool = True
+) -> AsyncIterator[Attached]:
     server_dir = tmp_path / "server"
-    server_dir.mkdir()
+    server_dir.mkdir(parents=True)
     (server_dir / "responses.yml").write_text(RESPONSES)
     proc, port, _ = start_headless("--quiet", *args, cwd=server_dir)
     try:
-        mirror = MirrorStore(AdminClient(f"http://127.0.0.1:{port}", None))
+        mirror = MirrorStore(AdminClient(f"http://127.0.0.1:{port}", key))
         app = MockPanel(
             mirror,
             AttachedServer(mirror, first_retry_s=0.05),
@@ -104,7 +106,8 @@ async def attached_panel(tmp_path: Path, *args: str) -> AsyncIterator[Attached]:
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
             running = Attached(app, pilot, mirror, proc, port, client, tmp_path)
-            await running.until(lambda: mirror.connected and len(mirror.rules_list()) == 3)
+            if connect:
+                await running.until(lambda: mirror.connected and len(mirror.rules_list()) == 3)
             yield running
             await client.close()
     finally:
@@ -229,3 +232,16 @@ async def test_a_lost_server_shows_disconnected_and_the_panel_catches_up(tmp_pat
             )
         finally:
             stop(proc)
+
+
+async def test_attaching_needs_the_servers_key(tmp_path: Path) -> None:
+    async with attached_panel(tmp_path / "wrong", "--api-key", "sk-secret", key="sk-wrong", connect=False) as refused:
+        await refused.until(lambda: "refused" in refused.status())
+        assert not refused.mirror.connected
+        await refused.pilot.press("x")
+        await refused.until(lambda: any("not connected" in str(n.message) for n in refused.app._notifications))
+    async with attached_panel(tmp_path / "right", "--api-key", "sk-secret", key="sk-secret") as attached:
+        assert attached.mirror.connected and "refused" not in attached.status()
+        await attached.pilot.press("plus")
+        answer = httpx.get(attached.root + "/_mock/settings", headers={"authorization": "Bearer sk-secret"})
+        assert answer.json()["effective"]["latency_ms"] > 0

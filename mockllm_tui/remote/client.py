@@ -12,6 +12,8 @@ import httpx
 from mockllm_tui.remote.errors import NotConnected, RefusedCommand
 
 COMMAND_TIMEOUT_S = 5.0
+#: Three heartbeats missed.
+STREAM_SILENCE_S = 45.0
 
 
 def error_message(response: httpx.Response) -> str:
@@ -69,6 +71,7 @@ class AdminClient:
         return response.text, response.headers.get("etag", "")
 
     def async_client(self) -> httpx.AsyncClient:
-        """A new async client for the event stream and the journal (no read timeout: the stream waits)."""
-        timeout = httpx.Timeout(COMMAND_TIMEOUT_S, read=None)
+        """A new async client for the event stream and the journal. The stream sends at least a
+        heartbeat every 15 s: a longer silence means the connection is dead, and it is dropped."""
+        timeout = httpx.Timeout(COMMAND_TIMEOUT_S, read=STREAM_SILENCE_S)
         return httpx.AsyncClient(base_url=self.root, headers=auth_headers(self.api_key), timeout=timeout)

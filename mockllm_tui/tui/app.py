@@ -453,7 +453,8 @@ class MockPanel(App[int]):
         log = self.log_view
         before = self.selected
         self.selected = None if message.entry_id is None else log.rows_by_id.get(message.entry_id)
-        self.detail.show(self.selected, following=log.follow)
+        with contextlib.suppress(NoMatches):  # the log moved while the app was closing
+            self.detail.show(self.selected, following=log.follow)
         if (before is None) != (self.selected is None):
             self.refresh_bindings()  # the request keys show in the footer while a request is selected
 

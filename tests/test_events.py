@@ -270,3 +270,12 @@ async def test_a_rule_from_a_request_is_placed_where_it_answers(events_live: Liv
     assert missing.status_code == 404
     again = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "weather now"}])
     assert again.choices[0].message.content == "Rain."
+
+
+async def test_stopping_the_server_ends_the_event_stream_cleanly(events_live: Live) -> None:
+    listener = await Listener(events_live).__aenter__()
+    await listener.next("state.changed")
+    await events_live.handle.stop()
+    assert listener._task is not None
+    await asyncio.wait_for(listener._task, TIMEOUT_S)
+    assert listener._task.exception() is None  # the stream ended, not cut when the grace ran out

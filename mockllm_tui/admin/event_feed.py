@@ -83,6 +83,7 @@ class EventFeed:
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._woken = asyncio.Event()
+        self.closed = False
 
     # -- ids -------------------------------------------------------------------------------------
 
@@ -109,6 +110,16 @@ class EventFeed:
             if self._subscription is None:
                 self._subscription = self.store.subscribe()
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def close(self) -> None:
+        """End every client's stream (the server is stopping) and stop draining."""
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+        if self._subscription is not None:
+            self.store.unsubscribe(self._subscription)
+            self._subscription = None
+        self._woken.set()
 
     async def stop(self) -> None:
         """Stop draining and unsubscribe."""
@@ -225,6 +236,8 @@ class EventFeed:
         """One client's events: resumed after `last_event_id` while it is buffered, else `reset`
         (when an id was given) and a snapshot of the state; then events as they come, and a
         heartbeat comment whenever `heartbeat_s` passes without any."""
+        if self.closed:
+            return
         self.start()
         cursor = self.parse_id(last_event_id)
         yield b"retry: %d\n\n" % RETRY_MS
@@ -232,7 +245,7 @@ class EventFeed:
             cursor = self.last
             head = frame(self.event_id(), "reset", {"reason": "unknown id"}) if last_event_id else b""
             yield head + self.snapshot()
-        while True:
+        while not self.closed:
             frames = self._after(cursor)
             if frames is None:
                 cursor = self.last

@@ -245,3 +245,31 @@ async def test_attaching_needs_the_servers_key(tmp_path: Path) -> None:
         await attached.pilot.press("plus")
         answer = httpx.get(attached.root + "/_mock/settings", headers={"authorization": "Bearer sk-secret"})
         assert answer.json()["effective"]["latency_ms"] > 0
+
+
+async def test_try_resend_curl_and_save_settings_go_to_the_server(attached: Attached) -> None:
+    from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
+
+    await attached.pilot.press("t")
+    assert isinstance(attached.app.screen, TryPromptScreen)
+    await attached.pilot.press(*"a story please", "enter")
+    result = attached.app.screen.query_one("#try-result", Static)
+    assert "Winner: story" in rendered(result)
+    await attached.pilot.press("escape")
+    assert attached.mirror.counters.total == 0  # trying counts nothing, here or there
+    assert httpx.get(attached.root + "/_mock/journal").json()["counters"]["total"] == 0
+
+    assert await attached.chat("hello") == "Hello from the server."
+    log = attached.app.query_one(RequestLog)
+    await attached.until(lambda: attached.app.selected is not None and not attached.app.selected.open)
+    copied: list[str] = []
+    attached.app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
+    await attached.pilot.press("y")
+    assert copied and f"{attached.root}/v1/chat/completions" in copied[0] and "hello" in copied[0]
+    await attached.pilot.press("r")
+    await attached.until(lambda: log.row_count == 2)
+    assert httpx.get(attached.root + "/_mock/journal").json()["counters"]["total"] == 2
+
+    await attached.pilot.press("plus", "ctrl+s")
+    await attached.until(lambda: "latency_ms" in (attached.tmp / "server" / "responses.yml").read_text())
+    assert "# greeting" in (attached.tmp / "server" / "responses.yml").read_text()

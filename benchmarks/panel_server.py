@@ -9,6 +9,11 @@ then reads commands from stdin, one a line:
 The key goes in as a terminal would send it (an `events.Key` through the driver), not through
 `Pilot.press`: that waits for the process to go idle (up to a second, twice), which it never
 does under load, so it would time the wait rather than the panel.
+- `dialog K`: press K (`a`, `e` or `n`), print `dialog_ms MS` once the rule editor has been drawn
+  (the first frame of it the compositor hands to the terminal driver, turned into the escape
+  sequences a terminal would get), then press escape and wait for the main screen to be drawn
+  again. Prints `dialog_ms nan` if no editor showed in 2 s.
+- `focus ID`: focus the widget with this id (`rules`: then `e` edits the highlighted rule).
 - `quit`: stop.
 """
 
@@ -67,6 +72,50 @@ async def press_and_time(app: Any, store: Store, key: str) -> float:
     return float("nan")
 
 
+class FrameClock:
+    """Notes when each screen's frames reach the driver (headless: where a terminal write would be)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.last: dict[type, float] = {}
+        self._display = app._display
+        app._display = self.display
+
+    def display(self, screen: Any, renderable: Any) -> None:
+        from textual._compositor import CompositorUpdate
+
+        self._display(screen, renderable)
+        if renderable is None:
+            return
+        if isinstance(renderable, CompositorUpdate):  # the work of a real terminal's write, minus the I/O
+            renderable.render_segments(self.app.console)
+        self.last[type(screen)] = time.perf_counter()
+
+    async def wait_drawn(self, screen_type: type, since: float, timeout_s: float) -> float:
+        """When a frame of `screen_type` was drawn after `since` (nan if none within `timeout_s`)."""
+        deadline = since + timeout_s
+        while time.perf_counter() < deadline:
+            drawn = self.last.get(screen_type, 0.0)
+            if drawn > since:
+                return drawn
+            await asyncio.sleep(0.002)
+        return float("nan")
+
+
+async def open_dialog(app: Any, clock: FrameClock, key: str) -> float:
+    """Milliseconds from pressing `key` to the rule editor drawn; then close it again."""
+    from mockllm_tui.tui.screens.rule_editor import RuleEditor
+
+    t0 = time.perf_counter()
+    app._driver.send_message(key_event(key))
+    drawn = await clock.wait_drawn(RuleEditor, t0, SHOW_TIMEOUT_S)
+    if isinstance(app.screen, RuleEditor):
+        closed = time.perf_counter()
+        app._driver.send_message(key_event("escape"))
+        await clock.wait_drawn(type(app.screen_stack[0]), closed, SHOW_TIMEOUT_S)
+    return (drawn - t0) * 1000.0
+
+
 async def run(argv: list[str]) -> None:
     """Open the panel headless and obey stdin."""
     from mockllm_tui.tui.app import MockPanel
@@ -79,6 +128,7 @@ async def run(argv: list[str]) -> None:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     async with app.run_test(headless=True, size=(160, 48)) as pilot:
+        clock = FrameClock(app)
         await pilot.pause()
         print(f"panel serving on http://127.0.0.1:{handle.port}", flush=True)
         while line := (await reader.readline()).decode().strip():
@@ -87,6 +137,11 @@ async def run(argv: list[str]) -> None:
             if line.startswith("key "):
                 ms = await press_and_time(app, store, line[4:])
                 print(f"key_ms {ms:.1f}", flush=True)
+            elif line.startswith("focus "):
+                app.set_focus(app.query_one(f"#{line[6:]}"))
+            elif line.startswith("dialog "):
+                ms = await open_dialog(app, clock, line[7:])
+                print(f"dialog_ms {ms:.1f}", flush=True)
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ BENCH_RESPONSES = f'responses:\n  "Stream me a reply.": "{LONG_REPLY}"\n  "ping"
 #: The throughput request gets the same reply from every server compared.
 CHAT_RESPONSES = f'responses:\n  "default": "{AIMOCK_REPLY}"\n'
 NOTES_MARK = "<!-- notes: kept across runs -->"
-SECTIONS = ("throughput", "stream_rps", "streams", "ttft", "load", "memory", "startup", "edit", "attach")
+SECTIONS = ("throughput", "dialogs", "stream_rps", "streams", "ttft", "load", "memory", "startup", "edit", "attach")
 #: aimock cuts a streamed reply every this many characters: 3 text chunks for its reply, as many as
 #: mockllm-tui's word chunking gives the same reply.
 AIMOCK_CHUNK_CHARS = 7
@@ -238,6 +238,88 @@ def attach(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     from benchmarks.attach import attach_section
 
     attach_section(opts, report, tmp)
+
+
+# -- dialogs -----------------------------------------------------------------------------------
+
+DIALOG_KEYS = ("a", "e", "n")  # add, edit, a rule from the selected request: all open the rule editor
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile of `values` (share in 0..1)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def dialog_opens(srv: Server, count: int, still: Callable[[], bool] = lambda: True) -> list[float]:
+    """Open and close the rule editor `count` times (a, e, n in turn) while `still()` holds (the load
+    generator runs); the milliseconds from each key press to the editor drawn."""
+    assert srv.proc.stdin is not None
+    times: list[float] = []
+    for i in range(count):
+        if not still():
+            break
+        seen = srv.log.read_text().count("dialog_ms")
+        srv.proc.stdin.write(f"dialog {DIALOG_KEYS[i % len(DIALOG_KEYS)]}\n".encode())
+        srv.proc.stdin.flush()
+        deadline = time.perf_counter() + 10
+        while time.perf_counter() < deadline:
+            found = re.findall(r"dialog_ms (\S+)", srv.log.read_text())
+            if len(found) > seen:
+                times.append(float(found[-1]))
+                break
+            time.sleep(0.01)
+        time.sleep(0.1)
+    return times
+
+
+def dialog_figure(name: str, times: list[float], count: int, target_ms: float, command: str) -> Figure:
+    """A figure for the editor's open times: p50 and p95, against a p95 target."""
+    good = [t for t in times if t == t]
+    if not good:
+        return Figure(name, f"not seen ({len(times)} opens)", f"p95 <= {target_ms:g} ms", None, False, command)
+    p95 = percentile(good, 0.95)
+    complete = len(good) == len(times) == count
+    return Figure(name, f"p50 {percentile(good, 0.5):.0f} ms, p95 {p95:.0f} ms, max {max(good):.0f} ms "
+                  f"({len(good)}/{count} opens)", f"p95 <= {target_ms:g} ms", p95 / target_ms,
+                  p95 <= target_ms and complete, command)
+
+
+def dialogs(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
+    """The rule editor (`a`, `e`, `n`) from key press to drawn: idle, then while wrk loads the server."""
+    need_wrk()
+    count = opts.dialog_opens
+    command = f"python -m benchmarks.run --only dialogs --dialog-opens {count}"
+    cmd = [sys.executable, "-m", "benchmarks.panel_server", "--port", "0"]
+    with server(cmd, stdin=True) as srv:
+        wait_answering(srv.root)  # also a request for `n` to act on
+        assert srv.proc.stdin is not None
+        srv.proc.stdin.write(b"focus rules\n")  # `e` edits the highlighted rule (from the log: the one that answered)
+        srv.proc.stdin.flush()
+        time.sleep(1.0)  # start-up work (building the editor, freezing objects) is over
+        idle = dialog_opens(srv, count)
+        import threading
+
+        out: list[WrkResult] = []
+        done = threading.Event()
+
+        def load() -> None:  # wrk in slices until the opens are over
+            while not done.is_set():
+                out.append(run_wrk(srv.root, duration_s=min(opts.duration, 5.0), threads=opts.threads,
+                                   connections=opts.connections))
+
+        worker = threading.Thread(target=load)
+        worker.start()
+        time.sleep(1.0)
+        loaded = dialog_opens(srv, count, worker.is_alive)
+        done.set()
+        worker.join()
+    report.add(dialog_figure("rule editor drawn after a/e/n, idle", idle, count, 150, command))
+    loaded_figure = dialog_figure("rule editor drawn after a/e/n, under load", loaded, count, 300,
+                                  f"{command} (wrk -t{opts.threads} -c{opts.connections} alongside)")
+    if out:
+        loaded_figure.value += f"; wrk {statistics.median(r.rps for r in out):,.0f} req/s alongside"
+    report.add(loaded_figure)
 
 
 # -- streamed chat completions a second -------------------------------------------------------
@@ -507,6 +589,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-panel", action="store_true")
     p.add_argument("--no-workers", action="store_true")
     p.add_argument("--key-presses", type=int, default=20, help="per round (a p95 needs a few dozen in all)")
+    p.add_argument("--dialog-opens", type=int, default=30, help="rule editor opens, idle and again under load")
     p.add_argument("--streams", type=int, default=500)
     p.add_argument("--stream-speed", type=float, default=20.0)
     p.add_argument("--ttft-streams", type=int, default=500)
@@ -518,7 +601,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--edits", type=int, default=5)
     opts = p.parse_args(argv)
     if opts.quick:
-        opts.duration, opts.rounds, opts.key_presses = 2.0, 1, 2
+        opts.duration, opts.rounds, opts.key_presses, opts.dialog_opens = 2.0, 1, 2, 6
         opts.streams, opts.memory_requests, opts.startup_runs, opts.edits = 100, (2_000, 10_000), 2, 2
         opts.ttft_streams = 100
         opts.load_requests, opts.load_streams = 2_000, 200
@@ -533,8 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     report = Report()
     t0 = time.perf_counter()
-    sections = {"throughput": throughput, "stream_rps": stream_rps, "streams": streams, "ttft": ttft, "load": load,
-                "memory": memory, "startup": startup, "edit": edit, "attach": attach}
+    sections = {"throughput": throughput, "dialogs": dialogs, "stream_rps": stream_rps, "streams": streams,
+                "ttft": ttft, "load": load, "memory": memory, "startup": startup, "edit": edit, "attach": attach}
     with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
         for name in opts.only.split(","):
             print(f"== {name}", flush=True)

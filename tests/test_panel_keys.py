@@ -9,10 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
-from textual.widgets import Checkbox, Input, Static, TextArea
+from textual.widgets import Checkbox, Input, Label, Static, TextArea
 from textual.widgets._footer import FooterKey
 
 from mockllm_tui.rules.commands import add_rule, list_rules
+from mockllm_tui.tui.screens.confirm import ConfirmScreen
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
 from mockllm_tui.tui.widgets.request_log import RequestLog
@@ -69,13 +70,25 @@ async def test_e_d_and_t_work_from_the_log(panel: Panel) -> None:
     await panel.pilot.press("e")
     assert not isinstance(panel.app.screen, RuleEditor)
     assert "n makes a rule" in notes(panel)
-    # `t` tries a prompt, `d` deletes the selected rule after a confirmation, both from the log
-    await panel.pilot.press("t")
+    # `t` tries a prompt, both from the log; the winner is highlighted in the table
+    await panel.pilot.press("t", *"hello", "enter")
     assert isinstance(panel.app.screen, TryPromptScreen)
     await panel.pilot.press("escape")
-    table.move_cursor(row=0)
-    panel.app.set_focus(log)
-    await panel.pilot.press("d", "y")
+    assert panel.app.focused is log and table.selected_view().label.startswith("#1")  # type: ignore[union-attr]
+    # `d` from the log acts on the request selected there, as `e` does, not on the winner: this one
+    # got the catch-all, so there is nothing to delete
+    await panel.pilot.press("d")
+    assert not isinstance(panel.app.screen, ConfirmScreen)
+    assert notes(panel).count("n makes a rule") == 2
+    # the request before it got the greeting: `d` deletes that rule after a confirmation
+    table.move_cursor(row=1)
+    await panel.pilot.press("up")
+    await panel.until(lambda: panel.app.selected is not None and panel.app.selected.preview == "hello")
+    await panel.pilot.press("d")
+    assert isinstance(panel.app.screen, ConfirmScreen)
+    assert "hello" in str(panel.app.screen.query_one(Label).content)
+    assert table.selected_view().label.startswith("#1")  # type: ignore[union-attr]
+    await panel.pilot.press("y")
     assert [v.label for v in list_rules(panel.store)] == ["#1"]  # the catch-all, now first
     assert await panel.chat("hello") == FALLBACK
 

@@ -32,6 +32,9 @@ MAX_STORED_BODY = 64 * 1024
 REDACTED = "[redacted]"
 #: The largest request body served (`--max-body-mb`); larger ones get a 413.
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+#: Health checks and metrics scrapes: journaled like any request, and counted apart (`probes`) so
+#: that a poller does not swamp the panel's log and totals.
+PROBE_PATHS = frozenset({"/health", "/metrics"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,6 +99,9 @@ class JournalEntry:
     response_body: bytes = b""
     first_chunk_at: float | None = None
     stream_started: bool = False
+    #: The speed a stream was paced at (tokens/s, 0: unlimited), as it was when it ended; None for a
+    #: stream the mock did not pace (passed through from an upstream).
+    stream_speed: float | None = None
     started: float = field(default_factory=perf_counter)
     conversation: Conversation | None = None
     #: What served it: the endpoint's name ("" for routes outside the model endpoints), its
@@ -145,6 +151,7 @@ class JournalEntry:
         response_body: bytes = b"",
         first_chunk_at: float | None = None,
         stream_started: bool = False,
+        stream_speed: float | None = None,
         started: float | None = None,
         conversation: Conversation | None = None,
         endpoint: str = "",
@@ -186,6 +193,7 @@ class JournalEntry:
         self.response_body = response_body
         self.first_chunk_at = first_chunk_at
         self.stream_started = stream_started
+        self.stream_speed = stream_speed
         self.started = perf_counter() if started is None else started
         self.conversation = conversation
         self.endpoint = endpoint
@@ -202,6 +210,11 @@ class JournalEntry:
         self.limit_breach = limit_breach
         self.refused_for_length = refused_for_length
         self.thinking_text = thinking_text
+
+    @property
+    def probe(self) -> bool:
+        """Whether this is a health check or a metrics scrape (see PROBE_PATHS)."""
+        return self.path in PROBE_PATHS
 
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines, as its provider parsed it (empty if it was not)."""
@@ -304,6 +317,8 @@ class Counters:
     in_flight: int = 0
     streams_open: int = 0
     errors: int = 0
+    #: Health checks and metrics scrapes among the requests (see PROBE_PATHS), counted as they arrive.
+    probes: int = 0
 
     def public(self) -> dict[str, Any]:
         """As plain data."""
@@ -418,6 +433,8 @@ class Store:
         self._journal.append(entry)
         self._open[entry.id] = entry
         self._counters.in_flight += 1
+        if path in PROBE_PATHS:
+            self._counters.probes += 1
         self.publish("request", entry)
         return entry
 
@@ -481,7 +498,8 @@ class Store:
         self._journal.clear()
         self._journal.extend(still_open)
         c = self._counters
-        self._counters = Counters(in_flight=c.in_flight, streams_open=c.streams_open)
+        probes = sum(1 for e in still_open if e.probe)
+        self._counters = Counters(in_flight=c.in_flight, streams_open=c.streams_open, probes=probes)
         self.publish("journal_cleared")
 
     @property

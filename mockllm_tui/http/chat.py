@@ -139,6 +139,7 @@ async def stream_reply(
         fixed=fixed is not None,
         last_sent=loop.time(),
     )
+    ex.entry.stream_speed = pacer.speed
     index, count = 0, len(frames)
     try:
         while index < count:
@@ -160,6 +161,7 @@ async def stream_reply(
             index = end
             pacer.follow(store.knobs.stream_speed)
         ex.entry.reply_text = reply.text
+        ex.entry.stream_speed = pacer.speed
         await ex.end_stream()
         endpoint.remember(conversation, reply, ctx, None)
     except (asyncio.CancelledError, ClientGone):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -64,7 +65,11 @@ async def shoot(out: Path) -> list[Path]:
     """Run the panel, make traffic, save the screenshots; returns the files written."""
     import openai
 
-    work = Path(tempfile.mkdtemp(prefix="mockllm-shots-"))
+    home = Path(tempfile.mkdtemp(prefix="mockllm-shots-"))
+    work = home / "project"
+    work.mkdir()
+    old_home = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)  # the status bar shows the file as ~/project/responses.yml
     try:
         path = work / "responses.yml"
         shutil.copyfile(example_responses(), path)
@@ -150,7 +155,11 @@ async def shoot(out: Path) -> list[Path]:
             await client.close()
         return written
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if old_home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = old_home
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,16 +9,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from textual.actions import parse as parse_action
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.dom import DOMNode
+from textual.screen import Screen
 from textual.theme import Theme
 from textual.widgets import Footer, Input, OptionList, TextArea
 from textual.worker import Worker, WorkerState
@@ -28,6 +30,7 @@ from mockllm_tui.core.store import JournalEntry, Store
 from mockllm_tui.remote.errors import NotConnected
 from mockllm_tui.remote.mirror import MirrorStore
 from mockllm_tui.rules.access import RuleAccess, StoreRuleAccess
+from mockllm_tui.rules.commands import RuleView
 from mockllm_tui.tui.commands import PaletteCommand, PanelCommands
 from mockllm_tui.tui.format import (
     LATENCY_STEPS_MS,
@@ -35,6 +38,7 @@ from mockllm_tui.tui.format import (
     export_line,
     faster,
     resend_headers,
+    shows_probes,
     slower,
     speed_label,
     step_down,
@@ -43,12 +47,15 @@ from mockllm_tui.tui.format import (
 from mockllm_tui.tui.keymap import keymap_path, load_keymap
 from mockllm_tui.tui.preferences import load_theme, save_theme
 from mockllm_tui.tui.screens.help import HelpScreen, HelpSections
+from mockllm_tui.tui.screens.rule_editor import RuleEditor, prepare_rule_editor, rule_editor_ready
 from mockllm_tui.tui.widgets.controls import Controls
 from mockllm_tui.tui.widgets.detail import DetailPane
 from mockllm_tui.tui.widgets.request_log import RequestLog
 from mockllm_tui.tui.widgets.rule_table import RuleTable
-from mockllm_tui.tui.widgets.status_bar import StatusBar
+from mockllm_tui.tui.widgets.status_bar import StatusBar, arrived_count
 
+# Textual's own palette entries that the panel's commands already offer ("Quit", and "Help" for "Keys").
+SYSTEM_COMMANDS_OFFERED = frozenset({"Quit", "Keys"})
 REQUEST_ACTIONS = frozenset({"rule_from_request", "toggle_wire"})
 # Bound with priority (handled as the key arrives, not after it has bubbled up from the focused
 # widget: a few loop turns less under load), so they stand down themselves while the user types
@@ -109,7 +116,12 @@ class MockPanel(App[int]):
             tooltip="Edit the selected rule (from the log: the rule that answered the request)",
         ),
         Binding(
-            "d", "delete_rule", "Delete rule", id="rules.delete", priority=True, tooltip="Delete the selected rule"
+            "d",
+            "delete_rule",
+            "Delete rule",
+            id="rules.delete",
+            priority=True,
+            tooltip="Delete the selected rule (from the log: the rule that answered the request)",
         ),
         Binding("t", "try_prompt", "Try prompt", id="rules.try", priority=True, tooltip="Which rule answers a prompt"),
         Binding(
@@ -243,7 +255,7 @@ class MockPanel(App[int]):
         self.export_dir = export_dir if export_dir is not None else Path.cwd()
         self.subscription = store.subscribe()
         self.selected: JournalEntry | None = None
-        self._last_total = store.counters.total + store.counters.in_flight
+        self._last_total = arrived_count(store.counters, with_probes=False)
         self._keymap: dict[str, str] = {}
         self._resting = False
 
@@ -279,6 +291,7 @@ class MockPanel(App[int]):
         self.log_view.reload(self.store.journal())
         self.show_store_state()
         self.log_view.focus()
+        self.call_after_refresh(prepare_rule_editor, self)  # ready before the first `a`, `e` or `n`
         self.set_interval(DRAIN_INTERVAL_S, self.drain)
         self.set_interval(RATE_INTERVAL_S, self.sample_rate)
         self.start_worker(self._freeze_long_lived(), "freezing start-up objects")
@@ -423,11 +436,10 @@ class MockPanel(App[int]):
 
     def sample_rate(self) -> None:
         """Requests that arrived in the last second, for the sparkline."""
-        counters = self.store.counters
-        total = counters.total + counters.in_flight
         with contextlib.suppress(NoMatches):  # the timer fired while the app was closing
+            total = arrived_count(self.store.counters, with_probes=self.status_bar.with_probes)
             self.status_bar.push_rate(max(0, total - self._last_total))
-        self._last_total = total
+            self._last_total = total
 
     def show_store_state(self) -> None:
         """Show everything the store holds now (on mount, and after a lost batch)."""
@@ -469,6 +481,10 @@ class MockPanel(App[int]):
 
     def on_request_log_filter_changed(self, message: RequestLog.FilterChanged) -> None:
         self.log_view.reload(self.store.journal())
+        with_probes = shows_probes(message.query)
+        if with_probes != self.status_bar.with_probes:
+            self.status_bar.count_probes(with_probes)
+            self._last_total = arrived_count(self.store.counters, with_probes=with_probes)
 
     def on_controls_knobs_requested(self, message: Controls.KnobsRequested) -> None:
         self.set_knobs(message.values)
@@ -535,30 +551,49 @@ class MockPanel(App[int]):
             where = "" if self.store.config.upstreams else " (no --upstream is set: nothing is forwarded)"
             self.notify(f"Recording {'on' if on else 'off'}{where}", timeout=2)
 
-    def action_add_rule(self) -> None:
+    async def action_add_rule(self) -> None:
         """Add a rule through the editor."""
-        if not self.needs_server():
-            self.rule_table.action_add()
+        if self.needs_server():
+            return
+        await rule_editor_ready(self)  # keys typed meanwhile wait, then go to the editor's field
+        self.rule_table.action_add()
 
-    def action_edit_rule(self) -> None:
+    async def action_edit_rule(self) -> None:
         """Edit the selected rule; from the log, the rule that answered the selected request."""
         if self.needs_server():
             return
-        entry = self.selected
-        if self.focused is self.log_view and entry is not None:
-            view = self.rule_table.view_for(entry)
-            if view is None or view.kind == "default":
-                answer = f"the fallback ({entry.rule})" if entry.rule else "no rule"
-                self.notify(f"Request #{entry.id} got {answer}: n makes a rule for it", severity="warning")
-                return
-            self.rule_table.edit(view)
+        await rule_editor_ready(self)
+        if self._from_log():
+            if (view := self._answering_rule()) is not None:
+                self.rule_table.edit(view)
             return
         self.rule_table.action_edit()
 
     def action_delete_rule(self) -> None:
-        """Delete the selected rule, after a confirmation."""
-        if not self.needs_server():
-            self.rule_table.action_delete()
+        """Delete the selected rule, after a confirmation; from the log, the rule that answered the
+        selected request (as `e` edits it)."""
+        if self.needs_server():
+            return
+        if self._from_log():
+            if (view := self._answering_rule()) is not None:
+                self.rule_table.delete(view)
+            return
+        self.rule_table.action_delete()
+
+    def _from_log(self) -> bool:
+        """Whether a rule key acts on the request selected in the log (the log has focus)."""
+        return self.focused is self.log_view and self.selected is not None
+
+    def _answering_rule(self) -> RuleView | None:
+        """The rule that answered the selected request, or None after saying it has none of its own."""
+        entry = self.selected
+        assert entry is not None
+        view = self.rule_table.view_for(entry)
+        if view is None or view.kind == "default":
+            answer = f"the fallback ({entry.rule})" if entry.rule else "no rule"
+            self.notify(f"Request #{entry.id} got {answer}: n makes a rule for it", severity="warning")
+            return None
+        return view
 
     def action_try_prompt(self) -> None:
         """Try a prompt against the rules."""
@@ -571,9 +606,12 @@ class MockPanel(App[int]):
             self.notify("Select a request first", severity="warning")
         return self.selected
 
-    def action_rule_from_request(self) -> None:
+    async def action_rule_from_request(self) -> None:
         """A new rule that answers the selected request: the editor filled from it."""
-        if (entry := self._selected_or_say()) is not None and not self.needs_server():
+        if self.needs_server():
+            return
+        await rule_editor_ready(self)
+        if (entry := self._selected_or_say()) is not None:
             self.rule_table.rule_from(entry)
 
     def action_toggle_wire(self) -> None:
@@ -700,8 +738,6 @@ class MockPanel(App[int]):
 
     def binding_groups(self) -> list[tuple[str, DOMNode, list[Binding]]]:
         """The bindings, grouped by where they work, with the node whose actions they run."""
-        from mockllm_tui.tui.screens.rule_editor import RuleEditor
-
         groups: list[tuple[str, DOMNode, list[Any]]] = [
             ("Anywhere on the main screen (except while typing in a field)", self, self.BINDINGS),
             ("Request log", self.log_view, RequestLog.BINDINGS),
@@ -721,6 +757,10 @@ class MockPanel(App[int]):
             [("ctrl+p", "Command palette: every action by name, and the theme", ""), ("ctrl+q", "Quit", "")]
         )
         return sections
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's palette entries (theme, screenshot, ...) but those the panel offers itself."""
+        return (c for c in super().get_system_commands(screen) if c.title not in SYSTEM_COMMANDS_OFFERED)
 
     def palette_commands(self) -> list[PaletteCommand]:
         """Every action, for the command palette: its title, help and key come from its binding

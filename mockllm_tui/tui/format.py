@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from mockllm_tui.core.knobs import Knobs
-from mockllm_tui.core.store import REDACTED, JournalEntry
+from mockllm_tui.core.store import PROBE_PATHS, REDACTED, JournalEntry
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.rules.commands import RulesFile
 from mockllm_tui.rules.fileio import short_path, shown_path
@@ -104,13 +104,30 @@ def duration_text(entry: JournalEntry) -> str:
     return f"{entry.duration_ms:.0f}"
 
 
+PROBES_WORD = "probes"  # the filter word that shows health checks and metrics scrapes with the rest
+
+
+def shows_probes(query: str) -> bool:
+    """Whether a filter shows health checks and metrics scrapes, which the log and the totals leave
+    out otherwise: it has the word `probes`, or names them (`health`, `/metrics`)."""
+    for word in query.lower().split():
+        if word == PROBES_WORD or (":" not in word and any(word in path for path in PROBE_PATHS)):
+            return True
+    return False
+
+
 def entry_matches(entry: JournalEntry, query: str) -> bool:
     """Whether the entry matches a filter: words that must all appear in its text, status, model or rule.
 
     `status:5` matches statuses starting with 5, `model:x` and `rule:x` look at one field only.
+    Health checks and metrics scrapes match only a filter that shows them (`shows_probes`).
     """
+    if entry.probe and not shows_probes(query):
+        return False
     for word in query.lower().split():
         field, _, value = word.partition(":")
+        if word == PROBES_WORD:
+            continue
         if value and field == "status":
             if not str(entry.status).startswith(value):
                 return False
@@ -130,15 +147,26 @@ def entry_matches(entry: JournalEntry, query: str) -> bool:
 
 
 def live_stats(entry: JournalEntry, now: float | None = None) -> dict[str, float | int | None]:
-    """Chunk count, tokens/s since the first chunk, and time to first token (ms) of a stream."""
+    """Chunk count, tokens/s since the first chunk, and time to first token (ms) of a stream.
+
+    A finished stream sent at unlimited speed has no rate to speak of (it went out as fast as it
+    could be written): `unpaced` is 1 and `tokens_per_s` None.
+    """
     now = time.perf_counter() if now is None else now
     tokens = count_tokens("".join(entry.chunks))
     ttft = None if entry.first_chunk_at is None else (entry.first_chunk_at - entry.started) * 1000
     end = now if entry.open else entry.started + entry.duration_ms / 1000
+    unpaced = not entry.open and entry.stream_speed is not None and entry.stream_speed <= 0
     rate = None
-    if entry.first_chunk_at is not None and end > entry.first_chunk_at:
+    if entry.first_chunk_at is not None and end > entry.first_chunk_at and not unpaced:
         rate = tokens / (end - entry.first_chunk_at)
-    return {"chunks": len(entry.chunks), "tokens": tokens, "tokens_per_s": rate, "ttft_ms": ttft}
+    return {
+        "chunks": len(entry.chunks),
+        "tokens": tokens,
+        "tokens_per_s": rate,
+        "ttft_ms": ttft,
+        "unpaced": int(unpaced),
+    }
 
 
 def replayable_headers(entry: JournalEntry) -> dict[str, str]:

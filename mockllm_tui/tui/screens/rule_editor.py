@@ -5,15 +5,21 @@ It opens with the cursor in the pattern; the reply field follows it. `ctrl+s` sa
 in the form and `escape` cancels. A new rule's name follows the text it matches (`capital-of-france`)
 until the user edits the name. The form only builds the rule's data: the caller's `submit`
 makes the change and returns an error message when the change is refused (the form stays open).
+
+The app has one editor, built and mounted ahead of its first use and refilled for each rule
+(`open_rule_editor`): a new screen of this size costs about three times as much to show, and keys
+typed before it is drawn would reach a form with nothing focused yet.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
-from textual.app import ComposeResult
+from textual import events
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -25,8 +31,25 @@ TEXT_KINDS: tuple[str, ...] = ("exact", "contains", "regex", "system", "tool_res
 PROMPT_KINDS: tuple[str, ...] = ("exact", "contains")  # the kinds whose text a default name is made from
 ANYTHING = "anything"
 SEPARATOR = "---"
+EDITOR_SCREEN = "rule-editor"  # the name the app's one editor is installed under
 Submit = Callable[[dict[str, Any]], str | None]
 NameFor = Callable[[str], str | None]
+# The form's text inputs: (key in `fields()`, widget id)
+TEXT_INPUTS: tuple[tuple[str, str], ...] = (
+    ("pattern", "pattern"),
+    ("model", "model"),
+    ("name", "rule-name"),
+    ("tool_name", "tool-name"),
+    ("tool_args", "tool-args"),
+    ("error_status", "error-status"),
+    ("error_message", "error-message"),
+    ("latency_ms", "latency"),
+    ("stream_speed", "speed"),
+)
+
+
+def _not_loaded(data: dict[str, Any]) -> str | None:
+    return "the editor was opened without a rule to save"
 
 
 class FormError(ValueError):
@@ -120,7 +143,21 @@ class RuleEditor(ModalScreen[None]):
         Binding("escape", "cancel", "Cancel", id="editor.cancel"),
     ]
 
-    def __init__(
+    def __init__(self) -> None:
+        """An empty editor: `load` fills it for one rule before it is shown."""
+        super().__init__()
+        self.view: RuleView | None = None
+        self.submit: Submit = _not_loaded
+        self.original: dict[str, Any] | None = None
+        self.default_kind = "exact"
+        self.prefilled = False
+        self.title_text = "New rule"
+        self.name_for: NameFor | None = None
+        self.auto_name = ""
+        self.mounted = asyncio.Event()
+        self._styles_stale = False
+
+    def load(
         self,
         view: RuleView | None,
         submit: Submit,
@@ -133,15 +170,16 @@ class RuleEditor(ModalScreen[None]):
         """Edit `view`, or make a new rule (from `prefill`, rich-form data, when given: the cursor
         then starts in the reply, and match conditions the form does not show are kept).
         `name_for` makes a default name from the text to match, for a new rule."""
-        super().__init__()
         self.name_for = name_for if view is None else None
         self.auto_name = (prefill or {}).get("name") or ""
         self.view = view
         self.submit = submit
-        self.original: dict[str, Any] | None = view.spec.to_data() if view is not None else prefill
+        self.original = view.spec.to_data() if view is not None else prefill
         self.default_kind = default_kind
         self.prefilled = view is None and prefill is not None
         self.title_text = title or (f"Edit rule {view.label}" if view is not None else "New rule")
+        if self.is_mounted:
+            self._fill()
 
     def _initial(self) -> dict[str, Any]:
         data = self.original or {}
@@ -166,43 +204,34 @@ class RuleEditor(ModalScreen[None]):
         }
 
     def compose(self) -> ComposeResult:
-        v = self._initial()
-        box = Vertical()
-        box.border_title = self.title_text
-        kept = " · ".join(f"also {k} {v}" for k, v in hidden_conditions(self.original).items())
-        box.border_subtitle = (f"{kept} · " if kept else "") + "ctrl+s save · escape cancel"
         kinds = [(k, k) for k in (*TEXT_KINDS, ANYTHING)]
-        with box, VerticalScroll():
+        with Vertical(id="editor-box"), VerticalScroll():
             with Horizontal():
                 yield Label("Match", classes="name")
-                yield Select(kinds, value=v["kind"], allow_blank=False, id="kind")
-                yield Input(v["pattern"], placeholder="the text to match", id="pattern")
+                yield Select(kinds, value=self.default_kind, allow_blank=False, id="kind")
+                yield Input(placeholder="the text to match", id="pattern")
             with Horizontal():
                 yield Label("Reply", classes="name")
-                yield TextArea(v["reply"], id="reply", soft_wrap=True, tab_behavior="focus")
-            yield Checkbox(
-                f"a sequence: one reply after another, separated by lines of {SEPARATOR}",
-                v["sequence"],
-                id="sequence",
-            )
+                yield TextArea(id="reply", soft_wrap=True, tab_behavior="focus")
+            yield Checkbox(f"a sequence: one reply after another, separated by lines of {SEPARATOR}", id="sequence")
             with Horizontal():
                 yield Label("Model", classes="name")
-                yield Input(v["model"], placeholder="any (glob, e.g. gpt-4*)", id="model")
+                yield Input(placeholder="any (glob, e.g. gpt-4*)", id="model")
                 yield Label("Name", classes="hint")
-                yield Input(v["name"], placeholder="optional", id="rule-name")
+                yield Input(placeholder="optional", id="rule-name")
             with Horizontal():
                 yield Label("Tool call", classes="name")
-                yield Input(v["tool_name"], placeholder="tool name", id="tool-name")
-                yield Input(v["tool_args"], placeholder='arguments as JSON, e.g. {"city": "Paris"}', id="tool-args")
+                yield Input(placeholder="tool name", id="tool-name")
+                yield Input(placeholder='arguments as JSON, e.g. {"city": "Paris"}', id="tool-args")
             with Horizontal():
                 yield Label("Error", classes="name")
-                yield Input(v["error_status"], placeholder="status", id="error-status", type="integer")
-                yield Input(v["error_message"], placeholder="message", id="error-message")
+                yield Input(placeholder="status", id="error-status", type="integer")
+                yield Input(placeholder="message", id="error-message")
             with Horizontal():
                 yield Label("Latency", classes="name")
-                yield Input(v["latency_ms"], placeholder="ms", id="latency", type="number")
+                yield Input(placeholder="ms", id="latency", type="number")
                 yield Label("Speed", classes="hint")
-                yield Input(v["stream_speed"], placeholder="tok/s", id="speed", type="number")
+                yield Input(placeholder="tok/s", id="speed", type="number")
                 yield Label("(empty: the live toggles)", classes="hint")
             yield Label("", id="form-error")
             with Horizontal(id="buttons"):
@@ -230,29 +259,48 @@ class RuleEditor(ModalScreen[None]):
         name.value = self.auto_name
 
     def on_mount(self) -> None:
+        self._fill()
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.mounted.set()
+
+    def _theme_changed(self, _theme: object) -> None:
+        self._styles_stale = True
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        """Shown again: its styles are as they were unless the theme changed meanwhile (styling the
+        whole form anew is a third of the time it takes to show)."""
+        event.refresh_styles = self._styles_stale
+        self._styles_stale = False
+
+    def _fill(self) -> None:
+        """Show the loaded rule in the form and put the cursor where typing starts (the form may not
+        be on screen yet: keys typed before it is drawn go to that field)."""
+        v = self._initial()
+        box = self.query_one("#editor-box", Vertical)
+        box.border_title = self.title_text
+        kept = " · ".join(f"also {k} {v}" for k, v in hidden_conditions(self.original).items())
+        box.border_subtitle = (f"{kept} · " if kept else "") + "ctrl+s save · escape cancel"
+        self.query_one("#kind", Select).value = v["kind"]
+        for key, widget in TEXT_INPUTS:
+            field = self.query_one(f"#{widget}", Input)
+            field.value = v[key]
+            field.cursor_position = len(field.value)
+        reply = self.query_one("#reply", TextArea)
+        reply.load_text(v["reply"])
+        self.query_one("#sequence", Checkbox).value = v["sequence"]
+        self.query_one("#form-error", Label).update("")
+        self.query_one(VerticalScroll).scroll_home(animate=False)
         if self.prefilled:
-            reply = self.query_one("#reply", TextArea)
-            reply.focus()
+            self.set_focus(reply)
             reply.move_cursor(reply.document.end)
         else:
-            self.query_one("#pattern", Input).focus()
+            pattern = self.query_one("#pattern", Input)
+            self.set_focus(pattern)
+            pattern.select_all()  # as focusing it does: typing replaces the text
 
     def fields(self) -> dict[str, Any]:
         """The form's raw values."""
-        text = {
-            key: self.query_one(f"#{widget}", Input).value
-            for key, widget in (
-                ("pattern", "pattern"),
-                ("model", "model"),
-                ("name", "rule-name"),
-                ("tool_name", "tool-name"),
-                ("tool_args", "tool-args"),
-                ("error_status", "error-status"),
-                ("error_message", "error-message"),
-                ("latency_ms", "latency"),
-                ("stream_speed", "speed"),
-            )
-        }
+        text = {key: self.query_one(f"#{widget}", Input).value for key, widget in TEXT_INPUTS}
         return {
             **text,
             "kind": self.query_one("#kind", Select).value,
@@ -291,3 +339,47 @@ class RuleEditor(ModalScreen[None]):
     def action_cancel(self) -> None:
         """Close without a change."""
         self.dismiss(None)
+
+
+def shared_editor(app: App[Any]) -> RuleEditor:
+    """The app's one rule editor (installed on first use, then reused)."""
+    if not app.is_screen_installed(EDITOR_SCREEN):
+        app.install_screen(RuleEditor(), EDITOR_SCREEN)
+    return cast(RuleEditor, app.get_screen(EDITOR_SCREEN))
+
+
+def prepare_rule_editor(app: App[Any]) -> None:
+    """Build and mount the editor ahead of its first use, without showing it: pushed and popped
+    in one go, nothing is drawn in between, and its widgets mount in the background."""
+    editor = shared_editor(app)
+    if not editor.is_running and editor not in app.screen_stack:
+        app.push_screen(editor)
+        app.pop_screen()
+
+
+async def rule_editor_ready(app: App[Any]) -> None:
+    """Wait until the editor's form exists (at once, after the first time)."""
+    editor = shared_editor(app)
+    if not editor.is_mounted:
+        prepare_rule_editor(app)
+        await editor.mounted.wait()
+
+
+def open_rule_editor(
+    app: App[Any],
+    view: RuleView | None,
+    submit: Submit,
+    *,
+    default_kind: str = "exact",
+    prefill: dict[str, Any] | None = None,
+    title: str | None = None,
+    name_for: NameFor | None = None,
+) -> RuleEditor:
+    """Show the editor for `view` (a new rule when None): see `RuleEditor.load`. An editor already
+    open keeps what is typed in it."""
+    editor = shared_editor(app)
+    if editor in app.screen_stack:
+        return editor
+    editor.load(view, submit, default_kind=default_kind, prefill=prefill, title=title, name_for=name_for)
+    app.push_screen(editor)
+    return editor

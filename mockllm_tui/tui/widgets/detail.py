@@ -4,9 +4,11 @@ chunk timeline), or a whole reply's bytes as sent."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from rich.console import Group, RenderableType
+from rich.json import JSON
 from rich.rule import Rule
 from rich.text import Text
 from textual.app import ComposeResult
@@ -64,7 +66,10 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
         size = f" · {len(entry.response_body)} bytes" if entry.response_body else ""
         parts.append(Rule(f"Reply as sent{size} · c: the text", style="dim"))
         body = entry.response_body.decode("utf-8", "replace")
-        parts.append(Text(body or ("(waiting…)" if entry.open else "(no body recorded)"), style="" if body else "dim"))
+        if body:
+            parts.append(body_text(body))
+        else:
+            parts.append(Text("(waiting…)" if entry.open else "(no body recorded)", style="dim"))
     else:
         parts.append(Rule("Reply · c: as sent", style="dim"))
         if entry.stream:
@@ -78,6 +83,17 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
         line.append(value, style="dim" if value == REDACTED else "")
         parts.append(line)
     return Group(*parts)
+
+
+def body_text(body: str) -> Text:
+    """A whole reply's body: JSON indented and highlighted, anything else as it is."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return Text(body)
+    text = JSON.from_data(data, indent=2, ensure_ascii=False).text
+    text.no_wrap, text.overflow = False, "fold"  # long values wrap in the narrow pane
+    return text
 
 
 def chunk_timeline(entry: JournalEntry) -> Text:
@@ -104,10 +120,13 @@ def chunk_timeline(entry: JournalEntry) -> Text:
 
 
 def stream_stats(entry: JournalEntry) -> str:
-    """A stream's progress: "streaming: 12 chunks · 20.1 tok/s · TTFT 3 ms"."""
+    """A stream's progress: "streaming: 12 chunks · 20.1 tok/s · TTFT 3 ms" (`unpaced` in place of
+    the rate for a stream sent at unlimited speed)."""
     stats = live_stats(entry)
     bits = [f"{stats['chunks']} chunks"]
-    if stats["tokens_per_s"] is not None:
+    if stats["unpaced"]:
+        bits.append("unpaced")
+    elif stats["tokens_per_s"] is not None:
         bits.append(f"{stats['tokens_per_s']:.1f} tok/s")
     if stats["ttft_ms"] is not None:
         bits.append(f"TTFT {stats['ttft_ms']:.0f} ms")

@@ -133,7 +133,13 @@ class RequestLog(ScrollView, can_focus=True):
 
     BINDINGS: ClassVar[list[Any]] = [
         Binding("f", "toggle_follow", "Follow", id="log.follow", tooltip="Follow new requests in the log"),
-        Binding("slash", "filter", "Filter", id="log.filter", tooltip="Filter the log by text, status:, model:, rule:"),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            id="log.filter",
+            tooltip="Filter the log by text, status:, model:, rule: (probes: /health and /metrics polls too)",
+        ),
         Binding("up", "cursor_up", "", show=False),
         Binding("down", "cursor_down", "", show=False),
         Binding("pageup", "page_up", "", show=False),
@@ -218,7 +224,7 @@ class RequestLog(ScrollView, can_focus=True):
                 row = seq - self._offset - self._skip
                 if top <= row < bottom:
                     self.refresh_line(row + 1)
-            elif not self.filter_text or entry_matches(entry, self.filter_text):
+            elif entry_matches(entry, self.filter_text) if self.filter_text else not entry.probe:
                 self._seq[entry.id] = self._offset + len(self._entries)
                 self.rows_by_id[entry.id] = entry
                 self._entries.append(entry)
@@ -257,7 +263,7 @@ class RequestLog(ScrollView, can_focus=True):
         """Rebuild from these entries (after a filter change, a clear or a lost batch)."""
         selected = self.selected_id()
         query = self.filter_text
-        shown = [e for e in entries if not query or entry_matches(e, query)][-self.cap :]
+        shown = [e for e in entries if (entry_matches(e, query) if query else not e.probe)][-self.cap :]
         self._offset += len(self._entries)
         self._entries = shown
         self._skip = 0
@@ -381,15 +387,20 @@ class RequestLog(ScrollView, can_focus=True):
     # -- the filter ----------------------------------------------------------------------------
 
     def action_filter(self) -> None:
-        """Ask for a filter (text, status:5xx, model:x, rule:x)."""
-        self.app.push_screen(FilterScreen(self.filter_text), self.set_filter)
+        """Ask for a filter (text, status:5xx, model:x, rule:x), applied as it is typed."""
+        before = self.filter_text
 
-    def set_filter(self, query: str | None) -> None:
-        """Show only the requests matching `query` (None: keep the current filter)."""
-        if query is None:
-            return
-        self.filter_text = query.strip()
-        self.post_message(self.FilterChanged(self.filter_text))
+        def closed(query: str | None) -> None:
+            self.set_filter(before if query is None else query)  # escape: the filter as it was
+
+        self.app.push_screen(FilterScreen(before, preview=self.set_filter), closed)
+
+    def set_filter(self, query: str) -> None:
+        """Show only the requests matching `query` (empty: all but the probes)."""
+        query = query.strip()
+        if query != self.filter_text:
+            self.filter_text = query
+            self.post_message(self.FilterChanged(self.filter_text))
 
     def watch_follow(self) -> None:
         self._update_title()

@@ -31,7 +31,7 @@ from mockllm_tui.rules.commands import (
 )
 from mockllm_tui.tui.format import rule_data_for
 from mockllm_tui.tui.screens.confirm import ConfirmScreen
-from mockllm_tui.tui.screens.rule_editor import RuleEditor
+from mockllm_tui.tui.screens.rule_editor import open_rule_editor, rule_editor_ready
 from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
 
 RULE_ERRORS = (RuleError, ConflictError, RuleNotFound, NotConnected)
@@ -174,7 +174,7 @@ class RuleTable(DataTable[Any]):
         def submit(data: dict[str, Any]) -> str | None:
             return self._change(lambda: self.access.add(data, index))
 
-        self.app.push_screen(RuleEditor(None, submit, default_kind=self._default_kind(), name_for=self._name_for))
+        open_rule_editor(self.app, None, submit, default_kind=self._default_kind(), name_for=self._name_for)
 
     def _name_for(self, prompt: str) -> str | None:
         return new_rule_name(self.store, prompt)
@@ -194,7 +194,7 @@ class RuleTable(DataTable[Any]):
         def submit(data: dict[str, Any]) -> str | None:
             return self._change(lambda: self.access.update(view.id, data))
 
-        self.app.push_screen(RuleEditor(view, submit, default_kind=self._default_kind()))
+        open_rule_editor(self.app, view, submit, default_kind=self._default_kind())
 
     def rule_from(self, entry: JournalEntry) -> None:
         """A new rule that answers this request: the editor filled from it, the cursor in the reply.
@@ -215,10 +215,11 @@ class RuleTable(DataTable[Any]):
         name = self._name_for(prefill["match"]["exact"])
         if name:
             prefill["name"] = name
-        self.app.push_screen(RuleEditor(None, submit, prefill=prefill, title=title, name_for=self._name_for))
+        open_rule_editor(self.app, None, submit, prefill=prefill, title=title, name_for=self._name_for)
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    async def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
+        await rule_editor_ready(self.app)
         self.action_edit()
 
     async def _on_click(self, event: events.Click) -> None:
@@ -227,13 +228,18 @@ class RuleTable(DataTable[Any]):
         before = self.cursor_row
         await super()._on_click(event)
         if isinstance(row, int) and 0 <= row < len(self.views) and row != before and self.cursor_row == row:
+            await rule_editor_ready(self.app)
             self.edit(self.views[row])
 
     def action_delete(self) -> None:
         """Delete the highlighted rule, after a confirmation."""
         view = self.selected_view()
-        if view is None:
-            return
+        if view is not None:
+            self.delete(view)
+
+    def delete(self, view: RuleView) -> None:
+        """Delete this rule (highlighted meanwhile), after a confirmation."""
+        self.select_id(view.id)
 
         def answered(yes: bool | None) -> None:
             if yes:

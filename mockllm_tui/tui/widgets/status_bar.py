@@ -18,6 +18,12 @@ RATE_WINDOW = 60
 COUNTS_INTERVAL_S = 0.5  # under load the counts change every tick; each redraw is a frame of its own
 
 
+def arrived_count(counters: Counters, *, with_probes: bool) -> int:
+    """Requests so far, counted as they arrive, not as they finish (health checks and metrics
+    scrapes only `with_probes`)."""
+    return counters.total + counters.in_flight - (0 if with_probes else counters.probes)
+
+
 class StatusBar(Vertical):
     """Two lines at the top of the screen; fed by the app on each tick (it never reads the store)."""
 
@@ -38,6 +44,7 @@ class StatusBar(Vertical):
         self.rates: deque[float] = deque([0.0] * RATE_WINDOW, maxlen=RATE_WINDOW)
         self._counters: Counters | None = None
         self._shown_counts: tuple[int, int, int, int] | None = None
+        self.with_probes = False  # count health checks and metrics scrapes in the total
         self._knobs_width = -1
 
     def compose(self) -> ComposeResult:
@@ -76,11 +83,16 @@ class StatusBar(Vertical):
         if first:
             self._show_stale_counts()
 
+    def count_probes(self, on: bool) -> None:
+        """Count health checks and metrics scrapes in the total (while the log's filter shows them)."""
+        self.with_probes = on
+        self._show_stale_counts()
+
     def _show_stale_counts(self) -> None:
         counters = self._counters
         if counters is None:
             return
-        arrived = counters.total + counters.in_flight  # counted as they arrive, not as they finish
+        arrived = arrived_count(counters, with_probes=self.with_probes)
         values = (arrived, counters.in_flight, counters.streams_open, counters.errors)
         if values == self._shown_counts:
             return

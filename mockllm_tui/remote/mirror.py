@@ -84,9 +84,9 @@ class MirrorStore(Store):
         """Live knob values go to the server (KnobError when it refuses one)."""
         if layer != "live":
             return super().set_knobs(layer, values, replace_layer=replace_layer)
-        if replace_layer:
-            self.command("DELETE", "/_mock/settings")
         try:
+            if replace_layer:
+                self.command("DELETE", "/_mock/settings")
             view = self.command("PATCH", "/_mock/settings", json=values)
         except RefusedCommand as exc:
             raise KnobError(exc.message) from None

@@ -494,7 +494,7 @@ class MockPanel(App[int]):
             return
         try:
             self.store.set_fail_next(message.count, message.status)
-        except NotConnected as exc:
+        except (NotConnected, ValueError) as exc:  # attached: unreachable, or refused
             self.notify(str(exc), severity="warning")
             return
         self.notify(f"The next {message.count} request(s) fail with {message.status or 'the error status'}")

@@ -22,7 +22,7 @@ RULES = """\
 rules:
   - name: weather
     match: {contains: weather}
-    reply: "Sunny and warm."
+    reply: "Sunny and warm all day long."
 responses:
   hello: "Hi there, friend."
 """
@@ -126,7 +126,7 @@ async def test_a_stream_is_told_from_start_to_end_and_every_event_has_an_id(even
         )
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
         ended, seen = await listener.until("request.ended")
-    assert text == "Sunny and warm."
+    assert text == "Sunny and warm all day long."
     assert all(e.id for e in seen)
     numbers = [int(e.id.rsplit("-", 1)[1]) for e in seen if e.id]
     assert numbers == sorted(numbers)
@@ -140,6 +140,8 @@ async def test_a_stream_is_told_from_start_to_end_and_every_event_has_an_id(even
     assert ended.data["conversation"]["messages"][-1]["content"] == "how is the weather?"
     assert "Sunny" in "".join(chunks)
     assert ended.data["stream"] is True
+    told = [e for e in seen if e.name.startswith("request.") and e.data["id"] == ended.data["id"]]
+    assert len(told) < len(chunks)  # batched: an unpaced stream is told in fewer events than it has chunks
 
 
 async def test_knob_and_rule_changes_are_events(events_live: Live) -> None:
@@ -175,7 +177,7 @@ async def test_last_event_id_resumes_without_a_gap(events_live: Live) -> None:
         assert first.name in ("request.started", "request.ended")  # no reset, no snapshot
         assert first.data["id"] == ended.data["id"] + 1
         last, _ = await resumed.until("request.ended", lambda d: d["id"] == ended.data["id"] + 2)
-    assert last.data["reply_text"] == "Sunny and warm."
+    assert last.data["reply_text"] == "Sunny and warm all day long."
 
 
 async def test_an_unknown_or_lost_id_starts_with_reset(tmp_path: Path) -> None:
@@ -237,7 +239,7 @@ async def test_try_names_the_winner_and_counts_nothing(events_live: Live) -> Non
         bad = await http.post("/_mock/try", json={"model": "gpt-4o"})
         after = (await http.get("/_mock/rules")).json()["data"]
     assert tried.status_code == 200
-    assert tried.json()["rule"] == "weather" and tried.json()["reply"] == "Sunny and warm."
+    assert tried.json()["rule"] == "weather" and tried.json()["reply"] == "Sunny and warm all day long."
     assert fallback.json()["rule"] is None and fallback.json()["reply"]
     assert bad.status_code == 400
     assert [r["hits"] for r in before] == [r["hits"] for r in after] == [0, 0]
@@ -255,7 +257,7 @@ async def test_the_rules_file_is_served_with_its_version(events_live: Live) -> N
         await http.post("/_mock/rules", json={"match": {"contains": "tea"}, "reply": "Earl Grey"})
         changed = await http.get("/_mock/rules/file", headers={"if-none-match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
-    assert "Earl Grey" in changed.text and "Sunny and warm." in changed.text
+    assert "Earl Grey" in changed.text and "Sunny and warm all day long." in changed.text
 
 
 async def test_a_rule_from_a_request_is_placed_where_it_answers(events_live: Live) -> None:

@@ -281,3 +281,25 @@ async def test_stopping_the_server_ends_the_event_stream_cleanly(events_live: Li
     assert listener._task is not None
     await asyncio.wait_for(listener._task, TIMEOUT_S)
     assert listener._task.exception() is None  # the stream ended, not cut when the grace ran out
+
+
+async def test_the_full_journal_gives_each_request_whole(events_live: Live) -> None:
+    client = openai.AsyncOpenAI(base_url=events_live.openai_url, api_key="sk-test", max_retries=0)
+    stream = await client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "weather?"}], stream=True
+    )
+    [c async for c in stream]
+    async with httpx.AsyncClient(base_url=events_live.root) as http:
+        full = (await http.get("/_mock/journal", params={"full": "true"})).json()
+        short = (await http.get("/_mock/journal")).json()
+    (entry,) = full["data"]
+    assert entry["conversation"]["messages"][-1] == {
+        "role": "user",
+        "content": "weather?",
+        "tool_calls": [],
+        "tool_call_id": None,
+        "name": None,
+    }
+    assert "".join(entry["chunks"]) == "Sunny and warm all day long." and len(entry["chunk_ms"]) == len(entry["chunks"])
+    assert entry["body"]["text"].startswith("{") and full["counters"]["total"] == 1
+    assert "conversation" not in short["data"][0]  # the default shape is unchanged

@@ -273,3 +273,14 @@ async def test_try_resend_curl_and_save_settings_go_to_the_server(attached: Atta
     await attached.pilot.press("plus", "ctrl+s")
     await attached.until(lambda: "latency_ms" in (attached.tmp / "server" / "responses.yml").read_text())
     assert "# greeting" in (attached.tmp / "server" / "responses.yml").read_text()
+
+
+def test_attach_refuses_what_is_not_a_url_and_headless() -> None:
+    import sys
+
+    for args, said in (
+        (["--attach", "127.0.0.1:8000"], "expected http(s)://HOST:PORT"),
+        (["--attach", "http://127.0.0.1:8000", "--headless"], "--attach and --headless exclude each other"),
+    ):
+        done = subprocess.run([sys.executable, "-m", "mockllm_tui", *args], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and said in done.stderr

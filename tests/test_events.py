@@ -303,3 +303,34 @@ async def test_the_full_journal_gives_each_request_whole(events_live: Live) -> N
     assert "".join(entry["chunks"]) == "Sunny and warm all day long." and len(entry["chunk_ms"]) == len(entry["chunks"])
     assert entry["body"]["text"].startswith("{") and full["counters"]["total"] == 1
     assert "conversation" not in short["data"][0]  # the default shape is unchanged
+
+
+async def test_an_attached_mirror_resumes_a_dropped_stream_without_reloading(events_live: Live) -> None:
+    from mockllm_tui.remote.attached import AttachedServer
+    from mockllm_tui.remote.client import AdminClient
+    from mockllm_tui.remote.mirror import MirrorStore
+
+    mirror = MirrorStore(AdminClient(events_live.root))
+    handle = AttachedServer(mirror, first_retry_s=0.01)
+    sub = mirror.subscribe()
+    client = openai.AsyncOpenAI(base_url=events_live.openai_url, api_key="sk-test", max_retries=0)
+
+    async def seen(prompt: str) -> None:
+        while not any(e.transcript() and e.transcript()[-1][1] == prompt for e in mirror.journal()):
+            assert await sub.wait(TIMEOUT_S)
+            sub.drain()
+
+    await handle.start()
+    try:
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "first"}])
+        await asyncio.wait_for(seen("first"), TIMEOUT_S)
+        assert handle.journal_loads == 1 and handle.stream is not None and handle.last_id
+        dropped = handle.stream
+        await dropped.aclose()  # the connection drops; the server goes on
+        await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "second"}])
+        await asyncio.wait_for(seen("second"), TIMEOUT_S)
+        assert handle.stream is not dropped  # a new connection…
+        assert handle.journal_loads == 1  # …resumed by Last-Event-ID: no reset, no reload
+        assert [e.transcript()[-1][1] for e in mirror.journal()] == ["first", "second"]
+    finally:
+        await handle.stop()

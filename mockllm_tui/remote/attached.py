@@ -54,6 +54,10 @@ class AttachedServer:
         self.mirror = mirror
         self.first_retry_s = first_retry_s
         self.last_id: str | None = None
+        #: The event stream's response while connected.
+        self.stream: httpx.Response | None = None
+        #: How many times the journal was read whole (on the first connection, and after `reset`).
+        self.journal_loads = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -100,6 +104,7 @@ class AttachedServer:
                 self.mirror.set_connection(False, f"refused: {error_message(response)}")
                 return False
             self.mirror.set_connection(True, "connected")
+            self.stream = response
             reload = self.last_id is None
             async for name, ident, data in sse_events(response):
                 if name == "reset":
@@ -112,6 +117,7 @@ class AttachedServer:
                     )
                     answer.raise_for_status()
                     self.mirror.load_journal(answer.json())
+                    self.journal_loads += 1
                     reload = False
                 if not reload and ident:
                     self.last_id = ident

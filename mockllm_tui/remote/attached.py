@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,8 @@ import orjson
 
 from mockllm_tui.remote.client import error_message
 from mockllm_tui.remote.mirror import MirrorStore
+
+log = logging.getLogger("mockllm_tui")
 
 FIRST_RETRY_S = 0.25
 LAST_RETRY_S = 5.0
@@ -88,8 +91,11 @@ class AttachedServer:
                 try:
                     if await self._follow_once(http):
                         delay = self.first_retry_s
-                except (httpx.HTTPError, orjson.JSONDecodeError, KeyError, ValueError):
+                except (httpx.HTTPError, orjson.JSONDecodeError):
                     pass
+                except Exception:  # an event this side cannot read: say so in the log, and start again
+                    log.exception("attached to %s: an event could not be read", self.mirror.client.root)
+                    self.last_id = None
                 if self.mirror.connected or self.mirror.connection == "connecting":
                     self.mirror.set_connection(False, "disconnected")
                 await asyncio.sleep(delay)

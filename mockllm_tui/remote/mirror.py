@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mockllm_tui.core.journal_data import entry_from_data, update_entry
-from mockllm_tui.core.knobs import ErrorMode, KnobError, Knobs
+from mockllm_tui.core.knobs import KNOB_NAMES, ErrorMode, KnobError, Knobs
 from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, Counters, JournalEntry, StartupConfig, Store
 from mockllm_tui.remote.errors import NotConnected, RefusedCommand
 from mockllm_tui.rules.fileio import assign_ids
@@ -126,9 +126,10 @@ class MirrorStore(Store):
     def apply_settings(self, view: dict[str, Any]) -> None:
         """The server's knobs (`/_mock/settings`'s shape): in force, the live layer, and fail-next.
         The API key in force here is the one this panel attached with (the server never shows its own)."""
-        effective = {k: v for k, v in view["effective"].items() if k != "api_key"}
+        effective = {k: v for k, v in view["effective"].items() if k in KNOB_NAMES and k != "api_key"}
         effective["api_key"] = self.client.api_key
-        self._knob_layers["live"] = {k: v for k, v in view["layers"]["live"].items() if k != "api_key"}
+        live = view["layers"]["live"].items()
+        self._knob_layers["live"] = {k: v for k, v in live if k in KNOB_NAMES and k != "api_key"}
         fail = view.get("fail_next") or {}
         self._fail_next, self._fail_next_status = int(fail.get("count", 0)), fail.get("status")
         super().set_knobs("cli", effective, replace_layer=True)

@@ -334,3 +334,17 @@ async def test_an_attached_mirror_resumes_a_dropped_stream_without_reloading(eve
         assert [e.transcript()[-1][1] for e in mirror.journal()] == ["first", "second"]
     finally:
         await handle.stop()
+
+
+async def test_a_feed_nobody_listens_to_stops_and_old_ids_get_reset(tmp_path: Path) -> None:
+    store = rules_store(tmp_path, RULES)
+    async with serving(store) as live:
+        feed = live.app.fallback.state.event_feed = EventFeed(store, idle_s=0.2)
+        async with Listener(live) as listener:
+            last = (await listener.next("state.changed")).id
+        assert feed._task is not None
+        await asyncio.wait_for(feed._task, TIMEOUT_S)  # ends by itself once nobody listens
+        assert feed._subscription is None and feed.clients == 0
+        async with Listener(live, {"last-event-id": last or ""}) as listener:
+            assert (await listener.next()).name == "reset"
+            assert feed._subscription is not None  # listening again

@@ -8,7 +8,9 @@ per client. A batch names each request once: `request.started` when it is first 
 falls further behind than the buffer holds, or resumes from an id it no longer holds, gets `reset`.
 
 Ids are `EPOCH-N`: N counts up, EPOCH differs with each feed, so an id from another run (the server
-restarted) is never mistaken for one of this run's.
+restarted) is never mistaken for one of this run's. With no client for IDLE_S the feed stops
+listening (a server nobody watches any more pays nothing) and takes a new epoch: a client that comes
+back later gets `reset`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import contextlib
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -30,6 +32,7 @@ from mockllm_tui.rules.commands import list_rules
 DEFAULT_BUFFER = 10_000
 HEARTBEAT_S = 15.0
 BATCH_INTERVAL_S = 0.1
+IDLE_S = 60.0
 HEARTBEAT = b": heartbeat\n\n"
 #: How long a client waits before reconnecting (the `retry:` field).
 RETRY_MS = 1000
@@ -72,11 +75,14 @@ class EventFeed:
         buffer_size: int = DEFAULT_BUFFER,
         heartbeat_s: float = HEARTBEAT_S,
         interval_s: float = BATCH_INTERVAL_S,
+        idle_s: float = IDLE_S,
     ) -> None:
         self.store = store
         self.epoch = secrets.token_hex(4)
         self.heartbeat_s = heartbeat_s
         self.interval_s = interval_s
+        self.idle_s = idle_s
+        self.clients = 0
         self.last = 0
         self._buffer: deque[tuple[int, bytes]] = deque(maxlen=max(1, buffer_size))
         self._sent: dict[int, tuple[int, bool]] = {}  # open request -> (chunks sent, conversation sent)
@@ -105,7 +111,7 @@ class EventFeed:
     # -- the batch -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Subscribe to the store and start draining it (once; the feed then lives with the server)."""
+        """Subscribe to the store and start draining it (again after an idle stop)."""
         if self._task is None or self._task.done():
             if self._subscription is None:
                 self._subscription = self.store.subscribe()
@@ -132,9 +138,23 @@ class EventFeed:
             self._subscription = None
 
     async def _run(self) -> None:
+        idle = 0.0
         while True:
             await asyncio.sleep(self.interval_s)
             self.pump()
+            idle = idle + self.interval_s if self.clients == 0 else 0.0
+            if idle >= self.idle_s:
+                self._suspend()
+                return
+
+    def _suspend(self) -> None:
+        """Nobody listens: stop draining, forget the buffer, and start a new epoch (old ids get `reset`)."""
+        if self._subscription is not None:
+            self.store.unsubscribe(self._subscription)
+            self._subscription = None
+        self._buffer.clear()
+        self._sent.clear()
+        self.epoch = secrets.token_hex(4)
 
     def _append(self, name: str, data: Any) -> None:
         self.last += 1
@@ -239,6 +259,15 @@ class EventFeed:
         if self.closed:
             return
         self.start()
+        self.clients += 1
+        try:
+            async with contextlib.aclosing(self._events(last_event_id)) as events:
+                async for chunk in events:
+                    yield chunk
+        finally:
+            self.clients -= 1
+
+    async def _events(self, last_event_id: str | None) -> AsyncGenerator[bytes, None]:
         cursor = self.parse_id(last_event_id)
         yield b"retry: %d\n\n" % RETRY_MS
         if cursor is None:

@@ -59,6 +59,7 @@ class MirrorStore(Store):
         self.connected = False
         self.connection = "connecting"
         self._streaming: set[int] = set()
+        self._rule_ids: dict[str, int] = {}  # a rule's identity -> its id here
         self.set_rules(RuleSet(RulesModel(), []))
 
     # -- the connection --------------------------------------------------------------------------
@@ -150,6 +151,7 @@ class MirrorStore(Store):
             view = by_entry[id(entry)]
             rule.label, rule.hits = str(view.get("id", rule.label)), int(view.get("hits", 0))
         self.configure(responses_path=str(data.get("file") or ""))
+        self._rule_ids = {rule.label: rule.id for rule in reversed(ruleset.rules)}  # the first of a name wins
         self.set_rules(ruleset)
         error = data.get("file_error")
         if error != self.file_error:
@@ -181,8 +183,7 @@ class MirrorStore(Store):
 
     def _place(self, entry: JournalEntry) -> None:
         """Point the entry at this side's rule (the server's ids are its own)."""
-        rule = next((r for r in self.rules_list() if r.label == entry.rule), None) if entry.rule else None
-        entry.rule_id = rule.id if rule is not None else None
+        entry.rule_id = self._rule_ids.get(entry.rule) if entry.rule else None
 
     def rules_list(self) -> list[Any]:
         """The mirrored rules (compiled)."""
@@ -190,7 +191,12 @@ class MirrorStore(Store):
         return list(rules) if isinstance(rules, RuleSet) else []
 
     def _known(self, entry_id: int) -> JournalEntry | None:
-        return self._open.get(entry_id) or self.entry(entry_id)
+        entry = self._open.get(entry_id)
+        if entry is not None:
+            return entry
+        if not self._journal or entry_id > self._journal[-1].id:  # the server's ids only grow: a new one
+            return None
+        return self.entry(entry_id)
 
     def _started(self, data: dict[str, Any]) -> None:
         entry = self._known(int(data["id"]))

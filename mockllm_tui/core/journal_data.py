@@ -7,6 +7,7 @@ made, and chunk times are offsets (ms) from that start, so the receiver places t
 from __future__ import annotations
 
 import base64
+from operator import attrgetter
 from time import perf_counter
 from typing import Any
 
@@ -47,6 +48,9 @@ PLAIN_FIELDS: tuple[str, ...] = (
     "refused_for_length",
     "thinking_text",
 )
+
+
+_plain = attrgetter(*PLAIN_FIELDS)
 
 
 def conversation_data(conversation: Conversation) -> dict[str, Any]:
@@ -121,7 +125,7 @@ def chunk_offsets(entry: JournalEntry, start: int = 0) -> list[float]:
 def entry_data(entry: JournalEntry, *, chunks_from: int | None = 0, now: float | None = None) -> dict[str, Any]:
     """An entry as plain data; its chunks from `chunks_from` on (None: no chunks)."""
     now = perf_counter() if now is None else now
-    out: dict[str, Any] = {name: getattr(entry, name) for name in PLAIN_FIELDS}
+    out: dict[str, Any] = dict(zip(PLAIN_FIELDS, _plain(entry), strict=True))
     out["age_ms"] = round((now - entry.started) * 1000.0, 3)
     out["first_chunk_ms"] = (
         None if entry.first_chunk_at is None else round((entry.first_chunk_at - entry.started) * 1000.0, 3)

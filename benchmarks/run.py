@@ -39,7 +39,6 @@ from benchmarks.common import (
     server,
     wait_answering,
 )
-from benchmarks.compiled import compiled_cmd
 from benchmarks.streams import run_streams
 from benchmarks.ttft import run_ttft
 
@@ -51,7 +50,9 @@ BENCH_RESPONSES = f'responses:\n  "Stream me a reply.": "{LONG_REPLY}"\n  "ping"
 #: The throughput request gets the same reply from every server compared.
 CHAT_RESPONSES = f'responses:\n  "default": "{AIMOCK_REPLY}"\n'
 NOTES_MARK = "<!-- notes: kept across runs -->"
-SECTIONS = ("throughput", "dialogs", "stream_rps", "streams", "ttft", "load", "memory", "startup", "edit", "attach")
+SECTIONS = (
+    "throughput", "dialogs", "stream_rps", "streams", "ttft", "realtime", "load", "memory", "startup", "edit", "attach"
+)
 #: aimock cuts a streamed reply every this many characters: 3 text chunks for its reply, as many as
 #: mockllm-tui's word chunking gives the same reply.
 AIMOCK_CHUNK_CHARS = 7
@@ -155,20 +156,17 @@ def supports_workers() -> bool:
 def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     """Baseline vs headless vs panel vs 2 workers, interleaved rounds."""
     need_wrk()
-    names = ("raw", "aimock", "headless", "fast", "compiled", "panel", "workers")
+    names = ("raw", "aimock", "headless", "fast", "panel", "workers")
     runs: dict[str, list[WrkResult]] = {k: [] for k in names}
     keys: list[float] = []
     chat = responses_file(tmp, CHAT_RESPONSES)
     peer, peer_note = aimock_cmd(tmp)
     report.notes.append(peer_note if peer is None else f"Peer baseline: {peer_note} (Node {node_version()}).")
-    compiled, compiled_note = compiled_cmd("--headless", "--port", "0", "--responses", str(chat))
-    report.notes.append(compiled_note if compiled is None else f"The compiled figure is mockllm-tui {compiled_note}.")
     commands = {
         "raw": [sys.executable, "-m", "benchmarks.raw_asgi"],
         "aimock": peer or [],
         "headless": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat)),
         "fast": mockllm_cmd("--headless", "--port", "0", "--responses", str(chat), "--http", "fast"),
-        "compiled": compiled or [],
         "panel": [sys.executable, "-m", "benchmarks.panel_server", "--port", "0"],
         "workers": mockllm_cmd("--headless", "--port", "0", "--workers", "2"),
     }
@@ -194,12 +192,6 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     if runs["aimock"]:
         report.add(Figure("aimock (the fastest peer), same request", f"{med['aimock']:,.0f} req/s "
                           f"({med['aimock'] / med['raw']:.2f}x raw)", "peer baseline", None, None, settings))
-        if runs["compiled"]:
-            cratio = med["compiled"] / med["aimock"]
-            report.add(Figure("headless compiled (mypyc build) vs aimock, side by side",
-                              f"{cratio:.2f}x aimock ({med['compiled']:,.0f} req/s, "
-                              f"{med['compiled'] / med['raw']:.2f}x raw)", ">= 1.3x aimock", cratio / 1.3,
-                              cratio >= 1.3, settings))
         peer_ratio = med["headless"] / med["aimock"]
         report.add(Figure("headless pure Python (the default: --http uvicorn) vs aimock, side by side",
                           f"{peer_ratio:.2f}x aimock ({med['headless']:,.0f} req/s)", ">= 1.0x aimock", peer_ratio,
@@ -379,6 +371,26 @@ def streams(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         f"max {res.max_ratio:.3f}x; whole batch {res.batch_ratio:.3f}x; {res.errors} errors",
         "<= 1.05x ideal", res.p99_ratio, res.p99_ratio <= 1.05 and res.errors == 0,
         f"python -m benchmarks.run --only streams --streams {res.streams} --stream-speed {res.speed:g}"))
+
+
+def realtime(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
+    """N open realtime sessions against N open SSE streams, same reply and speed: the server's cost."""
+    from benchmarks.realtime import compare
+
+    count = opts.realtime_sessions
+    cmd = mockllm_cmd("--headless", "--port", "0", "--responses", str(responses_file(tmp)),
+                      "--stream-speed", f"{opts.stream_speed:g}")
+    with server(cmd) as srv:
+        wait_answering(srv.root)
+        streams_cost, sessions = asyncio.run(compare(srv, count))
+    cpu_ratio = sessions.cpu_s / max(streams_cost.cpu_s, 1e-6)
+    report.add(Figure(
+        f"{count} open realtime sessions vs {count} open streams",
+        f"server CPU {sessions.cpu_s:.2f} s vs {streams_cost.cpu_s:.2f} s ({cpu_ratio:.2f}x); peak memory "
+        f"+{sessions.rss_growth_mb:.1f} MB vs +{streams_cost.rss_growth_mb:.1f} MB; "
+        f"{sessions.ok}/{count} sessions and {streams_cost.ok}/{count} streams completed",
+        "<= 1.5x the streams' CPU", cpu_ratio, cpu_ratio <= 1.5 and sessions.ok == count,
+        f"python -m benchmarks.run --only realtime --realtime-sessions {count}"))
 
 
 # -- time to first token under load ------------------------------------------------------------
@@ -591,6 +603,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--key-presses", type=int, default=20, help="per round (a p95 needs a few dozen in all)")
     p.add_argument("--dialog-opens", type=int, default=30, help="rule editor opens, idle and again under load")
     p.add_argument("--streams", type=int, default=500)
+    p.add_argument("--realtime-sessions", type=int, default=200)
     p.add_argument("--stream-speed", type=float, default=20.0)
     p.add_argument("--ttft-streams", type=int, default=500)
     p.add_argument("--load-requests", type=int, default=20_000)
@@ -603,7 +616,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if opts.quick:
         opts.duration, opts.rounds, opts.key_presses, opts.dialog_opens = 2.0, 1, 2, 6
         opts.streams, opts.memory_requests, opts.startup_runs, opts.edits = 100, (2_000, 10_000), 2, 2
-        opts.ttft_streams = 100
+        opts.realtime_sessions, opts.ttft_streams = 50, 100
         opts.load_requests, opts.load_streams = 2_000, 200
     return opts
 
@@ -617,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     t0 = time.perf_counter()
     sections = {"throughput": throughput, "dialogs": dialogs, "stream_rps": stream_rps, "streams": streams,
-                "ttft": ttft, "load": load, "memory": memory, "startup": startup, "edit": edit, "attach": attach}
+                "ttft": ttft, "realtime": realtime, "load": load, "memory": memory, "startup": startup, "edit": edit,
+                "attach": attach}
     with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
         for name in opts.only.split(","):
             print(f"== {name}", flush=True)

@@ -427,6 +427,37 @@ async def test_settings_save_writes_live_values_into_the_file_but_never_the_key(
     assert "stream_speed: 25" in text and "# keep this comment" in text and "sk-live-secret" not in text
 
 
+async def test_bad_admin_input_is_a_400_naming_the_field_in_one_shape(live: Live) -> None:
+    async with httpx.AsyncClient(base_url=live.root) as http:
+        cases = [
+            (http.post("/_mock/fail-next", json={"count": -1}), "count"),
+            (http.post("/_mock/fail-next", json={"count": "2"}), "count"),
+            (http.post("/_mock/fail-next", json={"status": 200}), "status"),
+            (http.post("/_mock/rules", json={"index": "top", "match": {"exact": "x"}, "reply": "y"}), "index"),
+            (http.post("/_mock/rules/reorder", json={"order": "all"}), "order"),
+            (http.post("/_mock/rules/reorder", json={"id": "#1", "index": 0.5}), "index"),
+            (http.get("/_mock/journal", params={"limit": "many"}), "limit"),
+        ]
+        for call, field in cases:
+            r = await call
+            assert r.status_code == 400, (field, r.text)
+            error = r.json()["error"]
+            assert set(r.json()) == {"error"} and error["type"] == "invalid_request_error"
+            assert error["param"] == field and error["message"].startswith(f"{field}: "), error
+        for body in (b"[1]", b"{nope", b'"text"'):
+            r = await http.post("/_mock/fail-next", content=body, headers={"content-type": "text/plain"})
+            assert r.status_code == 400 and "the request body" in r.json()["error"]["message"]
+        move = await http.post("/_mock/rules/reorder", json={"id": 1})
+        assert move.status_code == 400 and '{"order": [RULE, ...]}' in move.json()["error"]["message"]
+        unknown = await http.get("/_mock/nowhere")
+        assert unknown.status_code == 404 and unknown.json()["error"]["message"] == "Not Found"
+        # a body sent the way `curl -d` sends it is read as JSON all the same
+        ok = await http.post(
+            "/_mock/fail-next", content=b'{"count": 0}', headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        assert ok.status_code == 200 and ok.json() == {"count": 0, "status": None}
+
+
 async def test_fail_next_takes_a_mode_through_the_admin_api(live: Live) -> None:
     async with httpx.AsyncClient(base_url=live.root) as http:
         bad = await http.post("/_mock/fail-next", json={"count": 1, "mode": "sideways"})

@@ -27,9 +27,9 @@ from mockllm_tui import cli
 from mockllm_tui.core.knobs import KnobError
 from mockllm_tui.core.request_log import format_json, format_text
 from mockllm_tui.core.store import Store
-from mockllm_tui.engine.exchange import MAX_JSON_DEPTH
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import ServerHandle
+from mockllm_tui.providers.base import MAX_JSON_DEPTH
 from tests.conftest import HOST, Live, make_store
 from tests.support import FixedReplies
 from tests.test_hardening_load import RawConnection, wait_for
@@ -82,15 +82,15 @@ FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthChe
 
 
 def endpoints_of(app: MockApp) -> list[tuple[str, str, str]]:
-    """(method, path, provider name) for every registered model endpoint, `{name}` parts filled in
-    (and Azure's `api-version` added where its paths need one)."""
+    """(method, path, provider family) for every registered model endpoint, `{name}` parts filled in
+    (and Azure's `api-version` added where its paths need one); `gemini-live` is of the `gemini` family."""
     out = set()
     for r in app.routes():
         path = re.sub(r"\{\w+(?::resource)?\}", "resp_fuzz", r.path)
         endpoint = app.endpoint_for(r.method, path)  # several providers may serve a route: the one chosen
         assert endpoint is not None
         query = "?api-version=2024-10-21" if path.startswith("/openai/") and "/v1/" not in path else ""
-        out.add((r.method, path + query, endpoint.provider.name))
+        out.add((r.method, path + query, endpoint.provider.name.removesuffix("-live")))
     return sorted(out)
 
 

@@ -114,6 +114,36 @@ async def test_errors_take_the_toy_shape_with_its_own_retry_headers(toy_live: Li
     assert json.loads(mid.text.splitlines()[-1])["toy_error"]["status"] == 503
 
 
+async def test_token_counts_and_embeddings_go_through_the_shared_flow(toy_live: Live) -> None:
+    async with httpx.AsyncClient(base_url=toy_live.root, timeout=10) as client:
+        counted = await client.post("/toy/count", json={"model": "toy-1", "prompt": "count these words"})
+        assert counted.status_code == 200 and counted.json()["tokens"] > 0
+        embedded = await client.post(
+            "/toy/embed", json={"model": "toy-1", "texts": ["a cat", "a cat", "dog"], "size": 4}
+        )
+        vectors = embedded.json()["vectors"]
+        assert [len(v) for v in vectors] == [4, 4, 4] and vectors[0] == vectors[1] != vectors[2]
+        assert "texts" in toy_error(await client.post("/toy/embed", json={"model": "toy-1", "texts": []}), 400)
+        injected = await client.post(
+            "/toy/embed", json={"model": "toy-1", "texts": ["x"]}, headers={"x-mock-error": "503"}
+        )
+        assert "Injected error 503" in toy_error(injected, 503) and injected.headers["x-toy-retry-in-ms"] == "100"
+    by_path = {e.path: e for e in toy_live.store.journal() if e.status == 200}
+    assert by_path["/toy/count"].model == "toy-1" and by_path["/toy/count"].transcript() == [
+        ("user", "count these words")
+    ]
+    assert by_path["/toy/embed"].model == "toy-1" and by_path["/toy/embed"].preview == "a cat"
+    assert by_path["/toy/embed"].operation == "embeddings"
+
+
+def test_the_toy_plugin_imports_only_the_public_seam() -> None:
+    import ast
+
+    tree = ast.parse((ROOT / "tests" / "toy_provider.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {m for m in imported if m.startswith("mockllm_tui")} == {"mockllm_tui.plugin"}
+
+
 async def test_auth_and_rate_limits_through_the_toy_headers(toy_live: Live) -> None:
     toy_live.store.set_knobs("live", {"api_key": "toy-secret"})
     assert toy_error(await ask(toy_live, "hi"), 401) == "toy: no key"

@@ -115,7 +115,8 @@ def test_error_names_file_line_and_rule(tmp_path: Path) -> None:
         ),
         (
             "rules:\n  - match: {contains: a}\n",
-            "responses.yml:2: rule 1: give a 'reply', 'replies', 'tool_calls' or 'error'",
+            "responses.yml:2: rule 1: give a 'reply', 'replies', 'tool_calls', 'image', 'audio', 'moderation' or "
+            "'error'",
         ),
         ("rules:\n  - match: {exact: a}\n    reply: '{{nope}}'\n", "rule 1: unknown template variable {{nope}}"),
         ("rules:\n  - match: {contains: a}\n    error: {status: 200}\n", "responses.yml:3: rule 1: 'error.status'"),

@@ -96,3 +96,57 @@ async def test_counters_add_up_under_concurrent_requests(live: Live) -> None:
     assert c.by_status == {200: 150, 400: 50}
     assert c.in_flight == 0 and c.streams_open == 0
     assert sum(1 for e in live.store.journal() if e.status == 200) == 150
+
+
+def test_the_journal_recorder_writes_each_phase_into_the_entry_the_admin_api_shows() -> None:
+    from mockllm_tui.core.conversation import Conversation, Message, Reply, Usage
+    from mockllm_tui.http.journal import JournalRecorder
+
+    store = Store()
+    sub = store.subscribe()
+    journal = JournalRecorder(store, "POST", "/v1/chat/completions", {"authorization": "[redacted]"})
+    journal.served_by("openai", "openai", "req_1", "chat.completions", "chat")
+    journal.body(b'{"model": "gpt-4o"}')
+    conversation = Conversation(
+        provider="openai", endpoint="chat.completions", model="gpt-4o", messages=[Message("user", "hi  there")]
+    )
+    journal.parsed(conversation)
+    journal.limited(12, 128_000, None, False)
+    journal.matched("greeting")
+    journal.replied(Reply(text="Hello", thinking="hmm", usage=Usage(12, 3)), "chatcmpl-1")
+    journal.faulted("529 injected", 529, "mid_stream")
+    assert store.counters.streams_open == 0
+    journal.first_byte()
+    journal.paced(40.0)
+    assert store.counters.streams_open == 1
+    journal.chunk("Hel", 10)
+    journal.chunks(["l", "o"], 20)
+    journal.reply_text("Hello")
+    journal.ended(200)
+    entry = store.journal()[-1]
+    public = entry.public()
+    assert {k: public[k] for k in ("provider", "model", "preview", "status", "stream", "chunks", "rule", "fault")} == {
+        "provider": "openai",
+        "model": "gpt-4o",
+        "preview": "hi there",
+        "status": 200,
+        "stream": True,
+        "chunks": 3,
+        "rule": "greeting",
+        "fault": "529 injected",
+    }
+    assert public["bytes"] == 30 and public["reply"] == "Hello" and public["thinking"] == "hmm"
+    assert public["prompt_tokens"] == 12 and public["context_window"] == 128_000 and public["request_id"] == "req_1"
+    assert public["headers"] == {"authorization": "[redacted]"} and entry.request_body == b'{"model": "gpt-4o"}'
+    assert (entry.response_id, entry.input_tokens, entry.output_tokens) == ("chatcmpl-1", 12, 3)
+    assert (entry.fault_status, entry.fault_mode, entry.operation) == (529, "mid_stream", "chat")
+    assert entry.stream_speed == 40.0
+    assert [kind for kind, _ in sub.drain()] == ["request", "chunk", "chunk", "done"]
+    assert store.counters.streams_open == 0 and store.counters.by_status == {200: 1}
+
+    gone = JournalRecorder(store, "POST", "/v1/chat/completions")
+    gone.parsed(model="gpt-4o", what="retrieve gpt-4o")
+    gone.failed(499)
+    gone.ended(200)  # an entry ends once
+    assert store.journal()[-1].status == 499 and store.journal()[-1].preview == "retrieve gpt-4o"
+    assert store.counters.by_status == {200: 1, 499: 1} and store.counters.in_flight == 0

@@ -1,31 +1,41 @@
 """A toy wire format, built through the public provider seam alone, as a user's plugin would be.
 
-Loaded with `--plugin tests.toy_provider`. Its own path (`/toy/ask`), its own error shape
-(`{"toy_error": {...}}`), its own auth header (`x-toy-key`), rate-limit and retry headers, and
-streams as newline-delimited JSON.
+Loaded with `--plugin tests.toy_provider`. Its own paths (`/toy/ask`, `/toy/count`, `/toy/embed`),
+its own error shape (`{"toy_error": {...}}`), its own auth header (`x-toy-key`), rate-limit and
+retry headers, and streams as newline-delimited JSON. It imports `mockllm_tui.plugin` only.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply
-from mockllm_tui.providers.base import (
+from mockllm_tui.plugin import (
     CLAIM_NONE,
     CLAIM_OWN,
     ChatEndpoint,
+    Conversation,
+    EmbeddingEndpoint,
     Frame,
     Headers,
+    Message,
     Provider,
+    Query,
     RateLimitReport,
     RenderContext,
+    Reply,
     ReplyReader,
+    Request,
+    RequestError,
+    TokenCountEndpoint,
+    optional,
+    preview,
+    register_provider,
+    require,
 )
-from mockllm_tui.providers.parsing import optional, require
-from mockllm_tui.providers.registry import register_provider
 
 
 class Ask(ChatEndpoint):
@@ -61,6 +71,48 @@ class Ask(ChatEndpoint):
         return ToyReader(conversation.stream)
 
 
+class Count(TokenCountEndpoint):
+    """`POST /toy/count`: `{"model": ..., "prompt": ...}` to `{"tokens": n}`."""
+
+    paths = ("/toy/count",)
+    name = "count"
+
+    def parse_conversation(self, request: Request) -> Conversation:
+        """The prompt as the one user message."""
+        body = request.json()
+        return Conversation(
+            provider="toy",
+            endpoint=self.name,
+            model=require(body, "model", str),
+            messages=[Message(role="user", content=require(body, "prompt", str))],
+        )
+
+    def render_count(self, tokens: int) -> dict[str, Any]:
+        """`{"tokens": n}`."""
+        return {"tokens": tokens}
+
+
+class Embed(EmbeddingEndpoint):
+    """`POST /toy/embed`: `{"model": ..., "texts": [...], "size": 8}` to `{"vectors": [[...], ...]}`."""
+
+    paths = ("/toy/embed",)
+    name = "embed"
+
+    def parse_request(self, request: Request) -> Query:
+        """The texts, each embedded with `size` dimensions."""
+        body = request.json()
+        texts = require(body, "texts", list)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise RequestError("texts: a list of strings, at least one", param="texts")
+        size = optional(body, "size", int, 8)
+        model = require(body, "model", str)
+        return Query(model=model, preview=preview(texts[0]), texts=texts, dimensions=[size] * len(texts))
+
+    def render_embeddings(self, query: Query, vectors: list[array[float]], tokens: int) -> dict[str, Any]:
+        """`{"vectors", "tokens"}`."""
+        return {"vectors": [v.tolist() for v in vectors], "tokens": tokens}
+
+
 class ToyReader(ReplyReader):
     """`{"answer", "calls"}`, or `{"piece"}` lines up to `{"done": true}`."""
 
@@ -85,7 +137,7 @@ class Toy(Provider):
     """The toy format."""
 
     name = "toy"
-    endpoint_classes = (Ask,)
+    endpoint_classes = (Ask, Count, Embed)
     credential_headers = frozenset({"x-toy-key"})
     stream_content_type = b"application/x-ndjson"
 

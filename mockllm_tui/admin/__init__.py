@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 
-from mockllm_tui.admin.errors import AdminError
+from mockllm_tui.admin.errors import install_error_handlers
 from mockllm_tui.admin.events import router as events_router
 from mockllm_tui.admin.journal import router as journal_router
 from mockllm_tui.admin.rules import router as rules_router
@@ -22,11 +21,7 @@ def install_admin(app: FastAPI, store: Store, providers: list[Provider], shape: 
     app.state.store = store
     app.state.providers = providers
 
-    @app.exception_handler(AdminError)
-    async def admin_error(request: Request, exc: AdminError) -> Response:
-        body = shape.error_body(exc.status, exc.message, param=exc.param)
-        return Response(body, status_code=exc.status, media_type="application/json")
-
+    install_error_handlers(app, shape)
     app.include_router(events_router)  # before the rules: `/rules/file` is not a rule's name
     app.include_router(journal_router)
     app.include_router(settings_router)

@@ -12,11 +12,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, StrictInt, StrictStr, TypeAdapter
 
+from mockllm_tui.admin.bodies import read_body
 from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.event_feed import EventFeed
 from mockllm_tui.admin.journal import store_of
-from mockllm_tui.admin.settings import json_object
 from mockllm_tui.rules import commands
 from mockllm_tui.rules.commands import ConflictError, RuleError, RuleNotFound
 from mockllm_tui.rules.fileio import digest_of
@@ -24,6 +25,25 @@ from mockllm_tui.rules.fileio import digest_of
 router = APIRouter(prefix="/_mock")
 
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class TryBody(BaseModel):
+    """`POST /_mock/try`: a prompt, and the model and provider it would come with."""
+
+    prompt: StrictStr
+    model: StrictStr | None = None
+    provider: StrictStr | None = None
+
+
+class FromRequest(BaseModel):
+    """`POST /_mock/rules/from-request`: a journaled request's id and the rule (rich form) that answers it."""
+
+    request: StrictInt
+    rule: Any = None
+
+
+TRY = TypeAdapter(TryBody)
+FROM_REQUEST = TypeAdapter(FromRequest)
 
 
 def event_feed(request: Request) -> EventFeed:
@@ -44,24 +64,11 @@ async def events(request: Request) -> StreamingResponse:
     return StreamingResponse(feed.stream(last), media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
-def _text(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str):
-        raise AdminError(400, f"{name}: expected a string, got {value!r}", param=name)
-    return value
-
-
-@router.post("/try", response_model=None)
-async def try_prompt(request: Request) -> dict[str, Any] | JSONResponse:
+@router.post("/try")
+async def try_prompt(request: Request) -> dict[str, Any]:
     """Which rule answers `prompt` (for `model` and `provider`), and its reply; counts nothing."""
-    body = await json_object(request)
-    if isinstance(body, JSONResponse):
-        return body
-    prompt = _text(body, "prompt", required=True) or ""
-    model, provider = _text(body, "model"), _text(body, "provider")
-    result = commands.try_prompt(store_of(request), prompt, model=model, provider=provider)
+    body = await read_body(request, TRY)
+    result = commands.try_prompt(store_of(request), body.prompt, model=body.model, provider=body.provider)
     reply = result.reply
     return {
         "rule": result.label if result.rule_id is not None else None,
@@ -88,22 +95,18 @@ async def rules_file(request: Request) -> Response:
     return Response(source.text, media_type="application/yaml; charset=utf-8", headers=headers)
 
 
-@router.post("/rules/from-request", response_model=None)
+@router.post("/rules/from-request")
 async def rule_from_request(request: Request, persist: bool = True) -> JSONResponse:
     """Add a rule that answers journaled request `request` again: `{"request": 12, "rule": {...}}`."""
-    body = await json_object(request)
-    if isinstance(body, JSONResponse):
-        return body
+    body = await read_body(request, FROM_REQUEST)
     store = store_of(request)
-    entry_id = body.get("request")
-    if isinstance(entry_id, bool) or not isinstance(entry_id, int):
-        raise AdminError(400, "request: expected a request's id from the journal", param="request")
+    entry_id = body.request
     entry = store.entry(entry_id)
     if entry is None or entry.conversation is None:
         raise AdminError(404, f"request #{entry_id} is not in the journal, or has no conversation", param="request")
     conversation = entry.conversation
     try:
-        result = commands.add_rule_for(store, body.get("rule"), conversation, persist=persist)
+        result = commands.add_rule_for(store, body.rule, conversation, persist=persist)
     except RuleNotFound as exc:
         raise AdminError(404, str(exc)) from None
     except ConflictError as exc:

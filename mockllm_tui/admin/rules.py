@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from mockllm_tui.admin.bodies import ANY_OBJECT, NEW_RULE, REORDER, read_body
 from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.journal import store_of
 from mockllm_tui.core.store import Store
@@ -23,14 +23,6 @@ from mockllm_tui.rules import commands
 from mockllm_tui.rules.commands import ConflictError, RuleError, RuleNotFound
 
 router = APIRouter(prefix="/_mock")
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise RuleError(f"the body is not valid JSON: {exc}") from None
 
 
 def _run(action: Any, status: int = 200) -> Response:
@@ -46,10 +38,8 @@ def _run(action: Any, status: int = 200) -> Response:
     return JSONResponse(body, status_code=status)
 
 
-def _rule_id(store: Store, ident: Any) -> int:
+def _rule_id(store: Store, ident: str | int) -> int:
     """The internal id of the rule an identity names (a JSON number is a position)."""
-    if isinstance(ident, bool) or not isinstance(ident, str | int):
-        raise RuleError("expected a rule's name or position (#N)", where="rule")
     return commands.find_rule(store, str(ident)).id
 
 
@@ -68,14 +58,9 @@ async def list_rules(request: Request) -> dict[str, Any]:
 @router.post("/rules")
 async def add_rule(request: Request, persist: bool = True) -> Response:
     """Add a rule; `index` in the body places it (default: the end of its form)."""
-    try:
-        body = await _body(request)
-    except RuleError as exc:
-        raise AdminError(400, str(exc)) from None
-    index = body.get("index") if isinstance(body, dict) else None
-    if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
-        raise AdminError(400, "index: expected an integer")
-    return _run(lambda: commands.add_rule(store_of(request), body, index=index, persist=persist), 201)
+    body = await read_body(request, NEW_RULE)
+    data = body.model_dump(exclude_unset=True)
+    return _run(lambda: commands.add_rule(store_of(request), data, index=body.index, persist=persist), 201)
 
 
 @router.post("/rules/reorder")
@@ -83,16 +68,9 @@ async def reorder(request: Request, persist: bool = True) -> Response:
     """Move one rule to a 0-based `index`: `{"id": "weather", "index": 0}`; or give the whole order
     as identities, read before anything moves: `{"order": ["#3", "weather", "#2"]}`."""
     store = store_of(request)
-    try:
-        body = await _body(request)
-    except RuleError as exc:
-        raise AdminError(400, str(exc)) from None
-    if not isinstance(body, dict):
-        raise AdminError(400, 'expected {"id": RULE, "index": N} or {"order": [RULE, ...]}')
-    order = body.get("order")
+    body = await read_body(request, REORDER)
+    order = body.order
     if order is not None:
-        if not isinstance(order, list):
-            raise AdminError(400, "order: expected a list of rules (names or #N)")
 
         def move_all() -> dict[str, Any]:
             ids = [_rule_id(store, ident) for ident in order]
@@ -101,9 +79,8 @@ async def reorder(request: Request, persist: bool = True) -> Response:
             return {"object": "list", "data": [v.public() for v in commands.list_rules(store)]}
 
         return _run(move_all)
-    ident, index = body.get("id"), body.get("index")
-    if ident is None or type(index) is not int:
-        raise AdminError(400, 'expected {"id": RULE, "index": N} or {"order": [RULE, ...]}')
+    ident, index = body.id, body.index
+    assert ident is not None and index is not None  # Reorder.one_form
     return _run(lambda: commands.move_rule(store, _rule_id(store, ident), index, persist=persist))
 
 
@@ -116,10 +93,7 @@ async def get_rule(request: Request, rule: str) -> Response:
 @router.put("/rules/{rule:path}")
 async def update_rule(request: Request, rule: str, persist: bool = True) -> Response:
     """Replace a rule's content (same position)."""
-    try:
-        body = await _body(request)
-    except RuleError as exc:
-        raise AdminError(400, str(exc)) from None
+    body = await read_body(request, ANY_OBJECT)
     store = store_of(request)
     return _run(lambda: commands.update_rule(store, _rule_id(store, rule), body, persist=persist))
 

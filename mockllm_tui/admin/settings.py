@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
+from mockllm_tui.admin.bodies import ANY_OBJECT, FAIL_NEXT, read_body
 from mockllm_tui.admin.errors import AdminError
 from mockllm_tui.admin.journal import store_of
-from mockllm_tui.core.knobs import ERROR_MODES, KNOB_NAMES, KnobError
+from mockllm_tui.core.knobs import KNOB_NAMES, KnobError
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import RuleError, save_settings
 
@@ -45,29 +44,16 @@ def settings_view(store: Store) -> dict[str, Any]:
     }
 
 
-async def json_object(request: Request) -> dict[str, Any] | JSONResponse:
-    """The request body as a JSON object, or a 400 response saying what is wrong."""
-    try:
-        body = orjson.loads(await request.body() or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise AdminError(400, f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise AdminError(400, "the request body must be a JSON object")
-    return body
-
-
 @router.get("/settings")
 async def get_settings(request: Request) -> dict[str, Any]:
     """The knobs in force and where each value comes from."""
     return settings_view(store_of(request))
 
 
-@router.patch("/settings", response_model=None)
-async def patch_settings(request: Request) -> dict[str, Any] | JSONResponse:
+@router.patch("/settings")
+async def patch_settings(request: Request) -> dict[str, Any]:
     """Change knobs live; `null` drops a value from the live layer."""
-    body = await json_object(request)
-    if isinstance(body, JSONResponse):
-        return body
+    body = await read_body(request, ANY_OBJECT)
     store = store_of(request)
     live = {**store.knob_layer("live"), **body}
     live = {name: value for name, value in live.items() if value is not None}
@@ -87,8 +73,8 @@ async def clear_live_settings(request: Request) -> dict[str, Any]:
     return settings_view(store)
 
 
-@router.post("/settings/save", response_model=None)
-async def save_live_settings(request: Request) -> dict[str, Any] | JSONResponse:
+@router.post("/settings/save")
+async def save_live_settings(request: Request) -> dict[str, Any]:
     """Write the live values (except the API key) into the responses file's `settings:`."""
     store = store_of(request)
     live = store.knob_layer("live")
@@ -102,22 +88,11 @@ async def save_live_settings(request: Request) -> dict[str, Any] | JSONResponse:
     return {"saved": sorted(values), "persisted": result.persisted, "message": result.message, **settings_view(store)}
 
 
-@router.post("/fail-next", response_model=None)
-async def fail_next(request: Request) -> dict[str, Any] | JSONResponse:
+@router.post("/fail-next")
+async def fail_next(request: Request) -> dict[str, Any]:
     """Fail exactly the next `count` model requests, with `status` and `mode` (default: the knobs')."""
-    body = await json_object(request)
-    if isinstance(body, JSONResponse):
-        return body
-    count = body.get("count", 1)
-    status = body.get("status")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise AdminError(400, f"count: expected a whole number of at least 0, got {count!r}", param="count")
-    if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599):
-        raise AdminError(400, f"status: expected an HTTP error status (400-599), got {status!r}", param="status")
-    mode = body.get("mode")
-    if mode is not None and mode not in ERROR_MODES:
-        raise AdminError(400, f"mode: expected one of {', '.join(ERROR_MODES)}, got {mode!r}", param="mode")
+    body = await read_body(request, FAIL_NEXT)
     store = store_of(request)
-    store.set_fail_next(count, status, mode)
+    store.set_fail_next(body.count, body.status, body.mode)
     pending, pending_status = store.fail_next
     return {"count": pending, "status": pending_status}

@@ -11,7 +11,7 @@ Thinking = Literal["auto", "on", "off"]
 FinishReason = Literal["stop", "length", "tool_calls", "stop_sequence", "content_filter"]
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class ToolCall:
     """A call the assistant makes: `arguments` is a JSON object; `id` has the provider's prefix."""
 
@@ -19,18 +19,8 @@ class ToolCall:
     arguments: dict[str, Any]
     id: str = ""
 
-    def __init__(
-        self,
-        name: str,
-        arguments: dict[str, Any],
-        id: str = "",
-    ) -> None:
-        self.name = name
-        self.arguments = arguments
-        self.id = id
 
-
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Message:
     """One turn. For role "tool", `name` is the tool's name and `tool_call_id` the call it answers."""
 
@@ -40,22 +30,8 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
 
-    def __init__(
-        self,
-        role: Role,
-        content: str = "",
-        tool_calls: list[ToolCall] | None = None,
-        tool_call_id: str | None = None,
-        name: str | None = None,
-    ) -> None:
-        self.role = role
-        self.content = content
-        self.tool_calls = [] if tool_calls is None else tool_calls
-        self.tool_call_id = tool_call_id
-        self.name = name
 
-
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class ToolSpec:
     """A function tool offered by the client, with its JSON Schema."""
 
@@ -63,18 +39,8 @@ class ToolSpec:
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(
-        self,
-        name: str,
-        description: str = "",
-        parameters: dict[str, Any] | None = None,
-    ) -> None:
-        self.name = name
-        self.description = description
-        self.parameters = {} if parameters is None else parameters
 
-
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Conversation:
     """A request, parsed from any wire format into one neutral shape.
 
@@ -100,42 +66,6 @@ class Conversation:
     max_tokens_param: str = "max_tokens"
     thinking: Thinking = "auto"
     thinking_budget: int | None = None
-
-    def __init__(
-        self,
-        provider: str,
-        endpoint: str,
-        model: str,
-        messages: list[Message] | None = None,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        tool_choice: str = "auto",
-        response_format: dict[str, Any] | None = None,
-        stream: bool = False,
-        include_usage: bool = False,
-        n: int = 1,
-        max_tokens: int | None = None,
-        stop: list[str] | None = None,
-        max_tokens_param: str = "max_tokens",
-        thinking: Thinking = "auto",
-        thinking_budget: int | None = None,
-    ) -> None:
-        self.provider = provider
-        self.endpoint = endpoint
-        self.model = model
-        self.messages = [] if messages is None else messages
-        self.system = system
-        self.tools = [] if tools is None else tools
-        self.tool_choice = tool_choice
-        self.response_format = response_format
-        self.stream = stream
-        self.include_usage = include_usage
-        self.n = n
-        self.max_tokens = max_tokens
-        self.stop = [] if stop is None else stop
-        self.max_tokens_param = max_tokens_param
-        self.thinking = thinking
-        self.thinking_budget = thinking_budget
 
     def last_user_text(self) -> str:
         """The text of the last user message, or "" when there is none."""
@@ -175,7 +105,7 @@ class Conversation:
         return None
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Usage:
     """Token counts from the local estimate (see tokens.py); output includes the reasoning tokens."""
 
@@ -183,23 +113,13 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
 
-    def __init__(
-        self,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        reasoning_tokens: int = 0,
-    ) -> None:
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
-        self.reasoning_tokens = reasoning_tokens
-
     @property
     def total_tokens(self) -> int:
         """Input plus output."""
         return self.input_tokens + self.output_tokens
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class ErrorReply:
     """An error a rule asks for, rendered in each provider's own error shape."""
 
@@ -207,24 +127,16 @@ class ErrorReply:
     message: str
     type: str | None = None
 
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str | None = None,
-    ) -> None:
-        self.status = status
-        self.message = message
-        self.type = type
 
-
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Reply:
     """What to answer. `rule` names the rule that chose it, for the journal and the panel, and
     `rule_id` is that rule's internal id (None for a fallback), so the panel finds it after edits.
 
     `latency_ms` and `stream_speed` are per-rule overrides of the live knobs (None: not set).
     `thinking` is what the model thinks before the answer (sent only when the request thinks).
+    `file` is a media file (image or audio) a rule answers with, as an absolute path or relative to
+    the responses file's folder; `flagged` the moderation categories a rule flags, with their scores.
     """
 
     text: str = ""
@@ -238,32 +150,8 @@ class Reply:
     error: ErrorReply | None = None
     latency_ms: float | None = None
     stream_speed: float | None = None
-
-    def __init__(
-        self,
-        text: str = "",
-        thinking: str = "",
-        tool_calls: list[ToolCall] | None = None,
-        finish_reason: FinishReason = "stop",
-        stop_sequence: str | None = None,
-        usage: Usage | None = None,
-        rule: str | None = None,
-        rule_id: int | None = None,
-        error: ErrorReply | None = None,
-        latency_ms: float | None = None,
-        stream_speed: float | None = None,
-    ) -> None:
-        self.text = text
-        self.thinking = thinking
-        self.tool_calls = [] if tool_calls is None else tool_calls
-        self.finish_reason = finish_reason
-        self.stop_sequence = stop_sequence
-        self.usage = Usage() if usage is None else usage
-        self.rule = rule
-        self.rule_id = rule_id
-        self.error = error
-        self.latency_ms = latency_ms
-        self.stream_speed = stream_speed
+    file: str | None = None
+    flagged: dict[str, float] | None = None
 
 
 class ReplySource(Protocol):
@@ -275,10 +163,12 @@ class ReplySource(Protocol):
 
 
 class RequestError(Exception):
-    """Bad input: rendered as a 4xx in the provider's own error shape.
+    """Answer this request with an error, in the provider's own shape: bad input (a 4xx naming the
+    field), an injected fault, a rule's error, a rate limit, a refusal for length, the timeout cap.
 
     `param` names the offending field, as OpenAI's `error.param` does; `type` overrides the
-    provider's error type for the status.
+    provider's error type for the status; `retry_after_ms` asks for the provider's retry headers
+    (None: no retry advice).
     """
 
     def __init__(
@@ -289,6 +179,7 @@ class RequestError(Exception):
         param: str | None = None,
         code: str | None = None,
         type: str | None = None,
+        retry_after_ms: float | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -296,3 +187,13 @@ class RequestError(Exception):
         self.param = param
         self.code = code
         self.type = type
+        self.retry_after_ms = retry_after_ms
+
+
+PREVIEW_CHARS = 80
+
+
+def preview(text: str) -> str:
+    """A one-line preview of a prompt, for the journal."""
+    line = " ".join(text.split())
+    return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1] + "…"

@@ -40,6 +40,10 @@ class Knobs:
     context_window: int = 0
     #: Save each reply proxied from an upstream as a rule (`--record`).
     record: bool = False
+    #: What an audio turn of a realtime session says to the rules (the mock does not transcribe).
+    audio_transcript: str = "(audio)"
+    #: Seconds a realtime session may stay silent before the server closes it.
+    realtime_idle_s: float = 600.0
 
     def with_changes(self, **changes: Any) -> Knobs:
         """A copy with these fields changed (validated)."""
@@ -87,7 +91,7 @@ def validate_knob_values(changes: dict[str, Any]) -> dict[str, Any]:
     for name, value in changes.items():
         if name not in KNOB_NAMES:
             raise KnobError(f"unknown setting {name!r} (known: {', '.join(sorted(KNOB_NAMES))})")
-        if name in ("latency_ms", "jitter_ms", "stream_speed", "stream_jitter", "timeout_cap_s"):
+        if name in ("latency_ms", "jitter_ms", "stream_speed", "stream_jitter", "timeout_cap_s", "realtime_idle_s"):
             out[name] = _number(name, value)
         elif name == "error_rate":
             out[name] = _number(name, value, hi=1.0)
@@ -108,6 +112,10 @@ def validate_knob_values(changes: dict[str, Any]) -> dict[str, Any]:
             if value is not None and not isinstance(value, str):
                 raise KnobError("api_key: expected a string")
             out[name] = value or None
+        elif name == "audio_transcript":
+            if not isinstance(value, str):
+                raise KnobError(f"audio_transcript: expected a string, got {value!r}")
+            out[name] = value
         elif name == "record":
             if not isinstance(value, bool):
                 raise KnobError(f"record: expected true or false, got {value!r}")

@@ -67,7 +67,7 @@ EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "notic
 Event = tuple[EventKind, Any]
 
 
-@dataclass(slots=True, eq=False, init=False)
+@dataclass(slots=True, eq=False)
 class JournalEntry:
     """One request as the journal remembers it. `chunks` grows while a stream is open, and
     `chunk_times` with it: when each chunk went out (perf_counter; chunks sent in one write share
@@ -89,6 +89,8 @@ class JournalEntry:
     open: bool = True
     chunks: list[str] = field(default_factory=list)
     chunk_times: list[float] = field(default_factory=list)
+    #: What each chunk is (a realtime event's type), when its wire format names its chunks.
+    chunk_labels: list[str] = field(default_factory=list)
     rule: str | None = None
     rule_id: int | None = None
     fault: str | None = None
@@ -124,92 +126,8 @@ class JournalEntry:
     limit_breach: str | None = None
     refused_for_length: bool = False
     thinking_text: str = ""
-
-    def __init__(
-        self,
-        id: int,
-        time: float,
-        method: str,
-        path: str,
-        provider: str = "",
-        model: str = "",
-        preview: str = "",
-        status: int = 0,
-        duration_ms: float = 0.0,
-        bytes_sent: int = 0,
-        stream: bool = False,
-        open: bool = True,
-        chunks: list[str] | None = None,
-        chunk_times: list[float] | None = None,
-        rule: str | None = None,
-        rule_id: int | None = None,
-        fault: str | None = None,
-        request_id: str = "",
-        request_headers: dict[str, str] | None = None,
-        request_body: bytes = b"",
-        reply_text: str = "",
-        response_body: bytes = b"",
-        first_chunk_at: float | None = None,
-        stream_started: bool = False,
-        stream_speed: float | None = None,
-        started: float | None = None,
-        conversation: Conversation | None = None,
-        endpoint: str = "",
-        operation: str = "",
-        system: str = "",
-        response_id: str = "",
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        finish_reason: str = "",
-        fault_status: int | None = None,
-        fault_mode: str | None = None,
-        prompt_tokens: int | None = None,
-        context_window: int | None = None,
-        limit_breach: str | None = None,
-        refused_for_length: bool = False,
-        thinking_text: str = "",
-    ) -> None:
-        self.id = id
-        self.time = time
-        self.method = method
-        self.path = path
-        self.provider = provider
-        self.model = model
-        self.preview = preview
-        self.status = status
-        self.duration_ms = duration_ms
-        self.bytes_sent = bytes_sent
-        self.stream = stream
-        self.open = open
-        self.chunks = [] if chunks is None else chunks
-        self.chunk_times = [] if chunk_times is None else chunk_times
-        self.rule = rule
-        self.rule_id = rule_id
-        self.fault = fault
-        self.request_id = request_id
-        self.request_headers = {} if request_headers is None else request_headers
-        self.request_body = request_body
-        self.reply_text = reply_text
-        self.response_body = response_body
-        self.first_chunk_at = first_chunk_at
-        self.stream_started = stream_started
-        self.stream_speed = stream_speed
-        self.started = perf_counter() if started is None else started
-        self.conversation = conversation
-        self.endpoint = endpoint
-        self.operation = operation
-        self.system = system
-        self.response_id = response_id
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
-        self.finish_reason = finish_reason
-        self.fault_status = fault_status
-        self.fault_mode = fault_mode
-        self.prompt_tokens = prompt_tokens
-        self.context_window = context_window
-        self.limit_breach = limit_breach
-        self.refused_for_length = refused_for_length
-        self.thinking_text = thinking_text
+    #: A small picture of an image reply for the panel: (width, height, RGB bytes), or None.
+    thumbnail: tuple[int, int, bytes] | None = None
 
     @property
     def probe(self) -> bool:
@@ -445,11 +363,13 @@ class Store:
             entry.stream_started = True
             self._counters.streams_open += 1
 
-    def add_chunk(self, entry: JournalEntry, text: str, size: int) -> None:
-        """Record a stream chunk as it goes out."""
+    def add_chunk(self, entry: JournalEntry, text: str, size: int, label: str = "") -> None:
+        """Record a stream chunk as it goes out (`label`: what it is, for wire formats that name chunks)."""
         now = time.perf_counter()
         if entry.first_chunk_at is None:
             entry.first_chunk_at = now
+        if label:
+            entry.chunk_labels += [""] * (len(entry.chunks) - len(entry.chunk_labels)) + [label]
         entry.chunks.append(text)
         entry.chunk_times.append(now)
         entry.bytes_sent += size

@@ -1,6 +1,6 @@
 """Faults and timing as pure decisions: knobs + rule + headers + a random source -> a FaultPlan.
 
-The async part (engine/answer.py, http/chat.py) only carries the plan out. Precedence, highest first:
+The async part (http/answer.py, http/chat.py, http/simple.py) only carries the plan out. Precedence, highest first:
 per-request header > matched rule > knobs (live > file > CLI/env > default; merged by the store).
 
 - A latency from `x-mock-latency-ms` is exact; a rule's or the knob's gets the knob's jitter.

@@ -26,23 +26,13 @@ WINDOW_HEADER = "x-mock-context-window"
 BreachKind = Literal["output_limit", "input_limit", "context", "context_with_output"]
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class RequestLimits:
     """The limits in force for one request (None: no limit)."""
 
     window: int | None = None
     max_output: int | None = None
     max_input: int | None = None
-
-    def __init__(
-        self,
-        window: int | None = None,
-        max_output: int | None = None,
-        max_input: int | None = None,
-    ) -> None:
-        self.window = window
-        self.max_output = max_output
-        self.max_input = max_input
 
 
 @dataclass(frozen=True, slots=True)

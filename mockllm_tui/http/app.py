@@ -19,23 +19,28 @@ from typing import TYPE_CHECKING, Any
 
 from mockllm_tui.core.conversation import RequestError
 from mockllm_tui.core.store import Store
-from mockllm_tui.engine.answer import DISCONNECT_STATUS, SHUTDOWN_STATUS, ErrorAnswer
-from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, CutConnection, Exchange, Receive, Scope, Send
+from mockllm_tui.http.answer import DISCONNECT_STATUS, SHUTDOWN_STATUS
 from mockllm_tui.http.auth import AuthGuard, admin_allowed, headers_text, send_unauthorized
 from mockllm_tui.http.chat import run_chat
+from mockllm_tui.http.exchange import REDACTED_HEADERS, ClientGone, CutConnection, Exchange, Receive, Scope, Send
 from mockllm_tui.http.fallback import HEALTH, build_fallback
+from mockllm_tui.http.journal import JournalRecorder
+from mockllm_tui.http.media import run_media
 from mockllm_tui.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from mockllm_tui.http.metrics import Metrics
 from mockllm_tui.http.ratelimit import RateLimiter
+from mockllm_tui.http.realtime import serve_realtime
+from mockllm_tui.http.simple import run_simple
 from mockllm_tui.http.upstream import UpstreamProxy
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     ChatEndpoint,
     Endpoint,
-    Headers,
     Provider,
     path_pattern,
 )
+from mockllm_tui.providers.media import MediaEndpoint
+from mockllm_tui.providers.realtime import RealtimeEndpoint
 from mockllm_tui.providers.registry import build_providers
 
 if TYPE_CHECKING:
@@ -193,7 +198,19 @@ class MockApp:
                     return
                 await self._journaled(scope, receive, send)
                 return
+        elif scope["type"] == "websocket":
+            await self._serve_socket(scope, receive, send)
+            return
         await self._call_fallback(scope, receive, send)
+
+    async def _serve_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket: a realtime endpoint's session, or a refusal at the handshake (403)."""
+        endpoint = self.endpoint_for("GET", scope["path"], scope.get("headers", ()))
+        if isinstance(endpoint, RealtimeEndpoint):
+            await serve_realtime(endpoint, scope, receive, send, self.store, self.secret_headers)
+            return
+        await receive()
+        await send({"type": "websocket.close", "code": 1008, "reason": "no realtime endpoint at this path"})
 
     async def _send_metrics(self, send: Send) -> None:
         """`GET /metrics`, open like `/health` (it lists counts, never content)."""
@@ -214,7 +231,7 @@ class MockApp:
 
     async def _journaled(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a non-model route through FastAPI, recording it in the journal like any request."""
-        entry = self.store.begin_request(scope["method"], scope["path"])
+        journal = JournalRecorder(self.store, scope["method"], scope["path"])
         status = 500
         size = 0
 
@@ -229,7 +246,7 @@ class MockApp:
         try:
             await self._call_fallback(scope, receive, recording_send)
         finally:
-            self.store.end_request(entry, status, size)
+            journal.ended(status, size)
 
     def _pattern_endpoints(self, method: str | None, path: str) -> list[Endpoint]:
         """The endpoints whose path template (`{name}` parts) matches (any method when None)."""
@@ -244,10 +261,11 @@ class MockApp:
     ) -> None:
         ex = Exchange(scope, receive, send, self.store, self.secret_headers)
         request_id = provider.request_id()
-        entry = ex.entry
-        entry.provider, entry.system, entry.request_id = provider.name, provider.system, request_id
+        ex.request_id = request_id
         if endpoint is not None:
-            entry.endpoint, entry.operation = endpoint.name, endpoint.operation
+            ex.journal.served_by(provider.name, provider.system, request_id, endpoint.name, endpoint.operation)
+        else:
+            ex.journal.served_by(provider.name, provider.system, request_id)
         ex.extra_headers = provider.response_headers(request_id)
         ex.timing_header = provider.timing_header
         try:
@@ -255,29 +273,17 @@ class MockApp:
                 if any(e.provider is provider for e in self._known(ex.path)):
                     raise RequestError(f"method {scope['method']} is not allowed on {ex.path}", status=405)
                 raise RequestError(f"unknown path {scope['method']} {ex.path}", status=404)
-            for guard in self.guards:
-                guard(ex, provider)
+            if endpoint.guarded:
+                for guard in self.guards:
+                    guard(ex, provider)
             if isinstance(endpoint, ChatEndpoint):
                 await run_chat(endpoint, ex, self.upstream)
+            elif isinstance(endpoint, MediaEndpoint):
+                await run_media(endpoint, ex, self.upstream)
             else:
-                await endpoint.handle(ex)
-        except RequestError as exc:
-            await self._send_error(
-                ex, provider, request_id, exc.status, exc.message, param=exc.param, code=exc.code, type=exc.type
-            )
-        except ErrorAnswer as answer:  # its own name: mypyc gives a name one type for the whole function
-            retry_ms = answer.retry_after_ms
-            headers = provider.retry_headers(answer.status, retry_ms) if retry_ms is not None else []
-            await self._send_error(
-                ex,
-                provider,
-                request_id,
-                answer.status,
-                answer.message,
-                code=answer.code,
-                type=answer.type,
-                headers=headers,
-            )
+                await run_simple(endpoint, ex)
+        except RequestError as error:
+            await self._send_error(ex, provider, error)
         except ClientGone:
             ex.abandon(DISCONNECT_STATUS)
         except CutConnection:
@@ -289,30 +295,26 @@ class MockApp:
         except Exception:
             log.exception("internal error serving %s %s", scope["method"], ex.path)
             if ex.status == 0:
-                await self._send_error(ex, provider, request_id, 500, "internal error in mockllm-tui (see its log)")
+                await self._send_error(
+                    ex, provider, RequestError("internal error in mockllm-tui (see its log)", status=500)
+                )
             else:
                 ex.abandon(500)
 
-    async def _send_error(
-        self,
-        ex: Exchange,
-        provider: Provider,
-        request_id: str,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type: str | None = None,
-        headers: Headers | None = None,
-    ) -> None:
+    async def _send_error(self, ex: Exchange, provider: Provider, error: RequestError) -> None:
+        """Answer with an error in the provider's shape (in the stream, once one has started)."""
+        status, message = error.status, error.message
         if ex.streaming:
             await ex.send_chunk(provider.stream_error(status, message))
             await ex.end_stream(status)
             return
-        body = provider.error_body(status, message, type=type, param=param, code=code, request_id=request_id)
-        extra = provider.error_headers(status, type=type, code=code)
-        await ex.send_bytes(provider.error_status(status), body, [*(headers or ()), *extra])
+        body = provider.error_body(
+            status, message, type=error.type, param=error.param, code=error.code, request_id=ex.request_id
+        )
+        headers = provider.error_headers(status, type=error.type, code=error.code)
+        if error.retry_after_ms is not None:
+            headers = [*provider.retry_headers(status, error.retry_after_ms), *headers]
+        await ex.send_bytes(provider.error_status(status), body, headers)
 
 
 def create_app(store: Store, *, plugins: Iterable[str] = ()) -> MockApp:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from mockllm_tui.core.conversation import RequestError
 from mockllm_tui.core.store import Store
-from mockllm_tui.engine.exchange import Exchange, Send
+from mockllm_tui.http.exchange import Exchange, Send
 from mockllm_tui.providers.base import Provider
 
 INVALID_KEY_CODE = "invalid_api_key"
@@ -40,10 +40,10 @@ class AuthGuard:
         expected = self.store.knobs.api_key
         if expected is None:
             return
-        keys = provider.request_keys(ex)
+        keys = provider.request_keys(ex.request)
         if key_matches(expected, keys) or provider.accepts_unchecked(ex.headers):
             return
-        ex.entry.fault = "401 auth (wrong key)" if keys else "401 auth (missing key)"
+        ex.journal.faulted("401 auth (wrong key)" if keys else "401 auth (missing key)")
         raise RequestError(provider.auth_refusal(not keys), status=401, code=INVALID_KEY_CODE)
 
 

@@ -10,22 +10,19 @@ import asyncio
 
 from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chunks
-from mockllm_tui.engine.answer import (
-    DISCONNECT_STATUS,
-    SHUTDOWN_STATUS,
-    decide_for,
-    fail_before,
-    injected_message,
-    note_fault,
-    record_conversation,
-    require_known_model,
-    wait_latency,
-)
-from mockllm_tui.engine.exchange import ClientGone, Exchange
 from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, PlannedError, chunk_lateness
 from mockllm_tui.engine.limits import find_breach, header_window, limits_for, resolve_thinking
 from mockllm_tui.engine.pacing import Pacer
 from mockllm_tui.engine.shaping import shape_reply
+from mockllm_tui.http.answer import (
+    DISCONNECT_STATUS,
+    SHUTDOWN_STATUS,
+    fail_before,
+    injected_message,
+    plan_faults,
+    wait_latency,
+)
+from mockllm_tui.http.exchange import ClientGone, Exchange
 from mockllm_tui.http.upstream import UpstreamProxy
 from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, new_id, now_s
 
@@ -36,19 +33,22 @@ SPEED_POLL_S = 0.25
 async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | None = None) -> None:
     """Serve one chat-like request end to end (with an upstream for its provider, a request no rule
     matches is forwarded there)."""
-    store = ex.store
+    store, journal, request = ex.store, ex.journal, ex.request
     await ex.read_body(store.config.max_body)
     upstream = proxy.upstream(ex, endpoint.provider) if proxy is not None else None
     try:
-        conversation = endpoint.parse_exchange(ex)
+        conversation = endpoint.parse_conversation(request)
     except RequestError:
         if proxy is None or upstream is None:
+            journal.parsed(model=endpoint.named_model(request))
             raise
         # The real API is the judge of what it accepts (a Responses `previous_response_id` it made, say).
         await proxy.forward(ex, endpoint, None, upstream)
         return
-    record_conversation(ex, conversation)
-    require_known_model(ex, conversation.model)
+    journal.parsed(conversation)
+    endpoint.check_model(conversation.model, request)
+    if endpoint.answer_headers:
+        ex.extra_headers += endpoint.answer_headers
     if proxy is None or upstream is None:
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = store.rules.choose(conversation)
@@ -59,26 +59,20 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
             return
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = matched
-    ex.entry.rule, ex.entry.rule_id = reply.rule, reply.rule_id
-    plan = decide_for(ex, reply)
+    journal.matched(reply.rule, reply.rule_id)
+    plan = plan_faults(ex, reply)
     error = plan.error
-    if error is not None:
-        note_fault(ex, error)
-        if error.mode == "before" or not conversation.stream:
-            await fail_before(ex, error, plan, reply)
-            return
+    if error is not None and (error.mode == "before" or not conversation.stream):
+        await fail_before(ex, error, plan, reply)
     reply = shape_reply(conversation, reply, input_tokens=input_tokens)
     store.count_tokens_used(reply.usage.total_tokens)
-    ex.entry.thinking_text = reply.thinking
 
-    ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.entry.request_id, t0=ex.t0)
-    entry = ex.entry
-    entry.response_id, entry.finish_reason = ctx.id, reply.finish_reason
-    entry.input_tokens, entry.output_tokens = reply.usage.input_tokens, reply.usage.output_tokens
+    ctx = RenderContext(id=new_id(endpoint.id_prefix), created=now_s(), request_id=ex.request_id, t0=ex.t0)
+    journal.replied(reply, ctx.id)
     await wait_latency(ex, plan.latency_s)
     if not conversation.stream:
         body = endpoint.render(conversation, reply, ctx)
-        ex.entry.reply_text = reply.text
+        journal.reply_text(reply.text)
         await ex.send_json(200, body)
         endpoint.remember(conversation, reply, ctx, body)
         return
@@ -94,19 +88,19 @@ def check_limits(ex: Exchange, endpoint: ChatEndpoint, conversation: Conversatio
     breaks a model limit. Runs before the rules, so a refused request uses up no rule hit, `replies`
     step or `fail_next`, as the real API refuses before it generates anything. Returns the input tokens.
     """
-    store, entry = ex.store, ex.entry
+    store = ex.store
     model = store.models.resolve(conversation.model)
     resolve_thinking(conversation, model)
     limits = limits_for(model, store.knobs.context_window, header_window(ex.headers))
     input_tokens = count_conversation(conversation)
-    entry.prompt_tokens, entry.context_window = input_tokens, limits.window
     breach = find_breach(conversation, input_tokens, limits, model.id if model is not None else conversation.model)
-    if breach is not None:
-        entry.limit_breach = breach.describe()
-        error = endpoint.limit_error(breach)
-        if error is not None:
-            entry.refused_for_length = True
-            raise error
+    if breach is None:
+        ex.journal.limited(input_tokens, limits.window, None, False)
+        return input_tokens
+    error = endpoint.limit_error(breach)
+    ex.journal.limited(input_tokens, limits.window, breach.describe(), error is not None)
+    if error is not None:
+        raise error
     return input_tokens
 
 
@@ -139,7 +133,7 @@ async def stream_reply(
         fixed=fixed is not None,
         last_sent=loop.time(),
     )
-    ex.entry.stream_speed = pacer.speed
+    ex.journal.paced(pacer.speed)
     index, count = 0, len(frames)
     try:
         while index < count:
@@ -160,8 +154,8 @@ async def stream_reply(
             pacer.sent(sent, loop.time())
             index = end
             pacer.follow(store.knobs.stream_speed)
-        ex.entry.reply_text = reply.text
-        ex.entry.stream_speed = pacer.speed
+        ex.journal.reply_text(reply.text)
+        ex.journal.paced(pacer.speed)
         await ex.end_stream()
         endpoint.remember(conversation, reply, ctx, None)
     except (asyncio.CancelledError, ClientGone):

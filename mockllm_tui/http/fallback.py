@@ -26,6 +26,7 @@ def build_fallback(store: Store, providers: list[Provider], shape: Provider) -> 
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from mockllm_tui.admin import install_admin
+    from mockllm_tui.admin.errors import first_problem, render
 
     app = FastAPI(
         title="mockllm-tui",
@@ -49,9 +50,7 @@ def build_fallback(store: Store, providers: list[Provider], shape: Provider) -> 
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return error(400, f"{where}: {first.get('msg', 'invalid')}", param=where)
+        return render(shape, first_problem(exc.errors()))
 
     install_admin(app, store, providers, shape)
     return app

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import NoReturn
 
+from mockllm_tui.core.conversation import RequestError
 from mockllm_tui.core.knobs import Knobs
 from mockllm_tui.core.store import Store
-from mockllm_tui.engine.answer import ErrorAnswer
-from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.http.exchange import Exchange
 from mockllm_tui.providers.base import Allowance, Headers, Provider, RateLimitReport, short_duration
 
 #: What the headers report while no limit is set.
@@ -89,7 +90,7 @@ class RateLimiter:
         self._unlimited.clear()
 
     def __call__(self, ex: Exchange, provider: Provider) -> None:
-        """Count this request; add the headers; raise ErrorAnswer(429) beyond a limit."""
+        """Count this request; add the headers; raise RequestError(429) beyond a limit."""
         knobs = self.store.knobs
         if knobs is not self._knobs:
             self._reconfigure(knobs)
@@ -130,7 +131,7 @@ class RateLimiter:
             kind, bucket = refused
             self._refuse(ex, kind, bucket)
 
-    def _refuse(self, ex: Exchange, kind: str, bucket: Bucket) -> None:
+    def _refuse(self, ex: Exchange, kind: str, bucket: Bucket) -> NoReturn:
         wait_s = bucket.wait_s(1.0)
         per = "RPM" if kind == "requests" else "TPM"
         limit = int(bucket.capacity)
@@ -139,8 +140,8 @@ class RateLimiter:
             f"Rate limit reached on {kind} per min ({per}): Limit {limit}, Used {used}, Requested 1. "
             f"Please try again in {short_duration(wait_s)}. (mockllm-tui rate_limit_{per.lower()})"
         )
-        ex.entry.fault = f"429 rate_limit ({per.lower()})"
-        raise ErrorAnswer(429, message, retry_after_ms=wait_s * 1000.0, code=RATE_LIMIT_CODE)
+        ex.journal.faulted(f"429 rate_limit ({per.lower()})")
+        raise RequestError(message, status=429, retry_after_ms=wait_s * 1000.0, code=RATE_LIMIT_CODE)
 
 
 def _report(bucket: Bucket | None, unlimited: Allowance) -> Allowance:

@@ -20,8 +20,8 @@ from typing import Any
 
 import uvicorn
 
-from mockllm_tui.engine.exchange import CutConnection
 from mockllm_tui.http.app import MockApp
+from mockllm_tui.http.exchange import CutConnection
 from mockllm_tui.http.protocol import HttpProtocol
 from mockllm_tui.http.read_deadline import READ_TIMEOUT_S, DeadlineHttpToolsProtocol
 

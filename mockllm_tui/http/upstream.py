@@ -26,12 +26,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from mockllm_tui.core.conversation import Conversation, Reply
+from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.core.store import url_host
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.engine.answer import ErrorAnswer
-from mockllm_tui.engine.exchange import REDACTED_HEADERS, ClientGone, Exchange
 from mockllm_tui.engine.faults import MOCK_HEADERS
+from mockllm_tui.http.exchange import REDACTED_HEADERS, ClientGone, Exchange
 from mockllm_tui.providers.base import ChatEndpoint, Headers, Provider, ReplyReader
 from mockllm_tui.rules.identity import UPSTREAM_LABEL
 from mockllm_tui.rules.recording import Recorder, Timing, answer_by_rules, measure_pace
@@ -184,7 +183,7 @@ class UpstreamProxy:
     ) -> None:
         """Send the request upstream and its answer back (recording a 2xx answer while recording). A
         request that could not be parsed (`conversation` None) is passed through, never recorded."""
-        ex.entry.rule = UPSTREAM_LABEL
+        ex.journal.matched(UPSTREAM_LABEL)
         provider = endpoint.provider
         timeout_s = ex.store.config.upstream_timeout_s
         client = self.client(timeout_s)
@@ -197,7 +196,7 @@ class UpstreamProxy:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
             status, message = failure(exc, upstream, timeout_s)
-            raise ErrorAnswer(status, message) from None
+            raise RequestError(message, status=status) from None
         ex.extra_headers = []  # the upstream's own headers go back, not ours
         ex.timing_header = None
         reader = safe_reader(endpoint, conversation) if response.is_success and conversation is not None else None
@@ -218,7 +217,7 @@ class UpstreamProxy:
             body = await response.aread()
         except httpx.HTTPError as exc:
             status, message = failure(exc, upstream, timeout_s)
-            raise ErrorAnswer(status, message) from None
+            raise RequestError(message, status=status) from None
         finally:
             await response.aclose()
         elapsed_ms = (time.perf_counter() - started) * 1000.0
@@ -226,7 +225,7 @@ class UpstreamProxy:
             feed(reader, body)
             reply = read_reply(reader)
             if reply is not None:
-                ex.entry.reply_text = reply.text
+                ex.journal.reply_text(reply.text)
                 self._save(ex, conversation, reply, measure_pace(0.0, [(elapsed_ms / 1000.0, 0)]), upstream)
         ctype = response.headers.get("content-type", "application/json").encode("latin-1")
         await ex.send_bytes(response.status_code, body, returned_headers(response.headers, stream=False), ctype)
@@ -273,7 +272,7 @@ class UpstreamProxy:
         finally:
             await response.aclose()
         if not gone and not ex.client_gone():
-            ex.entry.reply_text = reader.text if reader is not None else ""
+            ex.journal.reply_text(reader.text if reader is not None else "")
             await ex.end_stream(status)
 
     def _save(self, ex: Exchange, conversation: Conversation, reply: Reply, timing: Timing, upstream: Upstream) -> None:

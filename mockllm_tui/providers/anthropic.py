@@ -24,21 +24,20 @@ from mockllm_tui.core.conversation import (
     ToolSpec,
 )
 from mockllm_tui.core.models import ModelInfo
-from mockllm_tui.core.tokens import count_conversation, count_tokens, split_tokens
-from mockllm_tui.engine.answer import record_conversation, require_known_model
-from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.core.tokens import count_tokens, split_tokens
 from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     CLAIM_OWN,
     ChatEndpoint,
-    Endpoint,
     Frame,
     Headers,
     Provider,
     RateLimitReport,
     RenderContext,
     ReplyReader,
+    Request,
+    TokenCountEndpoint,
     new_id,
 )
 from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
@@ -460,7 +459,7 @@ def block_stop(index: int) -> dict[str, Any]:
     return {"type": "content_block_stop", "index": index}
 
 
-class CountTokens(Endpoint):
+class CountTokens(TokenCountEndpoint):
     """`POST /v1/messages/count_tokens`: the input tokens /v1/messages would report."""
 
     paths = ("/v1/messages/count_tokens", "/messages/count_tokens")
@@ -470,13 +469,13 @@ class CountTokens(Endpoint):
         """Parse like Messages, without requiring `max_tokens`."""
         return parse_request(body, self.name, need_max_tokens=False)
 
-    async def handle(self, ex: Exchange) -> None:
-        """Answer `{"input_tokens": n}`."""
-        await ex.read_body()
-        conversation = self.parse(ex.read_json_object())
-        record_conversation(ex, conversation)
-        require_known_model(ex, conversation.model)
-        await ex.send_json(200, {"input_tokens": count_conversation(conversation)})
+    def parse_conversation(self, request: Request) -> Conversation:
+        """The body, parsed like Messages without requiring `max_tokens`."""
+        return self.parse(request.json())
+
+    def render_count(self, tokens: int) -> dict[str, Any]:
+        """`{"input_tokens": n}`."""
+        return {"input_tokens": tokens}
 
 
 def model_info(model: ModelInfo, name: str | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ The key comes in `api-key` (what `openai.AzureOpenAI` sends) or `Authorization: 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,8 +23,6 @@ import orjson
 
 from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.core.models import ModelInfo
-from mockllm_tui.engine.answer import model_in_path
-from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
@@ -33,8 +31,10 @@ from mockllm_tui.providers.base import (
     Endpoint,
     Frame,
     Headers,
+    Query,
     RateLimitReport,
     RenderContext,
+    Request,
     bearer_token,
 )
 from mockllm_tui.providers.openai_chat import ChatCompletions, chat_limit_error
@@ -43,6 +43,7 @@ from mockllm_tui.providers.openai_misc import Completions, Embeddings, ListModel
 from mockllm_tui.providers.openai_responses import (
     CreateResponse,
     DeleteResponse,
+    KeepsResponses,
     ResponseById,
     SavedResponses,
     responses_limit_error,
@@ -83,20 +84,20 @@ def prompt_filter_results(count: int = 1) -> list[dict[str, Any]]:
     return [{"prompt_index": i, "content_filter_results": PROMPT_FILTER} for i in range(count)]
 
 
-def deployment_in_path(endpoint: Endpoint, ex: Exchange) -> str | None:
+def deployment_in_path(endpoint: Endpoint, request: Request) -> str | None:
     """The deployment a request names in its path (None on a v1 path). A deployments path, like
     every path outside v1, needs `api-version`: without it Azure answers 404 "Resource not found"."""
-    if not ex.path.startswith(V1 + "/"):
-        versions = parse_qs(ex.query).get(API_VERSION)
+    if not request.path.startswith(V1 + "/"):
+        versions = parse_qs(request.query).get(API_VERSION)
         if not versions or not versions[0].strip():
             raise RequestError("Resource not found", status=404, code="404")
-    return endpoint.path_params(ex.path).get("deployment")
+    return endpoint.path_params(request.path).get("deployment")
 
 
-def azure_conversation(endpoint: ChatEndpoint, ex: Exchange) -> Conversation:
+def azure_conversation(endpoint: ChatEndpoint, request: Request) -> Conversation:
     """The request parsed as OpenAI's, under this provider's name, with the deployment as the model."""
-    deployment = deployment_in_path(endpoint, ex)
-    body = ex.read_json_object()
+    deployment = deployment_in_path(endpoint, request)
+    body = request.json()
     if deployment is not None:
         body = {**body, "model": deployment}  # the path rules; the body's model may be anything
     conversation = endpoint.parse(body)
@@ -112,65 +113,52 @@ def annotate(body: dict[str, Any], prompts: int = 1) -> dict[str, Any]:
     return body
 
 
-def annotate_stream(frames: Iterator[Frame], prompts: int = 1) -> Iterator[Frame]:
-    """A stream as Azure sends it: first a chunk with no choices carrying `prompt_filter_results`,
-    then every choice chunk with its `content_filter_results`."""
-    first = True
-    for frame in frames:
-        if not frame.data.startswith(b"data: {"):
-            yield frame
-            continue
-        chunk = orjson.loads(frame.data[len(b"data: ") :])
-        if first:
-            first = False
-            head = {k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk}
-            head.update(choices=[], prompt_filter_results=prompt_filter_results(prompts))
-            yield Frame(b"data: " + orjson.dumps(head) + b"\n\n")
-        if chunk.get("choices"):
-            for choice in chunk["choices"]:
-                choice["content_filter_results"] = CHOICE_FILTER
-            frame = Frame(b"data: " + orjson.dumps(chunk) + b"\n\n", frame.text, frame.tokens)
-        yield frame
+def filter_preface(head: dict[str, Any], prompts: int = 1) -> list[Frame]:
+    """Azure's first chunk: no choices, the `prompt_filter_results`."""
+    head = {**head, "choices": [], "prompt_filter_results": prompt_filter_results(prompts)}
+    return [Frame(b"data: " + orjson.dumps(head) + b"\n\n")]
 
 
 class AzureChat(ChatCompletions):
     """Chat completions on a deployment, or on the v1 path."""
 
     paths = (DEPLOYMENT + "/chat/completions", V1 + "/chat/completions")
+    choice_extra = {"content_filter_results": CHOICE_FILTER}
 
     def limit_error(self, breach: LimitBreach) -> RequestError:
         """As OpenAI's chat completions word it."""
         return chat_limit_error(breach)
 
-    def parse_exchange(self, ex: Exchange) -> Conversation:
+    def parse_conversation(self, request: Request) -> Conversation:
         """OpenAI's request, on Azure's path."""
-        return azure_conversation(self, ex)
+        return azure_conversation(self, request)
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """OpenAI's `chat.completion` with Azure's filter results."""
         return annotate(super().render(conversation, reply, ctx))
 
-    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
-        """OpenAI's chunks with Azure's filter results."""
-        return annotate_stream(super().render_stream(conversation, reply, ctx))
+    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> list[Frame]:
+        """The prompt's filter results first (each chunk's choices carry theirs: `choice_extra`)."""
+        return filter_preface(head)
 
 
 class AzureCompletions(Completions):
     """Legacy completions on a deployment, or on the v1 path."""
 
     paths = (DEPLOYMENT + "/completions", V1 + "/completions")
+    choice_extra = {"content_filter_results": CHOICE_FILTER}
 
-    def parse_exchange(self, ex: Exchange) -> Conversation:
+    def parse_conversation(self, request: Request) -> Conversation:
         """OpenAI's request, on Azure's path."""
-        return azure_conversation(self, ex)
+        return azure_conversation(self, request)
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """OpenAI's `text_completion` with Azure's filter results."""
         return annotate(super().render(conversation, reply, ctx), prompt_count(conversation))
 
-    def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
-        """OpenAI's chunks with Azure's filter results."""
-        return annotate_stream(super().render_stream(conversation, reply, ctx), prompt_count(conversation))
+    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> list[Frame]:
+        """The prompts' filter results first (each chunk's choices carry theirs: `choice_extra`)."""
+        return filter_preface(head, prompt_count(conversation))
 
 
 def prompt_count(conversation: Conversation) -> int:
@@ -183,9 +171,9 @@ class AzureEmbeddings(Embeddings):
 
     paths = (DEPLOYMENT + "/embeddings", V1 + "/embeddings")
 
-    def request_model(self, ex: Exchange, body: dict[str, Any]) -> str:
+    def request_model(self, request: Request, body: dict[str, Any]) -> str:
         """The deployment in the path, else the body's model."""
-        deployment = deployment_in_path(self, ex)
+        deployment = deployment_in_path(self, request)
         return deployment if deployment is not None else str(require(body, "model", str))
 
 
@@ -198,9 +186,9 @@ class AzureResponses(CreateResponse):
         """As OpenAI's Responses API words it."""
         return responses_limit_error(breach)
 
-    def parse_exchange(self, ex: Exchange) -> Conversation:
+    def parse_conversation(self, request: Request) -> Conversation:
         """OpenAI's request, on Azure's path."""
-        return azure_conversation(self, ex)
+        return azure_conversation(self, request)
 
 
 class AzureResponseById(ResponseById):
@@ -208,10 +196,10 @@ class AzureResponseById(ResponseById):
 
     paths = ("/openai/responses/{id}", V1 + "/responses/{id}")
 
-    async def handle(self, ex: Exchange) -> None:
+    def parse_request(self, request: Request) -> Query:
         """The kept response, once the path is Azure's."""
-        deployment_in_path(self, ex)
-        await super().handle(ex)
+        deployment_in_path(self, request)
+        return super().parse_request(request)
 
 
 class AzureDeleteResponse(DeleteResponse):
@@ -219,10 +207,10 @@ class AzureDeleteResponse(DeleteResponse):
 
     paths = AzureResponseById.paths
 
-    async def handle(self, ex: Exchange) -> None:
-        """Forget the response, once the path is Azure's."""
-        deployment_in_path(self, ex)
-        await super().handle(ex)
+    def parse_request(self, request: Request) -> Query:
+        """The kept response, once the path is Azure's."""
+        deployment_in_path(self, request)
+        return super().parse_request(request)
 
 
 def azure_model(model: ModelInfo, name: str | None = None) -> dict[str, Any]:
@@ -251,12 +239,14 @@ class AzureListModels(ListModels):
 
     paths = ("/openai/models", V1 + "/models")
 
-    async def handle(self, ex: Exchange) -> None:
+    def parse_request(self, request: Request) -> Query:
+        """Nothing to read, once the path is Azure's."""
+        deployment_in_path(self, request)
+        return super().parse_request(request)
+
+    def listing(self, models: list[ModelInfo]) -> dict[str, Any]:
         """The registry as a list of Azure model objects."""
-        deployment_in_path(self, ex)
-        ex.entry.preview = "list models"
-        data = [azure_model(m, name) for m in ex.store.models.models() for name in m.names()]
-        await ex.send_json(200, {"object": "list", "data": data})
+        return {"object": "list", "data": [azure_model(m, name) for m in models for name in m.names()]}
 
 
 class AzureRetrieveModel(RetrieveModel):
@@ -264,17 +254,21 @@ class AzureRetrieveModel(RetrieveModel):
 
     paths = ("/openai/models/{id}", V1 + "/models/{id}")
 
-    async def handle(self, ex: Exchange) -> None:
+    def parse_request(self, request: Request) -> Query:
+        """The model the path names, once the path is Azure's."""
+        deployment_in_path(self, request)
+        return super().parse_request(request)
+
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """One model, under the name asked for (an unknown one is a plain 404, not a deployment's)."""
-        deployment_in_path(self, ex)
         try:
-            name, model = model_in_path(ex)
+            model = request.known_model(query.model)
         except RequestError as exc:
             raise RequestError(exc.message, status=404, code="404") from None
-        await ex.send_json(200, azure_model(model, name))
+        return azure_model(model, query.model)
 
 
-class AzureOpenAI(OpenAIBase):
+class AzureOpenAI(OpenAIBase, KeepsResponses):
     """Azure OpenAI."""
 
     name = "azure"

@@ -6,10 +6,18 @@ its auth refusal, its refusal of a request over a model limit (`limit_error`), i
 and retry headers and its standard response headers. The dispatcher (`mockllm_tui.http`) asks;
 it never names a provider.
 
-Two kinds of endpoint:
-- a `ChatEndpoint` parses a request into a neutral `Conversation` and renders a `Reply` as JSON or
+A provider is a pure translator: it never touches the network, the event loop or the store. The
+flows in `mockllm_tui.http` read the request, hand it over as a neutral `Request` (method, path,
+query, headers, body bytes, the model registry), and send what the endpoint renders. Three kinds of
+endpoint:
+- a `ChatEndpoint` parses a `Request` into a neutral `Conversation` and renders a `Reply` as JSON or
   as stream frames; the chat flow runs it (rules, faults, latency, pacing, journal);
-- a plain `Endpoint` answers in its own `handle`, with the helpers of `mockllm_tui.engine.answer`.
+- an `EmbeddingEndpoint` parses a `Request` into a `Query` with texts to embed and renders the
+  vectors; the flow adds faults, latency and the journal;
+- a plain `Endpoint` (model lists, token counts, ...) parses a `Request` into a `Query` and renders
+  an answer from it.
+Any of them refuses a request by raising `RequestError` (status, message, param, ...), which the
+flow renders with the provider's `error_body`.
 
 A plugin subclasses `Provider`, decorates it with `register_provider` (or exposes it under the
 `mockllm_tui.providers` entry point group) and is loaded with `--plugin MODULE`.
@@ -21,16 +29,17 @@ import math
 import random
 import re
 import time
+from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
 import orjson
-from mypy_extensions import mypyc_attr
 
 from mockllm_tui.core.conversation import Conversation, FinishReason, Reply, RequestError, ToolCall
-from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.core.models import ModelInfo, ModelRegistry, check_model, default_registry, model_not_found
+from mockllm_tui.core.tokens import count_conversation
 from mockllm_tui.engine.limits import LimitBreach
 
 Headers = list[tuple[bytes, bytes]]
@@ -44,7 +53,7 @@ CLAIM_OWN = 2
 RETRYABLE_4XX = frozenset({408, 409, 429})
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class Frame:
     """One piece of a stream: its bytes, the reply text it carries and its output tokens.
 
@@ -54,19 +63,11 @@ class Frame:
     data: bytes
     text: str = ""
     tokens: int = 0
-
-    def __init__(
-        self,
-        data: bytes,
-        text: str = "",
-        tokens: int = 0,
-    ) -> None:
-        self.data = data
-        self.text = text
-        self.tokens = tokens
+    #: What the frame is, for the chunk timeline (a realtime event's type); "" for plain text chunks.
+    label: str = ""
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class RenderContext:
     """Per-request values a renderer needs: one id and one creation time for the whole reply,
     and the reply text and its thinking cut into stream chunks (by the live chunking knob)."""
@@ -81,26 +82,6 @@ class RenderContext:
     #: The reply's thinking cut into stream chunks, like `pieces`.
     thinking_pieces: list[str] = field(default_factory=list)
     thinking_piece_tokens: list[int] = field(default_factory=list)
-
-    def __init__(
-        self,
-        id: str,
-        created: int,
-        pieces: list[str] | None = None,
-        piece_tokens: list[int] | None = None,
-        request_id: str = "",
-        t0: float = 0.0,
-        thinking_pieces: list[str] | None = None,
-        thinking_piece_tokens: list[int] | None = None,
-    ) -> None:
-        self.id = id
-        self.created = created
-        self.pieces = [] if pieces is None else pieces
-        self.piece_tokens = [] if piece_tokens is None else piece_tokens
-        self.request_id = request_id
-        self.t0 = t0
-        self.thinking_pieces = [] if thinking_pieces is None else thinking_pieces
-        self.thinking_piece_tokens = [] if thinking_piece_tokens is None else thinking_piece_tokens
 
 
 @dataclass(slots=True, frozen=True)
@@ -194,7 +175,6 @@ _EVENT_END = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\n")
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class ReplyReader:
     """Rebuilds a `Reply` from a real upstream's answer, for recording (see http/upstream.py).
 
@@ -295,9 +275,89 @@ def parse_arguments(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+MAX_JSON_DEPTH = 200
+
+
+@dataclass(slots=True)
+class Request:
+    """A request as every provider sees it: no connection, no event loop, no store.
+
+    `headers` are lower-case names; `query` is the raw query string; `body` the whole body (empty
+    until the flow has read it). `models` is the model registry in force and `strict_models` says
+    whether an unknown model is refused (`--strict-models`).
+    """
+
+    method: str
+    path: str
+    query: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    models: ModelRegistry = field(default_factory=default_registry)
+    strict_models: bool = False
+
+    def json(self, *, any_type: bool = False) -> dict[str, Any]:
+        """The body as a JSON object, or a RequestError saying why it is not one (`any_type`:
+        whatever the content type says, as a server that ignores it does)."""
+        ctype = self.headers.get("content-type", "application/json")
+        if not any_type and "json" not in ctype.lower():
+            raise RequestError(f"unsupported content type {ctype!r}: send application/json")
+        body = self.body
+        if not body:
+            raise RequestError("the request body is empty: send a JSON object")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(f"the request body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise RequestError("the request body must be a JSON object")
+        # Only a body with enough brackets can nest that deep, so most requests skip the walk.
+        if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and too_deep(data, MAX_JSON_DEPTH):
+            raise RequestError(f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
+        return data
+
+    def check_model(self, name: str) -> None:
+        """Refuse (404 `model_not_found`) a model that is unknown while models are strict."""
+        check_model(self.models, name, strict=self.strict_models)
+
+    def known_model(self, name: str) -> ModelInfo:
+        """The model `name` resolves to, or a 404 `model_not_found`."""
+        model = self.models.resolve(name)
+        if model is None:
+            raise model_not_found(name)
+        return model
+
+
+def too_deep(data: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
+    return False
+
+
+@dataclass(slots=True)
+class Query:
+    """A request to an endpoint that is not a chat, as its provider read it: what the journal shows
+    (model, preview, the conversation of a token count), the texts an embedding endpoint embeds and
+    the dimensions of each, whether the answer streams, and what else the provider needs to render it."""
+
+    model: str = ""
+    preview: str = ""
+    conversation: Conversation | None = None
+    texts: list[str] = field(default_factory=list)
+    dimensions: list[int] = field(default_factory=list)
+    stream: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+
 class Endpoint:
-    """One route of a provider, answered by its own `handle`."""
+    """One route of a provider. The simple flow parses the request with `parse_request`, records the
+    query in the journal, refuses an unknown model (`checks_model`), then sends `render_query`'s
+    JSON body (or `render_query_stream`'s frames when the query streams)."""
 
     method: ClassVar[str] = "POST"
     #: Exact paths, or templates: `{name}` matches one non-empty segment, `{name:path}` any non-empty
@@ -306,6 +366,13 @@ class Endpoint:
     name: ClassVar[str] = ""
     #: The operation in OpenTelemetry's GenAI terms ("chat", "embeddings", ...; "" for none).
     operation: ClassVar[str] = ""
+    #: The flow refuses a query for a model that is unknown while models are strict (`check_model`).
+    checks_model: ClassVar[bool] = False
+    #: What the journal shows for a request with nothing to read ("list models").
+    summary: ClassVar[str] = ""
+    #: Whether the dispatcher's guards (auth, rate limits) apply; False for a route that must answer
+    #: a plain GET, such as a picture served at a URL the mock handed out.
+    guarded: ClassVar[bool] = True
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
@@ -319,26 +386,82 @@ class Endpoint:
                 return found.groupdict()
         return {}
 
-    async def handle(self, ex: Exchange) -> None:
-        """Answer the request (raise RequestError or ErrorAnswer to refuse it)."""
+    def named_model(self, request: Request) -> str:
+        """The model a request names before its body is parsed (in its path), for the journal of a
+        request that fails to parse; "" by default."""
+        return ""
+
+    def check_model(self, name: str, request: Request) -> None:
+        """Refuse a model that is unknown while models are strict (by default the registry's 404)."""
+        request.check_model(name)
+
+    def parse_request(self, request: Request) -> Query:
+        """Read the request (raise RequestError to refuse it); by default there is nothing to read,
+        and the journal shows the `summary`."""
+        return Query(preview=self.summary)
+
+    def render_query(self, query: Query, request: Request) -> Any:
+        """The JSON body of the answer (raise RequestError to refuse it, e.g. an unknown model)."""
+        raise NotImplementedError
+
+    def render_query_stream(self, query: Query, request: Request) -> Iterator[Frame]:
+        """The frames of a streamed answer (for a query with `stream` set)."""
         raise NotImplementedError
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+class EmbeddingEndpoint(Endpoint):
+    """An embeddings route: `parse_request` gives the texts and dimensions; the flow applies the
+    faults and latency, makes one deterministic vector per text and asks `render_embeddings`."""
+
+    operation = "embeddings"
+    checks_model = True
+
+    def render_embeddings(self, query: Query, vectors: list[array[float]], tokens: int) -> Any:
+        """The JSON body around the vectors (`tokens`: the input's tokens)."""
+        raise NotImplementedError
+
+
+class TokenCountEndpoint(Endpoint):
+    """A route that counts a conversation's input tokens as the chat endpoint would report them."""
+
+    checks_model = True
+
+    def parse_conversation(self, request: Request) -> Conversation:
+        """The conversation whose input is counted (raise RequestError naming the field)."""
+        raise NotImplementedError
+
+    def render_count(self, tokens: int) -> Any:
+        """The JSON body for the count."""
+        raise NotImplementedError
+
+    def parse_request(self, request: Request) -> Query:
+        """The conversation (for the journal) and its token count."""
+        conversation = self.parse_conversation(request)
+        tokens = count_conversation(conversation)
+        return Query(model=conversation.model, conversation=conversation, params={"tokens": tokens})
+
+    def render_query(self, query: Query, request: Request) -> Any:
+        """The count in the provider's shape."""
+        return self.render_count(query.params["tokens"])
+
+
 class ChatEndpoint(Endpoint):
     """A chat-like route: the chat flow parses, picks a reply by the rules, applies the faults and
     renders it through these methods."""
 
     id_prefix: ClassVar[str] = ""
+    checks_model = True
+    #: Headers this endpoint's answers to parsed requests carry besides the provider's.
+    answer_headers: ClassVar[Headers] = []
 
     def parse(self, body: dict[str, Any]) -> Conversation:
         """Turn a request body into a Conversation, or raise RequestError naming the field."""
         raise NotImplementedError
 
-    def parse_exchange(self, ex: Exchange) -> Conversation:
-        """Turn the request (its body read) into a Conversation: by default its JSON body through
-        `parse`; override to use the path or the query as well."""
-        return self.parse(ex.read_json_object())
+    def parse_conversation(self, request: Request) -> Conversation:
+        """Turn the request into a Conversation: by default its JSON body through `parse`; override to
+        use the path or the query as well."""
+        return self.parse(request.json())
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Any:
         """The JSON body of a complete reply."""
@@ -371,7 +494,6 @@ class ChatEndpoint(Endpoint):
         return self.provider.stream_content_type
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Provider:
     """A wire format: its endpoints, which requests it claims, its error shape and its headers."""
 
@@ -453,10 +575,10 @@ class Provider:
         token = bearer_token(headers)
         return [*keys, token] if token else keys
 
-    def request_keys(self, ex: Exchange) -> list[str]:
+    def request_keys(self, request: Request) -> list[str]:
         """The API keys a request carries: by default those `presented_keys` finds in its headers;
-        a provider whose clients may send the key in the query string reads `ex.query` too."""
-        return self.presented_keys(ex.headers)
+        a provider whose clients may send the key in the query string reads `request.query` too."""
+        return self.presented_keys(request.headers)
 
     def auth_refusal(self, missing: bool) -> str:
         """The message of a 401: no key sent (`missing`) or a wrong one. Never quotes the key."""

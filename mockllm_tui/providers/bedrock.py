@@ -30,9 +30,7 @@ import orjson
 
 from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
 from mockllm_tui.core.models import ModelInfo
-from mockllm_tui.core.tokens import count_conversation, count_tokens
-from mockllm_tui.engine.answer import record_conversation, require_known_model
-from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers import anthropic
 from mockllm_tui.providers.base import (
@@ -43,7 +41,10 @@ from mockllm_tui.providers.base import (
     Frame,
     Headers,
     Provider,
+    Query,
     RenderContext,
+    Request,
+    TokenCountEndpoint,
     bearer_token,
     new_id,
 )
@@ -379,9 +380,9 @@ def tool_uses(reply: Reply) -> list[dict[str, Any]]:
     ]
 
 
-def model_from_path(endpoint: Endpoint, ex: Exchange) -> str:
+def model_from_path(endpoint: Endpoint, request: Request) -> str:
     """The model id the path names (percent-decoded, as the journal shows it)."""
-    return endpoint.path_params(ex.path)["id"]
+    return endpoint.path_params(request.path)["id"]
 
 
 class Converse(ChatEndpoint):
@@ -392,9 +393,9 @@ class Converse(ChatEndpoint):
     streams = False
     exceptions = CONVERSE_STREAM_EXCEPTIONS
 
-    def parse_exchange(self, ex: Exchange) -> Conversation:
+    def parse_conversation(self, request: Request) -> Conversation:
         """The body as a Converse request for the model in the path."""
-        return parse_converse(ex.read_json_object(), model_from_path(self, ex), self.name, stream=self.streams)
+        return parse_converse(request.json(), model_from_path(self, request), self.name, stream=self.streams)
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
         """A `ConverseResponse`."""
@@ -448,25 +449,24 @@ class ConverseStream(Converse):
     streams = True
 
 
-class CountTokens(Endpoint):
+class CountTokens(TokenCountEndpoint):
     """`POST /model/{modelId}/count-tokens`: `{"input": {"converse": {...}} | {"invokeModel": {"body"}}}`."""
 
     paths = (MODEL_PREFIX + "{id:path}/count-tokens",)
     name = "count-tokens"
 
-    async def handle(self, ex: Exchange) -> None:
-        """Answer `{"inputTokens": n}`, as Converse or InvokeModel would count the input."""
-        await ex.read_body()
-        model = model_from_path(self, ex)
-        kind, item = union_member(require(ex.read_json_object(), "input", dict), "input", ("converse", "invokeModel"))
+    def parse_conversation(self, request: Request) -> Conversation:
+        """The input, as Converse or InvokeModel would read it."""
+        model = model_from_path(self, request)
+        kind, item = union_member(require(request.json(), "input", dict), "input", ("converse", "invokeModel"))
         body = check_type(item, dict, f"input.{kind}")
         if kind == "converse":
-            conversation = parse_converse(body, model, self.name, stream=False)
-        else:
-            conversation = parse_invoke(decode_blob(require(body, "body", str, "input.invokeModel.")), model, self.name)
-        record_conversation(ex, conversation)
-        require_known_model(ex, conversation.model)
-        await ex.send_json(200, {"inputTokens": count_conversation(conversation)})
+            return parse_converse(body, model, self.name, stream=False)
+        return parse_invoke(decode_blob(require(body, "body", str, "input.invokeModel.")), model, self.name)
+
+    def render_count(self, tokens: int) -> dict[str, Any]:
+        """`{"inputTokens": n}`."""
+        return {"inputTokens": tokens}
 
 
 def decode_blob(value: str) -> dict[str, Any]:
@@ -535,14 +535,13 @@ class InvokeModel(ChatEndpoint):
         super().__init__(provider)
         self.messages = anthropic.Messages(provider)
 
-    def parse_exchange(self, ex: Exchange) -> Conversation:
+    def parse_conversation(self, request: Request) -> Conversation:
         """The body (JSON whatever the content type says: boto3 may send none) for the model in the path."""
-        if "json" not in ex.headers.get("content-type", "json").lower():
-            raise RequestError(f"contentType {ex.headers['content-type']!r} is not supported: send application/json")
-        conversation = parse_invoke(ex.read_json_object(), model_from_path(self, ex), self.name)
+        ctype = request.headers.get("content-type", "json")
+        if "json" not in ctype.lower():
+            raise RequestError(f"contentType {ctype!r} is not supported: send application/json")
+        conversation = parse_invoke(request.json(), model_from_path(self, request), self.name)
         conversation.stream = self.streams
-        if self.streams:
-            ex.extra_headers.append((b"x-amzn-bedrock-content-type", b"application/json"))
         return conversation
 
     def render(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> dict[str, Any]:
@@ -579,6 +578,8 @@ class InvokeModelStream(InvokeModel):
     paths = (MODEL_PREFIX + "{id:path}/invoke-with-response-stream",)
     name = "invoke-with-response-stream"
     streams = True
+    #: A stream names the content type of its chunks.
+    answer_headers = [(b"x-amzn-bedrock-content-type", b"application/json")]
 
 
 # -- the control plane's foundation models --------------------------------------------------------
@@ -601,9 +602,9 @@ def foundation_model(model: ModelInfo) -> dict[str, Any]:
     }
 
 
-def bedrock_models(ex: Exchange) -> list[ModelInfo]:
+def bedrock_models(request: Request) -> list[ModelInfo]:
     """The registry's Bedrock models."""
-    return [m for m in ex.store.models.models() if m.owned_by == OWNER]
+    return [m for m in request.models.models() if m.owned_by == OWNER]
 
 
 class ListFoundationModels(Endpoint):
@@ -612,14 +613,18 @@ class ListFoundationModels(Endpoint):
     method = "GET"
     paths = (FOUNDATION_MODELS,)
     name = "foundation-models.list"
+    summary = "list foundation models"
 
-    async def handle(self, ex: Exchange) -> None:
+    def parse_request(self, request: Request) -> Query:
+        """The vendor to filter by (`byProvider`)."""
+        params = dict(part.partition("=")[::2] for part in request.query.split("&") if part)
+        return Query(preview=self.summary, params={"vendor": params.get("byProvider", "").lower()})
+
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"modelSummaries": [...]}`."""
-        ex.entry.preview = "list foundation models"
-        query = dict(part.partition("=")[::2] for part in ex.query.split("&") if part)
-        vendor = query.get("byProvider", "").lower()
-        models = [m for m in bedrock_models(ex) if not vendor or m.id.split(".", 1)[0] == vendor]
-        await ex.send_json(200, {"modelSummaries": [foundation_model(m) for m in models]})
+        vendor = query.params["vendor"]
+        models = [m for m in bedrock_models(request) if not vendor or m.id.split(".", 1)[0] == vendor]
+        return {"modelSummaries": [foundation_model(m) for m in models]}
 
 
 class GetFoundationModel(Endpoint):
@@ -629,14 +634,17 @@ class GetFoundationModel(Endpoint):
     paths = (FOUNDATION_MODELS + "/{id}",)
     name = "foundation-models.get"
 
-    async def handle(self, ex: Exchange) -> None:
+    def parse_request(self, request: Request) -> Query:
+        """The model the path names."""
+        name = self.path_params(request.path)["id"]
+        return Query(model=name, preview=f"get {name}")
+
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"modelDetails": {...}}`, or Bedrock's 400 for an id it does not know."""
-        name = self.path_params(ex.path)["id"]
-        ex.entry.model, ex.entry.preview = name, f"get {name}"
-        model = next((m for m in bedrock_models(ex) if m.id == name), None)
+        model = next((m for m in bedrock_models(request) if m.id == query.model), None)
         if model is None:
             raise RequestError("The provided model identifier is invalid.", param="modelIdentifier")
-        await ex.send_json(200, {"modelDetails": foundation_model(model)})
+        return {"modelDetails": foundation_model(model)}
 
 
 class BedrockProvider(Provider):

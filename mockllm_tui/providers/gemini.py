@@ -11,32 +11,36 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
-from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
-from mockllm_tui.core.tokens import count_conversation, count_json, count_tokens
-from mockllm_tui.engine.answer import answer_faults, model_in_path, preview, record_conversation, require_known_model
-from mockllm_tui.engine.embedding import MAX_DIMENSIONS, NO_REPLY, embed
-from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec, preview
+from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo, ModelRegistry
+from mockllm_tui.core.tokens import count_json, count_tokens
+from mockllm_tui.engine.embedding import MAX_DIMENSIONS
 from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     CLAIM_OWN,
     ChatEndpoint,
+    EmbeddingEndpoint,
     Endpoint,
     Frame,
     Headers,
     Provider,
+    Query,
     RenderContext,
     ReplyReader,
+    Request,
+    TokenCountEndpoint,
     bearer_token,
 )
+from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
 from mockllm_tui.providers.parsing import check_type
 from mockllm_tui.providers.registry import register_provider
 
@@ -384,11 +388,9 @@ def parse_generate(body: dict[str, Any], model: str, endpoint: str, *, stream: b
     )
 
 
-def path_model(endpoint: Endpoint, ex: Exchange) -> str:
-    """The model a path names (`.../models/{model}:method`), recorded in the journal."""
-    model = endpoint.path_params(ex.path).get("model", "")
-    ex.entry.model = model
-    return model
+def path_model(endpoint: Endpoint, request: Request) -> str:
+    """The model a path names (`.../models/{model}:method`)."""
+    return endpoint.path_params(request.path).get("model", "")
 
 
 def request_model(value: Any, where: str) -> str:
@@ -489,10 +491,13 @@ class GenerateContent(ChatEndpoint):
         """Reads an upstream Gemini's answer back into a Reply."""
         return GeminiReader(conversation.stream)
 
-    def parse_exchange(self, ex: Exchange) -> Conversation:
+    def named_model(self, request: Request) -> str:
+        """The model in the path."""
+        return path_model(self, request)
+
+    def parse_conversation(self, request: Request) -> Conversation:
         """The model from the path, the rest from the body."""
-        model = path_model(self, ex)
-        return parse_generate(ex.read_json_object(), model, self.name, stream=self.streams)
+        return parse_generate(request.json(), path_model(self, request), self.name, stream=self.streams)
 
     def parse(self, body: dict[str, Any]) -> Conversation:
         """A body without its path names no model."""
@@ -535,32 +540,35 @@ class StreamGenerateContent(GenerateContent):
     streams = True
 
 
-class CountTokens(Endpoint):
+class CountTokens(TokenCountEndpoint):
     """`POST .../models/{model}:countTokens`: the prompt tokens generateContent would report."""
 
     paths = model_paths("countTokens")
     name = "countTokens"
 
-    async def handle(self, ex: Exchange) -> None:
-        """`{"totalTokens": n}` for `contents` or a whole `generateContentRequest`."""
-        await ex.read_body()
-        body = ex.read_json_object()
-        model = path_model(self, ex)
+    def named_model(self, request: Request) -> str:
+        """The model in the path."""
+        return path_model(self, request)
+
+    def parse_conversation(self, request: Request) -> Conversation:
+        """`contents` or a whole `generateContentRequest`."""
+        body = request.json()
+        model = path_model(self, request)
         inner = field(body, "generateContentRequest", dict)
-        if inner is not None:
-            if body.get("contents") is not None:
-                raise RequestError("contents: set contents or generateContentRequest, not both", param="contents")
-            conversation = parse_generate(inner, model, self.name, stream=False)
-        else:
-            conversation = Conversation(
+        if inner is None:
+            return Conversation(
                 provider=PROVIDER, endpoint=self.name, model=model, messages=parse_contents(body.get("contents"))
             )
-        record_conversation(ex, conversation)
-        require_known_model(ex, model)
-        await ex.send_json(200, {"totalTokens": count_conversation(conversation)})
+        if body.get("contents") is not None:
+            raise RequestError("contents: set contents or generateContentRequest, not both", param="contents")
+        return parse_generate(inner, model, self.name, stream=False)
+
+    def render_count(self, tokens: int) -> dict[str, Any]:
+        """`{"totalTokens": n}`."""
+        return {"totalTokens": tokens}
 
 
-def embedding_request(ex: Exchange, request: dict[str, Any], model: str, where: str) -> tuple[str, int]:
+def embedding_request(models: ModelRegistry, request: dict[str, Any], model: str, where: str) -> tuple[str, int]:
     """One EmbedContentRequest: its text and the dimensions to answer with."""
     named = field(request, "model", str, where)
     if named is not None and request_model(named, where + "model") != model:
@@ -574,16 +582,16 @@ def embedding_request(ex: Exchange, request: dict[str, Any], model: str, where: 
     field(request, "title", str, where)
     dimensions = bounded(request, "outputDimensionality", where, 1, MAX_DIMENSIONS)
     if dimensions is None:
-        known = ex.store.models.resolve(model)
+        known = models.resolve(model)
         dimensions = (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
     return text, dimensions
 
 
-def require_embedding_model(ex: Exchange, model: str, method: str) -> None:
+def require_embedding_model(request: Request, model: str, method: str) -> None:
     """Refuse, as Google does (404), to embed with a known model that is not an embedding model."""
-    known = ex.store.models.resolve(model)
+    known = request.models.resolve(model)
     if known is not None and known.dimensions is None:
-        version = ex.path.split("/", 2)[1]
+        version = request.path.split("/", 2)[1]
         raise RequestError(
             f"models/{model} is not found for API version {version}, or is not supported for {method}. "
             "Call ListModels to see the list of available models and their supported methods.",
@@ -591,34 +599,36 @@ def require_embedding_model(ex: Exchange, model: str, method: str) -> None:
         )
 
 
-class EmbedContent(Endpoint):
+class EmbedContent(EmbeddingEndpoint):
     """`POST .../models/{model}:embedContent`: `{"embedding": {"values": [...]}}`, a deterministic unit vector."""
 
     paths = model_paths("embedContent", vertex=False)
     name = "embedContent"
+    operation = ""
 
-    def requests(self, ex: Exchange, body: dict[str, Any], model: str) -> list[tuple[str, int]]:
+    def requests(self, models: ModelRegistry, body: dict[str, Any], model: str) -> list[tuple[str, int]]:
         """The texts to embed and their dimensions."""
-        return [embedding_request(ex, body, model, "")]
+        return [embedding_request(models, body, model, "")]
 
     def answer(self, vectors: list[dict[str, Any]]) -> dict[str, Any]:
         """The response body around the vectors."""
         return {"embedding": vectors[0]}
 
-    async def handle(self, ex: Exchange) -> None:
-        """The vectors, after the latency and error knobs."""
-        await ex.read_body()
-        body = ex.read_json_object()
-        model = path_model(self, ex)
-        require_embedding_model(ex, model, self.name)
-        requests = self.requests(ex, body, model)
-        ex.entry.preview = preview(requests[0][0])
-        require_known_model(ex, model)
-        if await answer_faults(ex, NO_REPLY) is None:
-            return
-        ex.store.count_tokens_used(sum(count_tokens(text) for text, _ in requests))
-        vectors = [{"values": embed(text, dimensions).tolist()} for text, dimensions in requests]
-        await ex.send_json(200, self.answer(vectors))
+    def named_model(self, request: Request) -> str:
+        """The model in the path."""
+        return path_model(self, request)
+
+    def parse_request(self, request: Request) -> Query:
+        """The texts and, for each, its dimensions."""
+        model = path_model(self, request)
+        require_embedding_model(request, model, self.name)
+        requests = self.requests(request.models, request.json(), model)
+        texts = [text for text, _ in requests]
+        return Query(model=model, preview=preview(texts[0]), texts=texts, dimensions=[d for _, d in requests])
+
+    def render_embeddings(self, query: Query, vectors: list[array[float]], tokens: int) -> dict[str, Any]:
+        """`{"values": [...]}` per vector."""
+        return self.answer([{"values": vector.tolist()} for vector in vectors])
 
 
 class BatchEmbedContents(EmbedContent):
@@ -628,13 +638,13 @@ class BatchEmbedContents(EmbedContent):
     paths = model_paths("batchEmbedContents", vertex=False)
     name = "batchEmbedContents"
 
-    def requests(self, ex: Exchange, body: dict[str, Any], model: str) -> list[tuple[str, int]]:
+    def requests(self, models: ModelRegistry, body: dict[str, Any], model: str) -> list[tuple[str, int]]:
         """Each of `requests[]`."""
         raw = needed(body, "requests", list)
         if not raw or len(raw) > MAX_BATCH:
             raise RequestError(f"requests: expected 1 to {MAX_BATCH} requests, got {len(raw)}", param="requests")
         return [
-            embedding_request(ex, check_type(r, dict, f"requests[{i}]"), model, f"requests[{i}].")
+            embedding_request(models, check_type(r, dict, f"requests[{i}]"), model, f"requests[{i}].")
             for i, r in enumerate(raw)
         ]
 
@@ -686,43 +696,38 @@ def page_bounds(query: str, total: int) -> tuple[int, int]:
     return int(token), int(token) + size
 
 
-class ListModels(Endpoint):
+class ListModels(ModelListing):
     """`GET /v1beta/models` (and `/v1/models` for a Gemini client): the Google models, paged."""
 
-    method = "GET"
     paths = tuple(f"{version}/models" for version in API_VERSIONS)
-    name = "models.list"
 
-    async def handle(self, ex: Exchange) -> None:
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"models": [...], "nextPageToken"?}`."""
-        ex.entry.preview = "list models"
-        google = [m for m in ex.store.models.models() if m.owned_by == OWNER]
+        google = [m for m in request.models.models() if m.owned_by == OWNER]
         models = [model_object(m, name) for m in google for name in m.names()]
-        start, end = page_bounds(ex.query, len(models))
+        start, end = page_bounds(request.query, len(models))
         body: dict[str, Any] = {"models": models[start:end]}
         if end < len(models):
             body["nextPageToken"] = str(end)
-        await ex.send_json(200, body)
+        return body
 
 
-class RetrieveModel(Endpoint):
+class RetrieveModel(ModelLookup):
     """`GET /v1beta/models/{model}` (and `/v1/models/{model}` for a Gemini client)."""
 
-    method = "GET"
     paths = tuple(f"{version}/models/{{id:resource}}" for version in API_VERSIONS)
     name = "models.get"
 
-    async def handle(self, ex: Exchange) -> None:
-        """The model, under the name asked for, or 404."""
-        name, model = model_in_path(ex)
-        await ex.send_json(200, model_object(model, name))
+    def describe(self, model: ModelInfo, name: str) -> dict[str, Any]:
+        """A Gemini `Model` resource."""
+        return model_object(model, name)
 
 
 class Gemini(Provider):
     """Google's Gemini API (and Vertex AI's generateContent paths)."""
 
     name = PROVIDER
-    endpoint_classes = (
+    endpoint_classes: ClassVar[tuple[type[Endpoint], ...]] = (
         GenerateContent,
         StreamGenerateContent,
         CountTokens,
@@ -762,11 +767,11 @@ class Gemini(Provider):
         token = bearer_token(headers)
         return [*keys, token] if token else keys
 
-    def request_keys(self, ex: Exchange) -> list[str]:
+    def request_keys(self, request: Request) -> list[str]:
         """The header keys, and `?key=` in the query string."""
-        keys = self.presented_keys(ex.headers)
-        if "key=" in ex.query:
-            keys += [key for key in parse_qs(ex.query).get("key", []) if key]
+        keys = self.presented_keys(request.headers)
+        if "key=" in request.query:
+            keys += [key for key in parse_qs(request.query).get("key", []) if key]
         return keys
 
     def auth_refusal(self, missing: bool) -> str:

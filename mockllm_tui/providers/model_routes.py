@@ -6,9 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mockllm_tui.core.models import ModelInfo
-from mockllm_tui.engine.answer import model_in_path
-from mockllm_tui.engine.exchange import Exchange
-from mockllm_tui.providers.base import Endpoint
+from mockllm_tui.providers.base import Endpoint, Query, Request
 
 
 class ModelListing(Endpoint):
@@ -16,15 +14,21 @@ class ModelListing(Endpoint):
 
     method = "GET"
     name = "models.list"
+    summary = "list models"
 
     def listing(self, models: list[ModelInfo]) -> Any:
         """The body for these models."""
         raise NotImplementedError
 
-    async def handle(self, ex: Exchange) -> None:
-        """Send the listing."""
-        ex.entry.preview = "list models"
-        await ex.send_json(200, self.listing(ex.store.models.models()))
+    def render_query(self, query: Query, request: Request) -> Any:
+        """The listing."""
+        return self.listing(request.models.models())
+
+
+def model_in_path(request: Request) -> Query:
+    """The model a `GET .../models/{id}` names, as the journal shows it."""
+    name = request.path.rsplit("/", 1)[-1]
+    return Query(model=name, preview=f"retrieve {name}")
 
 
 class ModelLookup(Endpoint):
@@ -37,7 +41,10 @@ class ModelLookup(Endpoint):
         """The body for one model, under `name`."""
         raise NotImplementedError
 
-    async def handle(self, ex: Exchange) -> None:
-        """Send the model, or 404."""
-        name, model = model_in_path(ex)
-        await ex.send_json(200, self.describe(model, name))
+    def parse_request(self, request: Request) -> Query:
+        """The model the path names."""
+        return model_in_path(request)
+
+    def render_query(self, query: Query, request: Request) -> Any:
+        """The model, or 404."""
+        return self.describe(request.known_model(query.model), query.model)

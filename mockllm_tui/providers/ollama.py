@@ -12,29 +12,30 @@ import hashlib
 import math
 import re
 import time
+from array import array
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, preview
 from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
-from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.engine.answer import answer_faults, preview, record_conversation
-from mockllm_tui.engine.embedding import MAX_DIMENSIONS, NO_REPLY, embed
-from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.embedding import MAX_DIMENSIONS
 from mockllm_tui.engine.limits import LimitBreach
 from mockllm_tui.providers.base import (
     CLAIM_NONE,
     CLAIM_OWN,
     ChatEndpoint,
+    EmbeddingEndpoint,
     Endpoint,
     Frame,
     Headers,
     Provider,
+    Query,
     RenderContext,
     ReplyReader,
+    Request,
     bearer_token,
     is_retryable,
     parse_arguments,
@@ -67,10 +68,14 @@ def not_pulled(name: str) -> RequestError:
     return RequestError(f'model "{name}" not found, try pulling it first', status=404, code="model_not_found")
 
 
-def require_pulled(ex: Exchange, name: str) -> None:
+def strict(request: Request) -> bool:
+    """Whether unknown models are refused (the registry's flag or `--strict-models`)."""
+    return request.models.strict or request.strict_models
+
+
+def require_pulled(request: Request, name: str) -> None:
     """Refuse, in Ollama's words, a model that is unknown while models are strict."""
-    models = ex.store.models
-    if (models.strict or ex.store.config.strict_models) and models.resolve(name) is None:
+    if strict(request) and request.models.resolve(name) is None:
         raise not_pulled(name)
 
 
@@ -239,12 +244,13 @@ class Chat(ChatEndpoint):
             stop=stop,
         )
 
-    def parse_exchange(self, ex: Exchange) -> Conversation:
-        """Parse, then refuse an unknown model in Ollama's words while models are strict."""
-        conversation = self.parse(ex.read_json_object(any_type=True))
-        record_conversation(ex, conversation)
-        require_pulled(ex, conversation.model)
-        return conversation
+    def parse_conversation(self, request: Request) -> Conversation:
+        """The body, as JSON whatever the content type says."""
+        return self.parse(request.json(any_type=True))
+
+    def check_model(self, name: str, request: Request) -> None:
+        """Refuse an unknown model in Ollama's words while models are strict."""
+        require_pulled(request, name)
 
     def loads_only(self, conversation: Conversation) -> bool:
         """A request with no messages only loads the model (`done_reason: "load"`)."""
@@ -389,47 +395,46 @@ def embed_inputs(value: Any) -> list[str]:
     return [check_type(text, str, f"input[{i}]") for i, text in enumerate(texts)]
 
 
-async def read_embedding_request(ex: Exchange, texts_of: str) -> tuple[str, list[str], int]:
-    """The model, texts and dimensions of an embedding request (journal filled, strict models)."""
-    await ex.read_body()
-    body = ex.read_json_object(any_type=True)
-    model = require(body, "model", str)
-    ex.entry.model = model
-    texts = embed_inputs(body.get(texts_of)) if texts_of == "input" else embed_inputs(optional(body, texts_of, str))
-    ex.entry.preview = preview(texts[0] if texts else "")
-    dimensions = optional(body, "dimensions", int)
-    if dimensions is not None and not 1 <= dimensions <= MAX_DIMENSIONS:
-        raise RequestError(f"dimensions: must be between 1 and {MAX_DIMENSIONS}, got {dimensions}")
-    optional(body, "truncate", bool)
-    optional(body, "options", dict)
-    optional(body, "keep_alive", (str, int, float))
-    require_pulled(ex, model)
-    known = ex.store.models.resolve(model)
-    return model, texts, dimensions or (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
-
-
-class Embed(Endpoint):
+class Embed(EmbeddingEndpoint):
     """`POST /api/embed`: one deterministic vector per input."""
 
     paths = ("/api/embed",)
     name = "embed"
+    operation = ""
     #: The body field holding the text(s).
     texts_field: ClassVar[str] = "input"
 
-    async def handle(self, ex: Exchange) -> None:
-        """The vectors, after the latency and error knobs."""
-        model, texts, dimensions = await read_embedding_request(ex, self.texts_field)
-        if await answer_faults(ex, NO_REPLY) is None:
-            return
-        tokens = sum(count_tokens(text) for text in texts)
-        ex.store.count_tokens_used(tokens)
-        await ex.send_json(200, self.answer(model, [embed(text, dimensions).tolist() for text in texts], tokens))
+    def check_model(self, name: str, request: Request) -> None:
+        """Refuse an unknown model in Ollama's words while models are strict."""
+        require_pulled(request, name)
 
-    def answer(self, model: str, vectors: list[list[float]], tokens: int) -> dict[str, Any]:
+    def parse_request(self, request: Request) -> Query:
+        """The model, the texts and the dimensions (the model's own by default)."""
+        body = request.json(any_type=True)
+        model = require(body, "model", str)
+        field = self.texts_field
+        texts = embed_inputs(body.get(field)) if field == "input" else embed_inputs(optional(body, field, str))
+        dimensions = optional(body, "dimensions", int)
+        if dimensions is not None and not 1 <= dimensions <= MAX_DIMENSIONS:
+            raise RequestError(f"dimensions: must be between 1 and {MAX_DIMENSIONS}, got {dimensions}")
+        optional(body, "truncate", bool)
+        optional(body, "options", dict)
+        optional(body, "keep_alive", (str, int, float))
+        if dimensions is None:
+            known = request.models.resolve(model)
+            dimensions = (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
+        return Query(
+            model=model,
+            preview=preview(texts[0] if texts else ""),
+            texts=texts,
+            dimensions=[dimensions] * len(texts),
+        )
+
+    def render_embeddings(self, query: Query, vectors: list[array[float]], tokens: int) -> dict[str, Any]:
         """`{"model", "embeddings", ...durations}`."""
         return {
-            "model": model,
-            "embeddings": vectors,
+            "model": query.model,
+            "embeddings": [vector.tolist() for vector in vectors],
             "total_duration": LOAD_NS + tokens * PROMPT_NS_PER_TOKEN,
             "load_duration": LOAD_NS,
             "prompt_eval_count": tokens,
@@ -443,9 +448,9 @@ class Embeddings(Embed):
     name = "embeddings"
     texts_field = "prompt"
 
-    def answer(self, model: str, vectors: list[list[float]], tokens: int) -> dict[str, Any]:
+    def render_embeddings(self, query: Query, vectors: list[array[float]], tokens: int) -> dict[str, Any]:
         """`{"embedding"}`: the prompt's vector (empty without a prompt)."""
-        return {"embedding": vectors[0] if vectors else []}
+        return {"embedding": vectors[0].tolist() if vectors else []}
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -490,12 +495,11 @@ class Tags(Endpoint):
     method = "GET"
     paths = ("/api/tags",)
     name = "tags"
+    summary = "list models"
 
-    async def handle(self, ex: Exchange) -> None:
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"models": [...]}`."""
-        ex.entry.preview = "list models"
-        local = [tag_object(m) for m in ex.store.models.models() if m.owned_by == OWNER]
-        await ex.send_json(200, {"models": local})
+        return {"models": [tag_object(m) for m in request.models.models() if m.owned_by == OWNER]}
 
 
 class Version(Endpoint):
@@ -504,11 +508,16 @@ class Version(Endpoint):
     method = "GET"
     paths = ("/api/version",)
     name = "version"
+    summary = "version"
 
-    async def handle(self, ex: Exchange) -> None:
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"version": ...}`."""
-        ex.entry.preview = "version"
-        await ex.send_json(200, {"version": OLLAMA_VERSION})
+        return {"version": OLLAMA_VERSION}
+
+
+def named_model(body: dict[str, Any]) -> str:
+    """The model a show or pull request names (`model`, or the older `name`)."""
+    return str(optional(body, "model", str) or require(body, "name", str))
 
 
 class Show(Endpoint):
@@ -517,21 +526,21 @@ class Show(Endpoint):
     paths = ("/api/show",)
     name = "show"
 
-    async def handle(self, ex: Exchange) -> None:
-        """Any model is shown unless models are strict (then an unknown one is a 404)."""
-        await ex.read_body()
-        body = ex.read_json_object(any_type=True)
-        name = optional(body, "model", str) or require(body, "name", str)
+    def parse_request(self, request: Request) -> Query:
+        """The model to show."""
+        body = request.json(any_type=True)
+        name = named_model(body)
         optional(body, "verbose", bool)
-        ex.entry.model = name
-        ex.entry.preview = f"show {name}"
-        models = ex.store.models
-        model = models.resolve(name)
+        return Query(model=name, preview=f"show {name}")
+
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
+        """Any model is shown unless models are strict (then an unknown one is a 404)."""
+        model = request.models.resolve(query.model)
         if model is None:
-            if models.strict or ex.store.config.strict_models:
-                raise RequestError(f"model '{name}' not found", status=404, code="model_not_found")
-            model = ModelInfo(id=name)
-        await ex.send_json(200, show_object(model))
+            if strict(request):
+                raise RequestError(f"model '{query.model}' not found", status=404, code="model_not_found")
+            model = ModelInfo(id=query.model)
+        return show_object(model)
 
 
 class Pull(Endpoint):
@@ -542,21 +551,21 @@ class Pull(Endpoint):
     name = "pull"
     STEPS = ("pulling manifest", "verifying sha256 digest", "writing manifest", "success")
 
-    async def handle(self, ex: Exchange) -> None:
-        """`{"status": "success"}`, or the progress lines that end with it."""
-        await ex.read_body()
-        body = ex.read_json_object(any_type=True)
-        name = optional(body, "model", str) or require(body, "name", str)
+    def parse_request(self, request: Request) -> Query:
+        """The model to pull, and whether to stream the progress."""
+        body = request.json(any_type=True)
+        name = named_model(body)
         optional(body, "insecure", bool)
-        ex.entry.model = name
-        ex.entry.preview = f"pull {name}"
-        if not optional(body, "stream", bool, True):
-            await ex.send_json(200, {"status": "success"})
-            return
-        await ex.start_stream(content_type=self.provider.stream_content_type)
+        return Query(model=name, preview=f"pull {name}", stream=bool(optional(body, "stream", bool, True)))
+
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
+        """`{"status": "success"}`."""
+        return {"status": "success"}
+
+    def render_query_stream(self, query: Query, request: Request) -> Iterator[Frame]:
+        """The progress lines that end with success."""
         for step in self.STEPS:
-            await ex.send_chunk(line({"status": step}), step)
-        await ex.end_stream()
+            yield Frame(line({"status": step}), step)
 
 
 class Running(Endpoint):
@@ -565,11 +574,11 @@ class Running(Endpoint):
     method = "GET"
     paths = ("/api/ps",)
     name = "ps"
+    summary = "running models"
 
-    async def handle(self, ex: Exchange) -> None:
+    def render_query(self, query: Query, request: Request) -> dict[str, Any]:
         """`{"models": []}`."""
-        ex.entry.preview = "running models"
-        await ex.send_json(200, {"models": []})
+        return {"models": []}
 
 
 def show_object(model: ModelInfo) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -218,7 +218,20 @@ def neutral_finish(reason: Any) -> FinishReason:
     return reason if reason in ("stop", "length", "tool_calls", "content_filter") else "stop"
 
 
-class ChatCompletions(ChatEndpoint):
+class ChunkExtras:
+    """What a service built on OpenAI's chunk streams adds to them (Azure's content filter results):
+    nothing in OpenAI's own."""
+
+    #: Fields every streamed choice carries besides OpenAI's own.
+    choice_extra: ClassVar[dict[str, Any]] = {}
+
+    def stream_preface(self, conversation: Conversation, head: dict[str, Any]) -> list[Frame]:
+        """Frames a stream starts with before its first chunk (`head`: the chunks' id, object, created
+        and model)."""
+        return []
+
+
+class ChatCompletions(ChatEndpoint, ChunkExtras):
     """`POST /v1/chat/completions`."""
 
     paths = ("/v1/chat/completions", "/chat/completions")
@@ -296,12 +309,18 @@ class ChatCompletions(ChatEndpoint):
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
         """`chat.completion.chunk` lines, then the optional usage chunk, then `[DONE]`."""
         head = {"id": ctx.id, "object": "chat.completion.chunk", "created": ctx.created, "model": conversation.model}
+        preface = self.stream_preface(conversation, head)
+        if preface:
+            yield from preface
         extra: dict[str, Any] = {"service_tier": "default", "system_fingerprint": "fp_mockllm"}
         if conversation.include_usage:
             extra["usage"] = None
+        choice_extra = self.choice_extra
 
         def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
             choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            if choice_extra:
+                choice.update(choice_extra)
             return b"data: " + orjson.dumps({**head, **extra, "choices": [choice]}) + b"\n\n"
 
         calls = [(tool_call_id(ctx, i, c), c) for i, c in enumerate(reply.tool_calls)]

@@ -11,17 +11,23 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, Thinking, ToolSpec
+from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, preview
 from mockllm_tui.core.models import DEFAULT_EMBEDDING_DIMENSIONS, ModelInfo
-from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.engine.answer import answer_faults, preview, require_known_model
-from mockllm_tui.engine.embedding import MAX_DIMENSIONS, NO_REPLY, embed
-from mockllm_tui.engine.exchange import Exchange
+from mockllm_tui.engine.embedding import MAX_DIMENSIONS
 from mockllm_tui.engine.limits import LimitBreach
-from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader
+from mockllm_tui.providers.base import (
+    ChatEndpoint,
+    EmbeddingEndpoint,
+    Frame,
+    Query,
+    RenderContext,
+    ReplyReader,
+    Request,
+)
 from mockllm_tui.providers.model_routes import ModelListing, ModelLookup
 from mockllm_tui.providers.openai_chat import (
     DONE,
+    ChunkExtras,
     FirstChoiceReader,
     chat_limit_error,
     finish_reason,
@@ -47,55 +53,13 @@ ENCODINGS = ("float", "base64")
 # -- legacy completions ------------------------------------------------------------------------
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class CompletionConversation(Conversation):
     """A legacy completion request: its prompts, the choices per prompt, and whether to echo them."""
 
     prompts: list[str] = field(default_factory=list)
     per_prompt: int = 1
     echo: bool = False
-
-    def __init__(
-        self,
-        provider: str,
-        endpoint: str,
-        model: str,
-        messages: list[Message] | None = None,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        tool_choice: str = "auto",
-        response_format: dict[str, Any] | None = None,
-        stream: bool = False,
-        include_usage: bool = False,
-        n: int = 1,
-        max_tokens: int | None = None,
-        stop: list[str] | None = None,
-        max_tokens_param: str = "max_tokens",
-        thinking: Thinking = "auto",
-        thinking_budget: int | None = None,
-        prompts: list[str] | None = None,
-        per_prompt: int = 1,
-        echo: bool = False,
-    ) -> None:
-        self.provider = provider
-        self.endpoint = endpoint
-        self.model = model
-        self.messages = [] if messages is None else messages
-        self.system = system
-        self.tools = [] if tools is None else tools
-        self.tool_choice = tool_choice
-        self.response_format = response_format
-        self.stream = stream
-        self.include_usage = include_usage
-        self.n = n
-        self.max_tokens = max_tokens
-        self.stop = [] if stop is None else stop
-        self.max_tokens_param = max_tokens_param
-        self.thinking = thinking
-        self.thinking_budget = thinking_budget
-        self.prompts = [] if prompts is None else prompts
-        self.per_prompt = per_prompt
-        self.echo = echo
 
     def echoed(self, index: int) -> str:
         """The prompt text that starts choice `index` (empty unless `echo`)."""
@@ -147,7 +111,7 @@ def completion_limit_error(breach: LimitBreach) -> RequestError:
     )
 
 
-class Completions(ChatEndpoint):
+class Completions(ChatEndpoint, ChunkExtras):
     """`POST /v1/completions` (legacy), through the chat pipeline (rules, faults, pacing)."""
 
     paths = ("/v1/completions", "/completions")
@@ -203,12 +167,18 @@ class Completions(ChatEndpoint):
     def render_stream(self, conversation: Conversation, reply: Reply, ctx: RenderContext) -> Iterator[Frame]:
         """`text_completion` chunks per choice, the optional usage chunk, then `[DONE]`."""
         conv = _as_completion(conversation)
+        preface = self.stream_preface(conversation, _head(conv, ctx))
+        if preface:
+            yield from preface
         head = {**_head(conv, ctx), "system_fingerprint": "fp_mockllm"}
         if conv.include_usage:
             head["usage"] = None
+        choice_extra = self.choice_extra
 
         def chunk(index: int, text: str, finish: str | None = None) -> bytes:
             choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+            if choice_extra:
+                choice.update(choice_extra)
             return b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
 
         for i in range(conv.n):
@@ -282,42 +252,44 @@ def encode_vector(vector: array[float], encoding: str) -> list[float] | str:
     return base64.b64encode(vector.tobytes()).decode("ascii")
 
 
-class Embeddings(Endpoint):
+class Embeddings(EmbeddingEndpoint):
     """`POST /v1/embeddings`."""
 
     paths = ("/v1/embeddings", "/embeddings")
     name = "embeddings"
-    operation = "embeddings"
 
-    async def handle(self, ex: Exchange) -> None:
-        """Answer with one deterministic vector per input (after the latency and error knobs)."""
-        await ex.read_body()
-        body = ex.read_json_object()
-        model = self.request_model(ex, body)
-        ex.entry.model = model
+    def parse_request(self, request: Request) -> Query:
+        """The model, the inputs, the dimensions (the model's own by default) and the encoding."""
+        body = request.json()
+        model = self.request_model(request, body)
         texts = embedding_inputs(body.get("input"))
-        ex.entry.preview = preview(texts[0])
-        require_known_model(ex, model)
         encoding = optional(body, "encoding_format", str, "float")
         if encoding not in ENCODINGS:
             raise RequestError(f"encoding_format: expected float or base64, got {encoding!r}", param="encoding_format")
-        known = ex.store.models.resolve(model)
         dimensions = positive_int(body, "dimensions", 1, MAX_DIMENSIONS)
         if dimensions is None:
+            known = request.models.resolve(model)
             dimensions = (known.dimensions if known else None) or DEFAULT_EMBEDDING_DIMENSIONS
         optional(body, "user", str)
-        if await answer_faults(ex, NO_REPLY) is None:
-            return
-        data = [
-            {"object": "embedding", "index": i, "embedding": encode_vector(embed(text, dimensions), encoding)}
-            for i, text in enumerate(texts)
-        ]
-        tokens = sum(count_tokens(text) for text in texts)
-        ex.store.count_tokens_used(tokens)
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        await ex.send_json(200, {"object": "list", "data": data, "model": model, "usage": usage})
+        return Query(
+            model=model,
+            preview=preview(texts[0]),
+            texts=texts,
+            dimensions=[dimensions] * len(texts),
+            params={"encoding": encoding},
+        )
 
-    def request_model(self, ex: Exchange, body: dict[str, Any]) -> str:
+    def render_embeddings(self, query: Query, vectors: list[array[float]], tokens: int) -> dict[str, Any]:
+        """A list of `embedding` objects, floats or base64."""
+        encoding = query.params["encoding"]
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode_vector(vector, encoding)}
+            for i, vector in enumerate(vectors)
+        ]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return {"object": "list", "data": data, "model": query.model, "usage": usage}
+
+    def request_model(self, request: Request, body: dict[str, Any]) -> str:
         """The model the request names (in its body here; a subclass may read the path)."""
         return str(require(body, "model", str))
 

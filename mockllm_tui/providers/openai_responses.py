@@ -10,12 +10,27 @@ from typing import Any, cast
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, Thinking, ToolCall, ToolSpec
+from mockllm_tui.core.conversation import (
+    Conversation,
+    Message,
+    Reply,
+    RequestError,
+    ToolCall,
+    ToolSpec,
+    preview,
+)
 from mockllm_tui.core.tokens import count_tokens
-from mockllm_tui.engine.answer import preview
-from mockllm_tui.engine.exchange import Exchange
 from mockllm_tui.engine.limits import LimitBreach
-from mockllm_tui.providers.base import ChatEndpoint, Endpoint, Frame, RenderContext, ReplyReader, parse_arguments
+from mockllm_tui.providers.base import (
+    ChatEndpoint,
+    Endpoint,
+    Frame,
+    Query,
+    RenderContext,
+    ReplyReader,
+    Request,
+    parse_arguments,
+)
 from mockllm_tui.providers.openai_chat import (
     ARGUMENT_CHUNK,
     content_text,
@@ -39,7 +54,7 @@ SKIPPED_ITEMS = ("reasoning", "item_reference")
 SAVED_RESPONSES = 1000
 
 
-@dataclass(slots=True, init=False)
+@dataclass(slots=True)
 class ResponsesConversation(Conversation):
     """A Responses request: the neutral conversation plus what the Response object echoes back."""
 
@@ -56,68 +71,6 @@ class ResponsesConversation(Conversation):
     user: str | None = None
     reasoning_effort: str | None = None
     reasoning_summary: str | None = None
-
-    def __init__(
-        self,
-        provider: str,
-        endpoint: str,
-        model: str,
-        messages: list[Message] | None = None,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        tool_choice: str = "auto",
-        response_format: dict[str, Any] | None = None,
-        stream: bool = False,
-        include_usage: bool = False,
-        n: int = 1,
-        max_tokens: int | None = None,
-        stop: list[str] | None = None,
-        max_tokens_param: str = "max_tokens",
-        thinking: Thinking = "auto",
-        thinking_budget: int | None = None,
-        instructions: str | None = None,
-        tools_echo: list[dict[str, Any]] | None = None,
-        tool_choice_echo: Any = "auto",
-        text_echo: dict[str, Any] | None = None,
-        parallel_tool_calls: bool = True,
-        previous_response_id: str | None = None,
-        store: bool = True,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        metadata: dict[str, str] | None = None,
-        user: str | None = None,
-        reasoning_effort: str | None = None,
-        reasoning_summary: str | None = None,
-    ) -> None:
-        self.provider = provider
-        self.endpoint = endpoint
-        self.model = model
-        self.messages = [] if messages is None else messages
-        self.system = system
-        self.tools = [] if tools is None else tools
-        self.tool_choice = tool_choice
-        self.response_format = response_format
-        self.stream = stream
-        self.include_usage = include_usage
-        self.n = n
-        self.max_tokens = max_tokens
-        self.stop = [] if stop is None else stop
-        self.max_tokens_param = max_tokens_param
-        self.thinking = thinking
-        self.thinking_budget = thinking_budget
-        self.instructions = instructions
-        self.tools_echo = [] if tools_echo is None else tools_echo
-        self.tool_choice_echo = tool_choice_echo
-        self.text_echo = {"format": {"type": "text"}, "verbosity": "medium"} if text_echo is None else text_echo
-        self.parallel_tool_calls = parallel_tool_calls
-        self.previous_response_id = previous_response_id
-        self.store = store
-        self.temperature = temperature
-        self.top_p = top_p
-        self.metadata = {} if metadata is None else metadata
-        self.user = user
-        self.reasoning_effort = reasoning_effort
-        self.reasoning_summary = reasoning_summary
 
 
 @dataclass(slots=True)
@@ -255,8 +208,14 @@ class SavedResponses:
         return len(self._items)
 
 
+class KeepsResponses:
+    """A provider that serves the Responses API keeps the responses it made (for GET and DELETE)."""
+
+    saved: SavedResponses
+
+
 def _saved(endpoint: Endpoint) -> SavedResponses:
-    return cast(OpenAIResponses, endpoint.provider).saved
+    return cast(KeepsResponses, endpoint.provider).saved
 
 
 class CreateResponse(ChatEndpoint):
@@ -539,20 +498,19 @@ class ResponseById(Endpoint):
     paths = ("/v1/responses/{id}", "/responses/{id}")
     name = "responses.retrieve"
 
-    async def handle(self, ex: Exchange) -> None:
-        """Send the kept response, or 404."""
-        saved = self.find(ex)
-        await ex.send_json(200, saved.body)
-
-    def find(self, ex: Exchange) -> SavedResponse:
-        """The kept response the path names (recorded in the journal), or a 404 RequestError."""
-        response_id = ex.path.rsplit("/", 1)[-1]
+    def parse_request(self, request: Request) -> Query:
+        """The kept response the path names, or a 404."""
+        response_id = request.path.rsplit("/", 1)[-1]
         saved = _saved(self).get(response_id)
         if saved is None:
             raise RequestError(f"Response with id '{response_id}' not found.", status=404, param="response_id")
-        ex.entry.model = saved.body["model"]
-        ex.entry.preview = preview(f"{self.method} {response_id}")
-        return saved
+        return Query(
+            model=saved.body["model"], preview=preview(f"{self.method} {response_id}"), params={"saved": saved}
+        )
+
+    def render_query(self, query: Query, request: Request) -> Any:
+        """The kept response."""
+        return query.params["saved"].body
 
 
 class DeleteResponse(ResponseById):
@@ -561,11 +519,11 @@ class DeleteResponse(ResponseById):
     method = "DELETE"
     name = "responses.delete"
 
-    async def handle(self, ex: Exchange) -> None:
+    def render_query(self, query: Query, request: Request) -> Any:
         """Forget the response."""
-        saved = self.find(ex)
-        _saved(self).pop(saved.body["id"])
-        await ex.send_json(200, {"id": saved.body["id"], "object": "response", "deleted": True})
+        response_id = query.params["saved"].body["id"]
+        _saved(self).pop(response_id)
+        return {"id": response_id, "object": "response", "deleted": True}
 
 
 def responses_limit_error(breach: LimitBreach) -> RequestError:
@@ -580,7 +538,7 @@ def responses_limit_error(breach: LimitBreach) -> RequestError:
     return RequestError(message, param="input", code="context_length_exceeded")
 
 
-class OpenAIResponses(OpenAIBase):
+class OpenAIResponses(OpenAIBase, KeepsResponses):
     """OpenAI's Responses API."""
 
     name = "openai-responses"

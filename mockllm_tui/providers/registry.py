@@ -18,11 +18,16 @@ BUILTIN_MODULES = (
     "mockllm_tui.providers.openai_chat",
     "mockllm_tui.providers.openai_responses",
     "mockllm_tui.providers.openai_misc",
+    "mockllm_tui.providers.openai_images",
+    "mockllm_tui.providers.openai_audio",
+    "mockllm_tui.providers.openai_moderation",
     "mockllm_tui.providers.anthropic",
     "mockllm_tui.providers.ollama",
     "mockllm_tui.providers.azure",
     "mockllm_tui.providers.bedrock",
     "mockllm_tui.providers.gemini",
+    "mockllm_tui.providers.openai_realtime",
+    "mockllm_tui.providers.gemini_live",
 )
 
 _registry: dict[str, type[Provider]] = {}

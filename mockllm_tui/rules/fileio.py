@@ -28,6 +28,7 @@ from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.model import Entry, FileSource, RuleError, RulesFileError, RulesModel
+from mockllm_tui.rules.validate import media_file_errors
 
 log = logging.getLogger("mockllm_tui.rules")
 
@@ -362,6 +363,9 @@ def check_file(path: Path, out: Any) -> int:
         return 1
     try:
         doc, _ = read_document(path)
+        missing = media_file_errors(doc.model, path.parent)
+        if missing:
+            raise located(RulesFileError(missing), path.name)
     except RulesFileError as exc:
         for error in exc.errors:
             out.write(f"{error}\n")

@@ -14,7 +14,18 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-MATCH_KEYS: tuple[str, ...] = ("exact", "contains", "regex", "model", "provider", "system", "tool_result")
+MATCH_KEYS: tuple[str, ...] = (
+    "exact",
+    "contains",
+    "regex",
+    "model",
+    "provider",
+    "system",
+    "tool_result",
+    "endpoint",
+    "file",
+    "duration",
+)
 RULE_KEYS: tuple[str, ...] = (
     "name",
     "match",
@@ -25,11 +36,16 @@ RULE_KEYS: tuple[str, ...] = (
     "latency_ms",
     "stream_speed",
     "thinking",
+    "image",
+    "audio",
+    "moderation",
 )
 TOP_KEYS: tuple[str, ...] = ("rules", "responses", "defaults", "models", "settings")
 DEFAULTS_KEYS: tuple[str, ...] = ("unknown_response", "mirror", "triggers")
 ERROR_KEYS: tuple[str, ...] = ("status", "message", "type")
 TOOL_CALL_KEYS: tuple[str, ...] = ("name", "arguments")
+DURATION_KEYS: tuple[str, ...] = ("min", "max")
+MODERATION_KEYS: tuple[str, ...] = ("flagged", "scores")
 DEFAULT_KEY = "default"
 # mockllm's own settings: accepted so its files load unchanged, but they do nothing here.
 MOCKLLM_SETTINGS: tuple[str, ...] = ("lag_enabled", "lag_factor")
@@ -87,6 +103,27 @@ class RuleWarning(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class DurationRange:
+    """The `duration` matcher: bounds in seconds on an uploaded audio's length, both inclusive."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def holds(self, seconds: float) -> bool:
+        """Whether a duration lies within the bounds."""
+        return (self.min is None or seconds >= self.min) and (self.max is None or seconds <= self.max)
+
+    def to_data(self) -> dict[str, float]:
+        """The bounds that are set."""
+        return {k: v for k, v in (("min", self.min), ("max", self.max)) if v is not None}
+
+    def __str__(self) -> str:
+        low = "" if self.min is None else f"{self.min:g}"
+        high = "" if self.max is None else f"{self.max:g}"
+        return f"{low}..{high} s"
+
+
+@dataclass(frozen=True, slots=True)
 class Match:
     """What a rule looks for; every condition given must hold. No condition: matches everything."""
 
@@ -97,10 +134,16 @@ class Match:
     provider: str | None = None
     system: str | None = None
     tool_result: str | None = None
+    endpoint: str | None = None
+    file: str | None = None
+    duration: DurationRange | None = None
 
-    def to_data(self) -> dict[str, str]:
+    def to_data(self) -> dict[str, Any]:
         """The conditions that are set, in the canonical order."""
-        return {k: getattr(self, k) for k in MATCH_KEYS if getattr(self, k) is not None}
+        out: dict[str, Any] = {k: getattr(self, k) for k in MATCH_KEYS if getattr(self, k) is not None}
+        if self.duration is not None:
+            out["duration"] = self.duration.to_data()
+        return out
 
     def summary(self) -> str:
         """A short description for tables and labels: `contains 'weather' · model gpt-4o*`."""
@@ -108,7 +151,9 @@ class Match:
         if not data:
             return "anything"
         return " · ".join(
-            f"{k} {clip(v, 40)!r}" if k in ("exact", "contains", "regex", "system") else f"{k} {v}"
+            f"{k} {clip(v, 40)!r}"
+            if k in ("exact", "contains", "regex", "system")
+            else f"{k} {self.duration if k == 'duration' else v}"
             for k, v in data.items()
         )
 
@@ -142,10 +187,27 @@ class ErrorSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class RuleSpec:
-    """One rule: a match and what to answer (reply, a sequence of replies, tool calls or an error).
+class ModerationSpec:
+    """A moderation verdict a rule answers with: the categories it flags, and scores for some of them."""
 
-    `thinking` is the text a reasoning reply thinks before it answers (when the request thinks)."""
+    flagged: tuple[str, ...] = ()
+    scores: tuple[tuple[str, float], ...] = ()
+
+    def to_data(self) -> dict[str, Any]:
+        """As plain data."""
+        out: dict[str, Any] = {"flagged": list(self.flagged)}
+        if self.scores:
+            out["scores"] = dict(self.scores)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One rule: a match and what to answer (reply, a sequence of replies, tool calls or an error;
+    for the media endpoints an image file, an audio file or a moderation verdict).
+
+    `thinking` is the text a reasoning reply thinks before it answers (when the request thinks).
+    `image` and `audio` are paths relative to the responses file's folder."""
 
     match: Match = field(default_factory=Match)
     name: str | None = None
@@ -156,6 +218,9 @@ class RuleSpec:
     latency_ms: float | None = None
     stream_speed: float | None = None
     thinking: str | None = None
+    image: str | None = None
+    audio: str | None = None
+    moderation: ModerationSpec | None = None
 
     def to_data(self) -> dict[str, Any]:
         """The rule as plain data in the file's rich form (only the keys that are set)."""
@@ -177,7 +242,17 @@ class RuleSpec:
             out["stream_speed"] = self.stream_speed
         if self.thinking is not None:
             out["thinking"] = self.thinking
+        if self.image is not None:
+            out["image"] = self.image
+        if self.audio is not None:
+            out["audio"] = self.audio
+        if self.moderation is not None:
+            out["moderation"] = self.moderation.to_data()
         return out
+
+    def media_files(self) -> list[tuple[str, str]]:
+        """The files the rule answers with, as (key, path) pairs."""
+        return [(k, v) for k, v in (("image", self.image), ("audio", self.audio)) if v is not None]
 
     def short_key(self) -> str | None:
         """The `responses:` key this rule would have in the short form, or None when it needs the rich form."""
@@ -202,6 +277,9 @@ class RuleSpec:
             parts.append(" → ".join(self.replies))
         if self.tool_calls:
             parts.append(", ".join(f"{c.name}({orjson.dumps(c.arguments).decode()})" for c in self.tool_calls))
+        parts.extend(f"{key} {path}" for key, path in self.media_files())
+        if self.moderation is not None:
+            parts.append("flag " + (", ".join(self.moderation.flagged) or "nothing"))
         return clip(" ".join(" | ".join(parts).split()), 80)
 
 

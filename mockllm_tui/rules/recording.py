@@ -12,19 +12,26 @@ answer that differs extends the rule's `replies` sequence, so replay gives the a
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mockllm_tui.core.conversation import Conversation, Reply, ReplySource
+from mockllm_tui.core.media import MediaRequest
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import ChangeResult, add_rule, ruleset_of, update_rule
+from mockllm_tui.rules.fileio import copy_target
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.rules.model import RuleSpec
 
 GLOB_SPECIAL = re.compile(r"([*?\[])")
+#: Where recorded pictures and audio go, beside the responses file.
+RECORDED_FOLDER = "recorded"
 #: (provider, model, last user message folded, tool name or None)
 RecordKey = tuple[str, str, str, str | None]
 
@@ -129,6 +136,44 @@ class Recorder:
             self._ids[key] = result.rule.id
         return result
 
+    def record_media(
+        self,
+        store: Store,
+        request: MediaRequest,
+        origin: str,
+        *,
+        reply: str | None = None,
+        file: bytes | None = None,
+        extension: str = "",
+        flagged: dict[str, float] | None = None,
+    ) -> ChangeResult | None:
+        """Save a media answer as a rule: a transcript's text, a file (written beside the responses
+        file, under `recorded/`) or a moderation verdict. None when nothing was saved (the same
+        request was recorded earlier in this run, or there is no responses file to write beside)."""
+        key = (request.provider, request.model, f"{request.endpoint}\x1f{media_subject(request)}", None)
+        ruleset = ruleset_of(store)
+        if key in self._ids or ruleset.source is None:
+            return None
+        data: dict[str, Any] = {"match": media_match(request)}
+        if file is not None:
+            name = saved_file_name(request, file, extension)
+            # Beside the file the rule is written to (the packaged example's copy, it being read-only).
+            served = ruleset.source.path
+            target = (copy_target(served) or served).parent / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, file)
+            data["image" if request.answer_kind == "image" else "audio"] = name
+        elif flagged is not None:
+            data["moderation"] = {"flagged": list(flagged), "scores": flagged} if flagged else {"flagged": []}
+        elif reply is not None:
+            data["reply"] = reply
+        else:
+            return None
+        result = add_rule(store, data, comment=recorded_comment(origin))
+        if result.rule is not None:
+            self._ids[key] = result.rule.id
+        return result
+
     def _tool_result_index(self, ruleset: RuleSet, key: RecordKey) -> int | None:
         """Above the first rule that answers the same conversation's text turn (None: at the end)."""
         provider, model, prompt, _ = key
@@ -142,6 +187,39 @@ class Recorder:
             ):
                 return index
         return None
+
+
+def media_subject(request: MediaRequest) -> str:
+    """What identifies a media request for recording: its text and its upload's name."""
+    return f"{request.last_user_text()}\x1f{request.file_name or ''}"
+
+
+def media_match(request: MediaRequest) -> dict[str, Any]:
+    """The recorded rule's match: the endpoint, provider and model, the text (when there is one or
+    nothing else to match) and the upload's name."""
+    match: dict[str, Any] = {}
+    text = request.last_user_text()
+    if text or request.file_name is None:
+        match["exact"] = text
+    match.update(endpoint=request.endpoint, provider=request.provider, model=literal_glob(request.model))
+    if request.file_name is not None:
+        match["file"] = literal_glob(request.file_name)
+    return match
+
+
+def saved_file_name(request: MediaRequest, data: bytes, extension: str) -> str:
+    """`recorded/<words of the prompt>-<hash>.<ext>`, relative to the responses file's folder."""
+    words = re.findall(r"[a-z0-9]+", (request.last_user_text() or request.file_name or request.endpoint).lower())
+    stem = "-".join(words[:6]) or "media"
+    digest = hashlib.blake2b(data, digest_size=4).hexdigest()
+    return f"{RECORDED_FOLDER}/{stem}-{digest}.{extension or 'bin'}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all (a temporary file beside it, renamed over it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def extended(spec: RuleSpec, reply: Reply) -> dict[str, Any] | None:

@@ -5,27 +5,33 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from mockllm_tui.core.knobs import KnobError, validate_knob_values
+from mockllm_tui.core.media import FLAG_THRESHOLD, MODERATION_CATEGORIES
 from mockllm_tui.core.models import ModelEntryError, ModelRegistry
 from mockllm_tui.rules.lint import shadow_warnings, short_warnings
 from mockllm_tui.rules.model import (
     BASE_VARIABLES,
     DEFAULT_KEY,
     DEFAULTS_KEYS,
+    DURATION_KEYS,
     ERROR_KEYS,
     MATCH_KEYS,
     MOCKLLM_SETTINGS,
+    MODERATION_KEYS,
     RULE_KEYS,
     TOOL_CALL_KEYS,
     TOP_KEYS,
     Defaults,
+    DurationRange,
     Entry,
     ErrorSpec,
     Match,
+    ModerationSpec,
     RuleError,
     RulesFileError,
     RulesModel,
@@ -89,6 +95,8 @@ def parse_rule(
     latency = data.get("latency_ms")
     speed = data.get("stream_speed")
     thinking = data.get("thinking")
+    image, audio = (_parse_file(data.get(key), key, check) for key in ("image", "audio"))
+    moderation = _parse_moderation(data.get("moderation"), check)
     spec = RuleSpec(
         match=match,
         name=name,
@@ -99,13 +107,21 @@ def parse_rule(
         latency_ms=None if latency is None else check.number(latency, "latency_ms"),
         stream_speed=None if speed is None else check.number(speed, "stream_speed"),
         thinking=None if thinking is None else check.string(thinking, "thinking", "thinking"),
+        image=image,
+        audio=audio,
+        moderation=moderation,
     )
+    answers = (reply, replies, tool_calls or None, image, audio, moderation)
     if reply is not None and replies is not None:
         raise check.fail("use either 'reply' or 'replies', not both", "replies")
-    if error is not None and (reply is not None or replies is not None or tool_calls or thinking is not None):
-        raise check.fail("'error' cannot be combined with 'reply', 'replies', 'tool_calls' or 'thinking'", "error")
-    if reply is None and replies is None and not tool_calls and error is None:
-        raise check.fail("give a 'reply', 'replies', 'tool_calls' or 'error'", None)
+    if error is not None and (thinking is not None or any(a is not None for a in answers)):
+        raise check.fail(
+            "'error' cannot be combined with 'reply', 'replies', 'tool_calls', 'thinking', 'image', 'audio' "
+            "or 'moderation'",
+            "error",
+        )
+    if error is None and all(a is None for a in answers):
+        raise check.fail("give a 'reply', 'replies', 'tool_calls', 'image', 'audio', 'moderation' or 'error'", None)
     _check_templates(spec, variables, check)
     return spec
 
@@ -118,11 +134,14 @@ def _parse_match(value: Any, check: _Checker, line_of: LineOf) -> tuple[Match, t
     if not isinstance(value, dict):
         raise check.fail(f"'match' must be a mapping, not {type_name(value)}", "match")
     sub = _Checker(check.where, line_of)
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for key, raw in value.items():
         if key not in MATCH_KEYS:
             raise sub.fail(unknown_key(key, MATCH_KEYS, "matcher"), key)
-        values[key] = sub.string(raw, key, key, allow_empty=key in ("exact", "contains"))
+        if key == "duration":
+            values[key] = _parse_duration(raw, sub)
+        else:
+            values[key] = sub.string(raw, key, key, allow_empty=key in ("exact", "contains"))
     variables = BASE_VARIABLES
     regex = values.get("regex")
     if regex is not None:
@@ -132,6 +151,74 @@ def _parse_match(value: Any, check: _Checker, line_of: LineOf) -> tuple[Match, t
             raise sub.fail(f"'regex' is not a valid regular expression: {exc}", "regex") from None
         variables = (*BASE_VARIABLES, *compiled.groupindex)
     return Match(**values), variables
+
+
+def _parse_duration(value: Any, check: _Checker) -> DurationRange:
+    if not isinstance(value, dict) or not value:
+        raise check.fail("'duration' must be a mapping such as {min: 3, max: 60} (seconds)", "duration")
+    bounds: dict[str, float] = {}
+    for key, raw in value.items():
+        if key not in DURATION_KEYS:
+            raise check.fail("duration: " + unknown_key(key, DURATION_KEYS, "key"), "duration")
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
+            raise check.fail(f"'duration.{key}' must be a number of seconds (at least 0), not {raw!r}", "duration")
+        bounds[str(key)] = float(raw)
+    low, high = bounds.get("min"), bounds.get("max")
+    if low is not None and high is not None and low > high:
+        raise check.fail(f"'duration.min' ({low:g}) is more than 'duration.max' ({high:g})", "duration")
+    return DurationRange(min=low, max=high)
+
+
+def _parse_file(value: Any, key: str, check: _Checker) -> str | None:
+    if value is None:
+        return None
+    return check.string(value, key, key, allow_empty=False)
+
+
+def _parse_moderation(value: Any, check: _Checker) -> ModerationSpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise check.fail("'moderation' must be a mapping such as {flagged: [violence]}", "moderation")
+    for key in value:
+        if key not in MODERATION_KEYS:
+            raise check.fail("moderation: " + unknown_key(key, MODERATION_KEYS, "key"), "moderation")
+    flagged = value.get("flagged", [])
+    if isinstance(flagged, str):
+        flagged = [flagged]
+    if not isinstance(flagged, list):
+        raise check.fail("'moderation.flagged' must be a list of category names", "moderation")
+    for name in flagged:
+        if name not in MODERATION_CATEGORIES:
+            raise check.fail(
+                "moderation.flagged: " + unknown_key(name, MODERATION_CATEGORIES, "category"), "moderation"
+            )
+    scores = value.get("scores") or {}
+    if not isinstance(scores, dict):
+        raise check.fail("'moderation.scores' must be a mapping of category: score", "moderation")
+    for name, score in scores.items():
+        if name not in flagged:
+            raise check.fail(f"moderation.scores: {name!r} is not in 'flagged'", "moderation")
+        if isinstance(score, bool) or not isinstance(score, int | float) or not FLAG_THRESHOLD <= score <= 1:
+            raise check.fail(
+                f"moderation.scores: the score of a flagged category is between {FLAG_THRESHOLD} and 1, "
+                f"not {score!r}",
+                "moderation",
+            )
+    return ModerationSpec(
+        flagged=tuple(dict.fromkeys(flagged)), scores=tuple((str(k), float(v)) for k, v in scores.items())
+    )
+
+
+def media_file_errors(model: RulesModel, folder: Path) -> list[RuleError]:
+    """The `image:` and `audio:` files the rules name that are not in `folder` (the responses file's)."""
+    errors = []
+    for index, entry in enumerate(model.rules):
+        for key, name in entry.spec.media_files():
+            if not (folder / name).is_file():
+                where = f"rule {index + 1}"
+                errors.append(RuleError(f"{key} file {name!r} not found in {folder}", where=where, line=entry.line))
+    return errors
 
 
 def _parse_replies(value: Any, check: _Checker) -> tuple[str, ...] | None:

@@ -82,6 +82,9 @@ class MockLLM:
         provider: str | None = None,
         system: str | None = None,
         tool_result: str | None = None,
+        endpoint: str | None = None,
+        file: str | None = None,
+        duration: dict[str, float] | None = None,
         reply: str | None = None,
         replies: list[str] | None = None,
         tool_calls: list[dict[str, Any]] | None = None,
@@ -89,12 +92,16 @@ class MockLLM:
         latency_ms: float | None = None,
         stream_speed: float | None = None,
         thinking: str | None = None,
+        image: str | None = None,
+        audio: str | None = None,
+        moderation: dict[str, Any] | None = None,
         name: str | None = None,
     ) -> RuleHandle:
         """Add a rule for this test only, tried before the base rules and after the test's earlier ones.
 
         The keywords are those of a rule in `responses.yml`; `tool_calls` is a list of
-        `{"name": ..., "arguments": {...}}` and `error` is `{"status": ..., "message": ...}`.
+        `{"name": ..., "arguments": {...}}` and `error` is `{"status": ..., "message": ...}`;
+        `duration` is `{"min": ..., "max": ...}` and `moderation` `{"flagged": [...], "scores": {...}}`.
         """
         fields = dict(locals())  # the keywords, as rule_entry reads them
         del fields["self"]

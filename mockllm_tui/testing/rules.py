@@ -18,7 +18,18 @@ from mockllm_tui.rules.validate import parse_rule
 #: What an unmatched request gets when the base rules have no fallback of their own.
 FALLBACK_TEXT = "This is a mock response."
 STRICT_STATUS = 404
-REPLY_KEYS = ("reply", "replies", "tool_calls", "error", "latency_ms", "stream_speed", "thinking")
+REPLY_KEYS = (
+    "reply",
+    "replies",
+    "tool_calls",
+    "error",
+    "latency_ms",
+    "stream_speed",
+    "thinking",
+    "image",
+    "audio",
+    "moderation",
+)
 
 
 @dataclass(frozen=True, slots=True)

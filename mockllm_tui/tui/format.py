@@ -208,16 +208,19 @@ def offset_text(ms: float) -> str:
     return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-def chunk_lines(entry: JournalEntry, limit: int = 1000) -> tuple[int, list[tuple[str, str, str]]]:
+def chunk_lines(entry: JournalEntry, limit: int = 1000) -> tuple[int, list[tuple[str, str, str, str]]]:
     """A stream's chunks as sent: how many earlier ones are left out, then (offset from the
-    request's start, gap since the previous chunk, text) for the last `limit` chunks."""
-    times, chunks = entry.chunk_times, entry.chunks
+    request's start, gap since the previous chunk, label, text) for the last `limit` chunks; the
+    label names the chunk (a realtime event's type) where its wire format does, else it is ""."""
+    times, chunks, labels = entry.chunk_times, entry.chunks, entry.chunk_labels
     count = min(len(times), len(chunks))
     first = max(0, count - limit)
     previous = entry.started if first == 0 else times[first - 1]
     out = []
-    for at, text in zip(times[first:count], chunks[first:count], strict=True):
-        out.append((f"+{offset_text((at - entry.started) * 1000)}", f"+{offset_text((at - previous) * 1000)}", text))
+    for index in range(first, count):
+        at, label = times[index], labels[index] if index < len(labels) else ""
+        gap = f"+{offset_text((at - previous) * 1000)}"
+        out.append((f"+{offset_text((at - entry.started) * 1000)}", gap, label, chunks[index]))
         previous = at
     return first, out
 

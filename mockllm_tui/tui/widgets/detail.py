@@ -76,6 +76,8 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
             parts.append(Text(stream_stats(entry), style="bold cyan" if entry.open else "cyan"))
         reply = entry.reply_text or "".join(entry.chunks)
         parts.append(Text(reply or ("(waiting…)" if entry.open else "(no reply text)"), style="" if reply else "dim"))
+        if entry.thumbnail is not None:
+            parts.append(picture_text(*entry.thumbnail))
     parts.append(Rule("Headers", style="dim"))
     for name, value in sorted(entry.request_headers.items()):
         line = Text()
@@ -83,6 +85,19 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
         line.append(value, style="dim" if value == REDACTED else "")
         parts.append(line)
     return Group(*parts)
+
+
+def picture_text(width: int, height: int, rgb: bytes) -> Text:
+    """A small picture in half-block characters: each cell shows two pixels, top and bottom."""
+    out = Text()
+    for y in range(0, height - 1, 2):
+        for x in range(width):
+            top, bottom = (y * width + x) * 3, ((y + 1) * width + x) * 3
+            upper = "#{:02x}{:02x}{:02x}".format(*rgb[top : top + 3])
+            lower = "#{:02x}{:02x}{:02x}".format(*rgb[bottom : bottom + 3])
+            out.append("▀", style=f"{upper} on {lower}")
+        out.append("\n")
+    return out
 
 
 def body_text(body: str) -> Text:
@@ -103,10 +118,14 @@ def chunk_timeline(entry: JournalEntry) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     if skipped:
         text.append(f"… {skipped} earlier chunks\n", style="dim")
-    for offset, gap, chunk in lines:
+    for offset, gap, label, chunk in lines:
         text.append(f"{offset:>9}", style="bold")
         text.append(f" {gap:>9}  ", style="dim")
-        text.append(repr(chunk)[1:-1] or "(empty)", style="" if chunk else "dim")
+        if label:
+            text.append(label + (" " if chunk else ""), style="cyan")
+            text.append(f'"{repr(chunk)[1:-1]}"' if chunk else "")
+        else:
+            text.append(repr(chunk)[1:-1] or "(empty)", style="" if chunk else "dim")
         text.append("\n")
     if entry.open:
         text.append("… streaming", style="bold cyan")

@@ -1,23 +1,28 @@
-"""One HTTP exchange on the hot path, in plain ASGI: read the body, send JSON or an SSE stream."""
+"""One HTTP exchange on the hot path, in plain ASGI: read the body, send JSON or an SSE stream.
+
+The exchange is the flows' side of a request: the provider only ever sees its neutral `Request`.
+Every byte that goes out is recorded through the request's `JournalRecorder`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
 from mockllm_tui.core.conversation import RequestError
-from mockllm_tui.core.store import REDACTED, JournalEntry, Store
+from mockllm_tui.core.store import REDACTED, Store
+from mockllm_tui.http.journal import JournalRecorder
+from mockllm_tui.providers.base import Request
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MAX_JSON_DEPTH = 200
 JSON_TYPE = b"application/json"
 SSE_TYPE = b"text/event-stream; charset=utf-8"
 #: Credential headers of HTTP itself; each provider adds its own (Provider.credential_headers).
@@ -33,16 +38,17 @@ class CutConnection(Exception):
 
 
 class Exchange:
-    """The request's scope, its parsed headers, its journal entry, and ways to answer it."""
+    """The request's scope, its neutral `Request`, its journal recorder, and ways to answer it."""
 
     __slots__ = (
         "_started_stream",
         "_watcher",
-        "body",
-        "entry",
         "extra_headers",
         "headers",
+        "journal",
         "receive",
+        "request",
+        "request_id",
         "scope",
         "send",
         "status",
@@ -64,10 +70,21 @@ class Exchange:
         self.send = send
         self.store = store
         self.t0 = time.perf_counter()
-        self.headers: dict[str, str] = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        self.entry: JournalEntry = store.begin_request(scope["method"], scope["path"])
-        self.entry.request_headers = redact_headers(self.headers, secret_headers)
-        self.body = b""
+        headers: dict[str, str] = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        self.headers = headers
+        method, path = scope["method"], scope["path"]
+        self.journal = JournalRecorder(store, method, path, redact_headers(headers, secret_headers))
+        query = scope.get("query_string")
+        self.request = Request(
+            method,
+            path,
+            bytes(query).decode("latin-1") if query else "",
+            headers,
+            b"",
+            store.models,
+            store.config.strict_models,
+        )
+        self.request_id = ""
         self.status = 0
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self.timing_header: bytes | None = None
@@ -77,7 +94,12 @@ class Exchange:
     @property
     def path(self) -> str:
         """The request path."""
-        return str(self.scope["path"])
+        return self.request.path
+
+    @property
+    def body(self) -> bytes:
+        """The request body (empty until read)."""
+        return self.request.body
 
     def elapsed_ms(self) -> float:
         """Milliseconds since the request arrived."""
@@ -86,7 +108,7 @@ class Exchange:
     @property
     def query(self) -> str:
         """The query string, decoded."""
-        return bytes(self.scope.get("query_string", b"")).decode("latin-1")
+        return self.request.query
 
     async def read_body(self, limit: int | None = None) -> bytes:
         """Read the whole body, refusing (413) one larger than `limit` (default: the configured
@@ -109,28 +131,10 @@ class Exchange:
                 raise RequestError(f"request body is larger than the limit of {limit} bytes", status=413)
             parts.append(chunk)
             more = message.get("more_body", False)
-        self.body = parts[0] if len(parts) == 1 else b"".join(parts)
-        self.entry.request_body = self.body[: self.store.config.max_stored_body]
-        return self.body
-
-    def read_json_object(self, *, any_type: bool = False) -> dict[str, Any]:
-        """Parse the body as a JSON object, with a clear RequestError when it is not one (`any_type`:
-        whatever the content type says, as a server that ignores it does)."""
-        ctype = self.headers.get("content-type", "application/json")
-        if not any_type and "json" not in ctype.lower():
-            raise RequestError(f"unsupported content type {ctype!r}: send application/json")
-        if not self.body:
-            raise RequestError("the request body is empty: send a JSON object")
-        try:
-            data = orjson.loads(self.body)
-        except orjson.JSONDecodeError as exc:
-            raise RequestError(f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise RequestError("the request body must be a JSON object")
-        # Only a body with enough brackets can nest that deep, so most requests skip the walk.
-        if self.body.count(b"[") + self.body.count(b"{") > MAX_JSON_DEPTH and too_deep(data, MAX_JSON_DEPTH):
-            raise RequestError(f"the request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
-        return data
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.request.body = body
+        self.journal.body(body)
+        return body
 
     async def send_bytes(
         self,
@@ -150,7 +154,7 @@ class Exchange:
         self._add_timing(raw_headers)
         await self.send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await self.send({"type": "http.response.body", "body": body})
-        self.store.end_request(self.entry, status, len(body), body)
+        self.journal.ended(status, len(body), body)
 
     def _add_timing(self, raw_headers: list[tuple[bytes, bytes]]) -> None:
         """The provider's processing-time header (e.g. `openai-processing-ms`), measured as the head goes out."""
@@ -176,7 +180,7 @@ class Exchange:
         self._add_timing(raw_headers)
         await self.send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         self._started_stream = True
-        self.store.open_stream(self.entry)
+        self.journal.first_byte()
         self.watch_disconnect()
 
     async def send_chunk(self, data: bytes, text: str = "") -> None:
@@ -184,7 +188,7 @@ class Exchange:
         if self._watcher is not None and self._watcher.done():
             raise ClientGone()
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
-        self.store.add_chunk(self.entry, text, len(data))
+        self.journal.chunk(text, len(data))
 
     async def send_chunks(self, data: list[bytes], texts: list[str]) -> None:
         """Send several pieces that are due together in one write (a loop that fell behind catches up)."""
@@ -195,18 +199,18 @@ class Exchange:
             raise ClientGone()
         joined = b"".join(data)
         await self.send({"type": "http.response.body", "body": joined, "more_body": True})
-        self.store.add_chunks(self.entry, texts, len(joined))
+        self.journal.chunks(texts, len(joined))
 
     async def end_stream(self, status: int = 200) -> None:
         """Close the stream and record the end."""
         self._stop_watching()
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-        self.store.end_request(self.entry, status)
+        self.journal.ended(status)
 
     def abandon(self, status: int) -> None:
         """Record the end of a request whose client went away (or that was cut on purpose)."""
         self._stop_watching()
-        self.store.end_request(self.entry, status)
+        self.journal.failed(status)
 
     @property
     def streaming(self) -> bool:
@@ -217,7 +221,7 @@ class Exchange:
         """True once the client has disconnected during a stream."""
         return self._watcher is not None and self._watcher.done()
 
-    async def cut(self) -> None:
+    async def cut(self) -> NoReturn:
         """Drop the connection mid-answer: the client sees the connection close, not a response."""
         if not self._started_stream:
             head = [(b"content-type", JSON_TYPE), (b"content-length", b"4096")]
@@ -243,18 +247,6 @@ class Exchange:
         watcher = self._watcher
         if watcher is not None and not watcher.done():
             watcher.cancel()
-
-
-def too_deep(data: Any, limit: int) -> bool:
-    """Whether arrays and objects nest more than `limit` levels (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
-    return False
 
 
 def redact_headers(headers: dict[str, str], secret: frozenset[str] = REDACTED_HEADERS) -> dict[str, str]:

@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import BenchError, WrkResult, mockllm_cmd, need_wrk, run_wrk, server, wait_answering
 
@@ -83,11 +84,11 @@ def p95(values: list[float]) -> float:
     return good[min(len(good) - 1, math.ceil(0.95 * len(good)) - 1)]
 
 
-def attach_section(opts: argparse.Namespace, report: object, tmp: Path) -> None:
-    """The `attach` section of benchmarks.run: two figures in its report."""
-    from benchmarks.run import CHAT_RESPONSES, Figure, Report, responses_file
+def attach_section(opts: argparse.Namespace, report: Any, tmp: Path) -> None:
+    """The `attach` section of benchmarks.run: two figures in its report (a `Report`; run as
+    `python -m benchmarks.run` its class lives in `__main__`, so it is not checked here)."""
+    from benchmarks.run import CHAT_RESPONSES, Figure, responses_file
 
-    assert isinstance(report, Report)
     alone, attached, keys = measure_attach(opts, responses_file(tmp, CHAT_RESPONSES))
     settings = f"-t{opts.threads} -c{opts.connections} -d{opts.duration:g}s, {opts.rounds} rounds, median"
     ratio = attached / alone

@@ -7,7 +7,7 @@ made, and chunk times are offsets (ms) from that start, so the receiver places t
 from __future__ import annotations
 
 import base64
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from time import perf_counter
 from typing import Any
 
@@ -51,6 +51,7 @@ PLAIN_FIELDS: tuple[str, ...] = (
 
 
 _plain = attrgetter(*PLAIN_FIELDS)
+_plain_items = itemgetter(*PLAIN_FIELDS)
 
 
 def conversation_data(conversation: Conversation) -> dict[str, Any]:
@@ -144,19 +145,30 @@ def entry_data(entry: JournalEntry, *, chunks_from: int | None = 0, now: float |
 
 def entry_from_data(data: dict[str, Any], *, now: float | None = None) -> JournalEntry:
     """A new entry from `entry_data` (its times placed on this process's clock)."""
-    entry = JournalEntry(
-        id=int(data["id"]), time=float(data.get("time", 0.0)), method=data["method"], path=data["path"]
-    )
-    update_entry(entry, data, now=now)
+    try:
+        entry = JournalEntry(**dict(zip(PLAIN_FIELDS, _plain_items(data), strict=True)))
+    except KeyError:  # not every field (an older server): the ones there are
+        entry = JournalEntry(
+            id=int(data["id"]), time=float(data.get("time", 0.0)), method=data["method"], path=data["path"]
+        )
+        _set_plain(entry, data)
+    _set_rest(entry, data, perf_counter() if now is None else now)
     return entry
 
 
 def update_entry(entry: JournalEntry, data: dict[str, Any], *, now: float | None = None) -> None:
     """Bring an entry up to date with newer data about it (its chunks merged by position)."""
-    now = perf_counter() if now is None else now
+    _set_plain(entry, data)
+    _set_rest(entry, data, perf_counter() if now is None else now)
+
+
+def _set_plain(entry: JournalEntry, data: dict[str, Any]) -> None:
     for name in PLAIN_FIELDS:
         if name in data:
             setattr(entry, name, data[name])
+
+
+def _set_rest(entry: JournalEntry, data: dict[str, Any], now: float) -> None:
     if "age_ms" in data:
         entry.started = now - float(data["age_ms"]) / 1000.0
     if data.get("first_chunk_ms") is not None:

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from mockllm_tui import __version__
 from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
+from mockllm_tui.core.sessions import DEFAULT_MAX_SESSIONS
 from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, StartupConfig, Store, url_host
 from mockllm_tui.http import telemetry
 from mockllm_tui.http.app import MockApp, create_app
@@ -138,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_flag("MOCKLLM_STRICT_MODELS"),
         help="Answer 404 model_not_found for models not in the registry (by default any model is served). "
         "[MOCKLLM_STRICT_MODELS]",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=_env_flag("MOCKLLM_STRICT"),
+        help="Answer a request that no rule matches with a 404 in the provider's shape naming the nearest "
+        "rules, instead of a fallback's reply (x-mock-strict: true|false decides per request). [MOCKLLM_STRICT]",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=env.get("MOCKLLM_MAX_SESSIONS", str(DEFAULT_MAX_SESSIONS)),
+        metavar="N",
+        help="How many x-mock-session sessions are kept (least recently used forgotten first). "
+        "[MOCKLLM_MAX_SESSIONS]",
     )
     parser.add_argument(
         "--quiet",
@@ -309,6 +325,8 @@ def make_store(args: argparse.Namespace) -> Store:
     config = StartupConfig(
         max_body=int(args.max_body_mb * 1024 * 1024),
         strict_models=args.strict_models,
+        strict=args.strict,
+        max_sessions=max(1, args.max_sessions),
         responses_path=str(resolve_responses(args.responses)),
         upstreams=upstreams_of(args),
         upstream_timeout_s=args.upstream_timeout_s,

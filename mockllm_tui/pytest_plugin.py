@@ -1,7 +1,9 @@
 """The pytest plugin (entry point `mockllm`): the mock in-process, rules per test, and the requests to assert on.
 
 Importing it costs nothing: the server, and the rest of the package, load when a test first asks for
-the `mockllm` or `mockllm_env` fixture. One server runs per session (per xdist worker).
+the `mockllm` or `mockllm_env` fixture. One server runs per session (per xdist worker), unless a
+shared one is named (ini `mockllm_url` or the environment's `MOCKLLM_URL`, which wins): then the
+plugin starts none, and each test works in a session of its own on that server.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import pytest
 if TYPE_CHECKING:
     from mockllm_tui.rules.model import RulesModel
     from mockllm_tui.testing import MockLLM
+    from mockllm_tui.testing.remote import RemoteServer
     from mockllm_tui.testing.server import SessionServer
 
 INI_RESPONSES = "mockllm_responses"
+INI_URL = "mockllm_url"
+URL_ENV = "MOCKLLM_URL"
 MARKER = "mockllm"
 MARKER_KEYS = ("responses", "strict")
 REPORT_SECTION = "mockllm requests"
@@ -29,10 +34,16 @@ reported = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """The ini option for the session's base rules."""
+    """The ini options: the session's base rules, and a shared server's URL."""
     parser.addini(
         INI_RESPONSES,
         "mockllm: the responses file every test starts from (relative to the rootdir; default: no file rules)",
+        default="",
+    )
+    parser.addini(
+        INI_URL,
+        f"mockllm: a running mock to share (each test in a session of its own; {URL_ENV} wins); "
+        "default: the plugin starts its own",
         default="",
     )
 
@@ -46,15 +57,28 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def shared_url(config: pytest.Config) -> str:
+    """The shared server's URL ("" when the plugin starts its own)."""
+    return (os.environ.get(URL_ENV) or str(config.getini(INI_URL) or "")).strip()
+
+
 @pytest.fixture(scope="session")
-def _mockllm_server(pytestconfig: pytest.Config) -> Iterator[SessionServer]:
-    """The session's server, started on first use."""
+def _mockllm_server(pytestconfig: pytest.Config) -> Iterator[SessionServer | RemoteServer]:
+    """The session's server, started on first use (or the shared one, named by URL)."""
     from mockllm_tui.rules.model import RulesModel
     from mockllm_tui.testing.rules import read_rules
     from mockllm_tui.testing.server import SessionServer
 
     source = str(pytestconfig.getini(INI_RESPONSES) or "").strip()
     base = read_rules(Path(source), pytestconfig.rootpath) if source else RulesModel()
+    url = shared_url(pytestconfig)
+    if url:
+        from mockllm_tui.testing.remote import RemoteServer
+
+        remote = RemoteServer(url, base if source else None)
+        yield remote
+        remote.stop()
+        return
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     server = SessionServer(base, f"mockllm-{worker}" if worker else "mockllm").start()
     yield server
@@ -74,7 +98,7 @@ def marker_options(item: pytest.Item) -> dict[str, Any]:
 
 
 @pytest.fixture
-def mockllm(_mockllm_server: SessionServer, request: pytest.FixtureRequest) -> Iterator[MockLLM]:
+def mockllm(_mockllm_server: SessionServer | RemoteServer, request: pytest.FixtureRequest) -> Iterator[MockLLM]:
     """The mock for this test: rules, knobs, failures, the requests made, and SDK clients pointed at it."""
     from mockllm_tui.testing import MockLLM
     from mockllm_tui.testing.rules import read_rules
@@ -107,12 +131,12 @@ def mockllm_env(mockllm: MockLLM, monkeypatch: pytest.MonkeyPatch) -> MockLLM:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """Fail the test itself (once, not again at teardown) when a request matched no rule in strict
-    mode, and add the test's requests to the report of its first failing phase."""
+    mode or a rule's function raised, and add the test's requests to the report of its first failing phase."""
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     mock = item.stash.get(active_mock, None)
     if mock is not None and report.when == "call" and (report.passed or report.failed):
-        strict_failure(item, report, mock.take_strict_problem())
+        strict_failure(item, report, mock.take_problems())
     if mock is not None and report.failed and not item.stash.get(reported, False):
         item.stash[reported] = True
         report.sections.append((REPORT_SECTION, mock.report()))

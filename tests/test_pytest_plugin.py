@@ -55,7 +55,8 @@ def test_every_method_with_the_real_sdks(project: pytest.Pytester, workers: list
         [
             "*_ test_strict_fails_the_test_once _*",
             "mockllm strict mode: 2 request(s) matched no rule:",
-            "  - openai gpt-4o: last user message 'tell me a joke'; rules tried: 'weather-rule', 'base-hello'",
+            "  - openai gpt-4o: last user message 'tell me a joke'; nearest: weather-rule (contains: 'weather' is not "
+            "in 'tell me a joke'); base-hello (exact: differs at character 1: 'tell me a joke' vs 'hello')",
             "  - anthropic claude-sonnet-4-6: last user message 'another joke'; *",
         ]
     )
@@ -66,6 +67,7 @@ def test_every_method_with_the_real_sdks(project: pytest.Pytester, workers: list
             "*- mockllm requests -*",
             "POST /v1/chat/completions 200 rule=base-hello prompt='hello'",
             "POST /v1/chat/completions 200 rule=- prompt='what is in the report?'",
+            "    nearest: base-hello (exact: differs at character 1: 'what is in the report?' vs 'hello')",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -91,10 +93,11 @@ def test_a_strict_failure_is_reported_once_as_the_tests_own(project: pytest.Pyte
     result.stdout.fnmatch_lines(
         [
             "*_ test_the_sdk_raises_on_the_404 _*",
-            "*openai.NotFoundError*no rule matches*",
+            "*openai.NotFoundError*no rule matched*",
             "*- mockllm strict mode -*",
             "mockllm strict mode: 1 request(s) matched no rule:",
-            "  - openai gpt-4o: last user message 'tell me a joke'; rules tried: 'weather-rule', 'base-hello'",
+            "  - openai gpt-4o: last user message 'tell me a joke'; nearest: weather-rule (contains: 'weather' is not "
+            "in 'tell me a joke'); base-hello (exact: differs at character 1: 'tell me a joke' vs 'hello')",
             "*- mockllm requests -*",
             "POST /v1/chat/completions 200 rule=weather-rule prompt='weather?'",
             "POST /v1/chat/completions 404 rule=- prompt='tell me a joke'",
@@ -105,7 +108,8 @@ def test_a_strict_failure_is_reported_once_as_the_tests_own(project: pytest.Pyte
         [
             "*_ test_the_404_is_caught _*",
             "mockllm strict mode: 1 request(s) matched no rule:",
-            "  - openai gpt-4o: last user message 'a caught joke'; rules tried: 'base-hello'",
+            "  - openai gpt-4o: last user message 'a caught joke'; nearest: base-hello (exact: differs at character 1: "
+            "'a caught joke' vs 'hello')",
         ]
     )
     result.stdout.fnmatch_lines(["FAILED test_strict.py::test_the_404_is_caught - Failed: mockllm strict mode*"])
@@ -157,7 +161,7 @@ def test_load_errors_name_the_source(tmp_path: Path) -> None:
 
 
 def test_the_default_key_is_a_fallback_that_strict_mode_refuses(tmp_path: Path) -> None:
-    from mockllm_tui.core.conversation import Conversation, Message
+    from mockllm_tui.core.conversation import Conversation, Message, NoRuleMatched
     from mockllm_tui.testing.rules import PerTestRules, Unmatched, read_rules
 
     base = read_rules("responses:\n  hi: there\n  default: the file's fallback\n", tmp_path)
@@ -165,6 +169,62 @@ def test_the_default_key_is_a_fallback_that_strict_mode_refuses(tmp_path: Path) 
     unmatched: list[Unmatched] = []
     loose = PerTestRules(base, [], strict=False, unmatched=unmatched).choose(asked)
     assert (loose.text, loose.rule, unmatched) == ("the file's fallback", None, [])
-    strict = PerTestRules(base, [], strict=True, unmatched=unmatched).choose(asked)
-    assert strict.error is not None and strict.error.status == 404
-    assert [(u.prompt, u.tried) for u in unmatched] == [("anything", ("#1",))]
+    with pytest.raises(NoRuleMatched) as refused:
+        PerTestRules(base, [], strict=True, unmatched=unmatched).choose(asked)
+    assert refused.value.status == 404
+    reason = "exact: differs at character 1: 'anything' vs 'hi'"
+    assert [(u.prompt, u.nearest) for u in unmatched] == [("anything", (("#1", reason),))]
+
+
+# -- agent-grade matching: dynamic replies, a shared server --------------------------------------------
+
+
+def test_dynamic_replies_agent_matchers_and_scenarios(project: pytest.Pytester) -> None:
+    project.makeini(INI + "mockllm_responses = agent.yml\n")
+    copy(project, "agent.yml", "agent.yml")
+    copy(project, "agent_cases.py", "test_agent.py")
+    result = project.runpytest_subprocess("-rA", timeout=120)
+    result.assert_outcomes(passed=5, failed=2, errors=0)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_zz_a_function_that_raises_fails_the_test _*",
+            "mockllm: a rule's function raised while answering:",
+            "  - broken raised KeyError: 'city'",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_strict_names_the_nearest_rule _*",
+            "mockllm strict mode: 2 request(s) matched no rule:",
+            "  - openai gpt-4o-mini: last user message 'weather?'; nearest: test rule 1 (contains 'weather' · model "
+            "gpt-4o) (model: 'gpt-4o-mini' is not 'gpt-4o'); two steps step 1 (contains: 'start' is not in 'weather?')",
+            "*- mockllm requests -*",
+            "POST /v1/chat/completions 404 rule=- prompt='weather?'",
+            "    nearest: test rule 1 (contains 'weather' · model gpt-4o) (model: 'gpt-4o-mini' is not 'gpt-4o')",
+        ]
+    )
+
+
+def test_a_shared_server_under_xdist_gives_each_test_a_session(
+    project: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import ServerThread, make_store
+
+    path = tmp_path / "shared.yml"
+    path.write_text(
+        "rules:\n  - {match: {contains: count}, replies: [one, two, three]}\n"
+        + (CASES / "agent.yml").read_text()
+    )
+    with ServerThread(make_store(path)) as shared:
+        monkeypatch.setenv("MOCKLLM_URL", shared.root)
+        project.makeini(INI)
+        copy(project, "shared_cases.py", "test_shared.py")
+        copy(project, "listen_probe.py", "conftest.py")
+        result = project.runpytest_subprocess("-n", "2", "-rA", timeout=120)
+        result.assert_outcomes(passed=7)
+        result.stdout.fnmatch_lines(["*2 workers*"])
+        listens, _ = probe(result)
+        assert listens == []  # the plugin started no server of its own
+        sessions = {e.session for e in shared.store.journal()}
+        assert len(sessions) == 6 and None not in sessions
+        assert shared.store.knobs.stream_chunk != "char"

@@ -201,8 +201,8 @@ async def test_openai_plain_and_streamed_replies_are_recorded_and_replayed_offli
         assert added.count("# recorded ") == 2 and f"from {HOST}:{pair.upstream.handle.port}" in added
         rules = recorded(pair.proxy.store)
         assert [r["match"] for r in rules] == [
-            {"exact": "hello", "provider": "openai", "model": "gpt-4o"},
-            {"exact": "slow", "provider": "openai", "model": "gpt-4o"},
+            {"exact": "hello", "provider": "openai", "model": "gpt-4o", "turn": 1},
+            {"exact": "slow", "provider": "openai", "model": "gpt-4o", "turn": 1},
         ]
         assert rules[0]["reply"] == "Hello from upstream" and "stream_speed" not in rules[0]
         slow = rules[1]
@@ -443,8 +443,14 @@ async def test_anthropic_tool_turns_are_recorded_in_replay_order(tmp_path: Path)
         pair.added_lines()
         rules = recorded(pair.proxy.store)
         assert [r["match"] for r in rules] == [
-            {"exact": "Weather in Paris?", "provider": "anthropic", "model": CLAUDE, "tool_result": "get_weather"},
-            {"exact": "Weather in Paris?", "provider": "anthropic", "model": CLAUDE},
+            {
+                "exact": "Weather in Paris?",
+                "provider": "anthropic",
+                "model": CLAUDE,
+                "tool_result": "get_weather",
+                "turn": 1,
+            },
+            {"exact": "Weather in Paris?", "provider": "anthropic", "model": CLAUDE, "turn": 1},
         ]
         assert rules[1]["tool_calls"] == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
         assert rules[0]["reply"] == "It is sunny in Paris."
@@ -722,3 +728,109 @@ async def test_ollama_and_gemini_answers_are_recorded_and_replayed(tmp_path: Pat
             model="gemini-2.5-flash", contents="Weather in Paris?"
         )
         assert replayed.function_calls and replayed.function_calls[0].args == {"city": "Paris"}
+
+
+# -- a recorded agent loop replays turn by turn ----------------------------------------------------------
+
+AGENT_UPSTREAM = """\
+rules:
+  - {match: {tool_result: get_hotels}, reply: "Hotel Lutetia has a room."}
+  - {match: {tool_result: get_weather}, tool_calls: [{name: get_hotels, arguments: {city: Paris}}]}
+  - {match: {contains: trip, turn: 1}, tool_calls: [{name: get_weather, arguments: {city: Paris}}]}
+  - {match: {contains: trip, turn: 2}, reply: "Enjoy the trip."}
+"""
+AGENT_TOOLS = [
+    {"type": "function", "function": {"name": n, "parameters": {"type": "object"}}}
+    for n in ("get_weather", "get_hotels")
+]
+
+
+async def openai_loop(root: str) -> list[str]:
+    """A three-request tool loop, then a second user turn with the same words: what each answer was."""
+    client = AsyncOpenAI(base_url=root + "/v1", api_key="k", max_retries=0)
+    messages: list[Any] = user("Plan a trip")
+    said: list[str] = []
+    for _ in range(5):
+        out = await client.chat.completions.create(model="gpt-4o", messages=messages, tools=AGENT_TOOLS)  # type: ignore[arg-type]
+        message = out.choices[0].message
+        messages.append(message.model_dump(exclude_none=True))
+        calls = message.tool_calls or []
+        said.append(", ".join(c.function.name for c in calls) or message.content or "")  # type: ignore[union-attr]
+        for c in calls:
+            messages.append({"role": "tool", "tool_call_id": c.id, "content": "ok"})
+        if not calls:
+            break
+    messages += user("Plan a trip")
+    out = await client.chat.completions.create(model="gpt-4o", messages=messages)
+    await client.close()
+    return [*said, out.choices[0].message.content or ""]
+
+
+async def anthropic_loop(root: str) -> list[str]:
+    """The same loop through the anthropic SDK."""
+    client = anthropic.AsyncAnthropic(base_url=root, api_key=SECRET, max_retries=0)
+    tools: Any = [{"name": n, "input_schema": {"type": "object"}} for n in ("get_weather", "get_hotels")]
+    messages: list[Any] = user("Plan a trip")
+    said: list[str] = []
+    for _ in range(5):
+        out = await client.messages.create(model=CLAUDE, max_tokens=100, messages=messages, tools=tools)
+        messages.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in out.content]})
+        uses = [b for b in out.content if b.type == "tool_use"]
+        said.append(", ".join(b.name for b in uses) or "".join(b.text for b in out.content if b.type == "text"))
+        if not uses:
+            break
+        results = [{"type": "tool_result", "tool_use_id": b.id, "content": "ok"} for b in uses]
+        messages.append({"role": "user", "content": results})
+    messages += user("Plan a trip")
+    out = await client.messages.create(model=CLAUDE, max_tokens=100, messages=messages)
+    await client.close()
+    return [*said, "".join(b.text for b in out.content if b.type == "text")]
+
+
+async def gemini_loop(root: str) -> list[str]:
+    """The same loop through google-genai."""
+    from google.genai import types as gtypes
+
+    client = genai.Client(api_key=SECRET, http_options={"base_url": root})
+    names = ("get_weather", "get_hotels")
+    declarations = [gtypes.FunctionDeclaration(name=n, parameters_json_schema={"type": "object"}) for n in names]
+    config = gtypes.GenerateContentConfig(tools=[gtypes.Tool(function_declarations=declarations)])
+    contents: list[Any] = [gtypes.Content(role="user", parts=[gtypes.Part(text="Plan a trip")])]
+    said: list[str] = []
+    for _ in range(5):
+        out = await client.aio.models.generate_content(model="gemini-2.5-flash", contents=contents, config=config)
+        contents.append(out.candidates[0].content)  # type: ignore[index]
+        calls = out.function_calls or []
+        said.append(", ".join(c.name or "" for c in calls) or out.text or "")
+        if not calls:
+            break
+        parts = [gtypes.Part.from_function_response(name=c.name or "", response={"result": "ok"}) for c in calls]
+        contents.append(gtypes.Content(role="user", parts=parts))
+    contents.append(gtypes.Content(role="user", parts=[gtypes.Part(text="Plan a trip")]))
+    out = await client.aio.models.generate_content(model="gemini-2.5-flash", contents=contents, config=config)
+    return [*said, out.text or ""]
+
+
+LOOPS = {"openai": openai_loop, "anthropic": anthropic_loop, "gemini": gemini_loop}
+
+
+@pytest.mark.parametrize("family", list(LOOPS))
+async def test_a_recorded_three_turn_agent_loop_replays_to_its_end(tmp_path: Path, family: str) -> None:
+    up_path = tmp_path / "upstream.yml"
+    up_path.write_text(AGENT_UPSTREAM)
+    path = tmp_path / "responses.yml"
+    path.write_text("rules: []\n")
+    loop = LOOPS[family]
+    expected = ["get_weather", "get_hotels", "Hotel Lutetia has a room.", "Enjoy the trip."]
+    async with serving(store_for(up_path)) as upstream:
+        store = store_for(path, upstreams=((family, upstream.root),))
+        store.set_knobs("cli", {"record": True})
+        async with serving(store) as proxy:
+            assert await loop(proxy.root) == expected
+        matches = [r["match"] for r in recorded(store)]
+        assert len(matches) == 4 and all("turn" in m for m in matches)
+        assert sorted(m["turn"] for m in matches) == [1, 1, 1, 2]
+        assert sorted(str(m.get("tool_result")) for m in matches) == ["None", "None", "get_hotels", "get_weather"]
+    async with replaying(path) as live:
+        assert await loop(live.root) == expected
+        assert all(e.rule is not None and e.rule.startswith("#") for e in live.store.journal())

@@ -28,11 +28,18 @@ def store_of(request: Request) -> Store:
 
 
 @router.get("/journal", response_model=None)
-async def get_journal(request: Request, limit: int = 100, full: bool = False) -> dict[str, Any] | Response:
-    """The newest `limit` requests, oldest first, with the rule each matched (`full`: everything the
-    event stream tells of a request, as an attached panel rebuilds it)."""
+async def get_journal(
+    request: Request, limit: int = 100, session: str | None = None, full: bool = False
+) -> dict[str, Any] | Response:
+    """The newest `limit` requests, oldest first, with the rule each matched (`?session=ID`: only
+    that session's; `full`: everything the event stream tells of a request, as an attached panel
+    rebuilds it)."""
     store = store_of(request)
-    entries = store.journal_tail(max(0, min(limit, store.journal_size)))
+    size = max(0, min(limit, store.journal_size))
+    if session:
+        entries = [e for e in store.journal() if e.session == session][-size:] if size else []
+    else:
+        entries = store.journal_tail(size)
     if full:  # up to the whole journal: serialized in one go, not through FastAPI's encoder
         body = {"object": "list", "data": [entry_data(e) for e in entries], "counters": store.counters.public()}
         return Response(orjson.dumps(body), media_type="application/json")

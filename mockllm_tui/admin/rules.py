@@ -44,9 +44,12 @@ def _rule_id(store: Store, ident: str | int) -> int:
 
 
 @router.get("/rules")
-async def list_rules(request: Request) -> dict[str, Any]:
-    """Every rule in listing order, with identities, hit counts and the file's state."""
+async def list_rules(request: Request, session: str | None = None) -> dict[str, Any]:
+    """Every rule in listing order, with identities, hit counts and the file's state (`?session=ID`:
+    that session's own rules)."""
     store = store_of(request)
+    if session:
+        return {"object": "list", "data": commands.list_session_rules(store, session), "session": session}
     return {
         "object": "list",
         "data": [view.public() for view in commands.list_rules(store)],
@@ -56,10 +59,13 @@ async def list_rules(request: Request) -> dict[str, Any]:
 
 
 @router.post("/rules")
-async def add_rule(request: Request, persist: bool = True) -> Response:
-    """Add a rule; `index` in the body places it (default: the end of its form)."""
+async def add_rule(request: Request, persist: bool = True, session: str | None = None) -> Response:
+    """Add a rule; `index` in the body places it (default: the end of its form). With `?session=ID`
+    the rule is that session's only, tried before the shared rules and never written to the file."""
     body = await read_body(request, NEW_RULE)
     data = body.model_dump(exclude_unset=True)
+    if session:
+        return _run(lambda: commands.add_session_rule(store_of(request), session, data, body.index), 201)
     return _run(lambda: commands.add_rule(store_of(request), data, index=body.index, persist=persist), 201)
 
 
@@ -99,10 +105,29 @@ async def update_rule(request: Request, rule: str, persist: bool = True) -> Resp
 
 
 @router.delete("/rules/{rule:path}")
-async def delete_rule(request: Request, rule: str, persist: bool = True) -> Response:
-    """Remove a rule."""
+async def delete_rule(request: Request, rule: str, persist: bool = True, session: str | None = None) -> Response:
+    """Remove a rule (`?session=ID`: one of that session's, by its identity or id)."""
     store = store_of(request)
+    if session:
+        return _run(lambda: commands.delete_session_rule(store, session, rule))
     return _run(lambda: commands.delete_rule(store, _rule_id(store, rule), persist=persist))
+
+
+@router.get("/scenarios")
+async def list_scenarios(request: Request, session: str | None = None) -> dict[str, Any]:
+    """Every scenario and where the session (default: the default one) is in it."""
+    views = commands.list_scenarios(store_of(request), session or None)
+    return {"object": "list", "data": [v.public() for v in views], "session": session or None}
+
+
+@router.post("/scenarios/{name}/reset")
+async def reset_scenario(request: Request, name: str, session: str | None = None) -> dict[str, Any]:
+    """Back to step 1 in every session (`?session=ID`: in that one only); 404 for an unknown name."""
+    try:
+        view = commands.reset_scenario(store_of(request), name, session or None, every=not session)
+    except LookupError as exc:
+        raise AdminError(404, str(exc.args[0])) from None
+    return {"reset": True, "session": session or None, **view.public()}
 
 
 @router.post("/reload")

@@ -34,27 +34,38 @@ def redact_layer(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def settings_view(store: Store) -> dict[str, Any]:
-    """The effective knob values, each layer's own values, and any pending fail-next."""
-    count, status = store.fail_next
-    return {
-        "effective": store.knobs.public(),
-        "layers": {name: redact_layer(store.knob_layer(name)) for name in LAYERS},
-        "fail_next": {"count": count, "status": status},
-    }
+def settings_view(store: Store, session: str | None = None) -> dict[str, Any]:
+    """The effective knob values, each layer's own values, and any pending fail-next (of a session:
+    its overrides as the `session` layer, and its own fail-next)."""
+    count, status = store.fail_next_of(session)
+    layers = {name: redact_layer(store.knob_layer(name)) for name in LAYERS}
+    out: dict[str, Any] = {"effective": store.knobs_for(session).public(), "layers": layers}
+    if session is not None:
+        layers["session"] = redact_layer(store.session(session).knobs)
+        out["session"] = session
+    out["fail_next"] = {"count": count, "status": status}
+    return out
 
 
 @router.get("/settings")
-async def get_settings(request: Request) -> dict[str, Any]:
-    """The knobs in force and where each value comes from."""
-    return settings_view(store_of(request))
+async def get_settings(request: Request, session: str | None = None) -> dict[str, Any]:
+    """The knobs in force and where each value comes from (`?session=ID`: for that session)."""
+    return settings_view(store_of(request), session or None)
 
 
 @router.patch("/settings")
-async def patch_settings(request: Request) -> dict[str, Any]:
-    """Change knobs live; `null` drops a value from the live layer."""
+async def patch_settings(request: Request, session: str | None = None) -> dict[str, Any]:
+    """Change knobs live; `null` drops a value from the live layer (`?session=ID`: that session's
+    overrides, on top of the live knobs)."""
     body = await read_body(request, ANY_OBJECT)
     store = store_of(request)
+    if session:
+        try:
+            store.set_session_knobs(session, body)
+        except KnobError as exc:
+            name = str(exc).split(":", 1)[0]
+            raise AdminError(400, str(exc), param=name if name in KNOB_NAMES else None) from None
+        return settings_view(store, session)
     live = {**store.knob_layer("live"), **body}
     live = {name: value for name, value in live.items() if value is not None}
     try:
@@ -66,9 +77,13 @@ async def patch_settings(request: Request) -> dict[str, Any]:
 
 
 @router.delete("/settings")
-async def clear_live_settings(request: Request) -> dict[str, Any]:
-    """Forget every live change: the file, CLI and default values apply again."""
+async def clear_live_settings(request: Request, session: str | None = None) -> dict[str, Any]:
+    """Forget every live change: the file, CLI and default values apply again (`?session=ID`: that
+    session's overrides only)."""
     store = store_of(request)
+    if session:
+        store.set_session_knobs(session, {}, replace_all=True)
+        return settings_view(store, session)
     store.set_knobs("live", {}, replace_layer=True)
     return settings_view(store)
 
@@ -89,10 +104,11 @@ async def save_live_settings(request: Request) -> dict[str, Any]:
 
 
 @router.post("/fail-next")
-async def fail_next(request: Request) -> dict[str, Any]:
-    """Fail exactly the next `count` model requests, with `status` and `mode` (default: the knobs')."""
+async def fail_next(request: Request, session: str | None = None) -> dict[str, Any]:
+    """Fail exactly the next `count` model requests, with `status` and `mode` (default: the knobs');
+    `?session=ID`: that session's next requests."""
     body = await read_body(request, FAIL_NEXT)
     store = store_of(request)
-    store.set_fail_next(body.count, body.status, body.mode)
-    pending, pending_status = store.fail_next
+    store.set_fail_next(body.count, body.status, body.mode, session=session or None)
+    pending, pending_status = store.fail_next_of(session or None)
     return {"count": pending, "status": pending_status}

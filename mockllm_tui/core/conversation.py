@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from mockllm_tui.core.sessions import SessionState
 
 Role = Literal["system", "user", "assistant", "tool"]
 #: Whether the reply thinks first: as the model does by default ("auto"), or as the request says.
@@ -80,6 +83,39 @@ class Conversation:
             return self.messages[-1]
         return None
 
+    def turn(self) -> int:
+        """The number of user turns so far, this request's included (tool results alone are no turn)."""
+        return sum(1 for m in self.messages if m.role == "user")
+
+    def current_start(self) -> int:
+        """Where the current turn starts: the index after the last assistant message."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == "assistant":
+                return index + 1
+        return 0
+
+    def current_tool_results(self) -> list[Message]:
+        """The tool results of the current turn (after the last assistant message), in order."""
+        return [m for m in self.messages[self.current_start() :] if m.role == "tool"]
+
+    def last_result_turn(self) -> int | None:
+        """The turn the conversation's last tool result belongs to (None: there is none)."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == "tool":
+                return max(1, sum(1 for m in self.messages[:index] if m.role == "user"))
+        return None
+
+    def result_name(self, result: Message) -> str:
+        """The tool a result answers: its own name, else that of the call it answers ("" when unknown)."""
+        if result.name:
+            return result.name
+        if result.tool_call_id:
+            for message in self.messages:
+                for call in message.tool_calls:
+                    if call.id == result.tool_call_id:
+                        return call.name
+        return ""
+
     def transcript(self) -> list[tuple[str, str]]:
         """The request as neutral (role, text) lines for people to read: system, turns, tools."""
         out: list[tuple[str, str]] = []
@@ -103,6 +139,30 @@ class Conversation:
             if tool.name == name:
                 return tool
         return None
+
+
+#: A rule that nearly answered, and the first of its conditions that failed, in words.
+NearMiss = tuple[str, str]
+
+
+class NearMisses:
+    """The nearest rules of a request a fallback answered, and why each missed: worked out when first
+    read (most are never read, and the hot path should not pay for them), then kept."""
+
+    __slots__ = ("_compute", "_value")
+
+    def __init__(
+        self, compute: Callable[[], list[NearMiss]] | None = None, value: list[NearMiss] | None = None
+    ) -> None:
+        self._compute = compute
+        self._value = value
+
+    def get(self) -> list[NearMiss]:
+        """The (rule, reason) pairs, nearest first."""
+        if self._value is None:
+            self._value = self._compute() if self._compute is not None else []
+            self._compute = None
+        return self._value
 
 
 @dataclass(slots=True)
@@ -150,8 +210,22 @@ class Reply:
     error: ErrorReply | None = None
     latency_ms: float | None = None
     stream_speed: float | None = None
+    near_misses: NearMisses | None = None
+    scenario: dict[str, Any] | None = None
+
     file: str | None = None
     flagged: dict[str, float] | None = None
+
+
+@dataclass(slots=True)
+class ChoiceContext:
+    """What a reply source may look at beyond the conversation: the request's headers, its session,
+    whether strict mode holds, and the request's journal entry (for the pytest plugin's callables)."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    session: SessionState | None = None
+    strict: bool = False
+    request: Any = None
 
 
 class ReplySource(Protocol):
@@ -197,3 +271,12 @@ def preview(text: str) -> str:
     """A one-line preview of a prompt, for the journal."""
     line = " ".join(text.split())
     return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1] + "…"
+
+
+class NoRuleMatched(RequestError):
+    """Strict mode: no rule answers the request. A 404 in the provider's shape naming the nearest
+    rules and why each missed (`near_misses`: (rule, reason) pairs)."""
+
+    def __init__(self, message: str, near_misses: list[NearMiss]) -> None:
+        super().__init__(message, status=404, code="no_rule_matched")
+        self.near_misses = near_misses

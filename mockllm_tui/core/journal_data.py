@@ -47,6 +47,9 @@ PLAIN_FIELDS: tuple[str, ...] = (
     "limit_breach",
     "refused_for_length",
     "thinking_text",
+    "stream_speed",
+    "session",
+    "scenario",
 )
 
 

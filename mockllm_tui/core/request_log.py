@@ -11,6 +11,8 @@ import orjson
 from mockllm_tui.core.store import EventKind, JournalEntry, Store
 
 FLUSH_INTERVAL_S = 0.05
+#: How much of the first near miss the text line shows.
+NEAREST_CHARS = 120
 #: Only finished requests make a line.
 LOGGED: frozenset[EventKind] = frozenset({"done"})
 
@@ -39,8 +41,19 @@ def format_text(entry: JournalEntry) -> str:
         parts.append(f"rule={entry.rule}")
     if entry.fault:
         parts.append(f"fault={entry.fault}")
+    if entry.session is not None:
+        parts.append(f"session={entry.session}")
+    if entry.scenario is not None:
+        step = entry.scenario
+        ended = ",finished" if step.get("finished") else ""
+        parts.append(f"scenario={step.get('name')}:{step.get('step')}/{step.get('steps')}{ended}")
     if entry.preview:
         parts.append(orjson.dumps(entry.preview).decode())
+    nearest = entry.nearest() if entry.near_misses is not None else None
+    if nearest:
+        rule, reason = nearest[0]
+        words = f"nearest: {rule} ({reason})"
+        parts.append(words if len(words) <= NEAREST_CHARS else words[: NEAREST_CHARS - 2] + "…)")
     return " ".join(parts)
 
 

@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, ReplySource
+from mockllm_tui.core.conversation import Conversation, NearMiss, NearMisses, ReplySource
 from mockllm_tui.core.knobs import ErrorMode, Knobs, validate_knob_values
 from mockllm_tui.core.models import ModelRegistry, default_registry
+from mockllm_tui.core.sessions import DEFAULT_MAX_SESSIONS, Sessions, SessionState
 
 DEFAULT_JOURNAL_SIZE = 5_000
 DEFAULT_SUBSCRIPTION_SIZE = 10_000
@@ -50,6 +51,10 @@ class StartupConfig:
     #: `--upstream NAME=URL` pairs: where requests no rule matches are forwarded.
     upstreams: tuple[tuple[str, str], ...] = ()
     upstream_timeout_s: float = 60.0
+    #: `--strict`: a request no rule matches gets a 404 instead of a fallback's answer.
+    strict: bool = False
+    #: `--max-sessions`: how many named sessions are kept (least recently used forgotten first).
+    max_sessions: int = DEFAULT_MAX_SESSIONS
 
     def upstream_hosts(self) -> tuple[str, ...]:
         """The upstreams' hosts, each once (what the status bar shows)."""
@@ -128,6 +133,15 @@ class JournalEntry:
     thinking_text: str = ""
     #: A small picture of an image reply for the panel: (width, height, RGB bytes), or None.
     thumbnail: tuple[int, int, bytes] | None = None
+    #: The request's session (`x-mock-session`; None: the default one), the nearest rules when a
+    #: fallback answered ((rule, reason) pairs), and the scenario step that answered.
+    session: str | None = None
+    near_misses: NearMisses | None = None
+    scenario: dict[str, Any] | None = None
+
+    def nearest(self) -> list[NearMiss]:
+        """A fallback's near misses: the nearest rules and why each missed (worked out on first read)."""
+        return self.near_misses.get() if self.near_misses is not None else []
 
     @property
     def probe(self) -> bool:
@@ -173,6 +187,10 @@ class JournalEntry:
             "limit": self.limit_breach,
             "refused_for_length": self.refused_for_length,
             "thinking": self.thinking_text,
+            "session": self.session,
+            "prompt": self.conversation.last_user_text() if self.conversation is not None else "",
+            "near_misses": [{"rule": rule, "reason": reason} for rule, reason in self.nearest()],
+            "scenario": self.scenario,
         }
         if with_body:
             out["body"] = self.request_body.decode("utf-8", "replace")
@@ -279,6 +297,7 @@ class Store:
         self._tokens_used = 0
         self.rng = random.Random(self._knobs.seed)
         self._config = config or StartupConfig()
+        self.sessions = Sessions(self._config.max_sessions)
 
     # -- start-up values -----------------------------------------------------------------------
 
@@ -290,6 +309,7 @@ class Store:
     def configure(self, **changes: Any) -> StartupConfig:
         """Replace start-up values (as the server and the responses file become known)."""
         self._config = replace(self._config, **changes)
+        self.sessions.limit = max(1, self._config.max_sessions)
         return self._config
 
     # -- subscriptions -------------------------------------------------------------------------
@@ -453,8 +473,44 @@ class Store:
         self.publish("knobs", self._knobs)
         return self._knobs
 
-    def set_fail_next(self, count: int, status: int | None = None, mode: ErrorMode | None = None) -> None:
-        """Fail exactly the next `count` model requests (with `status` and `mode`, or the knobs')."""
+    def session(self, session_id: str | None) -> SessionState:
+        """A session's state (the default session for None); made on first use."""
+        return self.sessions.get(session_id)
+
+    def knobs_for(self, session_id: str | None) -> Knobs:
+        """The knobs in force for a session: the live knobs with the session's overrides on top."""
+        if session_id is None:
+            return self._knobs
+        state = self.sessions.peek(session_id)
+        if state is None or not state.knobs:
+            return self._knobs
+        cached = state.merged_knobs
+        if cached is not None and cached[0] is self._knobs:
+            return cached[1]
+        merged = self._knobs.with_changes(**state.knobs)
+        state.merged_knobs = (self._knobs, merged)
+        return merged
+
+    def set_session_knobs(self, session_id: str, values: dict[str, Any], *, replace_all: bool = False) -> Knobs:
+        """Set (or with `replace_all`, replace) a session's knob overrides; `None` values drop one."""
+        validate_knob_values({k: v for k, v in values.items() if v is not None})
+        state = self.sessions.get(session_id)
+        merged = {} if replace_all else dict(state.knobs)
+        merged.update(values)
+        state.knobs = {k: v for k, v in merged.items() if v is not None}
+        state.merged_knobs = None
+        self.publish("knobs", self._knobs)
+        return self.knobs_for(session_id)
+
+    def set_fail_next(
+        self, count: int, status: int | None = None, mode: ErrorMode | None = None, session: str | None = None
+    ) -> None:
+        """Fail exactly the next `count` model requests (with `status` and `mode`, or the knobs'),
+        of a session when one is named."""
+        if session is not None:
+            self.sessions.get(session).fail_next = (max(0, count), status, mode) if count > 0 else (0, None, None)
+            self.publish("knobs", self._knobs)
+            return
         self._fail_next = max(0, count)
         self._fail_next_status = status
         self._fail_next_mode = mode
@@ -465,8 +521,23 @@ class Store:
         """How many of the next requests will fail, and with which status."""
         return self._fail_next, self._fail_next_status
 
-    def take_fail_next(self) -> tuple[int, int | None, ErrorMode | None]:
-        """Consume one pending `fail_next`: (1, status, mode) when this request must fail, else (0, None, None)."""
+    def fail_next_of(self, session: str | None) -> tuple[int, int | None]:
+        """How many of a session's next requests will fail, and with which status."""
+        if session is None:
+            return self.fail_next
+        state = self.sessions.peek(session)
+        return (0, None) if state is None else (state.fail_next[0], state.fail_next[1])
+
+    def take_fail_next(self, session: str | None = None) -> tuple[int, int | None, ErrorMode | None]:
+        """Consume one pending `fail_next` (of the request's session): (1, status, mode) when this
+        request must fail, else (0, None, None)."""
+        if session is not None:
+            state = self.sessions.peek(session)
+            if state is None or state.fail_next[0] <= 0:
+                return 0, None, None
+            taken = state.take_fail_next()
+            self.publish("knobs", self._knobs)
+            return taken
         if self._fail_next <= 0:
             return 0, None, None
         self._fail_next -= 1

@@ -24,9 +24,16 @@ def plan_faults(ex: Exchange, reply: Reply) -> FaultPlan:
     """The fault plan for this request, consuming one `fail_next` if set; an injected error is
     recorded in the journal."""
     store = ex.store
-    fail_next, status, mode = store.take_fail_next()
+    session = ex.journal.entry.session
+    fail_next, status, mode = store.take_fail_next(session)
     plan = decide(
-        store.knobs, reply, ex.headers, store.rng, fail_next=fail_next, fail_next_status=status, fail_next_mode=mode
+        store.knobs_for(session),
+        reply,
+        ex.headers,
+        store.rng,
+        fail_next=fail_next,
+        fail_next_status=status,
+        fail_next_mode=mode,
     )
     error = plan.error
     if error is not None:

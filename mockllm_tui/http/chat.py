@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mockllm_tui.core.conversation import Conversation, Reply, RequestError
+from mockllm_tui.core.conversation import Conversation, NoRuleMatched, Reply, RequestError
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chunks
 from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, PlannedError, chunk_lateness
 from mockllm_tui.engine.limits import find_breach, header_window, limits_for, resolve_thinking
@@ -25,6 +25,7 @@ from mockllm_tui.http.answer import (
 from mockllm_tui.http.exchange import ClientGone, Exchange
 from mockllm_tui.http.upstream import UpstreamProxy
 from mockllm_tui.providers.base import ChatEndpoint, Frame, RenderContext, new_id, now_s
+from mockllm_tui.rules.choosing import choose_reply
 
 #: The longest single sleep while pacing a stream; longer waits re-read the live speed this often.
 SPEED_POLL_S = 0.25
@@ -51,7 +52,11 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
         ex.extra_headers += endpoint.answer_headers
     if proxy is None or upstream is None:
         input_tokens = check_limits(ex, endpoint, conversation)
-        reply = store.rules.choose(conversation)
+        try:
+            reply = choose_reply(store, conversation, ex.headers, journal.entry)
+        except NoRuleMatched as exc:
+            journal.missed(exc.near_misses)
+            raise
     else:
         matched = proxy.rule_reply(ex, conversation)
         if matched is None:  # the upstream judges its own limits
@@ -59,7 +64,7 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
             return
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = matched
-    journal.matched(reply.rule, reply.rule_id)
+    journal.matched(reply.rule, reply.rule_id, scenario=reply.scenario, near_misses=reply.near_misses)
     plan = plan_faults(ex, reply)
     error = plan.error
     if error is not None and (error.mode == "before" or not conversation.stream):
@@ -76,9 +81,10 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
         await ex.send_json(200, body)
         endpoint.remember(conversation, reply, ctx, body)
         return
-    ctx.pieces = split_chunks(reply.text, store.knobs.stream_chunk)
+    chunking = store.knobs_for(ex.journal.entry.session).stream_chunk
+    ctx.pieces = split_chunks(reply.text, chunking)
     ctx.piece_tokens = [count_tokens(p) for p in ctx.pieces]
-    ctx.thinking_pieces = split_chunks(reply.thinking, store.knobs.stream_chunk)
+    ctx.thinking_pieces = split_chunks(reply.thinking, chunking)
     ctx.thinking_piece_tokens = [count_tokens(p) for p in ctx.thinking_pieces]
     await stream_reply(ex, endpoint, conversation, reply, ctx, plan)
 
@@ -123,13 +129,14 @@ async def stream_reply(
     cut_at = _cut_point(frames) if plan.error is not None else -1
     loop = asyncio.get_running_loop()
     store = ex.store
+    session = ex.journal.entry.session
     await ex.start_stream(content_type=endpoint.stream_content_type)
     # Deadlines count from the request's arrival plus its latency, so time spent parsing a burst of
     # requests is caught up rather than added to every stream.
     fixed = plan.speed_override
     pacer = Pacer(
         anchor_time=loop.time() - ex.elapsed_ms() / 1000.0 + plan.latency_s,
-        speed=fixed if fixed is not None else store.knobs.stream_speed,
+        speed=fixed if fixed is not None else store.knobs_for(session).stream_speed,
         fixed=fixed is not None,
         last_sent=loop.time(),
     )
@@ -141,19 +148,19 @@ async def stream_reply(
                 await _fail_stream(ex, endpoint, plan.error, ctx)
                 return
             if tokens[index] and not pacer.unlimited:
-                late = chunk_lateness(store.knobs, tokens[index] / pacer.speed, store.rng)
+                late = chunk_lateness(store.knobs_for(session), tokens[index] / pacer.speed, store.rng)
                 while not pacer.unlimited:
                     delay = pacer.due(tokens[index]) + late - loop.time()
                     if delay <= 0:
                         break
                     await asyncio.sleep(min(delay, SPEED_POLL_S))
-                    pacer.follow(store.knobs.stream_speed)
+                    pacer.follow(store.knobs_for(session).stream_speed)
             end, sent = pacer.batch_end(tokens, index, cut_at if cut_at > index else count, loop.time())
             batch = frames[index:end]
             await ex.send_chunks([f.data for f in batch], [f.text for f in batch])
             pacer.sent(sent, loop.time())
             index = end
-            pacer.follow(store.knobs.stream_speed)
+            pacer.follow(store.knobs_for(session).stream_speed)
         ex.journal.reply_text(reply.text)
         ex.journal.paced(pacer.speed)
         await ex.end_stream()

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import orjson
 
 from mockllm_tui.core.conversation import RequestError
+from mockllm_tui.core.sessions import session_of
 from mockllm_tui.core.store import REDACTED, Store
 from mockllm_tui.http.journal import JournalRecorder
 from mockllm_tui.providers.base import Request
@@ -74,6 +75,7 @@ class Exchange:
         self.headers = headers
         method, path = scope["method"], scope["path"]
         self.journal = JournalRecorder(store, method, path, redact_headers(headers, secret_headers))
+        self.journal.in_session(session_of(headers))
         query = scope.get("query_string")
         self.request = Request(
             method,

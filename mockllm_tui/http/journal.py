@@ -7,7 +7,9 @@ The entry's shape (what `GET /_mock/journal`, the panel and the pytest plugin re
 
 from __future__ import annotations
 
-from mockllm_tui.core.conversation import Conversation, Reply, preview
+from typing import Any
+
+from mockllm_tui.core.conversation import Conversation, NearMiss, NearMisses, Reply, preview
 from mockllm_tui.core.store import JournalEntry, Store
 
 
@@ -54,10 +56,27 @@ class JournalRecorder:
             entry.limit_breach = breach
             entry.refused_for_length = refused
 
-    def matched(self, rule: str | None, rule_id: int | None = None) -> None:
+    def in_session(self, session: str | None) -> None:
+        """The session the request works in (`x-mock-session`; None: the default one)."""
+        self.entry.session = session
+
+    def matched(
+        self,
+        rule: str | None,
+        rule_id: int | None = None,
+        *,
+        scenario: dict[str, Any] | None = None,
+        near_misses: NearMisses | None = None,
+    ) -> None:
         """The rule that chose the reply: its identity (or `upstream` for a proxied request) and its
-        internal id (for the panel)."""
-        self.entry.rule, self.entry.rule_id = rule, rule_id
+        internal id (for the panel); the scenario step that answered, or a fallback's near misses."""
+        entry = self.entry
+        entry.rule, entry.rule_id = rule, rule_id
+        entry.scenario, entry.near_misses = scenario, near_misses
+
+    def missed(self, near_misses: list[NearMiss]) -> None:
+        """Strict mode refused the request: the nearest rules and why each missed."""
+        self.entry.near_misses = NearMisses(value=near_misses)
 
     def replied(self, reply: Reply, response_id: str) -> None:
         """The shaped reply: its id, finish reason, token counts and thinking."""

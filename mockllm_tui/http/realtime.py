@@ -15,7 +15,8 @@ import time
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
-from mockllm_tui.core.conversation import Reply
+from mockllm_tui.core.conversation import NoRuleMatched, Reply
+from mockllm_tui.core.sessions import session_of
 from mockllm_tui.core.store import Store
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chunks
 from mockllm_tui.engine.faults import TIMEOUT_STATUS, PlannedError, decide
@@ -38,6 +39,7 @@ from mockllm_tui.providers.realtime import (
     Step,
     Turn,
 )
+from mockllm_tui.rules.choosing import choose_reply
 
 log = logging.getLogger("mockllm_tui")
 
@@ -211,13 +213,21 @@ class Connection:
         provider = self.endpoint.provider
         journal.served_by(provider.name, provider.system, turn.response_id, self.endpoint.name, self.endpoint.operation)
         journal.parsed(conversation, model=self.session.model)
+        session = session_of(self.headers)
+        journal.in_session(session)
+        knobs = store.knobs_for(session)
         status = DISCONNECT_STATUS
         try:
-            reply = store.rules.choose(conversation)
-            journal.matched(reply.rule, reply.rule_id)
-            fail_next, fail_status, fail_mode = store.take_fail_next()
+            try:
+                reply = choose_reply(store, conversation, self.headers, journal.entry)
+            except NoRuleMatched as exc:
+                journal.missed(exc.near_misses)
+                status = await self._fail(turn, "before", exc.status, exc.message)
+                return
+            journal.matched(reply.rule, reply.rule_id, scenario=reply.scenario, near_misses=reply.near_misses)
+            fail_next, fail_status, fail_mode = store.take_fail_next(session)
             plan = decide(
-                store.knobs,
+                knobs,
                 reply,
                 self.headers,
                 store.rng,
@@ -236,7 +246,7 @@ class Connection:
             reply = shape_reply(conversation, reply, input_tokens=count_conversation(conversation))
             journal.replied(reply, turn.response_id)
             store.count_tokens_used(reply.usage.total_tokens)
-            pieces = split_chunks(reply.text, store.knobs.stream_chunk)
+            pieces = split_chunks(reply.text, knobs.stream_chunk)
             frames = self.session.render(turn, reply, pieces, [count_tokens(p) for p in pieces])
             journal.first_byte()
             cut = _cut_point(frames) if error is not None else -1

@@ -32,6 +32,7 @@ from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.faults import MOCK_HEADERS
 from mockllm_tui.http.exchange import REDACTED_HEADERS, ClientGone, Exchange
 from mockllm_tui.providers.base import ChatEndpoint, Headers, Provider, ReplyReader
+from mockllm_tui.rules.choosing import request_context
 from mockllm_tui.rules.identity import UPSTREAM_LABEL
 from mockllm_tui.rules.recording import Recorder, Timing, answer_by_rules, measure_pace
 
@@ -168,7 +169,8 @@ class UpstreamProxy:
     def rule_reply(self, ex: Exchange, conversation: Conversation) -> Reply | None:
         """The reply of a matching rule (no fallback; while recording, none recorded in this run)."""
         skip = self.recorder.recorded_ids if ex.store.knobs.record else frozenset()
-        return answer_by_rules(ex.store.rules, conversation, skip)
+        context = request_context(ex.store, ex.headers, ex.journal.entry)
+        return answer_by_rules(ex.store.rules, conversation, skip, context)
 
     def client(self, timeout_s: float) -> httpx.AsyncClient:
         """The HTTP client of the running loop (servers in tests run on several loops)."""

@@ -74,10 +74,10 @@ class MirrorStore(Store):
         if not self.connected:
             raise NotConnected()
 
-    def command(self, method: str, path: str, *, json: Any = None) -> Any:
+    def command(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         """Send a command to the server (NotConnected when it cannot be reached)."""
         self.require()
-        return self.client.call(method, path, json=json)
+        return self.client.call(method, path, json=json, params=params)
 
     # -- commands the panel sends through the store -----------------------------------------------
 
@@ -94,10 +94,14 @@ class MirrorStore(Store):
         self.apply_settings(view)
         return self.knobs
 
-    def set_fail_next(self, count: int, status: int | None = None, mode: ErrorMode | None = None) -> None:
-        """Arm the server's fail-next."""
-        answer = self.command("POST", "/_mock/fail-next", json={"count": count, "status": status, "mode": mode})
-        self._fail_next, self._fail_next_status = int(answer["count"]), answer.get("status")
+    def set_fail_next(
+        self, count: int, status: int | None = None, mode: ErrorMode | None = None, session: str | None = None
+    ) -> None:
+        """Arm the server's fail-next (of a session when one is named)."""
+        body = {"count": count, "status": status, "mode": mode}
+        answer = self.command("POST", "/_mock/fail-next", json=body, params={"session": session} if session else None)
+        if session is None:
+            self._fail_next, self._fail_next_status = int(answer["count"]), answer.get("status")
         self.publish("knobs", self.knobs)
 
     def clear_journal(self) -> None:

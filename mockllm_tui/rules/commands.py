@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply
+from mockllm_tui.core.conversation import ChoiceContext, Conversation, Message, Reply
 from mockllm_tui.core.knobs import KnobError, validate_knob_values
+from mockllm_tui.core.sessions import SessionState
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document, Op, Section
 from mockllm_tui.rules.fileio import (
@@ -35,7 +36,7 @@ from mockllm_tui.rules.fileio import (
     write_change,
 )
 from mockllm_tui.rules.identity import default_name, find_identity, rule_identity
-from mockllm_tui.rules.matcher import RuleSet
+from mockllm_tui.rules.matcher import CompiledRule, RuleSet
 from mockllm_tui.rules.model import Entry, FileSource, RuleError, RulesFileError, RulesModel, RuleSpec
 from mockllm_tui.rules.validate import parse_rule, parse_short
 
@@ -46,17 +47,23 @@ __all__ = [
     "RuleNotFound",
     "RuleView",
     "RulesFile",
+    "ScenarioView",
     "TryResult",
     "add_rule",
     "add_rule_for",
+    "add_session_rule",
     "delete_rule",
+    "delete_session_rule",
     "find_rule",
     "get_rule",
     "list_rules",
+    "list_scenarios",
+    "list_session_rules",
     "move_rule",
     "new_rule_name",
     "parse_rule_data",
     "reload_rules",
+    "reset_scenario",
     "rules_file",
     "save_settings",
     "try_prompt",
@@ -233,7 +240,9 @@ def try_prompt(
         messages=[Message(role="user", content=text)],
         system=system,
     )
-    choice = scratch.explain(conversation)
+    # The default session's scenario positions, in a copy: a try moves nothing.
+    default = store.sessions.default
+    choice = scratch.explain(conversation, ChoiceContext(session=SessionState(None, scenarios=dict(default.scenarios))))
     return TryResult(choice.rule_id, choice.label, choice.reply)
 
 
@@ -614,3 +623,106 @@ def _set_setting(doc: Document, key: str, value: Any) -> Document:
     if value is None:
         return doc
     return doc.apply(Op("insert", "settings", len(keys), (key, value)))
+
+
+# -- a session's own rules and the scenarios -------------------------------------------------------
+
+
+def session_rule_view(rule: CompiledRule, index: int) -> dict[str, Any]:
+    """One of a session's rules as plain data (the admin API's shape)."""
+    return {
+        "id": rule.id,
+        "index": index,
+        "kind": "session",
+        "name": rule.spec.name,
+        "label": rule.label,
+        "match": rule.spec.match.summary(),
+        "reply": rule.spec.preview(),
+        "hits": rule.hits,
+        "in_memory_only": True,
+        "rule": rule.spec.to_data(),
+    }
+
+
+def list_session_rules(store: Store, session: str) -> list[dict[str, Any]]:
+    """A session's own rules, in the order they are tried."""
+    state = store.session(session)
+    return [session_rule_view(rule, i) for i, rule in enumerate(state.rules)]
+
+
+def add_session_rule(store: Store, session: str, data: Any, index: int | None = None) -> dict[str, Any]:
+    """Add a rule only this session sees, tried before the shared rules (never written to the file);
+    `index` places it among the session's rules (default: last)."""
+    spec = parse_rule_data(data)
+    state = store.session(session)
+    rule_id = state.next_rule_id
+    state.next_rule_id += 1
+    label = spec.name or f"session #{rule_id}"
+    at = len(state.rules) if index is None else max(0, min(index, len(state.rules)))
+    state.rules.insert(at, CompiledRule(rule_id, Entry(spec=spec), 0, label, key=("session", rule_id)))
+    store.publish("rules", store.rules if store.has_rules else None)
+    return {"rule": session_rule_view(state.rules[at], at), "persisted": False, "message": None}
+
+
+def delete_session_rule(store: Store, session: str, ident: str | int) -> dict[str, Any]:
+    """Remove one of a session's rules, named by its identity (`session #2`, its name) or its id
+    (RuleNotFound)."""
+    state = store.session(session)
+    text = str(ident).strip()
+    for rule in state.rules:
+        if text in (rule.label, str(rule.id), f"#{rule.id}"):
+            state.rules.remove(rule)
+            store.publish("rules", store.rules if store.has_rules else None)
+            return {"rule": None, "persisted": False, "message": None}
+    raise RuleNotFound(text)
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioView:
+    """A scenario as the rules table and the admin API show it: where the session is in it."""
+
+    name: str
+    step: int
+    steps: int
+    next_label: str | None
+
+    @property
+    def finished(self) -> bool:
+        """Whether every step has answered."""
+        return self.step >= self.steps
+
+    def position(self) -> str:
+        """`step 2/4` or `finished 4/4`."""
+        return f"finished {self.steps}/{self.steps}" if self.finished else f"step {self.step + 1}/{self.steps}"
+
+    def public(self) -> dict[str, Any]:
+        """As plain data (`step`: the 1-based step tried next, or steps + 1 when finished)."""
+        return {
+            "name": self.name,
+            "step": self.step + 1,
+            "steps": self.steps,
+            "finished": self.finished,
+            "next": self.next_label,
+            "position": self.position(),
+        }
+
+
+def list_scenarios(store: Store, session: str | None = None) -> list[ScenarioView]:
+    """Every scenario with the session's position in it."""
+    state = store.session(session)
+    out = []
+    for scenario in ruleset_of(store).scenarios:
+        step = min(state.scenarios.get(scenario.name, 0), len(scenario.steps))
+        label = scenario.steps[step].label if step < len(scenario.steps) else None
+        out.append(ScenarioView(scenario.name, step, len(scenario.steps), label))
+    return out
+
+
+def reset_scenario(store: Store, name: str, session: str | None = None, *, every: bool = True) -> ScenarioView:
+    """Put a scenario back at step 1: in every session, or (`every=False`) in `session` only.
+    Raises LookupError for an unknown name."""
+    if ruleset_of(store).scenario(name) is None:
+        raise LookupError(f"no scenario named {name!r}")
+    store.sessions.reset_scenario(name, session, every=every)
+    store.publish("rules", store.rules if store.has_rules else None)
+    return next(v for v in list_scenarios(store, session) if v.name == name)

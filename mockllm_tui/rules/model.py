@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+#: The conditions, in the order they are checked and the first failure is named.
 MATCH_KEYS: tuple[str, ...] = (
     "exact",
     "contains",
@@ -22,10 +23,17 @@ MATCH_KEYS: tuple[str, ...] = (
     "provider",
     "system",
     "tool_result",
+    "turn",
+    "tools",
+    "header",
     "endpoint",
     "file",
     "duration",
 )
+TOOL_RESULT_KEYS: tuple[str, ...] = ("name", "contains", "call_id")
+SCENARIO_KEYS: tuple[str, ...] = ("name", "steps")
+#: A `header:` value that is a regular expression (searched), not an exact value.
+REGEX_PREFIX = "regex:"
 RULE_KEYS: tuple[str, ...] = (
     "name",
     "match",
@@ -40,7 +48,7 @@ RULE_KEYS: tuple[str, ...] = (
     "audio",
     "moderation",
 )
-TOP_KEYS: tuple[str, ...] = ("rules", "responses", "defaults", "models", "settings")
+TOP_KEYS: tuple[str, ...] = ("rules", "scenarios", "responses", "defaults", "models", "settings")
 DEFAULTS_KEYS: tuple[str, ...] = ("unknown_response", "mirror", "triggers")
 ERROR_KEYS: tuple[str, ...] = ("status", "message", "type")
 TOOL_CALL_KEYS: tuple[str, ...] = ("name", "arguments")
@@ -124,8 +132,60 @@ class DurationRange:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolResultMatch:
+    """`tool_result`: a result of the current turn whose tool matches `name` (a glob), whose text
+    contains `contains` (any case) and that answers the call `call_id`; only the keys given count."""
+
+    name: str | None = None
+    contains: str | None = None
+    call_id: str | None = None
+
+    def to_data(self) -> str | dict[str, str]:
+        """The short form (the name alone) when only the name is given, else the mapping."""
+        data: dict[str, str] = {k: getattr(self, k) for k in TOOL_RESULT_KEYS if getattr(self, k) is not None}
+        if list(data) == ["name"]:
+            return data["name"]
+        return data
+
+    def summary(self) -> str:
+        """`get_weather`, or `get_weather contains 'sunny'`."""
+        parts = [self.name or "*"]
+        if self.contains is not None:
+            parts.append(f"contains {clip(self.contains, 30)!r}")
+        if self.call_id is not None:
+            parts.append(f"call {self.call_id}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRange:
+    """`turn`: user turns so far, from `low` to `high` (inclusive; None: no bound). `raw` is as written."""
+
+    raw: int | str
+    low: int | None = None
+    high: int | None = None
+
+    def holds(self, turn: int) -> bool:
+        """Whether this turn is in the range."""
+        return (self.low is None or turn >= self.low) and (self.high is None or turn <= self.high)
+
+    @property
+    def empty(self) -> bool:
+        """Whether no turn can ever be in the range (`"5-3"`, `"<1"`)."""
+        if self.high is not None and self.high < 1:
+            return True
+        return self.low is not None and self.high is not None and self.low > self.high
+
+    def __str__(self) -> str:
+        return str(self.raw)
+
+
+@dataclass(frozen=True, slots=True)
 class Match:
-    """What a rule looks for; every condition given must hold. No condition: matches everything."""
+    """What a rule looks for; every condition given must hold. No condition: matches everything.
+
+    `tools` are names the request must offer (all of them); `header` pairs a header name (lower
+    case) with a value, exact or `regex:PATTERN`."""
 
     exact: str | None = None
     contains: str | None = None
@@ -133,29 +193,55 @@ class Match:
     model: str | None = None
     provider: str | None = None
     system: str | None = None
-    tool_result: str | None = None
+    tool_result: ToolResultMatch | None = None
+    turn: TurnRange | None = None
+    tools: tuple[str, ...] | None = None
+    header: tuple[tuple[str, str], ...] | None = None
     endpoint: str | None = None
     file: str | None = None
     duration: DurationRange | None = None
 
     def to_data(self) -> dict[str, Any]:
-        """The conditions that are set, in the canonical order."""
-        out: dict[str, Any] = {k: getattr(self, k) for k in MATCH_KEYS if getattr(self, k) is not None}
-        if self.duration is not None:
-            out["duration"] = self.duration.to_data()
+        """The conditions that are set, in the canonical order, as the file writes them."""
+        out: dict[str, Any] = {}
+        for key in MATCH_KEYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, ToolResultMatch | DurationRange):
+                out[key] = value.to_data()
+            elif isinstance(value, TurnRange):
+                out[key] = value.raw
+            elif key == "tools":
+                out[key] = list(value)
+            elif key == "header":
+                out[key] = dict(value)
+            else:
+                out[key] = value
         return out
 
     def summary(self) -> str:
         """A short description for tables and labels: `contains 'weather' · model gpt-4o*`."""
-        data = self.to_data()
-        if not data:
-            return "anything"
-        return " · ".join(
-            f"{k} {clip(v, 40)!r}"
-            if k in ("exact", "contains", "regex", "system")
-            else f"{k} {self.duration if k == 'duration' else v}"
-            for k, v in data.items()
-        )
+        parts = []
+        for key in MATCH_KEYS:
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if key in ("exact", "contains", "regex", "system"):
+                parts.append(f"{key} {clip(value, 40)!r}")
+            elif isinstance(value, ToolResultMatch):
+                parts.append(f"{key} {value.summary()}")
+            elif key == "tools":
+                parts.append(f"tools {', '.join(value)}")
+            elif key == "header":
+                parts.append("header " + ", ".join(f"{k}={v}" for k, v in value))
+            else:
+                parts.append(f"{key} {value}")
+        return " · ".join(parts) if parts else "anything"
+
+    def condition_count(self) -> int:
+        """How many conditions the match names."""
+        return sum(1 for key in MATCH_KEYS if getattr(self, key) is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +389,25 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class ScenarioSpec:
+    """A named, ordered list of steps for one multi-turn flow: only the current step is tried, and
+    the step that answers moves the scenario on."""
+
+    name: str
+    steps: tuple[RuleSpec, ...]
+    line: int | None = field(default=None, compare=False)
+
+    def step_label(self, index: int) -> str:
+        """What the journal calls step `index` (0-based): its name, else `booking step 2`."""
+        step = self.steps[index]
+        return step.name if step.name else f"{self.name} step {index + 1}"
+
+    def to_data(self) -> dict[str, Any]:
+        """As plain data."""
+        return {"name": self.name, "steps": [s.to_data() for s in self.steps]}
+
+
+@dataclass(frozen=True, slots=True)
 class Defaults:
     """What answers when no rule matches."""
 
@@ -318,6 +423,7 @@ class RulesModel:
     rules: tuple[Entry, ...] = ()
     responses: tuple[Entry, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
+    scenarios: tuple[ScenarioSpec, ...] = ()
     models: list[Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[RuleWarning, ...] = field(default=(), compare=False)

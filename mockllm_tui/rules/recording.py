@@ -1,7 +1,8 @@
 """Recording: a real upstream's answer kept as an ordinary rule of the responses file.
 
-A recorded rule matches the last user message exactly, plus the provider and the model (and the
-tool whose result ends the conversation, for a tool-result turn). It answers with the recorded
+A recorded rule matches the last user message exactly, plus the provider, the model and the turn
+(and the tool whose result the current turn carries, for a tool-result request), so a recorded agent
+loop replays turn by turn. It answers with the recorded
 text or tool calls at the recorded pace (`latency_ms`, `stream_speed`), under a comment line
 saying when and from where it was recorded. It is written through the same surgical write-back
 as every other edit (commands.add_rule / update_rule).
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mockllm_tui.core.conversation import Conversation, Reply, ReplySource
+from mockllm_tui.core.conversation import ChoiceContext, Conversation, Reply, ReplySource
 from mockllm_tui.core.media import MediaRequest
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import ChangeResult, add_rule, ruleset_of, update_rule
@@ -32,16 +33,18 @@ from mockllm_tui.rules.model import RuleSpec
 GLOB_SPECIAL = re.compile(r"([*?\[])")
 #: Where recorded pictures and audio go, beside the responses file.
 RECORDED_FOLDER = "recorded"
-#: (provider, model, last user message folded, tool name or None)
-RecordKey = tuple[str, str, str, str | None]
+#: (provider, model, last user message folded, the current turn's tool name or None, the turn)
+RecordKey = tuple[str, str, str, str | None, int]
 
 
-def answer_by_rules(source: ReplySource, conversation: Conversation, skip: Collection[int] = ()) -> Reply | None:
-    """The reply of the rule that matches, leaving out the fallbacks and the rules in `skip`; None
-    when only a fallback would answer. A reply source that is not a rule set always answers."""
+def answer_by_rules(
+    source: ReplySource, conversation: Conversation, skip: Collection[int] = (), context: ChoiceContext | None = None
+) -> Reply | None:
+    """The reply of the rule (or scenario step) that matches, leaving out the fallbacks and the rules
+    in `skip`; None when only a fallback would answer. A reply source that is not a rule set always answers."""
     if not isinstance(source, RuleSet):
         return source.choose(conversation)
-    choice = source.match(conversation, skip)
+    choice = source.match(conversation, skip, context)
     return None if choice is None else choice.reply
 
 
@@ -73,11 +76,18 @@ def measure_pace(started: float, marks: list[tuple[float, int]]) -> Timing:
     return Timing(latency_ms, max(0.1, round(tokens / (last - first), 1)))
 
 
+def current_tool(conversation: Conversation) -> str | None:
+    """The tool whose result the current turn carries last ("*" when its name is unknown; None: none)."""
+    results = conversation.current_tool_results()
+    if not results:
+        return None
+    return conversation.result_name(results[-1]) or "*"
+
+
 def record_key(conversation: Conversation) -> RecordKey:
     """What makes two requests "the same prompt" for recording."""
-    result = conversation.last_tool_result()
-    tool = None if result is None else (result.name or "*")
-    return conversation.provider, conversation.model, conversation.last_user_text().strip().lower(), tool
+    prompt = conversation.last_user_text().strip().lower()
+    return conversation.provider, conversation.model, prompt, current_tool(conversation), conversation.turn()
 
 
 def rule_data(conversation: Conversation, reply: Reply, timing: Timing) -> dict[str, Any]:
@@ -86,9 +96,10 @@ def rule_data(conversation: Conversation, reply: Reply, timing: Timing) -> dict[
     if conversation.provider:
         match["provider"] = conversation.provider
     match["model"] = literal_glob(conversation.model)
-    result = conversation.last_tool_result()
-    if result is not None:
-        match["tool_result"] = literal_glob(result.name) if result.name else "*"
+    tool = current_tool(conversation)
+    if tool is not None:
+        match["tool_result"] = literal_glob(tool) if tool != "*" else "*"
+    match["turn"] = conversation.turn()
     data: dict[str, Any] = {"match": match}
     if reply.text or not reply.tool_calls:
         data["reply"] = reply.text
@@ -150,7 +161,7 @@ class Recorder:
         """Save a media answer as a rule: a transcript's text, a file (written beside the responses
         file, under `recorded/`) or a moderation verdict. None when nothing was saved (the same
         request was recorded earlier in this run, or there is no responses file to write beside)."""
-        key = (request.provider, request.model, f"{request.endpoint}\x1f{media_subject(request)}", None)
+        key = (request.provider, request.model, f"{request.endpoint}\x1f{media_subject(request)}", None, 0)
         ruleset = ruleset_of(store)
         if key in self._ids or ruleset.source is None:
             return None
@@ -176,7 +187,7 @@ class Recorder:
 
     def _tool_result_index(self, ruleset: RuleSet, key: RecordKey) -> int | None:
         """Above the first rule that answers the same conversation's text turn (None: at the end)."""
-        provider, model, prompt, _ = key
+        provider, model, prompt, _, turn = key
         for index, rule in enumerate(ruleset.rules[: len(ruleset.model.rules)]):
             m = rule.spec.match
             if (
@@ -184,6 +195,7 @@ class Recorder:
                 and (m.exact or "").strip().lower() == prompt
                 and (m.provider or "").lower() == provider.lower()
                 and m.model == literal_glob(model)
+                and (m.turn is None or m.turn.holds(turn))
             ):
                 return index
         return None

@@ -13,7 +13,7 @@ import orjson
 from mockllm_tui.core.knobs import KnobError, validate_knob_values
 from mockllm_tui.core.media import FLAG_THRESHOLD, MODERATION_CATEGORIES
 from mockllm_tui.core.models import ModelEntryError, ModelRegistry
-from mockllm_tui.rules.lint import shadow_warnings, short_warnings
+from mockllm_tui.rules.lint import never_warnings, shadow_warnings, short_warnings
 from mockllm_tui.rules.model import (
     BASE_VARIABLES,
     DEFAULT_KEY,
@@ -23,8 +23,11 @@ from mockllm_tui.rules.model import (
     MATCH_KEYS,
     MOCKLLM_SETTINGS,
     MODERATION_KEYS,
+    REGEX_PREFIX,
     RULE_KEYS,
+    SCENARIO_KEYS,
     TOOL_CALL_KEYS,
+    TOOL_RESULT_KEYS,
     TOP_KEYS,
     Defaults,
     DurationRange,
@@ -37,7 +40,10 @@ from mockllm_tui.rules.model import (
     RulesModel,
     RuleSpec,
     RuleWarning,
+    ScenarioSpec,
     ToolCallSpec,
+    ToolResultMatch,
+    TurnRange,
     strings_in,
     template_names,
 )
@@ -138,7 +144,15 @@ def _parse_match(value: Any, check: _Checker, line_of: LineOf) -> tuple[Match, t
     for key, raw in value.items():
         if key not in MATCH_KEYS:
             raise sub.fail(unknown_key(key, MATCH_KEYS, "matcher"), key)
-        if key == "duration":
+        if key == "tool_result":
+            values[key] = _parse_tool_result(raw, sub)
+        elif key == "turn":
+            values[key] = parse_turn(raw, sub)
+        elif key == "tools":
+            values[key] = _parse_tools(raw, sub)
+        elif key == "header":
+            values[key] = _parse_header(raw, sub)
+        elif key == "duration":
             values[key] = _parse_duration(raw, sub)
         else:
             values[key] = sub.string(raw, key, key, allow_empty=key in ("exact", "contains"))
@@ -151,6 +165,67 @@ def _parse_match(value: Any, check: _Checker, line_of: LineOf) -> tuple[Match, t
             raise sub.fail(f"'regex' is not a valid regular expression: {exc}", "regex") from None
         variables = (*BASE_VARIABLES, *compiled.groupindex)
     return Match(**values), variables
+
+
+TURN_FORM = re.compile(r"^\s*(?:(?P<low>\d+)\s*-\s*(?P<high>\d+)|(?P<op>>=|<=|>|<)?\s*(?P<n>\d+))\s*$")
+
+
+def parse_turn(value: Any, check: _Checker) -> TurnRange:
+    """`turn`: an integer, or `"3"`, `"2-3"`, `">=2"`, `">2"`, `"<=3"`, `"<3"`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise check.fail(f"'turn' must be a turn number of at least 0, not {value}", "turn")
+        return TurnRange(value, value, value)
+    found = TURN_FORM.match(value) if isinstance(value, str) else None
+    if found is None:
+        raise check.fail(
+            f"'turn' must be a number or a range such as \"2-3\", \">=2\" or \"<3\", not {value!r}", "turn"
+        )
+    if found["low"] is not None:
+        return TurnRange(value, int(found["low"]), int(found["high"]))
+    n, op = int(found["n"]), found["op"]
+    if op is None:
+        return TurnRange(value, n, n)
+    bounds = {">=": (n, None), ">": (n + 1, None), "<=": (None, n), "<": (None, n - 1)}[op]
+    return TurnRange(value, *bounds)
+
+
+def _parse_tool_result(value: Any, check: _Checker) -> ToolResultMatch:
+    if not isinstance(value, dict):
+        return ToolResultMatch(name=check.string(value, "tool_result", "tool_result", allow_empty=False))
+    if not value:
+        raise check.fail("'tool_result' needs one of name, contains, call_id", "tool_result")
+    for key in value:
+        if key not in TOOL_RESULT_KEYS:
+            raise check.fail("tool_result: " + unknown_key(key, TOOL_RESULT_KEYS, "key"), "tool_result")
+    parts = {
+        k: check.string(v, f"tool_result.{k}", "tool_result", allow_empty=k == "contains") for k, v in value.items()
+    }
+    return ToolResultMatch(**parts)
+
+
+def _parse_tools(value: Any, check: _Checker) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise check.fail("'tools' must be a tool name or a list of names", "tools")
+    return tuple(check.string(v, "tools", "tools", allow_empty=False) for v in value)
+
+
+def _parse_header(value: Any, check: _Checker) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not value:
+        raise check.fail("'header' must be a mapping of header name to value, such as {x-app-tag: checkout}", "header")
+    out = []
+    for name, raw in value.items():
+        name = check.string(name, "header", "header", allow_empty=False).strip().lower()
+        text = check.string(raw, f"header.{name}", "header")
+        if text.startswith(REGEX_PREFIX):
+            try:
+                re.compile(text[len(REGEX_PREFIX) :])
+            except re.error as exc:
+                raise check.fail(f"'header.{name}' is not a valid regular expression: {exc}", "header") from None
+        out.append((name, text))
+    return tuple(out)
 
 
 def _parse_duration(value: Any, check: _Checker) -> DurationRange:
@@ -317,6 +392,7 @@ def parse_document(data: Any) -> RulesModel:
         if key not in TOP_KEYS:
             errors.append(RuleError(unknown_key(key, TOP_KEYS, "section"), line=top_line(key)))
     rules = _parse_rules_section(data.get("rules"), top_line("rules"), errors)
+    scenarios = _parse_scenarios(data.get("scenarios"), top_line("scenarios"), errors)
     responses = _parse_responses_section(data.get("responses"), top_line("responses"), errors, warnings)
     defaults = _parse_defaults(data.get("defaults"), top_line("defaults"), errors)
     models = _parse_models(data.get("models"), top_line("models"), errors)
@@ -327,9 +403,10 @@ def parse_document(data: Any) -> RulesModel:
         rules=tuple(rules),
         responses=tuple(responses),
         defaults=defaults,
+        scenarios=tuple(scenarios),
         models=models,
         settings=settings,
-        warnings=tuple(warnings) + tuple(shadow_warnings(rules)),
+        warnings=tuple(warnings) + tuple(shadow_warnings(rules)) + tuple(never_warnings(rules, scenarios)),
     )
 
 
@@ -354,6 +431,62 @@ def _parse_rules_section(section: Any, line: int | None, errors: list[RuleError]
             errors.append(exc if exc.line else replace_line(exc, start))
             continue
         out.append(Entry(spec=spec, line=start))
+    return out
+
+
+def _parse_scenarios(section: Any, line: int | None, errors: list[RuleError]) -> list[ScenarioSpec]:
+    if section is None:
+        return []
+    if not isinstance(section, list):
+        errors.append(
+            RuleError(f"must be a list of {{name, steps}}, not {type_name(section)}", where="scenarios", line=line)
+        )
+        return []
+    item_line = line_finder(section, line)
+    out: list[ScenarioSpec] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(section):
+        start = item_line(i)
+        where = f"scenario {i + 1}"
+        if not isinstance(raw, dict):
+            errors.append(RuleError("expected a mapping with 'name' and 'steps'", where=where, line=start))
+            continue
+        line_of = line_finder(raw, start)
+        unknown = [k for k in raw if k not in SCENARIO_KEYS]
+        if unknown:
+            message = unknown_key(unknown[0], SCENARIO_KEYS, "key")
+            errors.append(RuleError(message, where=where, line=line_of(unknown[0])))
+            continue
+        name = plain(raw.get("name"))
+        if not isinstance(name, str) or not name.strip():
+            errors.append(RuleError("'name' must be a non-empty string", where=where, line=line_of("name")))
+            continue
+        where = f"scenario {name!r}"
+        if name in seen:
+            errors.append(RuleError("another scenario has this name", where=where, line=line_of("name")))
+            continue
+        seen.add(name)
+        steps_node = raw.get("steps")
+        if not isinstance(steps_node, list) or not steps_node:
+            errors.append(RuleError("'steps' must be a non-empty list of rules", where=where, line=line_of("steps")))
+            continue
+        step_line = line_finder(steps_node, line_of("steps"))
+        steps: list[RuleSpec] = []
+        for j, step in enumerate(steps_node):
+            at = step_line(j)
+            try:
+                steps.append(
+                    parse_rule(
+                        plain(step),
+                        f"{where} step {j + 1}",
+                        line_finder(step, at),
+                        line_finder(step.get("match") if isinstance(step, dict) else None, at),
+                    )
+                )
+            except RuleError as exc:
+                errors.append(exc if exc.line else replace_line(exc, at))
+        if len(steps) == len(steps_node):
+            out.append(ScenarioSpec(name=name, steps=tuple(steps), line=start))
     return out
 
 

@@ -6,11 +6,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from mockllm_tui.core.conversation import RequestError
 from mockllm_tui.core.knobs import ErrorMode
 from mockllm_tui.core.store import DEFAULT_MAX_BODY, JournalEntry, StartupConfig, Store
 from mockllm_tui.http.app import MockApp
 from mockllm_tui.http.ratelimit import RateLimiter
 from mockllm_tui.rules.fileio import apply_ruleset
+from mockllm_tui.rules.matcher import Dynamic
 from mockllm_tui.rules.model import Entry, RulesModel
 from mockllm_tui.testing.rules import PerTestRules, Unmatched
 
@@ -36,6 +38,9 @@ class MockRequest:
     reply: str
     prompt: str
     fault: str | None
+    #: For a request a fallback answered (or strict mode refused): the nearest rules and why each missed.
+    near_misses: tuple[tuple[str, str], ...] = ()
+    session: str | None = None
 
     @classmethod
     def of(cls, entry: JournalEntry) -> MockRequest:
@@ -54,6 +59,28 @@ class MockRequest:
             reply=entry.reply_text or "".join(entry.chunks),
             prompt=conversation.last_user_text() if conversation is not None else "",
             fault=entry.fault,
+            near_misses=tuple(entry.nearest()),
+            session=entry.session,
+        )
+
+    @classmethod
+    def from_public(cls, data: dict[str, Any]) -> MockRequest:
+        """A snapshot of a journal entry as `GET /_mock/journal` gives it (a shared server's)."""
+        return cls(
+            method=data["method"],
+            path=data["path"],
+            provider=data.get("provider", ""),
+            model=data.get("model", ""),
+            body=data.get("body"),
+            headers=dict(data.get("headers") or {}),
+            status=data.get("status", 0),
+            stream=bool(data.get("stream")),
+            rule=data.get("rule"),
+            reply=data.get("reply", ""),
+            prompt=data.get("prompt", ""),
+            fault=data.get("fault"),
+            near_misses=tuple((m["rule"], m["reason"]) for m in data.get("near_misses") or ()),
+            session=data.get("session"),
         )
 
 
@@ -65,7 +92,10 @@ class Controller:
         self.app = app
         self.session_base = base
         self.added: list[Entry] = []
+        self.dynamic: list[tuple[Dynamic | None, Dynamic | None]] = []
         self.unmatched: list[Unmatched] = []
+        #: What the test's functions raised while answering.
+        self.failures: list[str] = []
         self.rules: PerTestRules | None = None
         self.mark = 0
 
@@ -74,7 +104,8 @@ class Controller:
         store = self.store
         store.set_fail_next(0)
         store.set_knobs("live", {}, replace_layer=True)
-        self.added, self.unmatched, self.rules = [], [], None
+        store.sessions.clear()  # every scenario back at step 1, no session state left over
+        self.added, self.dynamic, self.unmatched, self.failures, self.rules = [], [], [], [], None
         self._apply(self.session_base if base is None else base, strict)
         store.clear_journal()
         journal = store.journal()
@@ -84,7 +115,7 @@ class Controller:
         self.app.guards[:] = [RateLimiter(store) if isinstance(g, RateLimiter) else g for g in self.app.guards]
 
     def _apply(self, base: RulesModel, strict: bool) -> None:
-        new = PerTestRules(base, self.added, strict=strict, unmatched=self.unmatched)
+        new = PerTestRules(base, self.added, strict=strict, unmatched=self.unmatched, dynamic=self.dynamic)
         if self.rules is not None:
             new.carry_over_from(self.rules)
         self.rules = new
@@ -95,11 +126,29 @@ class Controller:
             raise RuntimeError("mockllm: the server has not been reset for a test")
         return self.rules
 
-    def add_rule(self, entry: Entry) -> None:
-        """Add a rule before the base's, after the test's earlier ones."""
+    def add_rule(self, entry: Entry, dynamic: tuple[Dynamic | None, Dynamic | None] = (None, None)) -> None:
+        """Add a rule before the base's, after the test's earlier ones; its callables (a dynamic
+        `reply` or `tool_calls`) get the request as a MockRequest."""
         rules = self._current()
         self.added.append(entry)
+        self.dynamic.append((self._with_request(dynamic[0]), self._with_request(dynamic[1])))
         self._apply(rules.base, rules.strict)
+
+    def _with_request(self, fn: Dynamic | None) -> Dynamic | None:
+        """A test's function, given the request being answered as a MockRequest. When it raises, the
+        request gets a 500 in the provider's shape and the test fails at teardown naming the error."""
+        if fn is None:
+            return None
+
+        def call(entry: Any) -> Any:
+            try:
+                return fn(MockRequest.of(entry))
+            except Exception as exc:
+                self.failures.append(f"{getattr(fn, '__name__', 'a function')} raised {type(exc).__name__}: {exc}")
+                message = f"mockllm: the rule's function raised {type(exc).__name__}: {exc}"
+                raise RequestError(message, status=500) from None
+
+        return call
 
     def load(self, base: RulesModel) -> None:
         """Replace the test's base rules."""

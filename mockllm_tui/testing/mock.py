@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -10,8 +11,13 @@ from typing import TYPE_CHECKING, Any
 from mockllm_tui.core.knobs import ERROR_MODES, ErrorMode
 from mockllm_tui.rules.model import RulesModel, clip
 from mockllm_tui.testing.control import MockRequest
-from mockllm_tui.testing.rules import Unmatched, read_rules, rule_entry
+from mockllm_tui.testing.rules import read_rules, rule_entry
 from mockllm_tui.testing.server import SessionServer
+
+if TYPE_CHECKING:
+    from mockllm_tui.testing.remote import RemoteServer
+
+    Backend = SessionServer | RemoteServer
 
 if TYPE_CHECKING:
     import anthropic
@@ -44,14 +50,24 @@ class RuleHandle:
 class MockLLM:
     """The mock as one test sees it: its rules, knobs and requests. Reset before each test."""
 
-    def __init__(self, server: SessionServer, rootdir: Path, *, base: RulesModel | None, strict: bool) -> None:
+    def __init__(self, server: Backend, rootdir: Path, *, base: RulesModel | None, strict: bool) -> None:
         self._server = server
         self._rootdir = rootdir
         self._rules: list[RuleHandle] = []
         self._clients: list[Any] = []
         self._final: tuple[list[MockRequest], list[int]] | None = None
-        self._unmatched_told = 0
-        server.call(server.controller.reset, base, strict)
+        self._told = (0, 0)  # the failures and strict-mode misses already reported
+        server.begin(base, strict)
+
+    @property
+    def session(self) -> str | None:
+        """The test's session on a shared server (a uuid; None with the plugin's own server)."""
+        return self._server.session
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers that put a client in this test's session (for clients the fixture did not make)."""
+        return self._server.headers() if self.session is not None else {}
 
     # -- where it is ---------------------------------------------------------------------------
 
@@ -81,13 +97,16 @@ class MockLLM:
         model: str | None = None,
         provider: str | None = None,
         system: str | None = None,
-        tool_result: str | None = None,
+        tool_result: str | dict[str, str] | None = None,
+        turn: int | str | None = None,
+        tools: str | list[str] | None = None,
+        header: dict[str, str] | None = None,
         endpoint: str | None = None,
         file: str | None = None,
         duration: dict[str, float] | None = None,
-        reply: str | None = None,
+        reply: str | Callable[[MockRequest], str] | None = None,
         replies: list[str] | None = None,
-        tool_calls: list[dict[str, Any]] | None = None,
+        tool_calls: list[dict[str, Any]] | Callable[[MockRequest], list[dict[str, Any]]] | None = None,
         error: dict[str, Any] | None = None,
         latency_ms: float | None = None,
         stream_speed: float | None = None,
@@ -102,11 +121,14 @@ class MockLLM:
         The keywords are those of a rule in `responses.yml`; `tool_calls` is a list of
         `{"name": ..., "arguments": {...}}` and `error` is `{"status": ..., "message": ...}`;
         `duration` is `{"min": ..., "max": ...}` and `moderation` `{"flagged": [...], "scores": {...}}`.
+        `reply` and `tool_calls` may be functions of the request (a MockRequest), called once per
+        request the rule answers; they return the text, or the list of tool calls.
         """
         fields = dict(locals())  # the keywords, as rule_entry reads them
         del fields["self"]
         entry = rule_entry(len(self._rules) + 1, fields)
-        self._server.call(self._server.controller.add_rule, entry)
+        dynamic = (reply if callable(reply) else None, tool_calls if callable(tool_calls) else None)
+        self._server.add_rule(entry, dynamic)
         handle = RuleHandle(self, len(self._rules), entry.spec.name or "")
         self._rules.append(handle)
         return handle
@@ -114,7 +136,7 @@ class MockLLM:
     def load(self, source: str | Path) -> None:
         """Replace this test's base rules with those of a responses file (a path) or of YAML text."""
         model = read_rules(source, self._rootdir)
-        self._server.call(self._server.controller.load, model)
+        self._server.load(model)
 
     def fail_next(self, status: int = 429, count: int = 1, mode: ErrorMode = "before") -> None:
         """Fail the next `count` model requests with `status`; `mode` is before, mid_stream, disconnect or timeout."""
@@ -124,11 +146,11 @@ class MockLLM:
             raise ValueError(f"mockllm.fail_next: count must be a whole number of at least 0, not {count!r}")
         if mode not in ERROR_MODES:
             raise ValueError(f"mockllm.fail_next: mode must be one of {', '.join(ERROR_MODES)}, not {mode!r}")
-        self._server.call(self._server.controller.fail_next, status, count, mode)
+        self._server.fail_next(status, count, mode)
 
     def set(self, **knobs: Any) -> None:
         """Set live knobs (`latency_ms`, `stream_speed`, `error_rate`, `api_key`, ...) for this test."""
-        self._server.call(self._server.controller.set_knobs, knobs)
+        self._server.set_knobs(knobs)
 
     # -- what the app sent -------------------------------------------------------------------------
 
@@ -137,7 +159,7 @@ class MockLLM:
         """The requests made during this test, oldest first."""
         if self._final is not None:
             return list(self._final[0])
-        return self._server.run(self._server.controller.requests(SETTLE_S))
+        return self._server.requests(SETTLE_S)
 
     @property
     def last_request(self) -> MockRequest | None:
@@ -156,7 +178,7 @@ class MockLLM:
     def _hits(self) -> list[int]:
         if self._final is not None:
             return list(self._final[1])
-        return self._server.call(self._server.controller.hits)
+        return self._server.hits()
 
     # -- SDK clients ---------------------------------------------------------------------------------
 
@@ -183,9 +205,11 @@ class MockLLM:
     def _client(self, package: str, name: str, kw: dict[str, Any]) -> Any:
         cls = getattr(sdk(package), name)
         if package == "openai":
-            defaults = {"base_url": self.openai_base_url, "api_key": DUMMY_OPENAI_KEY}
+            defaults: dict[str, Any] = {"base_url": self.openai_base_url, "api_key": DUMMY_OPENAI_KEY}
         else:
             defaults = {"base_url": self.anthropic_base_url, "api_key": DUMMY_ANTHROPIC_KEY}
+        if self.headers:
+            defaults["default_headers"] = {**self.headers, **kw.pop("default_headers", {})}
         client = cls(**{**defaults, **kw})
         self._clients.append(client)
         return client
@@ -195,27 +219,32 @@ class MockLLM:
     def finish(self) -> str | None:
         """End the test: keep its requests and hits, close the sync clients, and undo what it set.
 
-        Returns the strict-mode failure message, if a request matched no rule."""
+        Returns why the test fails: a reply function raised, or (strict mode) a request matched no rule."""
         requests, hits = self.requests, self._hits()
-        problem = self.take_strict_problem()
+        problem = self.take_problems()
         self._final = (requests, hits)
         for client in self._clients:
             close = getattr(client, "close", None)
             if close is not None and not is_async(client):
                 close()
-        self._server.call(self._server.controller.reset, None, False)
+        self._server.end()
         return problem
 
-    def take_strict_problem(self) -> str | None:
-        """The strict-mode failure message for the requests that matched no rule since the last
-        call (None: there were none); each such request is told once."""
-        controller = self._server.controller
-        unmatched: list[Unmatched] = self._server.call(lambda: list(controller.unmatched))
-        new, self._unmatched_told = unmatched[self._unmatched_told :], len(unmatched)
-        if not new:
-            return None
-        lines = "\n".join(f"  - {u.describe()}" for u in new)
-        return f"mockllm strict mode: {len(new)} request(s) matched no rule:\n{lines}"
+    def take_problems(self) -> str | None:
+        """Why the test fails, for what happened since the last call (None: nothing): a rule's
+        function raised, or (strict mode) a request matched no rule. Each is told once."""
+        failures, unmatched = self._server.failures(), self._server.unmatched()
+        told_failures, told_unmatched = self._told
+        new_failures, new_unmatched = failures[told_failures:], unmatched[told_unmatched:]
+        self._told = (len(failures), len(unmatched))
+        problems = []
+        if new_failures:
+            lines = "\n".join(f"  - {f}" for f in new_failures)
+            problems.append(f"mockllm: a rule's function raised while answering:\n{lines}")
+        if new_unmatched:
+            lines = "\n".join(f"  - {u.describe()}" for u in new_unmatched)
+            problems.append(f"mockllm strict mode: {len(new_unmatched)} request(s) matched no rule:\n{lines}")
+        return "\n".join(problems) or None
 
     def report(self) -> str:
         """The test's requests, one line each, for the failure report."""
@@ -226,10 +255,11 @@ class MockLLM:
 
 
 def describe(request: MockRequest) -> str:
-    """One line: method, path, status, rule, a preview of the prompt."""
+    """One line: method, path, status, rule, a preview of the prompt; then the near misses, one a line."""
     prompt = clip(" ".join(request.prompt.split()), PREVIEW_CHARS)
     rule = request.rule if request.rule is not None else "-"
-    return f"{request.method} {request.path} {request.status or 'open'} rule={rule} prompt={prompt!r}"
+    line = f"{request.method} {request.path} {request.status or 'open'} rule={rule} prompt={prompt!r}"
+    return "\n".join([line, *(f"    nearest: {r} ({reason})" for r, reason in request.near_misses)])
 
 
 def is_async(client: Any) -> bool:

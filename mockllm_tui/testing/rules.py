@@ -8,16 +8,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mockllm_tui.core.conversation import Conversation, ErrorReply, Reply
+from mockllm_tui.core.conversation import ChoiceContext, Conversation, NoRuleMatched, Reply
+from mockllm_tui.core.sessions import strict_of
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.fileio import located, read_document
-from mockllm_tui.rules.matcher import RuleSet
+from mockllm_tui.rules.matcher import Dynamic, RuleSet, strict_message
 from mockllm_tui.rules.model import MATCH_KEYS, Entry, RulesFileError, RulesModel
 from mockllm_tui.rules.validate import parse_rule
 
 #: What an unmatched request gets when the base rules have no fallback of their own.
 FALLBACK_TEXT = "This is a mock response."
-STRICT_STATUS = 404
 REPLY_KEYS = (
     "reply",
     "replies",
@@ -39,19 +39,23 @@ class Unmatched:
     provider: str
     model: str
     prompt: str
-    tried: tuple[str, ...]
+    nearest: tuple[tuple[str, str], ...]
 
     def describe(self) -> str:
         """One line for the teardown failure."""
-        tried = ", ".join(repr(t) for t in self.tried) or "none (the test has no rules)"
-        return f"{self.provider} {self.model}: last user message {self.prompt!r}; rules tried: {tried}"
+        nearest = "; ".join(f"{rule} ({reason})" for rule, reason in self.nearest) or "none (the test has no rules)"
+        return f"{self.provider} {self.model}: last user message {self.prompt!r}; nearest: {nearest}"
 
 
 def rule_entry(number: int, fields: dict[str, Any]) -> Entry:
-    """Validate the keywords of the test's `number`-th `mockllm.rule()` call (unnamed: named for its match)."""
+    """Validate the keywords of the test's `number`-th `mockllm.rule()` call (unnamed: named for its match).
+
+    A callable `reply` or `tool_calls` stands as a placeholder here (the caller keeps the callable)."""
     data: dict[str, Any] = {"match": {k: fields[k] for k in MATCH_KEYS if fields.get(k) is not None}}
     for key in (*REPLY_KEYS, "name"):
         value = fields.get(key)
+        if callable(value):
+            value = "" if key == "reply" else [{"name": "dynamic"}]
         if value is not None:
             data[key] = list(value) if isinstance(value, tuple) else value
     spec = parse_rule(data, where="mockllm.rule()")
@@ -97,7 +101,15 @@ class PerTestRules(RuleSet):
     """The store's reply source during a test. A fallback answer (the `default` key, mirror, triggers or the
     unknown response) is no rule's: its `rule` is None, and strict mode refuses it instead."""
 
-    def __init__(self, base: RulesModel, added: list[Entry], *, strict: bool, unmatched: list[Unmatched]) -> None:
+    def __init__(
+        self,
+        base: RulesModel,
+        added: list[Entry],
+        *,
+        strict: bool,
+        unmatched: list[Unmatched],
+        dynamic: list[tuple[Dynamic | None, Dynamic | None]] | None = None,
+    ) -> None:
         n = len(base.entries)
         # The base keeps its file numbering (#1 is the file's first rule); the test's rules come after.
         ids = [*range(n + 1, n + len(added) + 1), *range(1, n + 1)]
@@ -106,21 +118,27 @@ class PerTestRules(RuleSet):
         self.added = len(added)
         self.strict = strict
         self.unmatched = unmatched
-        self._fallback_ids = {r.id for r in self.rules if r.entry.kind == "default"}
+        for rule, (reply, tool_calls) in zip(self.rules, dynamic or (), strict=False):
+            rule.dynamic_reply, rule.dynamic_tool_calls = reply, tool_calls
 
-    def choose(self, conversation: Conversation) -> Reply:
-        """The reply: a rule's, or the fallback's (strict: a 404, remembered for the teardown check)."""
-        choice = self.explain(conversation)
-        if choice.rule_id is not None and choice.rule_id not in self._fallback_ids:
-            return choice.reply
-        if not self.strict:
-            choice.reply.rule = None
-            return choice.reply
-        prompt = conversation.last_user_text()
-        tried = tuple(r.label for r in self.rules if r.id not in self._fallback_ids)
-        self.unmatched.append(Unmatched(conversation.provider, conversation.model, prompt, tried))
-        message = f"mockllm strict mode: no rule matches this request (last user message {prompt!r})"
-        return Reply(error=ErrorReply(STRICT_STATUS, message))
+    def choose(self, conversation: Conversation, context: ChoiceContext | None = None) -> Reply:
+        """The reply: a rule's or a scenario step's, or the fallback's (with no rule; strict mode, from
+        the marker or the request's header: a 404 NoRuleMatched, remembered for the teardown check)."""
+        matched = self.match(conversation, (), context)
+        if matched is not None:
+            return matched.reply
+        session = context.session if context is not None else None
+        headers = context.headers if context is not None else {}
+        # The marker's strictness, unless the request's x-mock-strict says otherwise.
+        if strict_of(headers, self.strict or (context is not None and context.strict)):
+            near = self.near_misses(conversation, session, headers)
+            prompt = conversation.last_user_text()
+            self.unmatched.append(Unmatched(conversation.provider, conversation.model, prompt, tuple(near)))
+            raise NoRuleMatched(strict_message(near), near)
+        reply = self.fallback(conversation).reply
+        reply.rule = None
+        reply.near_misses = self.lazy_near_misses(conversation, session, headers)
+        return reply
 
     def carry_over_from(self, old: PerTestRules) -> None:
         """Keep hit counts and `replies` positions of the rules `old` shares with this set."""

@@ -119,8 +119,9 @@ def shows_probes(query: str) -> bool:
 def entry_matches(entry: JournalEntry, query: str) -> bool:
     """Whether the entry matches a filter: words that must all appear in its text, status, model or rule.
 
-    `status:5` matches statuses starting with 5, `model:x` and `rule:x` look at one field only.
-    Health checks and metrics scrapes match only a filter that shows them (`shows_probes`).
+    `status:5` matches statuses starting with 5, `model:x` and `rule:x` look at one field only,
+    `session:ID` keeps one session's requests (exactly that ID). Health checks and metrics scrapes
+    match only a filter that shows them (`shows_probes`).
     """
     if entry.probe and not shows_probes(query):
         return False
@@ -136,6 +137,9 @@ def entry_matches(entry: JournalEntry, query: str) -> bool:
                 return False
         elif value and field == "rule":
             if value not in (entry.rule or "").lower():
+                return False
+        elif value and field == "session":
+            if value != (entry.session or "").lower():
                 return False
         else:
             hay = " ".join(

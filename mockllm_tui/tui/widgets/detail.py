@@ -40,7 +40,21 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
         head.append(f" · {entry.duration_ms:.0f} ms")
     if entry.rule:
         head.append(f" · rule {entry.rule}", style="italic")
+    if entry.session is not None:
+        head.append(f" · session {entry.session}")
     parts: list[RenderableType] = [head]
+    if entry.scenario is not None:
+        s = entry.scenario
+        ended = " · finished" if s.get("finished") else ""
+        parts.append(Text(f"scenario {s.get('name')}: step {s.get('step')}/{s.get('steps')}{ended}", style="cyan"))
+    nearest = entry.nearest()
+    if nearest:
+        parts.append(Rule("Why no rule matched · the nearest rules", style="dim"))
+        for rule, reason in nearest:
+            line = Text()
+            line.append(f"{rule}: ", style="bold yellow")
+            line.append(reason)
+            parts.append(line)
     if entry.prompt_tokens is not None:
         window = f" / {entry.context_window:,}" if entry.context_window else ""
         parts.append(Text(f"prompt {entry.prompt_tokens:,}{window} tokens", style="dim"))

@@ -26,7 +26,9 @@ from mockllm_tui.rules.commands import (
     RuleError,
     RuleNotFound,
     RuleView,
+    ScenarioView,
     list_rules,
+    list_scenarios,
     new_rule_name,
 )
 from mockllm_tui.tui.format import rule_data_for
@@ -35,6 +37,7 @@ from mockllm_tui.tui.screens.rule_editor import open_rule_editor, rule_editor_re
 from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
 
 RULE_ERRORS = (RuleError, ConflictError, RuleNotFound, NotConnected)
+SCENARIO_ROW = "scenario:"
 HITS_INTERVAL_S = 1.0  # hit counts under load: a redraw of the whole table each time, so not every tick
 
 
@@ -57,6 +60,7 @@ class RuleTable(DataTable[Any]):
         self.store = store
         self.access = access if access is not None else StoreRuleAccess(store)
         self.views: list[RuleView] = []
+        self.scenarios: list[ScenarioView] = []
         self._hits_stale = False
 
     def on_mount(self) -> None:
@@ -80,23 +84,35 @@ class RuleTable(DataTable[Any]):
             self._show_title()
 
     def _draw(self, views: list[RuleView]) -> bool:
-        """Show these rules: the hit counts only when the rows are the same, else every row. Says
-        whether the rows were rebuilt."""
+        """Show these rules, then the scenarios: the hit counts and scenario positions only when the
+        rows are the same, else every row. Says whether the rows were rebuilt."""
+        scenarios = list_scenarios(self.store)
         same = [(v.id, v.label, v.match, v.reply) for v in views] == [
             (v.id, v.label, v.match, v.reply) for v in self.views
-        ]
+        ] and [s.name for s in scenarios] == [s.name for s in self.scenarios]
         if same:
             old = {v.id: v.hits for v in self.views}
             for view in views:
                 if old.get(view.id) != view.hits:
                     self.update_cell(str(view.id), "hits", Text(str(view.hits), justify="right"))
             self.views = views
+            for scenario, before in zip(scenarios, self.scenarios, strict=True):
+                if scenario != before:
+                    key = SCENARIO_ROW + scenario.name
+                    self.update_cell(key, "match", scenario_match(scenario))
+                    self.update_cell(key, "reply", scenario.position())
+            self.scenarios = scenarios
             return False
         selected = self.selected_view()
         self.views = views
+        self.scenarios = scenarios
         self.clear()
         for view in views:
             self.add_row(*self._cells(view), key=str(view.id))
+        # Scenarios follow the rules, one row each, showing where the default session is.
+        for scenario in scenarios:
+            cells = [Text(scenario.name, style="bold"), scenario_match(scenario), scenario.position(), Text("")]
+            self.add_row(*cells, key=SCENARIO_ROW + scenario.name)
         if selected is not None and any(v.id == selected.id for v in views):
             self.select_id(selected.id)
         return True
@@ -182,10 +198,13 @@ class RuleTable(DataTable[Any]):
     def action_edit(self) -> None:
         """Edit the highlighted rule (add one when there is none)."""
         view = self.selected_view()
-        if view is None:
-            self.action_add()
-        else:
+        if view is not None:
             self.edit(view)
+        elif self.scenarios and self.cursor_row >= len(self.views):
+            scenario = self.scenarios[min(self.cursor_row - len(self.views), len(self.scenarios) - 1)]
+            self.notify(f"scenario {scenario.name}: {scenario.position()} (its steps are edited in the file)")
+        else:
+            self.action_add()
 
     def edit(self, view: RuleView) -> None:
         """Edit this rule through the editor."""
@@ -266,3 +285,8 @@ class RuleTable(DataTable[Any]):
                 self.select_id(rule_id)
 
         self.app.push_screen(TryPromptScreen(self.access.try_prompt), tried)
+
+
+def scenario_match(scenario: ScenarioView) -> str:
+    """A scenario row's match column: the step it waits for."""
+    return f"scenario · next: {scenario.next_label}" if scenario.next_label else "scenario"

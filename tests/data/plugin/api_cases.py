@@ -270,7 +270,7 @@ def test_strict_passes_when_every_request_matches_a_rule(mockllm):
 @pytest.mark.mockllm(strict=True)
 def test_strict_fails_the_test_once(mockllm):
     mockllm.rule(contains="weather", reply="Sunny", name="weather-rule")
-    with pytest.raises(openai.NotFoundError, match="no rule matches"):
+    with pytest.raises(openai.NotFoundError, match="no rule matched"):
         ask(mockllm.openai_client(), "tell me a joke")
     with pytest.raises(anthropic.NotFoundError) as info:
         ask_claude(mockllm.anthropic_client(), "another joke")

@@ -8,6 +8,7 @@ it in the provider's own shape, with the provider's own retry headers.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import NoReturn
 
 from mockllm_tui.core.conversation import Reply, RequestError
@@ -92,3 +93,18 @@ async def hang(ex: Exchange) -> NoReturn:
         message = f"mockllm-tui held the request for the timeout cap ({cap:g} s)"
         raise RequestError(message, status=TIMEOUT_STATUS, retry_after_ms=INJECTED_RETRY_AFTER_MS) from None
     raise ClientGone()
+
+
+async def fail_mid_stream(ex: Exchange, error: PlannedError, error_event: Callable[[int, str], bytes]) -> None:
+    """An injected fault in the middle of a stream: the connection cut, held to the timeout cap, or
+    an error event in the provider's shape (`error_event(status, message)`), then the end."""
+    if error.mode == "disconnect":
+        await ex.cut()
+    status, message = error.status, injected_message(error)
+    if error.mode == "timeout":
+        # The disconnect watcher cancels this sleep when the client gives up.
+        cap = ex.store.knobs.timeout_cap_s
+        await asyncio.sleep(cap)
+        status, message = TIMEOUT_STATUS, f"mockllm-tui held the stream for the timeout cap ({cap:g} s)"
+    await ex.send_chunk(error_event(status, message), "")
+    await ex.end_stream(status)

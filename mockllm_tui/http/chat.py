@@ -10,7 +10,7 @@ import asyncio
 
 from mockllm_tui.core.conversation import Conversation, NoRuleMatched, Reply, RequestError
 from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chunks
-from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, PlannedError, chunk_lateness
+from mockllm_tui.engine.faults import FaultPlan, chunk_lateness
 from mockllm_tui.engine.limits import find_breach, header_window, limits_for, resolve_thinking
 from mockllm_tui.engine.pacing import Pacer
 from mockllm_tui.engine.shaping import shape_reply
@@ -18,7 +18,7 @@ from mockllm_tui.http.answer import (
     DISCONNECT_STATUS,
     SHUTDOWN_STATUS,
     fail_before,
-    injected_message,
+    fail_mid_stream,
     plan_faults,
     wait_latency,
 )
@@ -145,7 +145,7 @@ async def stream_reply(
     try:
         while index < count:
             if index == cut_at and plan.error is not None:
-                await _fail_stream(ex, endpoint, plan.error, ctx)
+                await fail_mid_stream(ex, plan.error, lambda status, text: endpoint.stream_error(status, text, ctx))
                 return
             if tokens[index] and not pacer.unlimited:
                 late = chunk_lateness(store.knobs_for(session), tokens[index] / pacer.speed, store.rng)
@@ -177,16 +177,3 @@ def _cut_point(frames: list[Frame]) -> int:
     if not text_frames:
         return max(len(frames) - 1, 1)
     return text_frames[len(text_frames) // 2]
-
-
-async def _fail_stream(ex: Exchange, endpoint: ChatEndpoint, error: PlannedError, ctx: RenderContext) -> None:
-    if error.mode == "disconnect":
-        await ex.cut()
-    status, message = error.status, injected_message(error)
-    if error.mode == "timeout":
-        # The disconnect watcher cancels this sleep when the client gives up.
-        cap = ex.store.knobs.timeout_cap_s
-        await asyncio.sleep(cap)
-        status, message = TIMEOUT_STATUS, f"mockllm-tui held the stream for the timeout cap ({cap:g} s)"
-    await ex.send_chunk(endpoint.stream_error(status, message, ctx), "")
-    await ex.end_stream(status)

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 
 from mockllm_tui.core.conversation import Reply, RequestError, preview
-from mockllm_tui.engine.faults import TIMEOUT_STATUS, FaultPlan, PlannedError
-from mockllm_tui.http.answer import fail_before, injected_message, plan_faults, wait_latency
+from mockllm_tui.engine.faults import FaultPlan
+from mockllm_tui.http.answer import fail_before, fail_mid_stream, plan_faults, wait_latency
 from mockllm_tui.http.exchange import Exchange
 from mockllm_tui.http.upstream import (
     Upstream,
@@ -88,28 +88,13 @@ async def send_frames(ex: Exchange, endpoint: MediaEndpoint, frames: list[Frame]
     await ex.start_stream(content_type=endpoint.provider.stream_content_type)
     for index, frame in enumerate(frames):
         if index == cut_at and error is not None:
-            await fail_stream(ex, endpoint, error)
+            await fail_mid_stream(ex, error, endpoint.provider.stream_error)
             return
         speed = override if override is not None else store.knobs.stream_speed
         if frame.tokens and speed > 0:
             await asyncio.sleep(frame.tokens / speed)
         await ex.send_chunk(frame.data, frame.text)
     await ex.end_stream()
-
-
-async def fail_stream(ex: Exchange, endpoint: MediaEndpoint, error: PlannedError) -> None:
-    """An injected fault in the middle of a stream: the connection cut, held to the timeout cap, or an
-    error event in the provider's shape."""
-    if error.mode == "disconnect":
-        await ex.cut()
-    status, message = error.status, injected_message(error)
-    if error.mode == "timeout":
-        # The disconnect watcher cancels this sleep when the client gives up.
-        cap = ex.store.knobs.timeout_cap_s
-        await asyncio.sleep(cap)
-        status, message = TIMEOUT_STATUS, f"mockllm-tui held the stream for the timeout cap ({cap:g} s)"
-    await ex.send_chunk(endpoint.provider.stream_error(status, message), "")
-    await ex.end_stream(status)
 
 
 async def forward_media(

@@ -13,23 +13,12 @@ from mockllm_tui.core.sessions import strict_of
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.fileio import located, read_document
 from mockllm_tui.rules.matcher import Dynamic, RuleSet, strict_message
-from mockllm_tui.rules.model import MATCH_KEYS, Entry, RulesFileError, RulesModel
+from mockllm_tui.rules.model import MATCH_KEYS, RULE_KEYS, Entry, RulesFileError, RulesModel
 from mockllm_tui.rules.validate import parse_rule
 
 #: What an unmatched request gets when the base rules have no fallback of their own.
 FALLBACK_TEXT = "This is a mock response."
-REPLY_KEYS = (
-    "reply",
-    "replies",
-    "tool_calls",
-    "error",
-    "latency_ms",
-    "stream_speed",
-    "thinking",
-    "image",
-    "audio",
-    "moderation",
-)
+REPLY_KEYS = tuple(key for key in RULE_KEYS if key not in ("name", "match"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,9 @@ BENCH_RESPONSES = f'responses:\n  "Stream me a reply.": "{LONG_REPLY}"\n  "ping"
 #: The throughput request gets the same reply from every server compared.
 CHAT_RESPONSES = f'responses:\n  "default": "{AIMOCK_REPLY}"\n'
 NOTES_MARK = "<!-- notes: kept across runs -->"
-SECTIONS = ("throughput", "dialogs", "stream_rps", "streams", "ttft", "realtime", "load", "memory", "startup", "edit")
+SECTIONS = (
+    "throughput", "dialogs", "stream_rps", "streams", "ttft", "realtime", "load", "memory", "startup", "edit", "attach"
+)
 #: aimock cuts a streamed reply every this many characters: 3 text chunks for its reply, as many as
 #: mockllm-tui's word chunking gives the same reply.
 AIMOCK_CHUNK_CHARS = 7
@@ -221,6 +223,13 @@ def throughput(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
         wratio = med["workers"] / med["headless"]
         report.add(Figure("headless, --workers 2", f"{med['workers']:,.0f} req/s ({wratio:.2f}x one worker, "
                           f"{med['workers'] / med['raw']:.2f}x raw)", "reported", wratio, None, settings))
+
+
+def attach(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
+    """Headless with one attached panel vs alone, and the attached panel's key press (benchmarks/attach.py)."""
+    from benchmarks.attach import attach_section
+
+    attach_section(opts, report, tmp)
 
 
 # -- dialogs -----------------------------------------------------------------------------------
@@ -621,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     t0 = time.perf_counter()
     sections = {"throughput": throughput, "dialogs": dialogs, "stream_rps": stream_rps, "streams": streams,
-                "ttft": ttft, "realtime": realtime, "load": load, "memory": memory, "startup": startup, "edit": edit}
+                "ttft": ttft, "realtime": realtime, "load": load, "memory": memory, "startup": startup, "edit": edit,
+                "attach": attach}
     with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
         for name in opts.only.split(","):
             print(f"== {name}", flush=True)

@@ -43,7 +43,13 @@ KNOB_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--error-mode", "error_mode", str, f"When injected errors happen: {', '.join(ERROR_MODES)}."),
     ("--rate-limit-rpm", "rate_limit_rpm", int, "Requests per minute before a 429 (0 = no limit)."),
     ("--rate-limit-tpm", "rate_limit_tpm", int, "Tokens per minute before a 429 (0 = no limit)."),
-    ("--api-key", "api_key", str, "Require this API key, as each SDK sends it (or as a bearer token); off by default."),
+    (
+        "--api-key",
+        "api_key",
+        str,
+        "Require this API key, as each SDK sends it (or as a bearer token); off by default. With --attach: "
+        "the key to send.",
+    ),
     ("--context-window", "context_window", int, "Context window in tokens for models that have none (0 = no limit)."),
     ("--seed", "seed", int, "Seed for jitter and error picks, so runs repeat exactly."),
 )
@@ -87,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=_env_flag("MOCKLLM_HEADLESS"),
         help="Run the server without the panel and log one line a request to stdout. [MOCKLLM_HEADLESS]",
+    )
+    parser.add_argument(
+        "--attach",
+        metavar="URL",
+        default=env.get("MOCKLLM_ATTACH"),
+        help="Open the panel on a mockllm-tui already running at URL (headless, a panel, workers or a group), "
+        "with no server of its own; give --api-key when that server needs one. [MOCKLLM_ATTACH]",
     )
     parser.add_argument(
         "--log-file",
@@ -271,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mockllm_tui.rules import check_file
 
         return check_file(Path(args.check), sys.stdout)
+    if args.attach:
+        return run_attached(args)
     try:
         store = make_store(args)
     except KnobError as exc:
@@ -282,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_file, to_stderr=args.headless)
     if exposed_without_key(args.host, store):
         print(
-            f"warning: listening on {args.host} without --api-key: anyone who can reach it can use it", file=sys.stderr
+            f"warning: listening on {args.host} without --api-key: anyone who can reach the port can use it, "
+            "its admin API and its event stream",
+            file=sys.stderr,
         )
     try:
         if args.headless and args.workers > 1:
@@ -504,6 +521,37 @@ def run_panel(args: argparse.Namespace, store: Store) -> int:
     from mockllm_tui.tui.app import MockPanel
 
     panel = MockPanel(store, handle, log_file=args.log_file, log_format=args.log_format)
+    panel.run()
+    return panel.return_code or 0
+
+
+def run_attached(args: argparse.Namespace) -> int:
+    """Open the panel as a client of the mockllm-tui running at `--attach URL`."""
+    url = str(args.attach).rstrip("/")
+    if not url.startswith(("http://", "https://")) or args.headless:
+        why = (
+            "--attach and --headless exclude each other"
+            if args.headless
+            else f"--attach: expected http(s)://HOST:PORT, got {url!r}"
+        )
+        print(f"error: {why}", file=sys.stderr)
+        return EXIT_USAGE
+    from mockllm_tui.remote.attached import AttachedServer
+    from mockllm_tui.remote.client import AdminClient
+    from mockllm_tui.remote.mirror import MirrorStore
+    from mockllm_tui.remote.rule_access import RemoteRuleAccess
+    from mockllm_tui.tui.app import MockPanel
+
+    setup_logging(args.log_file, to_stderr=False)
+    mirror = MirrorStore(AdminClient(url, args.api_key), journal_size=args.journal_size)
+    panel = MockPanel(
+        mirror,
+        AttachedServer(mirror),
+        log_file=args.log_file,
+        log_format=args.log_format,
+        watch_file=False,
+        rules=RemoteRuleAccess(mirror),
+    )
     panel.run()
     return panel.return_code or 0
 

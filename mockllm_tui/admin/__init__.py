@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from mockllm_tui.admin.errors import install_error_handlers
+from mockllm_tui.admin.events import router as events_router
 from mockllm_tui.admin.journal import router as journal_router
 from mockllm_tui.admin.rules import router as rules_router
 from mockllm_tui.admin.settings import router as settings_router
@@ -21,6 +22,7 @@ def install_admin(app: FastAPI, store: Store, providers: list[Provider], shape: 
     app.state.providers = providers
 
     install_error_handlers(app, shape)
+    app.include_router(events_router)  # before the rules: `/rules/file` is not a rule's name
     app.include_router(journal_router)
     app.include_router(settings_router)
     app.include_router(rules_router)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
+from mockllm_tui.core.journal_data import entry_data
 from mockllm_tui.core.store import REDACTED, Store
 from mockllm_tui.providers.base import Provider
 from mockllm_tui.providers.registry import plugin_errors
@@ -24,16 +27,22 @@ def store_of(request: Request) -> Store:
     return store
 
 
-@router.get("/journal")
-async def get_journal(request: Request, limit: int = 100, session: str | None = None) -> dict[str, Any]:
+@router.get("/journal", response_model=None)
+async def get_journal(
+    request: Request, limit: int = 100, session: str | None = None, full: bool = False
+) -> dict[str, Any] | Response:
     """The newest `limit` requests, oldest first, with the rule each matched (`?session=ID`: only
-    that session's)."""
+    that session's; `full`: everything the event stream tells of a request, as an attached panel
+    rebuilds it)."""
     store = store_of(request)
     size = max(0, min(limit, store.journal_size))
     if session:
         entries = [e for e in store.journal() if e.session == session][-size:] if size else []
     else:
         entries = store.journal_tail(size)
+    if full:  # up to the whole journal: serialized in one go, not through FastAPI's encoder
+        body = {"object": "list", "data": [entry_data(e) for e in entries], "counters": store.counters.public()}
+        return Response(orjson.dumps(body), media_type="application/json")
     key = store.knobs.api_key
     data = [{**e.public(), "body": redact_body(e.body_json(), key)} for e in entries]
     return {"object": "list", "data": data, "counters": store.counters.public()}

@@ -103,6 +103,12 @@ class MockApp:
         """Whether the FastAPI fallback has been built yet."""
         return self._fallback is not None
 
+    def close_streams(self) -> None:
+        """The server is stopping: end the admin event streams, which never end by themselves."""
+        feed = getattr(self._fallback.state, "event_feed", None) if self._fallback is not None else None
+        if feed is not None:
+            feed.close()
+
     def add_guard(self, guard: Guard) -> None:
         """A check run before every model endpoint (auth, rate limits); it raises to refuse."""
         self.guards.append(guard)

@@ -182,6 +182,7 @@ class ServerHandle:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then close."""
+        self.app.close_streams()
         self.server.request_exit()
         if self.task is not None:
             try:

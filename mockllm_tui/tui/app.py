@@ -27,6 +27,9 @@ from textual.worker import Worker, WorkerState
 
 from mockllm_tui.core.knobs import KnobError
 from mockllm_tui.core.store import JournalEntry, Store
+from mockllm_tui.remote.errors import NotConnected
+from mockllm_tui.remote.mirror import MirrorStore
+from mockllm_tui.rules.access import RuleAccess, StoreRuleAccess
 from mockllm_tui.rules.commands import RuleView
 from mockllm_tui.tui.commands import PaletteCommand, PanelCommands
 from mockllm_tui.tui.format import (
@@ -72,6 +75,7 @@ MAIN_SCREEN_ACTIONS = frozenset(
         "latency_down",
         "slower",
         "faster",
+        "save_rules_file",
     }
 )
 TEXT_FIELDS = (Input, TextArea, OptionList)
@@ -194,6 +198,15 @@ class MockPanel(App[int]):
             tooltip="Stream speed one step up; past the top is unlimited",
         ),
         Binding(
+            "w",
+            "save_rules_file",
+            "Save rules file",
+            id="app.save_rules_file",
+            priority=True,
+            show=False,
+            tooltip="Attached: save the server's rules file to a local path",
+        ),
+        Binding(
             "ctrl+s",
             "save_settings",
             "Save settings",
@@ -225,9 +238,14 @@ class MockPanel(App[int]):
         watch_file: bool = True,
         keymap_file: Path | None = None,
         export_dir: Path | None = None,
+        rules: RuleAccess | None = None,
     ) -> None:
         super().__init__()
         self.store = store
+        #: How rule changes are made: on this store, or (attached) on the server's.
+        self.rules = rules if rules is not None else StoreRuleAccess(store)
+        self.attached = isinstance(store, MirrorStore)
+        self._connection_shown: str | None = None
         self.handle = handle
         self.log_file = log_file
         self.log_format = log_format
@@ -244,11 +262,11 @@ class MockPanel(App[int]):
     # -- layout --------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(self.handle.url, id="status")
+        yield StatusBar(f"attached to {self.root_url}" if self.attached else self.handle.url, id="status")
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield RequestLog(cap=self.store.journal_size, id="requests")
-                yield RuleTable(self.store, id="rules")
+                yield RuleTable(self.store, self.rules, id="rules")
             with Vertical(id="right"):
                 yield DetailPane(id="detail")
                 yield Controls(id="controls")
@@ -350,6 +368,22 @@ class MockPanel(App[int]):
             return
         with contextlib.suppress(NoMatches):  # the timer fired while the app was closing
             self._drain()
+            if isinstance(self.store, MirrorStore):
+                self._show_connection(self.store)
+
+    def _show_connection(self, mirror: MirrorStore) -> None:
+        """Attached: say in the status bar when the server cannot be reached."""
+        text = None if mirror.connected else mirror.connection
+        if text != self._connection_shown:
+            self._connection_shown = text
+            self.status_bar.show_connection(text)
+
+    def needs_server(self) -> bool:
+        """Attached and the server cannot be reached now: say `not connected` (True); else False."""
+        if isinstance(self.store, MirrorStore) and not self.store.connected:
+            self.notify("not connected", title=self.store.connection, severity="warning", timeout=3)
+            return True
+        return False
 
     def _drain(self) -> None:
         lost = self.subscription.overflowed
@@ -431,7 +465,8 @@ class MockPanel(App[int]):
         log = self.log_view
         before = self.selected
         self.selected = None if message.entry_id is None else log.rows_by_id.get(message.entry_id)
-        self.detail.show(self.selected, following=log.follow)
+        with contextlib.suppress(NoMatches):  # the log moved while the app was closing
+            self.detail.show(self.selected, following=log.follow)
         if (before is None) != (self.selected is None):
             self.refresh_bindings()  # the request keys show in the footer while a request is selected
 
@@ -455,7 +490,13 @@ class MockPanel(App[int]):
         self.set_knobs(message.values)
 
     def on_controls_fail_next_requested(self, message: Controls.FailNextRequested) -> None:
-        self.store.set_fail_next(message.count, message.status)
+        if self.needs_server():
+            return
+        try:
+            self.store.set_fail_next(message.count, message.status)
+        except (NotConnected, ValueError) as exc:  # attached: unreachable, or refused
+            self.notify(str(exc), severity="warning")
+            return
         self.notify(f"The next {message.count} request(s) fail with {message.status or 'the error status'}")
 
     def on_controls_invalid(self, message: Controls.Invalid) -> None:
@@ -463,10 +504,15 @@ class MockPanel(App[int]):
 
     def set_knobs(self, values: dict[str, Any]) -> bool:
         """Send live knob values to the store; a bad value is shown, not raised."""
+        if self.needs_server():
+            return False
         try:
             self.store.set_knobs("live", values)
         except KnobError as exc:
             self.notify(str(exc), title="Not a valid value", severity="error")
+            return False
+        except NotConnected as exc:
+            self.notify(str(exc), severity="warning")
             return False
         self._show_knobs()  # at once, not at the next tick: the key's effect shows sooner
         return True
@@ -507,11 +553,15 @@ class MockPanel(App[int]):
 
     async def action_add_rule(self) -> None:
         """Add a rule through the editor."""
+        if self.needs_server():
+            return
         await rule_editor_ready(self)  # keys typed meanwhile wait, then go to the editor's field
         self.rule_table.action_add()
 
     async def action_edit_rule(self) -> None:
         """Edit the selected rule; from the log, the rule that answered the selected request."""
+        if self.needs_server():
+            return
         await rule_editor_ready(self)
         if self._from_log():
             if (view := self._answering_rule()) is not None:
@@ -522,6 +572,8 @@ class MockPanel(App[int]):
     def action_delete_rule(self) -> None:
         """Delete the selected rule, after a confirmation; from the log, the rule that answered the
         selected request (as `e` edits it)."""
+        if self.needs_server():
+            return
         if self._from_log():
             if (view := self._answering_rule()) is not None:
                 self.rule_table.delete(view)
@@ -545,7 +597,8 @@ class MockPanel(App[int]):
 
     def action_try_prompt(self) -> None:
         """Try a prompt against the rules."""
-        self.rule_table.action_try()
+        if not self.needs_server():
+            self.rule_table.action_try()
 
     def _selected_or_say(self) -> JournalEntry | None:
         """The selected request, or None after saying that one is needed."""
@@ -555,6 +608,8 @@ class MockPanel(App[int]):
 
     async def action_rule_from_request(self) -> None:
         """A new rule that answers the selected request: the editor filled from it."""
+        if self.needs_server():
+            return
         await rule_editor_ready(self)
         if (entry := self._selected_or_say()) is not None:
             self.rule_table.rule_from(entry)
@@ -571,7 +626,7 @@ class MockPanel(App[int]):
 
     def action_resend(self) -> None:
         """Send the selected request again."""
-        if (entry := self._selected_or_say()) is not None:
+        if (entry := self._selected_or_say()) is not None and not self.needs_server():
             self.start_worker(self._resend(entry), f"re-sending request #{entry.id}")
 
     async def _resend(self, entry: JournalEntry) -> None:
@@ -598,12 +653,17 @@ class MockPanel(App[int]):
         if not self.store.config.responses_path:
             self.notify("No responses file to save into", severity="error")
             return
-        from mockllm_tui.rules.commands import RuleError, save_settings
+        if self.needs_server():
+            return
+        from mockllm_tui.rules.commands import RuleError
 
         try:
-            result = save_settings(self.store, None, values)
+            result = self.rules.save_settings(values)
         except RuleError as exc:
             self.notify(str(exc), title="Settings not saved", severity="error")
+            return
+        except NotConnected as exc:
+            self.notify(str(exc), severity="warning")
             return
         if result.message:
             self.notify(result.message, title="Settings not written", severity="warning")
@@ -624,7 +684,42 @@ class MockPanel(App[int]):
 
     def action_clear_journal(self) -> None:
         """Forget the journal and reset the counters."""
-        self.store.clear_journal()
+        if self.needs_server():
+            return
+        try:
+            self.store.clear_journal()
+        except (NotConnected, ValueError) as exc:
+            self.notify(str(exc), title="Journal not cleared", severity="warning")
+
+    def action_save_rules_file(self) -> None:
+        """Attached: save the server's rules file to a local path (asked for; default ./responses.yml)."""
+        if not isinstance(self.store, MirrorStore):
+            self.notify("w saves the rules file of a server this panel is attached to (--attach)", timeout=4)
+            return
+        if self.needs_server():
+            return
+        from mockllm_tui.tui.screens.save_path import SavePathScreen
+
+        mirror = self.store
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.save_rules_file(mirror, Path(path))
+
+        self.push_screen(SavePathScreen("Save the server's rules file to", "./responses.yml"), chosen)
+
+    def save_rules_file(self, mirror: MirrorStore, path: Path) -> None:
+        """Fetch the server's rules file and write it to `path` (surgically when it exists)."""
+        from mockllm_tui.remote.rules_file import save_rules_text
+        from mockllm_tui.rules.model import RuleError, RulesFileError
+
+        try:
+            text, _ = mirror.client.text("/_mock/rules/file")
+            message = save_rules_text(path, text)
+        except (NotConnected, RuleError, RulesFileError, OSError) as exc:
+            self.notify(str(exc), title="Rules file not saved", severity="error")
+            return
+        self.notify(message, title="Rules file", timeout=6)
 
     def action_help(self) -> None:
         """Show every key."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -11,8 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from mockllm_tui.core.store import Store
-from mockllm_tui.rules.commands import TryResult, try_prompt
+from mockllm_tui.rules.commands import TryResult
 
 
 def describe_result(result: TryResult) -> Text:
@@ -47,9 +47,9 @@ class TryPromptScreen(ModalScreen[int | None]):
 
     BINDINGS: ClassVar[list[Any]] = [Binding("escape", "close", "Close", id="try.close")]
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, tries: Callable[[str, str | None], TryResult]) -> None:
         super().__init__()
-        self.store = store
+        self.tries = tries
         self.winner: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -64,7 +64,11 @@ class TryPromptScreen(ModalScreen[int | None]):
         event.stop()
         prompt = self.query_one("#try-prompt", Input).value
         model = self.query_one("#try-model", Input).value.strip() or None
-        result = try_prompt(self.store, prompt, model=model)
+        try:
+            result = self.tries(prompt, model)
+        except (ConnectionError, ValueError) as exc:  # attached: not connected, or refused
+            self.query_one("#try-result", Static).update(Text(str(exc), style="red"))
+            return
         self.winner = result.rule_id
         self.query_one("#try-result", Static).update(describe_result(result))
 

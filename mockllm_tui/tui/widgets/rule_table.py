@@ -18,6 +18,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from mockllm_tui.core.store import JournalEntry, Store
+from mockllm_tui.remote.errors import NotConnected
+from mockllm_tui.rules.access import RuleAccess, StoreRuleAccess
 from mockllm_tui.rules.commands import (
     ChangeResult,
     ConflictError,
@@ -25,21 +27,16 @@ from mockllm_tui.rules.commands import (
     RuleNotFound,
     RuleView,
     ScenarioView,
-    add_rule,
-    add_rule_for,
-    delete_rule,
     list_rules,
     list_scenarios,
-    move_rule,
     new_rule_name,
-    update_rule,
 )
 from mockllm_tui.tui.format import rule_data_for
 from mockllm_tui.tui.screens.confirm import ConfirmScreen
 from mockllm_tui.tui.screens.rule_editor import open_rule_editor, rule_editor_ready
 from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
 
-RULE_ERRORS = (RuleError, ConflictError, RuleNotFound)
+RULE_ERRORS = (RuleError, ConflictError, RuleNotFound, NotConnected)
 SCENARIO_ROW = "scenario:"
 HITS_INTERVAL_S = 1.0  # hit counts under load: a redraw of the whole table each time, so not every tick
 
@@ -58,9 +55,10 @@ class RuleTable(DataTable[Any]):
         Binding("shift+down", "move(1)", "Move down", id="rules.move_down", tooltip="Move the selected rule down"),
     ]
 
-    def __init__(self, store: Store, *, id: str | None = None) -> None:
+    def __init__(self, store: Store, access: RuleAccess | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.store = store
+        self.access = access if access is not None else StoreRuleAccess(store)
         self.views: list[RuleView] = []
         self.scenarios: list[ScenarioView] = []
         self._hits_stale = False
@@ -190,7 +188,7 @@ class RuleTable(DataTable[Any]):
         index = None if selected is None or selected.kind != "rule" else selected.index + 1
 
         def submit(data: dict[str, Any]) -> str | None:
-            return self._change(lambda: add_rule(self.store, data, index=index))
+            return self._change(lambda: self.access.add(data, index))
 
         open_rule_editor(self.app, None, submit, default_kind=self._default_kind(), name_for=self._name_for)
 
@@ -213,7 +211,7 @@ class RuleTable(DataTable[Any]):
         self.select_id(view.id)
 
         def submit(data: dict[str, Any]) -> str | None:
-            return self._change(lambda: update_rule(self.store, view.id, data))
+            return self._change(lambda: self.access.update(view.id, data))
 
         open_rule_editor(self.app, view, submit, default_kind=self._default_kind())
 
@@ -229,7 +227,7 @@ class RuleTable(DataTable[Any]):
         reply = "" if fallback else entry.reply_text or "".join(entry.chunks)
 
         def submit(data: dict[str, Any]) -> str | None:
-            return self._change(lambda: add_rule_for(self.store, data, conversation))
+            return self._change(lambda: self.access.add_for(entry, data))
 
         title = f"New rule from request #{entry.id}"
         prefill = rule_data_for(entry, reply)
@@ -264,7 +262,7 @@ class RuleTable(DataTable[Any]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                error = self._change(lambda: delete_rule(self.store, view.id))
+                error = self._change(lambda: self.access.delete(view.id))
                 if error:
                     self.notify(error, title="Not deleted", severity="error")
 
@@ -275,7 +273,7 @@ class RuleTable(DataTable[Any]):
         view = self.selected_view()
         if view is None:
             return
-        error = self._change(lambda: move_rule(self.store, view.id, view.index + delta))
+        error = self._change(lambda: self.access.move(view.id, view.index + delta))
         if error:
             self.notify(error, title="Not moved", severity="error")
 
@@ -286,7 +284,7 @@ class RuleTable(DataTable[Any]):
             if rule_id is not None:
                 self.select_id(rule_id)
 
-        self.app.push_screen(TryPromptScreen(self.store), tried)
+        self.app.push_screen(TryPromptScreen(self.access.try_prompt), tried)
 
 
 def scenario_match(scenario: ScenarioView) -> str:

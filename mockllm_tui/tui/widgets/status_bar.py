@@ -60,6 +60,13 @@ class StatusBar(Vertical):
     def on_mount(self) -> None:
         self.set_interval(COUNTS_INTERVAL_S, self._show_stale_counts)
 
+    def show_connection(self, problem: str | None) -> None:
+        """Attached: the URL, and what is wrong with the connection (None: nothing)."""
+        text = Text(self.url)
+        if problem:
+            text.append(f"  {problem}", style="bold red")
+        self.query_one("#status-url", Static).update(text, layout=False)
+
     def show_file(self, file: RulesFile, error: str | None) -> None:
         """The responses file's path (or where edits go, for the read-only example) and whether it is valid."""
         text = Text(file_label(file))

@@ -1,0 +1,286 @@
+"""`mockllm-tui --attach URL`: the panel under Pilot as a client of a real headless server (a
+subprocess on a free port), driven by real openai SDK calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Static, TextArea
+
+from mockllm_tui.remote.attached import AttachedServer
+from mockllm_tui.remote.client import AdminClient
+from mockllm_tui.remote.mirror import MirrorStore
+from mockllm_tui.remote.rule_access import RemoteRuleAccess
+from mockllm_tui.tui.app import MockPanel
+from mockllm_tui.tui.screens.rule_editor import RuleEditor
+from mockllm_tui.tui.screens.save_path import SavePathScreen
+from mockllm_tui.tui.widgets.request_log import RequestLog
+from mockllm_tui.tui.widgets.rule_table import RuleTable
+from tests.support import rendered
+from tests.test_headless import start_headless
+
+SIZE = (160, 45)
+LONG_REPLY = " ".join(f"word{i}" for i in range(40))
+RESPONSES = f"""\
+# the server's own file
+rules:
+  - name: story
+    match: {{contains: story}}
+    reply: "{LONG_REPLY}"
+responses:
+  "hello": "Hello from the server."   # greeting
+  "default": "This is a mock response from mockllm-tui."
+"""
+
+
+@dataclass
+class Attached:
+    """The attached panel, its pilot and mirror, the server process and an SDK client for it."""
+
+    app: MockPanel
+    pilot: Pilot[int]
+    mirror: MirrorStore
+    server: subprocess.Popen[str]
+    port: int
+    client: openai.AsyncOpenAI
+    tmp: Path
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Let the panel run until `condition` holds (fails after `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            await self.pilot.pause(0.02)
+
+    async def chat(self, prompt: str, **kwargs: object) -> str:
+        reply = await self.client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": prompt}],
+            **kwargs,  # type: ignore[arg-type]
+        )
+        return str(reply.choices[0].message.content)
+
+    def status(self) -> str:
+        return rendered(self.app.query_one("#status-url", Static))
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def attached_panel(
+    tmp_path: Path, *args: str, key: str | None = None, connect: bool = True
+) -> AsyncIterator[Attached]:
+    server_dir = tmp_path / "server"
+    server_dir.mkdir(parents=True)
+    (server_dir / "responses.yml").write_text(RESPONSES)
+    proc, port, _ = start_headless("--quiet", *args, cwd=server_dir)
+    try:
+        mirror = MirrorStore(AdminClient(f"http://127.0.0.1:{port}", key))
+        app = MockPanel(
+            mirror,
+            AttachedServer(mirror, first_retry_s=0.05),
+            watch_file=False,
+            keymap_file=tmp_path / "keymap.yml",
+            export_dir=tmp_path,
+            rules=RemoteRuleAccess(mirror),
+        )
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+            running = Attached(app, pilot, mirror, proc, port, client, tmp_path)
+            if connect:
+                await running.until(lambda: mirror.connected and len(mirror.rules_list()) == 3)
+            yield running
+            await client.close()
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+async def attached(tmp_path: Path) -> AsyncIterator[Attached]:
+    async with attached_panel(tmp_path, "--stream-speed", "40") as running:
+        yield running
+
+
+async def test_requests_and_a_growing_stream_show_in_the_attached_panel(attached: Attached) -> None:
+    assert f"attached to {attached.root}" in attached.status()
+    assert await attached.chat("hello") == "Hello from the server."
+    log = attached.app.query_one(RequestLog)
+    await attached.until(lambda: log.row_count == 1 and not next(iter(log.rows_by_id.values())).open)
+    entry = next(iter(log.rows_by_id.values()))
+    assert entry.reply_text == "Hello from the server." and entry.rule == "#2"
+    detail = attached.app.query_one("#detail-body", Static)
+    await attached.until(lambda: "Hello from the server." in rendered(detail))
+
+    stream = await attached.client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "tell me a story"}], stream=True
+    )
+
+    async def consume() -> str:
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    task = asyncio.create_task(consume())
+    await attached.until(lambda: "streaming:" in rendered(detail) and "word3 " in rendered(detail))
+    assert "word39" not in rendered(detail)  # still growing
+    await attached.until(lambda: "word20 " in rendered(detail))
+    assert await asyncio.wait_for(task, 20) == LONG_REPLY
+    await attached.until(lambda: "stream:" in rendered(detail) and "word39" in rendered(detail))
+    table = attached.app.query_one(RuleTable)
+    await attached.until(lambda: [v.hits for v in table.views] == [1, 1, 0])
+
+
+async def test_a_toggle_changes_the_servers_next_reply(attached: Attached) -> None:
+    assert await attached.chat("hello")
+    attached.app.controls.armed_rate = 1.0
+    await attached.pilot.press("x")
+    with pytest.raises(openai.APIStatusError):
+        await attached.chat("this one fails")
+    settings = httpx.get(attached.root + "/_mock/settings").json()
+    assert settings["effective"]["error_rate"] == 1.0
+    await attached.pilot.press("x")
+    assert await attached.chat("hello") == "Hello from the server."
+    await attached.pilot.press("plus")
+    assert httpx.get(attached.root + "/_mock/settings").json()["effective"]["latency_ms"] > 0
+    assert attached.mirror.knobs.latency_ms > 0
+
+
+async def test_n_makes_a_rule_the_server_serves_and_w_saves_its_file(attached: Attached) -> None:
+    assert await attached.chat("what is mockllm?") == "This is a mock response from mockllm-tui."
+    log = attached.app.query_one(RequestLog)
+    await attached.until(lambda: log.row_count == 1 and attached.app.selected is not None)
+    await attached.until(lambda: attached.app.selected is not None and attached.app.selected.conversation is not None)
+    await attached.pilot.press("n")
+    editor = attached.app.screen
+    assert isinstance(editor, RuleEditor)
+    assert editor.query_one("#pattern", Input).value == "what is mockllm?"
+    assert attached.app.focused is editor.query_one("#reply", TextArea)
+    await attached.pilot.press(*"A mock LLM.", "ctrl+s")
+    assert not isinstance(attached.app.screen, RuleEditor)
+    assert await attached.chat("what is mockllm?") == "A mock LLM."
+    server_file = (attached.tmp / "server" / "responses.yml").read_text()
+    assert "A mock LLM." in server_file and "# greeting" in server_file
+    table = attached.app.query_one(RuleTable)
+    assert any(v.label == "what-is-mockllm" for v in table.views)
+
+    # w: a new local file gets the server's text
+    local = attached.tmp / "mine.yml"
+    await attached.pilot.press("w")
+    dialog = attached.app.screen
+    assert isinstance(dialog, SavePathScreen)
+    field = dialog.query_one("#save-path", Input)
+    assert field.value == "./responses.yml"
+    field.value = str(local)
+    await attached.pilot.press("enter")
+    assert local.read_text() == server_file
+
+    # a hand edit here, a change there: w again changes only the entry that changed
+    local.write_text(local.read_text().replace("# the server's own file", "# my copy, with my comment"))
+    await attached.pilot.press("a")
+    assert isinstance(attached.app.screen, RuleEditor)
+    await attached.pilot.press(*"ping")
+    attached.app.screen.query_one("#rule-name", Input).focus()
+    await attached.pilot.press("shift+tab", "shift+tab", "shift+tab", *"pong", "ctrl+s")
+    assert await attached.chat("ping") == "pong"
+    await attached.pilot.press("w")
+    attached.app.screen.query_one("#save-path", Input).value = str(local)
+    await attached.pilot.press("enter")
+    mine = local.read_text()
+    assert "# my copy, with my comment" in mine and "pong" in mine and "A mock LLM." in mine
+
+
+async def test_a_lost_server_shows_disconnected_and_the_panel_catches_up(tmp_path: Path) -> None:
+    async with attached_panel(tmp_path) as attached:
+        assert await attached.chat("hello")
+        log = attached.app.query_one(RequestLog)
+        await attached.until(lambda: log.row_count == 1)
+        stop(attached.server)
+        await attached.until(lambda: "disconnected" in attached.status())
+        assert log.row_count == 1  # keeps what it shows
+        await attached.pilot.press("plus")
+        await attached.until(lambda: any("not connected" in str(n.message) for n in attached.app._notifications))
+        proc, port, _ = start_headless("--quiet", "--port", str(attached.port), cwd=tmp_path / "server")
+        attached.server = proc
+        try:
+            assert port == attached.port
+            await attached.until(lambda: attached.mirror.connected, timeout=20)
+            await attached.until(lambda: "disconnected" not in attached.status())
+            assert await attached.chat("hello again") == "This is a mock response from mockllm-tui."
+            await attached.until(
+                lambda: any(
+                    e.preview == "hello again" or "hello again" in e.transcript()[-1][1]
+                    for e in log.rows_by_id.values()
+                    if e.transcript()
+                )
+            )
+        finally:
+            stop(proc)
+
+
+async def test_attaching_needs_the_servers_key(tmp_path: Path) -> None:
+    async with attached_panel(tmp_path / "wrong", "--api-key", "sk-secret", key="sk-wrong", connect=False) as refused:
+        await refused.until(lambda: "refused" in refused.status())
+        assert not refused.mirror.connected
+        await refused.pilot.press("x")
+        await refused.until(lambda: any("not connected" in str(n.message) for n in refused.app._notifications))
+    async with attached_panel(tmp_path / "right", "--api-key", "sk-secret", key="sk-secret") as attached:
+        assert attached.mirror.connected and "refused" not in attached.status()
+        await attached.pilot.press("plus")
+        answer = httpx.get(attached.root + "/_mock/settings", headers={"authorization": "Bearer sk-secret"})
+        assert answer.json()["effective"]["latency_ms"] > 0
+
+
+async def test_try_resend_curl_and_save_settings_go_to_the_server(attached: Attached) -> None:
+    from mockllm_tui.tui.screens.try_prompt import TryPromptScreen
+
+    await attached.pilot.press("t")
+    assert isinstance(attached.app.screen, TryPromptScreen)
+    await attached.pilot.press(*"a story please", "enter")
+    result = attached.app.screen.query_one("#try-result", Static)
+    assert "Winner: story" in rendered(result)
+    await attached.pilot.press("escape")
+    assert attached.mirror.counters.total == 0  # trying counts nothing, here or there
+    assert httpx.get(attached.root + "/_mock/journal").json()["counters"]["total"] == 0
+
+    assert await attached.chat("hello") == "Hello from the server."
+    log = attached.app.query_one(RequestLog)
+    await attached.until(lambda: attached.app.selected is not None and not attached.app.selected.open)
+    copied: list[str] = []
+    attached.app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
+    await attached.pilot.press("y")
+    assert copied and f"{attached.root}/v1/chat/completions" in copied[0] and "hello" in copied[0]
+    await attached.pilot.press("r")
+    await attached.until(lambda: log.row_count == 2)
+    assert httpx.get(attached.root + "/_mock/journal").json()["counters"]["total"] == 2
+
+    await attached.pilot.press("plus", "ctrl+s")
+    await attached.until(lambda: "latency_ms" in (attached.tmp / "server" / "responses.yml").read_text())
+    assert "# greeting" in (attached.tmp / "server" / "responses.yml").read_text()
+
+
+def test_attach_refuses_what_is_not_a_url_and_headless() -> None:
+    import sys
+
+    for args, said in (
+        (["--attach", "127.0.0.1:8000"], "expected http(s)://HOST:PORT"),
+        (["--attach", "http://127.0.0.1:8000", "--headless"], "--attach and --headless exclude each other"),
+    ):
+        done = subprocess.run([sys.executable, "-m", "mockllm_tui", *args], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and said in done.stderr

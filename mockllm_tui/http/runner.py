@@ -129,6 +129,7 @@ def uvicorn_config(
         "lifespan": "off",
         "http": protocol,
         "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
         "proxy_headers": False,
         "timeout_graceful_shutdown": 1,
         "timeout_keep_alive": 5,

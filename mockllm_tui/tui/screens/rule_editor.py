@@ -116,7 +116,7 @@ class RuleEditor(ModalScreen[None]):
     """Edit one rule (or a new one when `view` is None)."""
 
     DEFAULT_CSS = """
-    RuleEditor { align: center middle; }
+    RuleEditor { align: center middle; background: $background; }
     RuleEditor > Vertical { width: 96; height: auto; max-height: 95%; border: thick $accent;
         background: $surface; padding: 0 1; }
     RuleEditor VerticalScroll { height: auto; max-height: 30; }

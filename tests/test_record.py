@@ -737,6 +737,42 @@ async def test_ollama_and_gemini_answers_are_recorded_and_replayed(tmp_path: Pat
         assert replayed.function_calls and replayed.function_calls[0].args == {"city": "Paris"}
 
 
+def invoke_texts(root: str) -> list[str]:
+    """InvokeModel (whole, then streamed) with Anthropic bodies through boto3: what each answer said."""
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=root,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=10),
+    )
+
+    def body(prompt: str) -> bytes:
+        return orjson.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": user(prompt)})
+
+    whole = orjson.loads(client.invoke_model(modelId=BEDROCK_MODEL, body=body("hello"))["body"].read())
+    streamed = client.invoke_model_with_response_stream(modelId=BEDROCK_MODEL, body=body("slow"))["body"]
+    events = [orjson.loads(e["chunk"]["bytes"]) for e in streamed]
+    deltas = [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"]
+    return [whole["content"][0]["text"], "".join(deltas)]
+
+
+async def test_bedrock_invoke_model_answers_are_recorded_and_replayed(tmp_path: Path) -> None:
+    async with recording_pair(tmp_path, upstreams=()) as pair:
+        pair.proxy.store.configure(upstreams=(("bedrock", pair.upstream.root),))
+        assert await asyncio.to_thread(invoke_texts, pair.proxy.root) == ["Hello from upstream", SLOW_TEXT]
+        rules = recorded(pair.proxy.store)
+        assert [(r["match"]["provider"], r["match"]["exact"], r["reply"]) for r in rules] == [
+            ("bedrock", "hello", "Hello from upstream"),
+            ("bedrock", "slow", SLOW_TEXT),
+        ]
+        assert rules[1]["stream_speed"] > 0
+    async with replaying(pair.path) as live:
+        assert await asyncio.to_thread(invoke_texts, live.root) == ["Hello from upstream", SLOW_TEXT]
+        assert all(e.rule is not None and e.rule.startswith("#") for e in live.store.journal())
+
+
 # -- a recorded agent loop replays turn by turn ----------------------------------------------------------
 
 AGENT_UPSTREAM = """\

@@ -516,6 +516,16 @@ class ConverseReader(EventStreamReader):
         return ""
 
 
+class InvokeReader(EventStreamReader, anthropic.MessageReader):
+    """InvokeModel's Anthropic `message` (or the Anthropic events inside its stream's `chunk`s)."""
+
+    def read_event(self, event: str, data: Any) -> str:
+        """A `chunk`'s base64 bytes hold one Anthropic event."""
+        if event != "chunk":
+            return ""
+        return anthropic.MessageReader.read_event(self, "", orjson.loads(base64.b64decode(data["bytes"])))
+
+
 def model_from_path(endpoint: Endpoint, request: Request) -> str:
     """The model id the path names (percent-decoded, as the journal shows it)."""
     return endpoint.path_params(request.path)["id"]
@@ -710,6 +720,10 @@ class InvokeModel(ChatEndpoint):
     def stream_error(self, status: int, message: str, ctx: RenderContext) -> bytes:
         """An eventstream `exception` message."""
         return exception_event(status, message, INVOKE_STREAM_EXCEPTIONS)
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's Anthropic message (or its eventstream) back into a Reply."""
+        return InvokeReader(conversation.stream)
 
 
 class InvokeModelStream(InvokeModel):

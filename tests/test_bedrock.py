@@ -32,7 +32,13 @@ from pydantic import TypeAdapter
 
 from mockllm_tui.core.store import Store
 from mockllm_tui.http.app import MockApp, create_app
-from mockllm_tui.providers.bedrock import eventstream_message, exception_event
+from mockllm_tui.providers.bedrock import (
+    ConverseReader,
+    event,
+    eventstream_message,
+    exception_event,
+    read_eventstream_message,
+)
 from tests.conftest import Live, ServerThread, make_store
 from tests.test_anthropic import WEATHER_SCHEMA
 
@@ -585,6 +591,65 @@ def test_eventstream_messages_decode_with_botocore_and_their_crcs_are_checked() 
     [failed] = list(exception)
     assert failed.headers[":exception-type"] == "modelStreamErrorException"
     assert orjson.loads(failed.payload) == {"message": "late", "originalStatusCode": 504, "originalMessage": "late"}
+
+
+def test_a_converse_stream_is_read_back_into_its_reply_whatever_its_chunk_boundaries() -> None:
+    start = {"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_1", "name": "get_weather"}}}
+    messages = [
+        event("messageStart", {"role": "assistant"}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Let me "}}),
+        event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "look."}}),
+        event("contentBlockStop", {"contentBlockIndex": 0}),
+        event("contentBlockStart", start),
+        event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '{"city":'}}}),
+        event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": '"Paris"}'}}}),
+        event("contentBlockStop", {"contentBlockIndex": 1}),
+        event("messageStop", {"stopReason": "tool_use"}),
+        event("metadata", {"usage": {"inputTokens": 3, "outputTokens": 9, "totalTokens": 12}, "metrics": {}}),
+    ]
+    raw = b"".join(messages)
+    for size in (1, 5, 64, len(raw)):
+        reader = ConverseReader(stream=True)
+        pieces = [p for at in range(0, len(raw), size) for p in reader.pieces(raw[at : at + size])]
+        said = "".join(reader.feed(p) for p in pieces)
+        if size == len(raw):
+            assert pieces == messages
+        assert said == 'Let me look.{"city":"Paris"}' and reader.done
+        reply = reader.reply()
+        assert reply is not None and reply.text == "Let me look." and reply.finish_reason == "tool_calls"
+        assert [(c.name, c.arguments) for c in reply.tool_calls] == [("get_weather", {"city": "Paris"})]
+    unfinished = ConverseReader(stream=True)
+    unfinished.feed(raw[: len(raw) - len(messages[-1]) - len(messages[-2])])
+    assert unfinished.reply() is None
+    failed = ConverseReader(stream=True)
+    with pytest.raises(ValueError, match="throttlingException"):
+        failed.feed(messages[0] + exception_event(429, "slow down", frozenset({"throttlingException"})))
+    with pytest.raises(ValueError, match="CRC"):
+        ConverseReader(stream=True).feed(raw[:-1] + bytes([raw[-1] ^ 1]))
+    whole = ConverseReader(stream=False)
+    whole.feed(orjson.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "Hi"}]}}}))
+    assert (answer := whole.reply()) is not None and answer.text == "Hi" and answer.finish_reason == "stop"
+
+
+def test_eventstream_headers_of_every_type_are_read_and_only_strings_kept() -> None:
+    raw = eventstream_message([(":event-type", "messageStop"), (":message-type", "event")], b"{}")
+    extra = b"\x05count\x04" + (7).to_bytes(4, "big") + b"\x02ok\x00" + b"\x03uid\x09" + bytes(16)
+    headers_length = int.from_bytes(raw[4:8], "big") + len(extra)
+    body = raw[12:-4][: headers_length - len(extra)] + extra + b"{}"
+    prelude = (16 + len(body)).to_bytes(4, "big") + headers_length.to_bytes(4, "big")
+    message = prelude + zlib.crc32(prelude).to_bytes(4, "big") + body
+    message += zlib.crc32(message).to_bytes(4, "big")
+    buffer = EventStreamBuffer()
+    buffer.add_data(message)
+    [parsed] = list(buffer)
+    assert parsed.headers == {
+        ":event-type": "messageStop",
+        ":message-type": "event",
+        "count": 7,
+        "ok": True,
+        "uid": bytes(16),
+    }
+    assert read_eventstream_message(message) == ({":event-type": "messageStop", ":message-type": "event"}, b"{}")
 
 
 def test_mid_path_id_routes_match_exactly_their_prefix_and_suffix() -> None:

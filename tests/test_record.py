@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anthropic
+import boto3
 import httpx
 import ollama
 import orjson
 import pytest
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
+from botocore.config import Config as BotoConfig
 from google import genai
 from openai import APIStatusError, AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response
 from pydantic import TypeAdapter
 
 from mockllm_tui.core.store import Store
@@ -47,6 +51,7 @@ from tests.conftest import HOST, Live, serving
 SECRET = "sk-live-SECRET-7f3a9c"
 EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
 CLAUDE = "claude-haiku-4-5"
+BEDROCK_MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 SLOW_TEXT = "one two three four five six seven eight nine ten eleven twelve"
 UPSTREAM_RULES = f"""\
 rules:
@@ -402,16 +407,18 @@ async def test_a_repeated_prompt_goes_upstream_again_and_extends_the_replies_seq
 async def test_a_request_only_the_upstream_understands_is_passed_through_unrecorded(tmp_path: Path) -> None:
     async with recording_pair(tmp_path) as pair:
         client = pair.openai()
-        first = await client.responses.create(model="gpt-4o", input="hello", store=True)
-        assert [r["reply"] for r in recorded(pair.proxy.store)] == ["Hello from upstream"]
-        # the proxy never saw that response id; the upstream made it and knows it
+        direct = AsyncOpenAI(base_url=pair.upstream.openai_url, api_key=SECRET, max_retries=0)
+        first = await direct.responses.create(model="gpt-4o", input="hello", store=True)
+        assert recorded(pair.proxy.store) == []
+        # the proxy never saw that response id (asked of the upstream directly); the upstream knows it
         stream = await client.responses.create(
             model="gpt-4o", input="say it again", previous_response_id=first.id, stream=True
         )
         text = "".join([e.delta async for e in stream if e.type == "response.output_text.delta"])
         assert text == "first answer"
         assert pair.proxy.store.journal()[-1].rule == "upstream"
-        assert len(recorded(pair.proxy.store)) == 1
+        assert recorded(pair.proxy.store) == []
+        await direct.close()
 
 
 # -- Anthropic -------------------------------------------------------------------------------------
@@ -730,6 +737,42 @@ async def test_ollama_and_gemini_answers_are_recorded_and_replayed(tmp_path: Pat
         assert replayed.function_calls and replayed.function_calls[0].args == {"city": "Paris"}
 
 
+def invoke_texts(root: str) -> list[str]:
+    """InvokeModel (whole, then streamed) with Anthropic bodies through boto3: what each answer said."""
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=root,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=10),
+    )
+
+    def body(prompt: str) -> bytes:
+        return orjson.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": user(prompt)})
+
+    whole = orjson.loads(client.invoke_model(modelId=BEDROCK_MODEL, body=body("hello"))["body"].read())
+    streamed = client.invoke_model_with_response_stream(modelId=BEDROCK_MODEL, body=body("slow"))["body"]
+    events = [orjson.loads(e["chunk"]["bytes"]) for e in streamed]
+    deltas = [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"]
+    return [whole["content"][0]["text"], "".join(deltas)]
+
+
+async def test_bedrock_invoke_model_answers_are_recorded_and_replayed(tmp_path: Path) -> None:
+    async with recording_pair(tmp_path, upstreams=()) as pair:
+        pair.proxy.store.configure(upstreams=(("bedrock", pair.upstream.root),))
+        assert await asyncio.to_thread(invoke_texts, pair.proxy.root) == ["Hello from upstream", SLOW_TEXT]
+        rules = recorded(pair.proxy.store)
+        assert [(r["match"]["provider"], r["match"]["exact"], r["reply"]) for r in rules] == [
+            ("bedrock", "hello", "Hello from upstream"),
+            ("bedrock", "slow", SLOW_TEXT),
+        ]
+        assert rules[1]["stream_speed"] > 0
+    async with replaying(pair.path) as live:
+        assert await asyncio.to_thread(invoke_texts, live.root) == ["Hello from upstream", SLOW_TEXT]
+        assert all(e.rule is not None and e.rule.startswith("#") for e in live.store.journal())
+
+
 # -- a recorded agent loop replays turn by turn ----------------------------------------------------------
 
 AGENT_UPSTREAM = """\
@@ -811,7 +854,110 @@ async def gemini_loop(root: str) -> list[str]:
     return [*said, out.text or ""]
 
 
-LOOPS = {"openai": openai_loop, "anthropic": anthropic_loop, "gemini": gemini_loop}
+async def respond(client: AsyncOpenAI, stream: bool, **params: Any) -> Response:
+    """A Responses answer, whole or (`stream`) as the final event of its stream carries it."""
+    if not stream:
+        return await client.responses.create(**params)
+    final = [
+        e.response async for e in await client.responses.create(stream=True, **params) if e.type == "response.completed"
+    ]
+    assert len(final) == 1
+    return final[0]
+
+
+async def responses_loop(root: str, *, chained: bool = False) -> list[str]:
+    """The same loop through the Responses API: each answer's output items passed back in `input`, or
+    (`chained`) streamed and named by `previous_response_id` with only the new items sent."""
+    client = AsyncOpenAI(base_url=root + "/v1", api_key="k", max_retries=0)
+    tools: Any = [
+        {"type": "function", "name": n, "parameters": {"type": "object"}} for n in ("get_weather", "get_hotels")
+    ]
+    items: list[Any] = user("Plan a trip")
+    previous: dict[str, Any] = {}
+    said: list[str] = []
+    for _ in range(5):
+        out = await respond(client, chained, model="gpt-4o", input=items, tools=tools, **previous)
+        calls = [i for i in out.output if i.type == "function_call"]
+        said.append(", ".join(c.name for c in calls) or out.output_text)
+        results = [{"type": "function_call_output", "call_id": c.call_id, "output": "ok"} for c in calls]
+        if chained:
+            items, previous = results, {"previous_response_id": out.id}
+        else:
+            items += [*(i.model_dump(exclude_none=True) for i in out.output), *results]
+        if not calls:
+            break
+    items += user("Plan a trip")
+    out = await respond(client, chained, model="gpt-4o", input=items, tools=tools, **previous)
+    await client.close()
+    return [*said, out.output_text]
+
+
+def converse(client: Any, stream: bool, **params: Any) -> dict[str, Any]:
+    """A Converse answer's message, whole or (`stream`) put together from its events."""
+    if not stream:
+        return dict(client.converse(**params)["output"]["message"])
+    blocks: dict[int, dict[str, Any]] = {}
+    for event in client.converse_stream(**params)["stream"]:
+        if "contentBlockStart" in event:
+            start = event["contentBlockStart"]
+            blocks[start["contentBlockIndex"]] = {"toolUse": {**start["start"]["toolUse"], "input": ""}}
+        elif "contentBlockDelta" in event:
+            at, delta = event["contentBlockDelta"]["contentBlockIndex"], event["contentBlockDelta"]["delta"]
+            if "text" in delta:
+                blocks.setdefault(at, {"text": ""})["text"] += delta["text"]
+            else:
+                blocks[at]["toolUse"]["input"] += delta["toolUse"]["input"]
+    for block in blocks.values():
+        if "toolUse" in block:
+            block["toolUse"]["input"] = orjson.loads(block["toolUse"]["input"] or "{}")
+    return {"role": "assistant", "content": [blocks[i] for i in sorted(blocks)]}
+
+
+def bedrock_turns(root: str, stream: bool) -> list[str]:
+    """The same loop through boto3's bedrock-runtime Converse (or ConverseStream)."""
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=root,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=BotoConfig(retries={"total_max_attempts": 1}, read_timeout=10),
+    )
+    specs = [
+        {"toolSpec": {"name": n, "inputSchema": {"json": {"type": "object"}}}} for n in ("get_weather", "get_hotels")
+    ]
+    params: dict[str, Any] = {"modelId": BEDROCK_MODEL, "toolConfig": {"tools": specs}}
+    messages: list[Any] = [{"role": "user", "content": [{"text": "Plan a trip"}]}]
+    said: list[str] = []
+    for _ in range(5):
+        message = converse(client, stream, messages=messages, **params)
+        messages.append(message)
+        uses = [b["toolUse"] for b in message["content"] if "toolUse" in b]
+        said.append(", ".join(u["name"] for u in uses) or "".join(b.get("text", "") for b in message["content"]))
+        if not uses:
+            break
+        results = [{"toolResult": {"toolUseId": u["toolUseId"], "content": [{"text": "ok"}]}} for u in uses]
+        messages.append({"role": "user", "content": results})
+    messages.append({"role": "user", "content": [{"text": "Plan a trip"}]})
+    final = converse(client, stream, messages=messages, **params)
+    return [*said, "".join(b.get("text", "") for b in final["content"])]
+
+
+async def bedrock_loop(root: str, *, stream: bool = False) -> list[str]:
+    """The boto3 loop, in a thread (boto3 blocks; the servers run on this loop)."""
+    return await asyncio.to_thread(bedrock_turns, root, stream)
+
+
+#: A loop's name -> the upstream it records from, and the loop.
+LOOPS: dict[str, tuple[str, Callable[[str], Awaitable[list[str]]]]] = {
+    "openai": ("openai", openai_loop),
+    "responses": ("openai", responses_loop),
+    "responses-chained-streamed": ("openai", functools.partial(responses_loop, chained=True)),
+    "anthropic": ("anthropic", anthropic_loop),
+    "gemini": ("gemini", gemini_loop),
+    "bedrock-converse": ("bedrock", bedrock_loop),
+    "bedrock-converse-stream": ("bedrock", functools.partial(bedrock_loop, stream=True)),
+}
 
 
 @pytest.mark.parametrize("family", list(LOOPS))
@@ -820,10 +966,10 @@ async def test_a_recorded_three_turn_agent_loop_replays_to_its_end(tmp_path: Pat
     up_path.write_text(AGENT_UPSTREAM)
     path = tmp_path / "responses.yml"
     path.write_text("rules: []\n")
-    loop = LOOPS[family]
+    provider, loop = LOOPS[family]
     expected = ["get_weather", "get_hotels", "Hotel Lutetia has a room.", "Enjoy the trip."]
     async with serving(store_for(up_path)) as upstream:
-        store = store_for(path, upstreams=((family, upstream.root),))
+        store = store_for(path, upstreams=((provider, upstream.root),))
         store.set_knobs("cli", {"record": True})
         async with serving(store) as proxy:
             assert await loop(proxy.root) == expected

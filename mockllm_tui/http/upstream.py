@@ -227,6 +227,7 @@ class UpstreamProxy:
             feed(reader, body)
             reply = read_reply(reader)
             if reply is not None:
+                remember(endpoint, conversation, reader)
                 ex.journal.reply_text(reply.text)
                 self._save(ex, conversation, reply, measure_pace(0.0, [(elapsed_ms / 1000.0, 0)]), upstream)
         ctype = response.headers.get("content-type", "application/json").encode("latin-1")
@@ -266,6 +267,7 @@ class UpstreamProxy:
                         saved = True
                         reply = read_reply(reader)
                         if reply is not None:
+                            remember(endpoint, conversation, reader)
                             self._save(ex, conversation, reply, measure_pace(0.0, marks), upstream)
                     await send(data, text)
         except httpx.HTTPError as exc:
@@ -333,6 +335,14 @@ def read_reply(reader: ReplyReader) -> Reply | None:
     except Exception as exc:
         log.warning("could not read the upstream's answer for recording: %s", exc)
         return None
+
+
+def remember(endpoint: ChatEndpoint, conversation: Conversation, reader: ReplyReader) -> None:
+    """Let the endpoint keep an upstream's complete answer; a failure there never breaks the answer."""
+    try:
+        endpoint.remember_upstream(conversation, reader)
+    except Exception as exc:
+        log.warning("%s: could not keep the upstream's answer: %s", endpoint.name, exc)
 
 
 def failure(exc: httpx.HTTPError, upstream: Upstream, timeout_s: float) -> tuple[int, str]:

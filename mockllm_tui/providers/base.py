@@ -488,6 +488,10 @@ class ChatEndpoint(Endpoint):
         recorded as a rule (None: this endpoint's answers are passed through but not recorded)."""
         return None
 
+    def remember_upstream(self, conversation: Conversation, reader: ReplyReader) -> None:
+        """Hook called with the reader of an upstream's complete answer (the Responses API keeps it,
+        so that a later request naming it in `previous_response_id` can be read here too)."""
+
     @property
     def stream_content_type(self) -> bytes:
         """The content type of this endpoint's streams."""

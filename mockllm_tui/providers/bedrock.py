@@ -28,7 +28,15 @@ from typing import Any
 
 import orjson
 
-from mockllm_tui.core.conversation import Conversation, Message, Reply, RequestError, ToolCall, ToolSpec
+from mockllm_tui.core.conversation import (
+    Conversation,
+    FinishReason,
+    Message,
+    Reply,
+    RequestError,
+    ToolCall,
+    ToolSpec,
+)
 from mockllm_tui.core.models import ModelInfo
 from mockllm_tui.core.tokens import count_tokens
 from mockllm_tui.engine.limits import LimitBreach
@@ -43,6 +51,7 @@ from mockllm_tui.providers.base import (
     Provider,
     Query,
     RenderContext,
+    ReplyReader,
     Request,
     TokenCountEndpoint,
     bearer_token,
@@ -138,6 +147,47 @@ def eventstream_message(headers: list[tuple[str, str]], payload: bytes) -> bytes
     prelude = struct.pack(">II", 16 + len(raw_headers) + len(payload), len(raw_headers))
     message = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw_headers + payload
     return message + struct.pack(">I", zlib.crc32(message))
+
+
+#: The sizes of the eventstream header value types that have no length prefix (bool, byte, short,
+#: int, long, timestamp, uuid); types 6 (bytes) and 7 (string) carry a two-byte length.
+_FIXED_HEADER_SIZES = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16}
+#: Prelude (total length, headers length, prelude CRC) plus the message CRC.
+_MESSAGE_OVERHEAD = 16
+
+
+def eventstream_length(data: bytes, at: int = 0) -> int | None:
+    """The length of the eventstream message starting at `at` in `data` (None: fewer than 4 bytes yet)."""
+    return int(struct.unpack_from(">I", data, at)[0]) if len(data) >= at + 4 else None
+
+
+def read_eventstream_message(raw: bytes) -> tuple[dict[str, str], bytes]:
+    """One whole eventstream message as its string headers and its payload; ValueError for a
+    message whose lengths or CRC32s do not add up."""
+    if len(raw) < _MESSAGE_OVERHEAD:
+        raise ValueError("eventstream message shorter than its prelude")
+    total, headers_length, prelude_crc = struct.unpack_from(">III", raw)
+    if total != len(raw) or headers_length > total - _MESSAGE_OVERHEAD:
+        raise ValueError("eventstream message lengths do not add up")
+    if zlib.crc32(raw[:8]) != prelude_crc or zlib.crc32(raw[:-4]) != struct.unpack_from(">I", raw, total - 4)[0]:
+        raise ValueError("eventstream message CRC mismatch")
+    headers: dict[str, str] = {}
+    at, end = 12, 12 + headers_length
+    while at < end:
+        size = raw[at]
+        name = raw[at + 1 : at + 1 + size].decode()
+        kind = raw[at + 1 + size]
+        at += 2 + size
+        if kind in (6, 7):
+            (length,) = struct.unpack_from(">H", raw, at)
+            if kind == 7:
+                headers[name] = raw[at + 2 : at + 2 + length].decode()
+            at += 2 + length
+        elif kind in _FIXED_HEADER_SIZES:
+            at += _FIXED_HEADER_SIZES[kind]
+        else:
+            raise ValueError(f"eventstream header {name!r} has an unknown type {kind}")
+    return headers, raw[end : total - 4]
 
 
 def event(event_type: str, body: dict[str, Any]) -> bytes:
@@ -380,6 +430,102 @@ def tool_uses(reply: Reply) -> list[dict[str, Any]]:
     ]
 
 
+# -- Converse: reading an upstream's answer back ----------------------------------------------------
+
+#: Bedrock's stopReason -> the neutral finish reason.
+NEUTRAL_STOP: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "stop_sequence": "stop_sequence",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
+}
+
+
+class EventStreamReader(ReplyReader):
+    """A reader whose streams come in eventstream framing: the stream is cut into its binary
+    messages, each event's JSON payload given to `read_event(event_type, payload)`; an `exception`
+    message fails the reading (the answer is passed on, not recorded). A whole body is JSON as usual."""
+
+    def __init__(self, stream: bool) -> None:
+        super().__init__(stream)
+        #: The bytes `pieces` has seen of a message that is not whole yet.
+        self._unfinished = b""
+
+    def feed(self, data: bytes) -> str:
+        """Take the next bytes; return the reply text their whole messages carry."""
+        if not self.stream:
+            return super().feed(data)
+        self._buffer += data
+        out: list[str] = []
+        while (size := eventstream_length(self._buffer)) is not None and len(self._buffer) >= size:
+            raw, self._buffer = self._buffer[:size], self._buffer[size:]
+            headers, payload = read_eventstream_message(raw)
+            if headers.get(":message-type") != "event":
+                raise ValueError(f"the stream ended with {headers.get(':exception-type', 'an error')}")
+            out.append(self.read_event(headers.get(":event-type", ""), orjson.loads(payload or b"{}")))
+        return "".join(out)
+
+    def pieces(self, data: bytes) -> list[bytes]:
+        """`data` cut after the end of each message in it."""
+        if not self.stream:
+            return [data]
+        seen = self._unfinished + data
+        at, ends = 0, []
+        while (size := eventstream_length(seen, at)) is not None and size >= _MESSAGE_OVERHEAD:
+            if at + size > len(seen):
+                break
+            at += size
+            ends.append(at - len(self._unfinished))
+        self._unfinished = seen[at:]
+        return [data[a:b] for a, b in zip([0, *ends], [*ends, len(data)], strict=True) if b > a]
+
+
+class ConverseReader(EventStreamReader):
+    """A `ConverseResponse` (or its stream's events, up to `messageStop`) read back into a Reply."""
+
+    def read_body(self, body: Any) -> None:
+        """The output message's text and toolUse blocks."""
+        for block in body["output"]["message"]["content"]:
+            if "text" in block:
+                self.text += block["text"]
+            elif "toolUse" in block:
+                use = block["toolUse"]
+                self.calls.append([use["name"], orjson.dumps(use.get("input") or {}).decode()])
+        self.finish_reason = NEUTRAL_STOP.get(body.get("stopReason") or "", "stop")
+
+    def read_event(self, event: str, data: Any) -> str:
+        """Tool-use starts, text and input deltas; `messageStop` completes the reply."""
+        if event == "contentBlockStart":
+            use = data["start"].get("toolUse")
+            if use is not None:
+                self.calls.append([use["name"], ""])
+        elif event == "contentBlockDelta":
+            delta = data["delta"]
+            if "text" in delta:
+                self.text += delta["text"]
+                return str(delta["text"])
+            if "toolUse" in delta and self.calls:
+                self.calls[-1][1] += delta["toolUse"]["input"]
+                return str(delta["toolUse"]["input"])
+        elif event == "messageStop":
+            self.finish_reason = NEUTRAL_STOP.get(data.get("stopReason") or "", "stop")
+            self.done = True
+        return ""
+
+
+class InvokeReader(EventStreamReader, anthropic.MessageReader):
+    """InvokeModel's Anthropic `message` (or the Anthropic events inside its stream's `chunk`s)."""
+
+    def read_event(self, event: str, data: Any) -> str:
+        """A `chunk`'s base64 bytes hold one Anthropic event."""
+        if event != "chunk":
+            return ""
+        return anthropic.MessageReader.read_event(self, "", orjson.loads(base64.b64decode(data["bytes"])))
+
+
 def model_from_path(endpoint: Endpoint, request: Request) -> str:
     """The model id the path names (percent-decoded, as the journal shows it)."""
     return endpoint.path_params(request.path)["id"]
@@ -439,6 +585,10 @@ class Converse(ChatEndpoint):
     def stream_error(self, status: int, message: str, ctx: RenderContext) -> bytes:
         """An eventstream `exception` message."""
         return exception_event(status, message, self.exceptions)
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's Converse answer (or its eventstream) back into a Reply."""
+        return ConverseReader(conversation.stream)
 
 
 class ConverseStream(Converse):
@@ -570,6 +720,10 @@ class InvokeModel(ChatEndpoint):
     def stream_error(self, status: int, message: str, ctx: RenderContext) -> bytes:
         """An eventstream `exception` message."""
         return exception_event(status, message, INVOKE_STREAM_EXCEPTIONS)
+
+    def reply_reader(self, conversation: Conversation) -> ReplyReader:
+        """Reads an upstream's Anthropic message (or its eventstream) back into a Reply."""
+        return InvokeReader(conversation.stream)
 
 
 class InvokeModelStream(InvokeModel):

@@ -351,19 +351,40 @@ class CreateResponse(ChatEndpoint):
             ToolCall(name=c.name, arguments=c.arguments, id=tool_call_id(ctx, i, c))
             for i, c in enumerate(reply.tool_calls)
         ]
-        answer = Message(role="assistant", content=reply.text, tool_calls=calls)
+        self._keep(conv, body, reply.text, calls)
+
+    def _keep(self, conv: ResponsesConversation, body: dict[str, Any], text: str, calls: list[ToolCall]) -> None:
+        answer = Message(role="assistant", content=text, tool_calls=calls)
         _saved(self).put(SavedResponse(body=body, history=[*conv.messages, answer]))
 
     def reply_reader(self, conversation: Conversation) -> ReplyReader:
         """Reads an upstream's response (or its events) back into a Reply."""
         return ResponseReader(conversation.stream)
 
+    def remember_upstream(self, conversation: Conversation, reader: ReplyReader) -> None:
+        """Keep an upstream's response under its own id, with its calls' own ids, so that the next
+        request of a `previous_response_id` chain parses here (and is recorded turn by turn)."""
+        conv = _as_responses(conversation)
+        body = reader.response if isinstance(reader, ResponseReader) else None
+        if not conv.store or body is None or not isinstance(body.get("id"), str):
+            return
+        calls = [
+            ToolCall(name=item["name"], arguments=parse_arguments(item.get("arguments") or ""), id=item["call_id"])
+            for item in body.get("output") or []
+            if item.get("type") == "function_call"
+        ]
+        self._keep(conv, body, reader.text, calls)
+
 
 class ResponseReader(ReplyReader):
     """A `response` object (or its events, up to `response.completed`) read back into a Reply."""
 
+    #: The whole `response` object, once read.
+    response: dict[str, Any] | None = None
+
     def read_body(self, body: Any) -> None:
         """The output items: message text and function calls."""
+        self.response = body
         self.text, self.calls = "", []
         for item in body.get("output") or []:
             if item.get("type") == "message":

@@ -501,4 +501,5 @@ def test_the_sync_client_runs_a_turn_and_metrics_count_each_response(rules_serve
     assert f'mockllm_requests_total{{{where},rule="hello",status="200"}} 2.0' in metrics
     # each response's time to first token is its own (after its 150 ms latency), not the session's
     assert f"mockllm_time_to_first_token_seconds_count{{{where}}} 2.0" in metrics
-    assert f'mockllm_time_to_first_token_seconds_bucket{{{where},le="0.1"}} 0.0' in metrics
+    bucket = 'mockllm_time_to_first_token_seconds_bucket{endpoint="realtime",le="0.1",provider="openai-realtime"}'
+    assert f"{bucket} 0.0" in metrics

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import openai
 
 from tests.conftest import Live
-from tests.test_realtime_openai import Events, say, text_session
+from tests.test_realtime_openai import Events, ended, say, session_row, text_session
 
 RULES = """
 rules:
@@ -64,16 +65,25 @@ async def test_a_realtime_tool_loop_in_a_session_ends_and_a_fallback_names_the_n
         await say(conn, "thanks")
         await events.until("conversation.item.done")
         await respond(conn, events)
-    entries = rules_live.store.journal()
-    assert [(e.session, e.rule) for e in entries[-5:]] == [
-        ("rt", "weather"),
-        ("rt", "weather"),
-        ("rt", "weather answer"),
-        ("rt", "later weather"),
-        ("rt", "unknown_response"),
-    ]
-    assert entries[-5].status == 503
-    assert entries[-1].nearest()[0] == ("later weather", "contains: 'weather' is not in 'thanks'")
+    store = rules_live.store
+    row = await ended(store, session_row(store))
+    # one row for the session: the latest response's rule and near misses, every turn's conversation
+    assert (row.session, row.rule, row.status) == ("rt", "unknown_response", 101)
+    assert row.nearest()[0] == ("later weather", "contains: 'weather' is not in 'thanks'")
+    users = [text for role, text in row.transcript() if role == "user"]
+    assert users == ["what is the weather in Paris?", "and the weather tomorrow?", "thanks"]
+    assert store.counters.by_status == {503: 1, 200: 4}
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(rules_live.root + "/metrics")).text
+    where = 'endpoint="realtime",provider="openai-realtime"'
+    for rule, status in [
+        ("weather", 503),
+        ("weather", 200),
+        ("weather answer", 200),
+        ("later weather", 200),
+        ("unknown_response", 200),
+    ]:
+        assert f'mockllm_requests_total{{{where},rule="{rule}",status="{status}"}} 1.0' in metrics
 
 
 async def test_strict_mode_over_realtime_is_an_error_event(rules_live: Live) -> None:
@@ -87,4 +97,5 @@ async def test_strict_mode_over_realtime_is_an_error_event(rules_live: Live) -> 
     error = next(e for e in refused if e.type == "error").error
     assert error.message.startswith("no rule matched this request; nearest: ")
     assert refused[-1].response.status == "failed"
-    assert rules_live.store.journal()[-1].status == 404
+    assert rules_live.store.counters.by_status == {404: 1}
+    assert session_row(rules_live.store).nearest()

@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from mockllm_tui.engine.speech import OUTPUT_RATE, synthesize
 from tests.conftest import Live
+from tests.test_realtime_openai import ended, session_row
 
 RULES = """
 rules:
@@ -75,7 +76,7 @@ async def test_a_text_turn_through_the_sdk(rules_live: Live) -> None:
     assert "".join(m.text or "" for m in messages) == "Hello there, friend."
     assert messages[-1].server_content.turn_complete and messages[-1].usage_metadata.total_token_count > 0
     assert any(m.server_content and m.server_content.generation_complete for m in messages)
-    entry = rules_live.store.journal()[-1]
+    entry = session_row(rules_live.store)
     assert (entry.provider, entry.endpoint, entry.model, entry.rule) == (
         "gemini-live",
         "live",
@@ -171,6 +172,13 @@ async def test_a_tool_call_round_trip(rules_live: Live) -> None:
         )
         messages = await turn(session)
     assert "".join(m.text or "" for m in messages) == "It is sunny in Paris."
+    row = await ended(rules_live.store, session_row(rules_live.store))
+    assert (row.status, row.rule, row.reply_text) == (101, "weather-answer", "It is sunny in Paris.")
+    labels = row.chunk_labels
+    assert labels[0] == "setupComplete" and labels.count("toolCall") == 1 and labels[-1] == "turnComplete"
+    assert "modelTurn text" in labels and "It is sunny in Paris." in "".join(row.chunks)
+    assert [role for role, _text in row.transcript()][:1] == ["user"] and len(row.transcript()) >= 3
+    assert rules_live.store.counters.by_status == {200: 2}
 
 
 async def test_a_bad_message_closes_with_1007_and_a_reason(rules_live: Live) -> None:
@@ -189,6 +197,9 @@ async def test_a_rule_error_closes_with_an_error_code(rules_live: Live) -> None:
         with pytest.raises(errors.APIError) as failed:
             await turn(session)
     assert failed.value.code != 1000 and "Slow down" in str(failed.value)
+    row = await ended(rules_live.store, session_row(rules_live.store))
+    assert (row.status, row.rule) == (429, "refuse")
+    assert rules_live.store.counters.by_status == {429: 1}
 
 
 async def test_the_key_comes_from_the_query_or_the_header(rules_live: Live) -> None:

@@ -14,6 +14,7 @@ from openai.types.realtime.realtime_server_event import RealtimeServerEvent
 from pydantic import TypeAdapter
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from mockllm_tui.core.store import JournalEntry, Store
 from mockllm_tui.engine.speech import OUTPUT_RATE, synthesize
 from tests.conftest import Live
 
@@ -92,6 +93,25 @@ def client(live: Live, key: str = "sk-test") -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=live.openai_url, api_key=key, max_retries=0)
 
 
+def session_row(store: Store) -> JournalEntry:
+    """The journal's one realtime row (a socket is one row, however many responses it had)."""
+    rows = [e for e in store.journal() if e.method == "WS"]
+    assert len(rows) == 1, [(e.id, e.path) for e in rows]
+    return rows[0]
+
+
+async def ended(store: Store, entry: JournalEntry, timeout: float = 10) -> JournalEntry:
+    """The entry once its socket has closed (the server ends the row as it sees the close)."""
+    sub = store.subscribe(kinds=frozenset({"done"}))
+    try:
+        while entry.open:
+            assert await sub.wait(timeout), f"row {entry.id} still open"
+            sub.drain()
+    finally:
+        store.unsubscribe(sub)
+    return entry
+
+
 async def say(conn: Any, text: str) -> None:
     await conn.conversation.item.create(
         item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
@@ -121,13 +141,62 @@ async def test_a_text_turn_follows_the_real_event_order_with_valid_unique_events
     assert done.response.output[0].content[0].text == "Hello there, friend."
     ids = [e.event_id for e in events.seen]
     assert len(ids) == len(set(ids))
-    entry = rules_live.store.journal()[-1]
+    entry = await ended(rules_live.store, session_row(rules_live.store))
     assert (entry.endpoint, entry.rule, entry.status, entry.reply_text) == (
         "realtime",
         "hello",
-        200,
+        101,
         "Hello there, friend.",
     )
+    assert entry.chunk_labels == [e.type for e in events.seen]
+    assert rules_live.store.counters.by_status == {200: 1}
+
+
+async def test_a_session_is_one_row_that_grows_while_open_and_ends_at_the_close(rules_live: Live) -> None:
+    import httpx
+
+    store = rules_live.store
+    async with client(rules_live).realtime.connect(model="gpt-realtime") as conn:
+        events = Events(conn)
+        await text_session(conn, events)
+        row = session_row(store)
+        assert (row.method, row.path, row.provider, row.endpoint, row.model) == (
+            "WS",
+            "/v1/realtime",
+            "openai-realtime",
+            "realtime",
+            "gpt-realtime",
+        )
+        assert row.open and row.stream and row.status == 0
+        assert row.chunk_labels[:1] == ["session.created"]
+        await say(conn, "hello")
+        await events.until("conversation.item.done")
+        await conn.response.create()
+        await events.until("rate_limits.updated")
+        after_one = len(row.chunks)
+        assert row.open and after_one > 2 and row.rule == "hello"
+        await say(conn, "refuse this")
+        await events.until("conversation.item.done")
+        await conn.response.create()
+        refused = await events.until("response.done")
+        assert session_row(store) is row and row.open and len(row.chunks) > after_one
+        assert row.rule == "refuse" and row.reply_text == ""
+        assert row.conversation is not None
+        assert [text for role, text in row.transcript() if role == "user"] == ["hello", "refuse this"]
+    await ended(store, row)
+    assert session_row(store) is row and row.status == 101 and row.duration_ms > 0
+    assert row.chunk_labels == [e.type for e in events.seen]
+    assert "error" in row.chunk_labels and refused[-1].response.status == "failed"
+    assert "Hello there, friend." in "".join(row.chunks)
+    counters = store.counters
+    assert (counters.total, counters.by_status, counters.errors, counters.in_flight) == (2, {200: 1, 429: 1}, 1, 0)
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(rules_live.root + "/metrics")).text
+    where = 'endpoint="realtime",provider="openai-realtime"'
+    assert f'mockllm_requests_total{{{where},rule="hello",status="200"}} 1.0' in metrics
+    assert f'mockllm_requests_total{{{where},rule="refuse",status="429"}} 1.0' in metrics
+    assert 'status="101"' not in metrics
+    assert f"mockllm_request_duration_seconds_count{{{where}}} 2.0" in metrics
 
 
 async def test_a_partial_session_update_keeps_earlier_fields(rules_live: Live) -> None:
@@ -324,7 +393,8 @@ async def test_response_cancel_stops_a_slow_response(rules_live: Live) -> None:
         rest = await events.until("response.done")
     assert rest[-1].response.status == "cancelled"
     assert rest[-1].response.status_details.reason == "client_cancelled"
-    assert rules_live.store.journal()[-1].status == 499
+    assert rules_live.store.counters.by_status == {499: 1}
+    assert (await ended(rules_live.store, session_row(rules_live.store))).status == 101
 
 
 async def test_a_rule_error_and_fail_next_before_arrive_as_error_events(rules_live: Live) -> None:
@@ -364,6 +434,9 @@ async def test_mid_stream_and_disconnect_faults_close_the_socket_with_an_error_c
     assert closed.value.rcvd is not None and closed.value.rcvd.code != 1000
     deltas = [e for e in events.seen if e.type == "response.output_text.delta"]
     assert bool(deltas) is (mode == "mid_stream")
+    row = await ended(rules_live.store, session_row(rules_live.store))
+    assert row.status == 500 and row.fault is not None
+    assert row.chunk_labels == [e.type for e in events.seen]
 
 
 async def test_auth_refuses_a_wrong_key_and_takes_an_ephemeral_one(rules_live: Live) -> None:
@@ -420,8 +493,13 @@ def test_the_sync_client_runs_a_turn_and_metrics_count_each_response(rules_serve
             while not kinds or kinds[-1] != "rate_limits.updated":
                 kinds.append(EVENTS.validate_json(conn.recv_bytes(), strict=True).type)
             assert "response.output_text.delta" in kinds
-    entries = [e for e in rules_server.store.journal() if e.endpoint == "realtime"]
-    assert len(entries) == 2 and all(e.first_chunk_at - e.started >= 0.1 for e in entries if e.first_chunk_at)
+    row = session_row(rules_server.store)
+    assert row.endpoint == "realtime" and row.chunk_labels[0] == "session.created"
+    assert row.chunk_labels.count("response.done") == 2
     metrics = httpx.get(rules_server.root + "/metrics").text
-    counted = 'mockllm_requests_total{endpoint="realtime",provider="openai-realtime",rule="hello",status="200"} 2.0'
-    assert counted in metrics
+    where = 'endpoint="realtime",provider="openai-realtime"'
+    assert f'mockllm_requests_total{{{where},rule="hello",status="200"}} 2.0' in metrics
+    # each response's time to first token is its own (after its 150 ms latency), not the session's
+    assert f"mockllm_time_to_first_token_seconds_count{{{where}}} 2.0" in metrics
+    bucket = 'mockllm_time_to_first_token_seconds_bucket{endpoint="realtime",le="0.1",provider="openai-realtime"}'
+    assert f"{bucket} 0.0" in metrics

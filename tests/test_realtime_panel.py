@@ -1,4 +1,4 @@
-"""A realtime session in the panel: each response a row that grows live, its events as a timeline."""
+"""A realtime session in the panel: one row a socket, growing live while it is open, its events as a timeline."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.test_panel import open_panel
 LONG = " ".join(f"word{i}" for i in range(40))
 
 
-async def test_a_realtime_response_grows_in_the_log_and_shows_its_events(tmp_path: Path) -> None:
+async def test_a_realtime_session_grows_in_the_log_and_shows_its_events(tmp_path: Path) -> None:
     async with open_panel(tmp_path) as panel:
         panel.store.set_knobs("live", {"stream_speed": 60})
         panel.store.set_rules(FixedReplies(text=LONG))
@@ -42,8 +42,9 @@ async def test_a_realtime_response_grows_in_the_log_and_shows_its_events(tmp_pat
         assert "word39" not in rendered(detail)
         await panel.pilot.press("c")
         await panel.until(lambda: "response.output_text" in rendered(detail), timeout=10)
-        assert "response.created" in rendered(detail)
-        await panel.until(lambda: "rate_limits.updated" in rendered(detail) and "end · 200" in rendered(detail), 15)
+        assert "response.created" in rendered(detail) and "session.created" in rendered(detail)
+        await panel.until(lambda: "rate_limits.updated" in rendered(detail), 15)
+        assert "… streaming" in rendered(detail) and log.row_count == 1
         await panel.pilot.press("n")
         await panel.until(lambda: isinstance(panel.app.screen, RuleEditor))
         editor = panel.app.screen
@@ -51,8 +52,11 @@ async def test_a_realtime_response_grows_in_the_log_and_shows_its_events(tmp_pat
         assert editor.query_one("#model", Input).value == "gpt-realtime"
         editor.query_one("#reply", TextArea).load_text("")
         await panel.pilot.press(*"From the panel.", "ctrl+s")
+        await panel.until(lambda: not isinstance(panel.app.screen, RuleEditor))
         done.set()
         await asyncio.wait_for(task, 10)
+        await panel.until(lambda: "end · 101" in rendered(detail), 10)
+        assert log.row_count == 1
         async with panel.client.realtime.connect(model="gpt-realtime") as conn:
             await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
             await conn.conversation.item.create(
@@ -63,4 +67,4 @@ async def test_a_realtime_response_grows_in_the_log_and_shows_its_events(tmp_pat
                 if event.type == "response.output_text.done":
                     assert event.text == "From the panel."
                     break
-
+        await panel.until(lambda: log.row_count == 2, 10)

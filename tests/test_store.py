@@ -7,7 +7,9 @@ import time
 
 import httpx
 
+from mockllm_tui.core.conversation import Conversation, Message
 from mockllm_tui.core.store import Store
+from mockllm_tui.http.journal import JournalRecorder
 from tests.conftest import Live
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -82,6 +84,30 @@ def test_counters_by_status_and_errors() -> None:
     assert c.by_status == {200: 2, 404: 1, 529: 1}
     store.clear_journal()
     assert store.counters.total == 0 and store.journal() == []
+
+
+def test_a_session_row_counts_its_responses_not_itself() -> None:
+    store = Store()
+    finished: list[tuple[int, int, int]] = []
+    store.add_finish_hook(lambda e: finished.append((e.id, e.status, len(e.chunks))))
+    done = store.subscribe(kinds=frozenset({"done"}))
+    journal = JournalRecorder(store, "WS", "/v1/realtime")
+    journal.first_byte()
+    journal.chunk("", 10, "session.created")
+    for status, text in ((200, "hi"), (429, "again")):
+        started = time.perf_counter()
+        journal.next_response(Conversation("openai", "realtime", "gpt-realtime", [Message("user", text)]), "resp")
+        journal.matched(f"rule-{status}")
+        journal.chunk(text, 5, "response.output_text.delta")
+        journal.response_ended(status, started, len(journal.entry.chunks) - 1)
+    row = journal.entry
+    assert store.journal() == [row] and row.open and row.rule == "rule-429" and row.preview == "again"
+    assert (store.counters.total, store.counters.by_status, store.counters.errors) == (2, {200: 1, 429: 1}, 1)
+    assert finished == [(row.id, 200, 1), (row.id, 429, 1)] and not len(done)
+    journal.session_ended(101)
+    assert not row.open and row.status == 101 and row.chunk_labels[0] == "session.created"
+    assert store.counters.total == 2 and store.counters.in_flight == 0 and store.counters.streams_open == 0
+    assert len(finished) == 2 and [payload for _kind, payload in done.drain()] == [row]
 
 
 async def test_counters_add_up_under_concurrent_requests(live: Live) -> None:

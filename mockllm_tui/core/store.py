@@ -407,8 +407,31 @@ class Store:
 
     def end_request(self, entry: JournalEntry, status: int, bytes_sent: int = 0, body: bytes = b"") -> None:
         """Record the end of a request (streams included); `body` is a whole reply as sent."""
+        if self._close(entry, status, bytes_sent, body):
+            self.count_response(entry)
+            self.publish("done", entry)
+
+    def end_session(self, entry: JournalEntry, status: int) -> None:
+        """Record the end of a session's row (a realtime socket). Its responses were counted one by
+        one (`count_response`), so the row itself is not counted again."""
+        if self._close(entry, status):
+            self.publish("done", entry)
+
+    def count_response(self, entry: JournalEntry) -> None:
+        """Count a finished response in the totals and tell the finish hooks (metrics, traces). A
+        session's response is a snapshot that is not in the journal: the session's row is."""
+        c = self._counters
+        c.total += 1
+        c.by_status[entry.status] = c.by_status.get(entry.status, 0) + 1
+        if entry.status >= 400:
+            c.errors += 1
+        for hook in self._finish_hooks:
+            hook(entry)
+
+    def _close(self, entry: JournalEntry, status: int, bytes_sent: int = 0, body: bytes = b"") -> bool:
+        """Close an open entry with its status (False: it was closed already)."""
         if not entry.open:
-            return
+            return False
         if body:
             entry.response_body = body if len(body) <= MAX_STORED_BODY else body[:MAX_STORED_BODY]
         entry.open = False
@@ -420,13 +443,7 @@ class Store:
         c.in_flight -= 1
         if entry.stream_started:
             c.streams_open -= 1
-        c.total += 1
-        c.by_status[status] = c.by_status.get(status, 0) + 1
-        if status >= 400:
-            c.errors += 1
-        for hook in self._finish_hooks:
-            hook(entry)
-        self.publish("done", entry)
+        return True
 
     def add_finish_hook(self, hook: Callable[[JournalEntry], None]) -> None:
         """Call `hook(entry)` as each request ends, before subscribers hear of it (keep it cheap)."""

@@ -2,11 +2,15 @@
 
 Every write to a request's entry goes through these methods, in the order a request lives:
 opened, served_by, body, parsed, limited, matched, faulted, first_byte, chunk(s), ended or failed.
+A realtime socket is one entry that stays open while the socket is: each response starts with
+`next_response` and ends with `response_ended` (counted on its own), the row with `session_ended`.
 The entry's shape (what `GET /_mock/journal`, the panel and the pytest plugin read) is the store's.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from time import perf_counter
 from typing import Any
 
 from mockllm_tui.core.conversation import Conversation, NearMiss, NearMisses, Reply, preview
@@ -125,3 +129,41 @@ class JournalRecorder:
     def failed(self, status: int) -> None:
         """The request ended without a complete answer (client gone, cut on purpose, shutdown)."""
         self.store.end_request(self.entry, status)
+
+    def next_response(self, conversation: Conversation, response_id: str, model: str = "") -> None:
+        """A session's next response begins: its turn's conversation becomes the row's (so the row
+        shows every turn so far) and the last response's rule, reply and fault are cleared."""
+        entry = self.entry
+        entry.conversation, entry.model = conversation, model or conversation.model or entry.model
+        entry.preview = preview(conversation.last_user_text() or conversation.system)
+        entry.request_id = response_id
+        entry.rule = entry.fault = entry.fault_mode = None
+        entry.rule_id = entry.fault_status = None
+        entry.scenario, entry.near_misses = None, None
+        entry.reply_text = entry.thinking_text = entry.response_id = entry.finish_reason = ""
+        entry.input_tokens = entry.output_tokens = 0
+
+    def response_ended(self, status: int, started: float, mark: int) -> None:
+        """A session's response is over (`started`: when it began, perf_counter; `mark`: the row's
+        chunk count as its frames began). It is counted as a request of its own, as a snapshot of
+        the row that the journal does not hold."""
+        entry = self.entry
+        times = entry.chunk_times[mark:]
+        response = replace(
+            entry,
+            time=entry.time + (started - entry.started),
+            status=status,
+            open=False,
+            started=started,
+            duration_ms=(perf_counter() - started) * 1000.0,
+            first_chunk_at=times[0] if times else None,
+            chunks=entry.chunks[mark:],
+            chunk_times=times,
+            chunk_labels=[],
+            stream=True,
+        )
+        self.store.count_response(response)
+
+    def session_ended(self, status: int) -> None:
+        """The session's socket closed: 101, or the status of the fault that closed it."""
+        self.store.end_session(self.entry, status)

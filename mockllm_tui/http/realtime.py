@@ -1,8 +1,9 @@
 """The realtime flow: a WebSocket session, fed to its provider's pure translator (providers/realtime.py).
 
 Each response the session asks for runs like a streamed chat request: the rules choose the reply,
-the knobs plan latency, pacing and faults, and the journal records it as a request of its own (its
-chunks growing as the deltas go out), so the panel, `/_mock/journal` and `/metrics` count each one.
+and the knobs plan latency, pacing and faults. The socket is one journal row, open while the socket
+is: every event the session sends is a chunk of it (labelled with its type), its conversation and
+reply are the latest turn's; each response is counted on its own (totals, `/metrics`).
 The socket is read while a response streams, so `response.cancel` and a hang-up take effect at once.
 """
 
@@ -47,6 +48,8 @@ log = logging.getLogger("mockllm_tui")
 SPEED_POLL_S = 0.25
 #: Recorded as the status of a response the client cancelled.
 CANCELLED_STATUS = 499
+#: The status of a session's row: the socket was switched to (the close's fault status replaces it).
+SWITCHED_STATUS = 101
 
 
 class SocketClosed(Exception):
@@ -92,7 +95,14 @@ async def serve_realtime(
         return
     session = endpoint.open(scope["path"], query, headers, audio_transcript=store.knobs.audio_transcript)
     await send({"type": "websocket.accept"})
-    connection = Connection(endpoint, session, scope, receive, send, store, redact_headers(headers, secret_headers))
+    kept_headers = redact_headers(headers, secret_headers)
+    journal = JournalRecorder(store, "WS", scope["path"], kept_headers)
+    provider = endpoint.provider
+    journal.served_by(provider.name, provider.system, "", endpoint.name, endpoint.operation)
+    journal.parsed(model=session.model)
+    journal.in_session(session_of(headers))
+    journal.first_byte()
+    connection = Connection(endpoint, session, scope, receive, send, store, kept_headers, journal)
     await connection.run()
 
 
@@ -119,19 +129,25 @@ class Connection:
         send: Send,
         store: Store,
         headers: dict[str, str],
+        journal: JournalRecorder,
     ) -> None:
         self.endpoint, self.session, self.scope = endpoint, session, scope
         self.receive, self._send, self.store, self.headers = receive, send, store, headers
+        self.journal = journal
+        #: How the session's row ends: SWITCHED_STATUS, or the status of a fault that closed the socket.
+        self.close_status = SWITCHED_STATUS
         self.response: asyncio.Task[None] | None = None
         self.turn: Turn | None = None
         self.closed = False
         self.queue: list[Turn] = []
 
-    async def send_text(self, data: bytes) -> None:
-        """One text frame."""
+    async def send_text(self, data: bytes, text: str = "", label: str | None = None) -> None:
+        """One text frame (a server event), recorded as a chunk of the session's row: `text` is the
+        reply text it carries, `label` its type (None: the session names it)."""
         if self.closed:
             raise SocketClosed()
         await self._send({"type": "websocket.send", "text": data.decode()})
+        self.journal.chunk(text, len(data), self.session.label(data) if label is None else label)
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close the socket (once)."""
@@ -166,6 +182,7 @@ class Connection:
                 self.response.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self.response
+            self.journal.session_ended(self.close_status)
 
     async def carry_out(self, steps: list[Step]) -> None:
         """Do what the session asks, in order."""
@@ -207,16 +224,15 @@ class Connection:
             await self.send_text(data)
 
     async def answer(self, turn: Turn) -> None:
-        """One response: rules, knobs, then the session's frames, paced; recorded as a journal entry."""
-        store, conversation = self.store, turn.conversation
-        journal = JournalRecorder(store, "WS", self.scope["path"], self.headers)
-        provider = self.endpoint.provider
-        journal.served_by(provider.name, provider.system, turn.response_id, self.endpoint.name, self.endpoint.operation)
-        journal.parsed(conversation, model=self.session.model)
-        session = session_of(self.headers)
-        journal.in_session(session)
+        """One response: rules, knobs, then the session's frames, paced; recorded into the session's
+        row and counted as a request of its own."""
+        store, conversation, journal = self.store, turn.conversation, self.journal
+        started = time.perf_counter()
+        journal.next_response(conversation, turn.response_id, self.session.model)
+        session = journal.entry.session
         knobs = store.knobs_for(session)
         status = DISCONNECT_STATUS
+        mark: int | None = None
         try:
             try:
                 reply = choose_reply(store, conversation, self.headers, journal.entry)
@@ -248,12 +264,12 @@ class Connection:
             store.count_tokens_used(reply.usage.total_tokens)
             pieces = split_chunks(reply.text, knobs.stream_chunk)
             frames = self.session.render(turn, reply, pieces, [count_tokens(p) for p in pieces])
-            journal.first_byte()
+            mark = len(journal.entry.chunks)
             cut = _cut_point(frames) if error is not None else -1
-            await self._paced(frames, plan.speed_override, journal, cut)
+            await self._paced(frames, plan.speed_override, cut)
             if error is not None:
                 await self.close(CLOSE_SERVER_ERROR, injected_message(error)[:120])
-                status = error.status
+                status = self.close_status = error.status
                 return
             journal.reply_text(reply.text)
             self.session.finished(turn, reply)
@@ -262,10 +278,7 @@ class Connection:
             status = DISCONNECT_STATUS if self.closed else CANCELLED_STATUS
             raise
         finally:
-            if status in (DISCONNECT_STATUS, CANCELLED_STATUS):
-                journal.failed(status)
-            else:
-                journal.ended(status)
+            journal.response_ended(status, started, len(journal.entry.chunks) if mark is None else mark)
 
     def _error_message(self, error: PlannedError, reply: Reply) -> str:
         if error.reason == "rule" and reply.error is not None:
@@ -276,6 +289,7 @@ class Connection:
         """An error before any output: the session's error, a hold until the cap, or a cut."""
         if mode == "disconnect":
             await self.close(CLOSE_SERVER_ERROR, "connection dropped by mockllm-tui (injected fault)")
+            self.close_status = status
             return DISCONNECT_STATUS
         if mode == "timeout":
             await asyncio.sleep(self.store.knobs.timeout_cap_s)
@@ -284,9 +298,11 @@ class Connection:
                 f"mockllm-tui held the response for the timeout cap ({self.store.knobs.timeout_cap_s:g} s)",
             )
         await self.carry_out(self.session.rule_error(turn, status, message))
+        if self.closed:
+            self.close_status = status
         return status
 
-    async def _paced(self, frames: list[Frame], fixed: float | None, journal: JournalRecorder, cut: int) -> None:
+    async def _paced(self, frames: list[Frame], fixed: float | None, cut: int) -> None:
         """Send the frames, each when its tokens are due (as chat streams are paced)."""
         loop = asyncio.get_running_loop()
         store = self.store
@@ -306,8 +322,7 @@ class Connection:
                         break
                     await asyncio.sleep(min(delay, SPEED_POLL_S))
                     pacer.follow(store.knobs.stream_speed)
-            await self.send_text(frame.data)
-            journal.chunk(frame.text, len(frame.data), frame.label)
+            await self.send_text(frame.data, frame.text, frame.label)
             pacer.sent(frame.tokens, loop.time())
             pacer.follow(store.knobs.stream_speed)
 

@@ -274,6 +274,13 @@ class GeminiLiveSession(RealtimeSession):
         """The conversation so far as (role, text) lines."""
         return [(m.role, m.content) for m in self.messages]
 
+    def label(self, message: bytes) -> str:
+        """A server message's kind: its field (`serverContent`'s own first field, as the frames say)."""
+        data = orjson.loads(message)
+        kind = next(iter(data), "")
+        content = data.get("serverContent")
+        return next(iter(content), kind) if isinstance(content, dict) else kind
+
 
 def _b64(text: str) -> bytes:
     """Base64 in either alphabet (google-genai sends the URL-safe one), padding optional."""

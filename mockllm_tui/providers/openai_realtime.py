@@ -629,6 +629,10 @@ class OpenAIRealtimeSession(RealtimeSession):
         """The conversation so far as (role, text) lines."""
         return [(m.role, m.content) for m in _messages(self.items)]
 
+    def label(self, message: bytes) -> str:
+        """A server event's type."""
+        return str(orjson.loads(message).get("type", ""))
+
 
 def _messages(items: list[dict[str, Any]]) -> list[Message]:
     """Conversation items as neutral messages (audio turns carry their configured transcript)."""

@@ -108,6 +108,10 @@ class RealtimeSession:
         """The conversation so far as neutral (role, text) lines, for the panel."""
         return []
 
+    def label(self, message: bytes) -> str:
+        """What a message this session sent is (its event type), for the chunk timeline."""
+        return ""
+
 
 class RealtimeEndpoint(Endpoint):
     """A route upgraded to a WebSocket; the realtime flow serves it."""

@@ -31,6 +31,7 @@ from mockllm_tui.providers.realtime import (
     Step,
     Turn,
     audio_tokens,
+    encoded,
 )
 from mockllm_tui.providers.registry import register_provider
 
@@ -114,7 +115,7 @@ class GeminiLiveSession(RealtimeSession):
             raise LiveError("setup.model: a model is required, e.g. models/gemini-live-2.5-flash.")
         self.model = model.removeprefix("models/")
         self.setup = setup
-        return [Emit((orjson.dumps({"setupComplete": {}}),))]
+        return [Emit((encoded({"setupComplete": {}}),))]
 
     def on_client_content(self, content: dict[str, Any]) -> list[Step]:
         turns = content.get("turns") or []
@@ -184,7 +185,7 @@ class GeminiLiveSession(RealtimeSession):
         out: list[Step] = []
         if (self.setup or {}).get("inputAudioTranscription") is not None:
             message = {"serverContent": {"inputTranscription": {"text": self.audio_transcript, "finished": True}}}
-            out.append(Emit((orjson.dumps(message),)))
+            out.append(Emit((encoded(message),)))
         out.append(Answer(self._turn()))
         return out
 
@@ -219,7 +220,7 @@ class GeminiLiveSession(RealtimeSession):
                 for call in reply.tool_calls
             ]
             turn.details["calls"] = calls
-            body = orjson.dumps({"toolCall": {"functionCalls": calls}})
+            body = encoded({"toolCall": {"functionCalls": calls}})
             return [Frame(body, "", count_tokens(body.decode()), "toolCall")]
         frames: list[Frame] = []
         audio_ms = 0.0
@@ -230,16 +231,16 @@ class GeminiLiveSession(RealtimeSession):
                 audio_ms += duration_ms(pcm, OUTPUT_RATE)
                 part = {"inlineData": {"mimeType": OUTPUT_MIME, "data": base64.b64encode(pcm).decode()}}
                 message = {"serverContent": {"modelTurn": {"parts": [part]}}}
-                frames.append(Frame(orjson.dumps(message), piece, tokens, "modelTurn audio"))
+                frames.append(Frame(encoded(message), piece, tokens, "modelTurn audio"))
                 if transcribe:
                     transcription = {"serverContent": {"outputTranscription": {"text": piece}}}
-                    frames.append(Frame(orjson.dumps(transcription), label="outputTranscription"))
+                    frames.append(Frame(encoded(transcription), label="outputTranscription"))
             else:
                 text = {"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}}
-                frames.append(Frame(orjson.dumps(text), piece, tokens, "modelTurn text"))
-        frames.append(Frame(orjson.dumps({"serverContent": {"generationComplete": True}}), label="generationComplete"))
+                frames.append(Frame(encoded(text), piece, tokens, "modelTurn text"))
+        frames.append(Frame(encoded({"serverContent": {"generationComplete": True}}), label="generationComplete"))
         complete = {"serverContent": {"turnComplete": True}, "usageMetadata": self._usage(turn, reply, audio_ms)}
-        frames.append(Frame(orjson.dumps(complete), label="turnComplete"))
+        frames.append(Frame(encoded(complete), label="turnComplete"))
         return frames
 
     def _usage(self, turn: Turn, reply: Reply, audio_ms: float) -> dict[str, Any]:
@@ -263,7 +264,7 @@ class GeminiLiveSession(RealtimeSession):
     def cancelled(self, turn: Turn) -> list[bytes]:
         """An interrupted turn says so."""
         self.active = None
-        return [orjson.dumps({"serverContent": {"interrupted": True}})]
+        return [encoded({"serverContent": {"interrupted": True}})]
 
     def rule_error(self, turn: Turn, status: int, message: str) -> list[Step]:
         """Live has no error message: the socket closes with an error code and the message as reason."""

@@ -32,6 +32,7 @@ from mockllm_tui.providers.realtime import (
     Step,
     Turn,
     audio_tokens,
+    encoded,
 )
 from mockllm_tui.providers.registry import register_provider
 
@@ -133,7 +134,7 @@ class OpenAIRealtimeSession(RealtimeSession):
     # -- framing ---------------------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> bytes:
         """One server event, with a unique `event_id`."""
-        return orjson.dumps({"type": kind, "event_id": f"{self._prefix}{next(self._ids)}", **fields})
+        return encoded({"type": kind, "event_id": f"{self._prefix}{next(self._ids)}", **fields})
 
     def _frame(self, kind: str, *, piece: str = "", piece_tokens: int = 0, **fields: Any) -> Frame:
         """A server event as a stream frame carrying `piece` of the reply, labelled with its type."""

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import orjson
+
 from mockllm_tui.core.conversation import Conversation, Reply, RequestError
 from mockllm_tui.providers.base import Endpoint, Frame, Query, Request
 
@@ -131,6 +133,13 @@ class RealtimeEndpoint(Endpoint):
     def presented_keys(self, query: Mapping[str, str], headers: Mapping[str, str]) -> list[str]:
         """The keys the handshake carries (headers, or the query for APIs that take it there)."""
         return self.provider.presented_keys(headers)
+
+
+def encoded(data: Any) -> bytes:
+    """One message as JSON bytes of their own size. A response's frames are rendered ahead of
+    pacing, and orjson's result keeps a 4 KB buffer behind it: copied, a response's ~50 frames
+    hold about 13 KB instead of 200 KB while they wait their turn."""
+    return memoryview(orjson.dumps(data)).tobytes()
 
 
 def audio_tokens(duration_ms: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import orjson
 
 from mockllm_tui.admin.journal import redact_body
 from mockllm_tui.core.store import MAX_STORED_BODY
@@ -53,3 +54,16 @@ def test_redaction_walks_nested_values() -> None:
         "a": [{"Password": "[redacted]", "x-api-key": "[redacted]", "note": "has [redacted] inside"}],
         "n": 1,
     }
+
+
+def test_the_event_streams_entry_data_redacts_credentials_in_the_body() -> None:
+    from mockllm_tui.core.journal_data import entry_data
+    from mockllm_tui.core.store import JournalEntry
+
+    entry = JournalEntry(id=1, time=0.0, method="POST", path="/v1/chat/completions")
+    entry.request_body = b'{"model": "m", "api_key": "sk-secret", "note": "uses KEY-123 inside"}'
+    data = entry_data(entry, api_key="KEY-123")
+    assert "sk-secret" not in data["body"]["text"] and "KEY-123" not in data["body"]["text"]
+    assert orjson.loads(data["body"]["text"])["model"] == "m"
+    entry.request_body = b"not json, kept as it is"
+    assert entry_data(entry)["body"] == {"text": "not json, kept as it is"}

@@ -201,10 +201,11 @@ class EventFeed:
         sent = self._sent.get(entry.id)
         if not entry.open:
             self._sent.pop(entry.id, None)
-            self._append("request.ended", entry_data(entry, chunks_from=sent[0] if sent else 0))
+            key = self.store.knobs.api_key
+            self._append("request.ended", entry_data(entry, chunks_from=sent[0] if sent else 0, api_key=key))
             return
         if sent is None:
-            self._append("request.started", entry_data(entry))
+            self._append("request.started", entry_data(entry, api_key=self.store.knobs.api_key))
             self._sent[entry.id] = (len(entry.chunks), entry.conversation is not None)
             return
         count, has_conversation = sent

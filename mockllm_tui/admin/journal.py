@@ -9,17 +9,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mockllm_tui.core.journal_data import entry_data
-from mockllm_tui.core.store import REDACTED, Store
+from mockllm_tui.core.redaction import redact_body
+from mockllm_tui.core.store import Store
 from mockllm_tui.providers.base import Provider
 from mockllm_tui.providers.registry import plugin_errors
 
 router = APIRouter(prefix="/_mock")
-
-#: Body fields whose values are credentials (compared lower-cased, with `-` read as `_`).
-CREDENTIAL_FIELDS = frozenset(
-    {"api_key", "apikey", "x_api_key", "authorization", "password", "secret", "client_secret", "access_token"}
-)
-
 
 def store_of(request: Request) -> Store:
     """The app's store."""
@@ -41,25 +36,13 @@ async def get_journal(
     else:
         entries = store.journal_tail(size)
     if full:  # up to the whole journal: serialized in one go, not through FastAPI's encoder
-        body = {"object": "list", "data": [entry_data(e) for e in entries], "counters": store.counters.public()}
+        key = store.knobs.api_key
+        data = [entry_data(e, api_key=key) for e in entries]
+        body = {"object": "list", "data": data, "counters": store.counters.public()}
         return Response(orjson.dumps(body), media_type="application/json")
     key = store.knobs.api_key
     data = [{**e.public(), "body": redact_body(e.body_json(), key)} for e in entries]
     return {"object": "list", "data": data, "counters": store.counters.public()}
-
-
-def redact_body(value: Any, api_key: str | None = None) -> Any:
-    """A parsed request body with credentials replaced: credential fields, and the server's own key anywhere."""
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if str(k).lower().replace("-", "_") in CREDENTIAL_FIELDS else redact_body(v, api_key)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [redact_body(v, api_key) for v in value]
-    if api_key and isinstance(value, str) and api_key in value:
-        return value.replace(api_key, REDACTED)
-    return value
 
 
 @router.delete("/journal")

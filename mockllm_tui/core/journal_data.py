@@ -12,6 +12,7 @@ from time import perf_counter
 from typing import Any
 
 from mockllm_tui.core.conversation import Conversation, Message, ToolCall, ToolSpec
+from mockllm_tui.core.redaction import redacted_bytes
 from mockllm_tui.core.store import JournalEntry
 
 #: The fields copied as they are, both ways.
@@ -126,8 +127,11 @@ def chunk_offsets(entry: JournalEntry, start: int = 0) -> list[float]:
     return [round((t - began) * 1000.0, 3) for t in entry.chunk_times[start:]]
 
 
-def entry_data(entry: JournalEntry, *, chunks_from: int | None = 0, now: float | None = None) -> dict[str, Any]:
-    """An entry as plain data; its chunks from `chunks_from` on (None: no chunks)."""
+def entry_data(
+    entry: JournalEntry, *, chunks_from: int | None = 0, now: float | None = None, api_key: str | None = None
+) -> dict[str, Any]:
+    """An entry as plain data, credentials redacted from its body; its chunks from `chunks_from` on
+    (None: no chunks)."""
     now = perf_counter() if now is None else now
     out: dict[str, Any] = dict(zip(PLAIN_FIELDS, _plain(entry), strict=True))
     out["age_ms"] = round((now - entry.started) * 1000.0, 3)
@@ -136,7 +140,7 @@ def entry_data(entry: JournalEntry, *, chunks_from: int | None = 0, now: float |
     )
     out["stream_started"] = entry.stream_started
     out["headers"] = entry.request_headers
-    out["body"] = _bytes_data(entry.request_body) if entry.request_body else None
+    out["body"] = _bytes_data(redacted_bytes(entry.request_body, api_key)) if entry.request_body else None
     out["response_body"] = _bytes_data(entry.response_body) if entry.response_body else None
     out["conversation"] = conversation_data(entry.conversation) if entry.conversation is not None else None
     if chunks_from is not None:

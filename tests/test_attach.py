@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.screens.save_path import SavePathScreen
 from mockllm_tui.tui.widgets.request_log import RequestLog
 from mockllm_tui.tui.widgets.rule_table import RuleTable
-from tests.support import rendered
+from tests.support import PanelDriver, rendered
 from tests.test_headless import start_headless
 
 SIZE = (160, 45)
@@ -44,8 +43,10 @@ responses:
 
 
 @dataclass
-class Attached:
+class Attached(PanelDriver):
     """The attached panel, its pilot and mirror, the server process and an SDK client for it."""
+
+    wait_s = 10.0
 
     app: MockPanel
     pilot: Pilot[int]
@@ -59,21 +60,6 @@ class Attached:
     def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Let the panel run until `condition` holds (fails after `timeout` seconds)."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            await self.pilot.pause(0.02)
-
-    async def chat(self, prompt: str, **kwargs: object) -> str:
-        reply = await self.client.chat.completions.create(
-            model="gpt-4o",
-            messages=[{"role": "user", "content": prompt}],
-            **kwargs,  # type: ignore[arg-type]
-        )
-        return str(reply.choices[0].message.content)
 
     def status(self) -> str:
         return rendered(self.app.query_one("#status-url", Static))

@@ -7,7 +7,7 @@ import contextlib
 import difflib
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +25,14 @@ from mockllm_tui.tui.screens.help import HelpScreen
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.widgets.request_log import RequestLog
 from mockllm_tui.tui.widgets.rule_table import RuleTable
-from tests.support import FixedReplies, rendered
+from tests.support import FixedReplies, PanelDriver, rendered
 
 SIZE = (160, 45)
 LONG_REPLY = " ".join(f"word{i}" for i in range(60))
 
 
 @dataclass
-class Panel:
+class Panel(PanelDriver):
     """The running panel, its pilot, its store and an SDK client pointed at its server."""
 
     app: MockPanel
@@ -41,22 +41,6 @@ class Panel:
     client: openai.AsyncOpenAI
     tmp: Path
 
-    async def until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Let the panel run until `condition` holds (fails after `timeout` seconds)."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            await self.pilot.pause(0.02)
-
-    async def chat(self, prompt: str, **kwargs: object) -> str:
-        """One non-streaming chat completion; its reply text."""
-        reply = await self.client.chat.completions.create(
-            model="gpt-4o",
-            messages=[{"role": "user", "content": prompt}],
-            **kwargs,  # type: ignore[arg-type]
-        )
-        return str(reply.choices[0].message.content)
 
 
 RESPONSES = """\

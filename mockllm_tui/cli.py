@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from mockllm_tui import __version__
 from mockllm_tui.core.knobs import CHUNK_MODES, ERROR_MODES, KnobError
 from mockllm_tui.core.sessions import DEFAULT_MAX_SESSIONS
+from mockllm_tui.core.shared_state import LocalState
 from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, DEFAULT_MAX_BODY, StartupConfig, Store, url_host
 from mockllm_tui.http import telemetry
 from mockllm_tui.http.app import MockApp, create_app
@@ -179,8 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=env.get("MOCKLLM_WORKERS", "1"),
         metavar="N",
-        help="With --headless: serve from N processes, each watching the responses file; the journal and "
-        "counters are per process. The panel is single-process by design. [MOCKLLM_WORKERS]",
+        help="With --headless: serve from N processes, each watching the responses file. Without --state redis://... "
+        "each keeps its own journal and counters, and the admin API refuses changes (they would reach one worker). "
+        "The panel is single-process by design. [MOCKLLM_WORKERS]",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="URL",
+        default=env.get("MOCKLLM_STATE", "memory"),
+        help="Where run-time state lives: memory (this process only; the default) or redis://[:PASSWORD@]HOST:PORT/DB "
+        "(or rediss://): every process naming the same Redis and prefix shares the settings, the rules, reply "
+        "sequences, fail-next, rate limits and the journal. [MOCKLLM_STATE]",
+    )
+    parser.add_argument(
+        "--state-prefix",
+        metavar="NAME",
+        default=env.get("MOCKLLM_STATE_PREFIX", "mockllm"),
+        help="Namespace of the keys in the shared Redis, so several mocks can share one. [MOCKLLM_STATE_PREFIX]",
+    )
+    parser.add_argument(
+        "--instance-name",
+        metavar="NAME",
+        default=env.get("MOCKLLM_INSTANCE_NAME", ""),
+        help="This process's name in the journal (`instance`); default HOST:PID. [MOCKLLM_INSTANCE_NAME]",
     )
     parser.add_argument(
         "--http",
@@ -291,6 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KnobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.state != "memory":
+        from mockllm_tui.shared.connection import StateUnreachable, check_reachable
+
+        try:
+            check_reachable(args.state)
+        except StateUnreachable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.workers > 1 and not args.headless:
         print("error: --workers needs --headless (the live panel is single-process by design)", file=sys.stderr)
         return EXIT_USAGE
@@ -331,9 +361,22 @@ def make_store(args: argparse.Namespace) -> Store:
         upstreams=upstreams_of(args),
         upstream_timeout_s=args.upstream_timeout_s,
     )
-    store = Store(journal_size=args.journal_size, config=config)
+    store = Store(journal_size=args.journal_size, config=config, state=state_of(args))
     store.set_knobs("cli", {**knob_values(args), **({"record": True} if args.record else {})})
     return store
+
+
+def state_of(args: argparse.Namespace) -> LocalState:
+    """The state backend `--state` names (raises KnobError for an unknown one; connects later)."""
+    url = str(args.state).strip()
+    if url == "memory":
+        return LocalState(args.instance_name, shared=args.workers <= 1)
+    from mockllm_tui.shared.connection import is_redis_url
+    from mockllm_tui.shared.group import redis_state
+
+    if not is_redis_url(url):
+        raise KnobError(f"--state: expected memory or redis://HOST:PORT/DB, got {url!r}")
+    return redis_state(url, args.state_prefix, args.instance_name)
 
 
 def upstreams_of(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
@@ -495,8 +538,19 @@ def worker_app() -> MockApp:
     setup_logging(args.log_file, to_stderr=True)
     app = build_app(args, store)
     app.metrics.load()
-    app.fallback.router.lifespan_context = lambda _app: headless_tasks(args, store, app)
+    app.fallback.router.lifespan_context = lambda _app: worker_tasks(args, store, app)
     return app
+
+
+@asynccontextmanager
+async def worker_tasks(args: argparse.Namespace, store: Store, app: MockApp) -> AsyncIterator[None]:
+    """A `--workers` process's lifespan: join the shared state, then the headless tasks."""
+    await store.state.start(store)
+    try:
+        async with headless_tasks(args, store, app):
+            yield
+    finally:
+        await store.state.stop()
 
 
 def freeze_startup_objects() -> None:

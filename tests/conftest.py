@@ -15,6 +15,8 @@ from mockllm_tui.core.store import Store
 from mockllm_tui.http.app import MockApp, create_app
 from mockllm_tui.http.runner import ServerHandle
 
+pytest_plugins = ["tests.redis_server"]
+
 HOST = "127.0.0.1"
 #: The slowest files (subprocesses, the panel), collected first: the workers (`-n 2 --dist loadfile`)
 #: take files in collection order, so neither is left running one of these alone at the end.

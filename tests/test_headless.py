@@ -59,7 +59,7 @@ def headless(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, str]]
 def test_headless_serves_the_sdk_and_stops_cleanly_on_sigterm(headless: tuple[subprocess.Popen[str], int, str]) -> None:
     proc, port, responses = headless
     assert responses.endswith("responses.yml")
-    assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+    assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok", "state": "memory"}
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o", messages=[{"role": "user", "content": "hello"}]

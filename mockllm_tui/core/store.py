@@ -25,6 +25,7 @@ from mockllm_tui.core.conversation import Conversation, NearMiss, NearMisses, Re
 from mockllm_tui.core.knobs import ErrorMode, Knobs, validate_knob_values
 from mockllm_tui.core.models import ModelRegistry, default_registry
 from mockllm_tui.core.sessions import DEFAULT_MAX_SESSIONS, Sessions, SessionState
+from mockllm_tui.core.shared_state import LocalState
 
 DEFAULT_JOURNAL_SIZE = 5_000
 DEFAULT_SUBSCRIPTION_SIZE = 10_000
@@ -68,7 +69,7 @@ def url_host(url: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "notice", "journal_cleared"]
+EventKind = Literal["request", "chunk", "done", "rules", "knobs", "file", "notice", "journal_cleared", "state"]
 Event = tuple[EventKind, Any]
 
 
@@ -276,6 +277,7 @@ class Store:
         journal_size: int = DEFAULT_JOURNAL_SIZE,
         knobs: Knobs | None = None,
         config: StartupConfig | None = None,
+        state: LocalState | None = None,
     ) -> None:
         self._journal: deque[JournalEntry] = deque(maxlen=max(1, journal_size))
         self._open: dict[int, JournalEntry] = {}
@@ -298,6 +300,8 @@ class Store:
         self.rng = random.Random(self._knobs.seed)
         self._config = config or StartupConfig()
         self.sessions = Sessions(self._config.max_sessions)
+        #: How this process shares its state with others (`--state`; memory: it does not).
+        self.state = state or LocalState()
 
     # -- start-up values -----------------------------------------------------------------------
 
@@ -613,6 +617,10 @@ class Store:
         """Report (or clear) a problem with the responses file; the last good rules keep serving."""
         self._file_error = message
         self.publish("file", message)
+
+    def state_changed(self) -> None:
+        """Tell subscribers that the shared state's mode changed (`self.state.mode`: degraded, say)."""
+        self.publish("state", self.state.mode)
 
     def announce(self, message: str) -> None:
         """Tell the user something worth a line (the panel shows it): a file created, say."""

@@ -23,7 +23,7 @@ from mockllm_tui.http.answer import DISCONNECT_STATUS, SHUTDOWN_STATUS
 from mockllm_tui.http.auth import AuthGuard, admin_allowed, headers_text, send_unauthorized
 from mockllm_tui.http.chat import run_chat
 from mockllm_tui.http.exchange import REDACTED_HEADERS, ClientGone, CutConnection, Exchange, Receive, Scope, Send
-from mockllm_tui.http.fallback import HEALTH, build_fallback
+from mockllm_tui.http.fallback import build_fallback, health
 from mockllm_tui.http.journal import JournalRecorder
 from mockllm_tui.http.media import run_media
 from mockllm_tui.http.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -176,7 +176,7 @@ class MockApp:
                 await self._serve(endpoint, endpoint.provider, scope, receive, send)
                 return
             if path == "/health" and method in ("GET", "HEAD"):
-                await Exchange(scope, receive, send, self.store).send_json(200, HEALTH)
+                await Exchange(scope, receive, send, self.store).send_json(200, health(self.store))
                 return
             if path == METRICS_PATH and method in ("GET", "HEAD"):
                 await self._send_metrics(send)

@@ -15,7 +15,9 @@ from mockllm_tui.providers.base import Provider
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-HEALTH = {"status": "ok"}
+def health(store: Store) -> dict[str, str]:
+    """`GET /health`: ok, and which state is in force (memory, redis, or degraded while Redis is lost)."""
+    return {"status": "ok", "state": store.state.mode}
 
 
 def build_fallback(store: Store, providers: list[Provider], shape: Provider) -> FastAPI:
@@ -41,8 +43,8 @@ def build_fallback(store: Store, providers: list[Provider], shape: Provider) -> 
         return Response(body, status_code=status, media_type="application/json")
 
     @app.get("/health")
-    async def health() -> dict[str, str]:  # served by the dispatcher; here for the docs and other methods
-        return HEALTH
+    async def health_route() -> dict[str, str]:  # served by the dispatcher; here for the docs and other methods
+        return health(store)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -167,7 +167,9 @@ class ServerHandle:
         return f"http://{host}:{self.port}/v1"
 
     async def start(self) -> None:
-        """Serve on the running loop; returns once the server listens (the FastAPI fallback then builds)."""
+        """Join the shared state (if any), then serve on the running loop; returns once the server
+        listens (the FastAPI fallback then builds)."""
+        await self.app.store.state.start(self.app.store)
         self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name="mockllm-server")
         ready = asyncio.create_task(self.server.ready.wait())
         done, _ = await asyncio.wait({self.task, ready}, return_when=asyncio.FIRST_COMPLETED)
@@ -193,3 +195,4 @@ class ServerHandle:
                 self.server.force_exit = True
                 self.task.cancel()
         self.sock.close()
+        await self.app.store.state.stop()

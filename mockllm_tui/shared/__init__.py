@@ -1,0 +1,1 @@
+"""The Redis state backend (`--state redis://…`): what several processes and machines share."""

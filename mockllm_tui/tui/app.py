@@ -391,7 +391,7 @@ class MockPanel(App[int]):
         self._resting = len(events) > BUSY_EVENTS
         log = self.log_view
         touched: dict[int, JournalEntry] = {}
-        rules_changed = knobs_changed = file_changed = cleared = False
+        rules_changed = knobs_changed = file_changed = cleared = state_changed = False
         for kind, payload in events:
             if kind in ("request", "chunk", "done"):
                 touched[payload.id] = payload
@@ -408,6 +408,8 @@ class MockPanel(App[int]):
                 self.notify(str(payload), title="Responses file", timeout=8)
             elif kind == "journal_cleared":
                 cleared = True
+            elif kind == "state":
+                state_changed = True
         if lost or cleared:
             log.reload(self.store.journal())
         else:
@@ -425,6 +427,8 @@ class MockPanel(App[int]):
             self.rule_table.hits_changed()
         if knobs_changed:
             self._show_knobs()
+        if state_changed or lost:
+            self.status_bar.show_state(self.store.state.mode)
         if events:
             self.status_bar.show_counts(self.store.counters)
 
@@ -445,6 +449,7 @@ class MockPanel(App[int]):
         """Show everything the store holds now (on mount, and after a lost batch)."""
         self._show_file()
         self._show_knobs()
+        self.status_bar.show_state(self.store.state.mode)
         self.status_bar.show_counts(self.store.counters)
         self.rule_table.show_rules()
 

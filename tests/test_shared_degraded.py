@@ -146,6 +146,13 @@ async def test_redis_stopped_and_started_again_under_the_panel(tmp_path: Path, r
         await panel.until(lambda: QUIET in panel.status() and LOST not in panel.status(), timeout=BACK_S)
         accepted = await http.patch("/_mock/settings", json={"latency_ms": 5})
         assert accepted.status_code == 200 and accepted.json()["shared"] is True
+        said = [(n.title, str(n.message)) for n in panel.app._notifications]
+        shown = f"redis://127.0.0.1:{redis_server.port}/0"
+        assert [message.split(" (")[0] for _, message in said] == [
+            f"lost the shared state at {shown}",
+            f"the shared state at {shown} is back: in step with the other processes again",
+        ]
+        assert {title for title, _ in said} == {""}  # a sentence of its own, not a file's notice
 
 
 async def test_the_attached_panel_shows_the_servers_state(tmp_path: Path, redis_server: RedisServer) -> None:

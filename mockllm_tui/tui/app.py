@@ -403,9 +403,9 @@ class MockPanel(App[int]):
                 file_changed = True
                 if payload:
                     self.notify(str(payload), title="Responses file not loaded", severity="error", timeout=8)
-            elif kind == "notice":
+            elif kind == "notice":  # a sentence of its own: the file followed, the shared state lost or back
                 file_changed = True
-                self.notify(str(payload), title="Responses file", timeout=8)
+                self.notify(str(payload), timeout=8)
             elif kind == "journal_cleared":
                 cleared = True
             elif kind == "state":

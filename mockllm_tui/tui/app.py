@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from textual.actions import parse as parse_action
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -470,10 +470,10 @@ class MockPanel(App[int]):
         log = self.log_view
         before = self.selected
         self.selected = None if message.entry_id is None else log.rows_by_id.get(message.entry_id)
-        with contextlib.suppress(NoMatches):  # the log moved while the app was closing
+        with contextlib.suppress(NoMatches, ScreenStackError):  # the log moved while the app was closing
             self.detail.show(self.selected, following=log.follow)
-        if (before is None) != (self.selected is None):
-            self.refresh_bindings()  # the request keys show in the footer while a request is selected
+            if (before is None) != (self.selected is None):
+                self.refresh_bindings()  # the request keys show in the footer while a request is selected
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The main screen's keys work only there, and not while typing in a field (the key is then

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,21 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
+@dataclass
+class Workers:
+    """Headless workers: the parent process and their root URL."""
+
+    proc: subprocess.Popen[str]
+    root: str
+
+
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[str]:
-    """Three headless workers with no shared state, serving tmp_path/responses.yml; their root URL."""
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    """Three headless workers with no shared state, serving tmp_path/responses.yml."""
     (tmp_path / "responses.yml").write_text(RESPONSES)
     proc, root = serve("--workers", "3", "--responses", "responses.yml", cwd=tmp_path)
     try:
-        yield root
+        yield Workers(proc, root)
     finally:
         stop(proc)
 
@@ -100,8 +109,8 @@ WRITES: list[tuple[str, str, Any]] = [
 ]
 
 
-def test_workers_without_a_shared_state_refuse_writes_and_keep_serving(workers: str, tmp_path: Path) -> None:
-    root = workers
+def test_workers_without_a_shared_state_refuse_writes_and_keep_serving(workers: Workers, tmp_path: Path) -> None:
+    root = workers.root
     assert ask(root, "hello") == "Hello from a worker."
     with httpx.Client(base_url=root, timeout=30) as http:
         settings = http.get("/_mock/settings").json()
@@ -128,11 +137,19 @@ def test_workers_without_a_shared_state_refuse_writes_and_keep_serving(workers: 
         assert http.get("/health").json() == {"status": "ok", "state": "memory"}
     for _ in range(6):
         assert ask(root, "weather today?") == "Sunny."
+    stop(workers.proc)
+    assert workers.proc.stderr is not None
+    notes = [line for line in workers.proc.stderr.read().splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: 3 workers and no shared state: each keeps its own journal and counters, and the admin API refuses "
+        "changes (409); start with --state redis://HOST:PORT to share them, or edit the responses file, which "
+        "every worker watches"
+    ]
 
 
-def test_workers_without_a_shared_state_follow_an_edit_of_the_file(workers: str, tmp_path: Path) -> None:
+def test_workers_without_a_shared_state_follow_an_edit_of_the_file(workers: Workers, tmp_path: Path) -> None:
     """What the 409 tells to do instead: every worker serves the edited file."""
-    root = workers
+    root = workers.root
     assert ask(root, "hello") == "Hello from a worker."
     path = tmp_path / "responses.yml"
     path.write_text(RESPONSES.replace("Hello from a worker.", "Hello from the edited file."))
@@ -163,6 +180,7 @@ def test_workers_with_redis_accept_writes(tmp_path: Path, redis_server: RedisSer
         assert ask(root, "hello") == "Hello from a worker."
     finally:
         stop(proc)
+    assert proc.stderr is not None and "note:" not in proc.stderr.read()
 
 
 # -- the guard, in process ---------------------------------------------------------------------------

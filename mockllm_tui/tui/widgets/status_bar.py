@@ -43,7 +43,7 @@ class StatusBar(Vertical):
     StatusBar Sparkline { width: 24; height: 1; margin-left: 1; }
     StatusBar #status-counts { width: 56; padding-left: 1; }
     StatusBar #status-knobs { width: auto; color: $text-muted; }
-    StatusBar #status-state { width: auto; padding-left: 2; display: none; }
+    StatusBar #status-state { width: auto; padding-right: 3; display: none; }
     """
 
     def __init__(self, url: str, *, id: str | None = None) -> None:
@@ -63,8 +63,8 @@ class StatusBar(Vertical):
             yield Sparkline(list(self.rates), id="status-rate")
             yield Static(id="status-counts")
         with Horizontal():  # the file's path (or where edits go) gets the room the knobs leave
+            yield Static(id="status-state")  # first: a lost shared state is not cropped on a narrow screen
             yield Static(id="status-knobs")
-            yield Static(id="status-state")
             yield Static(id="status-file")
 
     def on_mount(self) -> None:
@@ -78,7 +78,7 @@ class StatusBar(Vertical):
         self.query_one("#status-url", Static).update(text, layout=False)
 
     def show_state(self, mode: StateMode) -> None:
-        """The shared state's mode, before the file: quiet under Redis, a warning while it is lost,
+        """The shared state's mode, before the knobs: quiet under Redis, a warning while it is lost,
         nothing in memory."""
         if mode == self._state:
             return

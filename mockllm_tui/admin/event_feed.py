@@ -60,9 +60,9 @@ def rules_data(store: Store, notices: list[str] | None = None) -> dict[str, Any]
 
 
 def state_data(store: Store, *, cleared: bool = False) -> dict[str, Any]:
-    """What `state.changed` carries: the state backend's health, the counters, and whether the
-    journal was just cleared."""
-    return {"state": "memory", "journal_cleared": cleared, "counters": store.counters.public()}
+    """What `state.changed` carries: the state backend's mode (memory, redis, or degraded while a
+    shared Redis is lost), the counters, and whether the journal was just cleared."""
+    return {"state": store.state.mode, "journal_cleared": cleared, "counters": store.counters.public()}
 
 
 class EventFeed:
@@ -168,7 +168,7 @@ class EventFeed:
         lost = sub.overflowed
         events = sub.drain()
         touched: dict[int, JournalEntry] = {}
-        knobs = rules = cleared = False
+        knobs = rules = cleared = state = False
         notices: list[str] = []
         for kind, payload in events:
             if kind in ("request", "chunk", "done"):
@@ -182,11 +182,13 @@ class EventFeed:
                 notices.append(str(payload))
             elif kind == "journal_cleared":
                 cleared = True
+            elif kind == "state":
+                state = True
         if lost:
             self._sent.clear()
             self._append("reset", {"reason": "events were lost"})
-        elif cleared:
-            self._append("state.changed", state_data(self.store, cleared=True))
+        elif cleared or state:
+            self._append("state.changed", state_data(self.store, cleared=cleared))
         if not lost:
             for entry in touched.values():
                 self._request_events(entry)

@@ -1,0 +1,241 @@
+"""`--state redis://…`: what several processes count together (a `replies:` sequence, `fail_next`,
+the rate limits), with real headless processes on one real Redis and the real openai SDK as client;
+and the Lua pieces on their own against the same real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import redis
+import redis.asyncio as aredis
+
+from mockllm_tui.shared.counters import NEXT_POSITION, RAISE_POSITION, TAKE_FAIL, TAKE_RATE
+from tests.redis_server import RedisServer
+from tests.test_shared_state import serve
+
+REPLIES = """\
+rules:
+  - name: counting
+    match: {contains: count}
+    replies: ["one", "two", "three", "four", "five"]
+responses:
+  default: "plain"
+"""
+ITEMS = ["one", "two", "three", "four", "five"]
+#: How long a change may take to reach the other processes (pub/sub) or the watch to notice Redis.
+SETTLE_S = 15.0
+
+Group = Callable[..., list[str]]
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[Group]:
+    """Start N headless processes with the same arguments and a responses file; their root URLs."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(redis_url: str, *args: str, count: int = 3, responses: str = REPLIES) -> list[str]:
+        path = tmp_path / "responses.yml"
+        path.write_text(responses)
+        roots = []
+        for _ in range(count):
+            proc, root = serve("--state", redis_url, "--responses", str(path), *args, cwd=tmp_path)
+            procs.append(proc)
+            roots.append(root)
+        return roots
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def client(root: str, session: str | None = None) -> openai.OpenAI:
+    headers = {"x-mock-session": session} if session else None
+    return openai.OpenAI(base_url=root + "/v1", api_key="sk-test", max_retries=0, default_headers=headers)
+
+
+def ask(root: str, prompt: str = "count", session: str | None = None) -> str:
+    reply = client(root, session).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": prompt}]
+    )
+    return reply.choices[0].message.content or ""
+
+
+def until(check: Callable[[], bool], what: str, timeout_s: float = SETTLE_S) -> None:
+    """Wait for a condition another process brings about (pub/sub, the watch), up to a deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def pending(root: str, session: str | None = None) -> int:
+    params = {"session": session} if session else None
+    return int(httpx.get(root + "/_mock/settings", params=params).json()["fail_next"]["count"])
+
+
+# -- behaviour: three processes on one Redis ---------------------------------------------------------
+
+
+def test_a_sequence_runs_once_across_three_processes(redis_server: RedisServer, group: Group) -> None:
+    roots = group(redis_server.url)
+    texts = [ask(roots[i % 3]) for i in range(7)]
+    assert texts == [*ITEMS, "five", "five"]  # each once, in order; the last repeats after the end
+    assert {ask(root, "anything else") for root in roots} == {"plain"}
+
+
+def test_each_session_has_its_own_sequence_across_processes(redis_server: RedisServer, group: Group) -> None:
+    roots = group(redis_server.url)
+    seen: dict[str | None, list[str]] = {"a": [], "b": [], None: []}
+    order = ["a", "b", "a", None, "a", "b", "a", "b", None]
+    for i, session in enumerate(order):
+        seen[session].append(ask(roots[i % 3], session=session))
+    assert seen["a"] == ["one", "two", "three", "four"]
+    assert seen["b"] == ["one", "two", "three"]
+    assert seen[None] == ["one", "two"]
+
+
+def test_fail_next_fails_exactly_two_across_three_processes(redis_server: RedisServer, group: Group) -> None:
+    roots = group(redis_server.url)
+    answer = httpx.post(roots[1] + "/_mock/fail-next", json={"count": 2, "status": 503})
+    assert answer.json() == {"count": 2, "status": 503}
+    until(lambda: all(pending(root) == 2 for root in roots), "every process to hear of fail_next")
+    outcomes: list[int] = []
+    for i in range(9):
+        try:
+            ask(roots[i % 3], "hello")
+            outcomes.append(200)
+        except openai.InternalServerError as exc:
+            assert exc.status_code == 503
+            assert isinstance(exc.body, dict) and "Injected error 503" in str(exc.body.get("message"))
+            outcomes.append(503)
+    assert outcomes == [503, 503, *[200] * 7]
+    until(lambda: all(pending(root) == 0 for root in roots), "every process to see none pending")
+
+
+def test_a_session_fail_next_is_counted_by_the_group(redis_server: RedisServer, group: Group) -> None:
+    roots = group(redis_server.url)
+    answer = httpx.post(roots[0] + "/_mock/fail-next", params={"session": "s1"}, json={"count": 3, "status": 429})
+    assert answer.json() == {"count": 3, "status": 429}
+    until(lambda: all(pending(root, "s1") == 3 for root in roots), "every process to hear of the session's")
+    failed = 0
+    for i in range(6):
+        assert ask(roots[i % 3], "hello") == "plain"  # the default session has nothing pending
+        try:
+            ask(roots[(i + 1) % 3], "hello", session="s1")
+        except openai.RateLimitError:
+            failed += 1
+    assert failed == 3
+
+
+def test_a_rate_limit_is_for_the_whole_group(redis_server: RedisServer, group: Group) -> None:
+    roots = group(redis_server.url, "--rate-limit-rpm", "6")
+    remaining: list[str] = []
+    refused: list[openai.RateLimitError] = []
+    for i in range(9):
+        try:
+            raw = client(roots[i % 3]).chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hello"}]
+            )
+            remaining.append(raw.headers["x-ratelimit-remaining-requests"])
+            assert raw.parse().choices[0].message.content == "plain"
+        except openai.RateLimitError as exc:
+            refused.append(exc)
+    assert remaining == ["5", "4", "3", "2", "1", "0"]
+    assert len(refused) == 3
+    for exc in refused:
+        assert exc.code == "rate_limit_exceeded" and isinstance(exc.body, dict)
+        assert "Limit 6" in str(exc.body["message"]) and "(RPM)" in str(exc.body["message"])
+        assert exc.response.headers["x-ratelimit-remaining-requests"] == "0"
+        assert float(exc.response.headers["retry-after-ms"]) > 0
+
+
+def test_a_lost_redis_falls_back_to_counting_here(redis_server: RedisServer, group: Group) -> None:
+    roots = group(redis_server.url, "--rate-limit-rpm", "1000", count=2)
+    assert [ask(roots[0]), ask(roots[1])] == ["one", "two"]
+    httpx.post(roots[1] + "/_mock/fail-next", json={"count": 5, "status": 500})
+    until(lambda: pending(roots[0]) == 5, "the other process to hear of fail_next")
+    httpx.post(roots[1] + "/_mock/fail-next", json={"count": 0})
+    until(lambda: pending(roots[0]) == 0, "the other process to hear fail_next cleared")
+    redis_server.stop()
+    # Before the watch notices, a call to Redis fails and falls back; after, Redis is not asked.
+    assert ask(roots[0]) == "two"  # this process last knew the group at position 1
+    until(lambda: httpx.get(roots[0] + "/health").json()["state"] == "degraded", "the watch to notice")
+    assert [ask(roots[0]), ask(roots[0])] == ["three", "four"]
+    assert ask(roots[1]) == "three"
+    assert ask(roots[1], "hello") == "plain"
+    redis_server.start()  # back, empty: the positions counted here are carried into the group's
+    until(lambda: all(httpx.get(root + "/health").json()["state"] == "redis" for root in roots), "the reconnect")
+    assert ask(roots[1]) == "five"
+
+
+# -- the Lua pieces against the real Redis -----------------------------------------------------------
+
+
+@pytest.fixture
+def sync_redis(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_server.url)
+    yield conn
+    conn.close()
+
+
+def test_next_position_counts_and_expires_only_with_a_ttl(sync_redis: redis.Redis) -> None:
+    script = sync_redis.register_script(NEXT_POSITION)
+    assert [script(["s"], [0]) for _ in range(3)] == [1, 2, 3]
+    assert sync_redis.ttl("s") == -1
+    assert script(["t"], [60]) == 1 and 0 < sync_redis.ttl("t") <= 60
+
+
+def test_raise_position_never_moves_back(sync_redis: redis.Redis) -> None:
+    script = sync_redis.register_script(RAISE_POSITION)
+    sync_redis.set("s", 4)
+    script(["s"], [2, 0])
+    assert sync_redis.get("s") == b"4"
+    script(["s"], [7, 0])
+    assert sync_redis.get("s") == b"7"
+
+
+async def test_take_fail_takes_exactly_the_count_under_contention(redis_server: RedisServer) -> None:
+    conn = aredis.Redis.from_url(redis_server.url)
+    try:
+        await conn.hset("f", mapping={"count": 10, "status": "503", "mode": "before"})
+        take = conn.register_script(TAKE_FAIL)
+        results: list[Any] = await asyncio.gather(*(take(["f", "v"], ["ch", "me", ""]) for _ in range(40)))
+        taken = [r for r in results if r[0] == 1]
+        assert len(taken) == 10
+        assert sorted(int(r[1]) for r in taken) == list(range(10))  # each count left seen once
+        assert {(r[2], r[3]) for r in taken} == {(b"503", b"before")}
+        assert await conn.exists("f") == 0
+        assert int(await conn.get("v") or 0) == 10  # a version per take
+    finally:
+        await conn.aclose()
+
+
+def test_take_rate_refuses_past_the_limit_and_refills_by_redis_time(sync_redis: redis.Redis) -> None:
+    script = sync_redis.register_script(TAKE_RATE)
+    keys = ["r", "t"]
+    levels = [script(keys, [3, 0, 0, 120]) for _ in range(4)]
+    assert [float(x[0]) for x in levels[:3]] == pytest.approx([2, 1, 0], abs=0.01)
+    assert levels[3][2] == b"requests" and levels[0][1] == b""
+    # The stamp moved back a minute: the bucket is full again (refill by Redis's clock).
+    stamp = float(sync_redis.hget("r", "stamp") or 0)
+    sync_redis.hset("r", "stamp", str(stamp - 60))
+    assert float(script(keys, [3, 0, 0, 120])[0]) == pytest.approx(2, abs=0.01)
+    # A changed limit starts full; tokens served go into debt and refuse the next request.
+    assert float(script(keys, [10, 0, 0, 120])[0]) == pytest.approx(9, abs=0.01)
+    first = script(keys, [0, 100, 150, 120])
+    assert float(first[1]) == pytest.approx(-50, abs=0.1) and first[2] == b"tokens" and first[0] == b""

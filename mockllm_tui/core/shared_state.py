@@ -98,7 +98,9 @@ class LocalState:
     async def take_fail_next(self, store: Store, session: str | None) -> FailNext:
         """Consume one pending `fail_next` (of `session`): the group's, or this process's own."""
         counters = self.counters
-        return store.take_fail_next(session) if counters is None else await counters.take_fail_next(store, session)
+        if counters is None or store.fail_next_of(session)[0] <= 0:  # nothing pending: no need to ask the group
+            return store.take_fail_next(session)
+        return await counters.take_fail_next(store, session)
 
     def share_fail_next(self, session: str | None, count: int, status: int | None, mode: ErrorMode | None) -> None:
         """The pending failures were set here (nothing to share in memory)."""

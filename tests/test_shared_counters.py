@@ -5,6 +5,7 @@ and the Lua pieces on their own against the same real Redis."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +18,13 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from mockllm_tui.shared.counters import NEXT_POSITION, RAISE_POSITION, TAKE_FAIL, TAKE_RATE
+from mockllm_tui.core.conversation import ChoiceContext, Conversation, Message
+from mockllm_tui.core.sessions import SessionState
+from mockllm_tui.rules.document import Document
+from mockllm_tui.rules.matcher import RuleSet
+from mockllm_tui.shared.counters import NEXT_POSITION, RAISE_POSITION, SET_FAIL, TAKE_FAIL, TAKE_RATE
 from tests.redis_server import RedisServer
+from tests.test_realtime_openai import Events, say, text_session
 from tests.test_shared_state import serve
 
 REPLIES = """\
@@ -109,6 +115,29 @@ def test_each_session_has_its_own_sequence_across_processes(redis_server: RedisS
     assert seen[None] == ["one", "two"]
 
 
+async def test_a_sequence_runs_once_across_realtime_sessions_on_two_processes(
+    redis_server: RedisServer, group: Group
+) -> None:
+    roots = group(redis_server.url, count=2)
+    clients = [openai.AsyncOpenAI(base_url=root + "/v1", api_key="sk-test", max_retries=0) for root in roots]
+    async with (
+        clients[0].realtime.connect(model="gpt-realtime") as first,
+        clients[1].realtime.connect(model="gpt-realtime") as second,
+    ):
+        conns = [(first, Events(first)), (second, Events(second))]
+        for conn, events in conns:
+            await text_session(conn, events)
+        texts = []
+        for i in range(4):
+            conn, events = conns[i % 2]
+            await say(conn, "count")
+            await events.until("conversation.item.done")
+            await conn.response.create()
+            response = await events.until("response.done")
+            texts.append("".join(e.delta for e in response if e.type == "response.output_text.delta"))
+    assert texts == ITEMS[:4]
+
+
 def test_fail_next_fails_exactly_two_across_three_processes(redis_server: RedisServer, group: Group) -> None:
     roots = group(redis_server.url)
     answer = httpx.post(roots[1] + "/_mock/fail-next", json={"count": 2, "status": 503})
@@ -183,6 +212,49 @@ def test_a_lost_redis_falls_back_to_counting_here(redis_server: RedisServer, gro
     assert ask(roots[1]) == "five"
 
 
+# -- what a reply says of its sequence (in process) ---------------------------------------------------
+
+SEQUENCE_RULES = """\
+rules:
+  - name: counting
+    match: {regex: 'count (?P<what>\\w+)'}
+    replies: ["one {{what}}", "two {{what}}"]
+  - match: {contains: plain}
+    reply: "plain"
+scenarios:
+  - name: booking
+    steps:
+      - match: {contains: book}
+        replies: ["first", "second"]
+"""
+
+
+def test_a_sequence_reply_names_its_sequence_and_can_pick_any_item() -> None:
+    rules = RuleSet(Document(SEQUENCE_RULES).model)
+    session = SessionState("s1")
+    context = ChoiceContext({}, session)
+    reply = rules.choose(Conversation("openai", "chat", "gpt-4o", [Message("user", "count sheep")]), context)
+    sequence = reply.sequence
+    assert sequence is not None and reply.text == "one sheep"
+    assert sequence.key.startswith("rule:counting:") and sequence.session == "s1"
+    assert (sequence.length, sequence.index, sequence.pick(1)) == (2, 0, "two sheep")
+    sequence.follow(5)  # the group's position becomes this session's own
+    again = rules.choose(Conversation("openai", "chat", "gpt-4o", [Message("user", "count sheep")]), context)
+    assert again.text == "two sheep" and again.sequence is not None and again.sequence.index == 1
+    plain = rules.choose(Conversation("openai", "chat", "gpt-4o", [Message("user", "plain")]), context)
+    assert plain.sequence is None  # not from a sequence: nothing for the group to count
+    step = rules.choose(Conversation("openai", "chat", "gpt-4o", [Message("user", "book")]), context)
+    assert step.sequence is not None and step.sequence.key.startswith("step:booking step 1:")
+    edited = RuleSet(Document(SEQUENCE_RULES.replace("two {{what}}", "deux {{what}}")).model)
+    other = edited.choose(Conversation("openai", "chat", "gpt-4o", [Message("user", "count sheep")]))
+    assert other.sequence is not None and other.sequence.session is None
+    assert other.sequence.key != sequence.key  # an edited rule starts again
+    same = RuleSet(Document(SEQUENCE_RULES).model).choose(
+        Conversation("openai", "chat", "gpt-4o", [Message("user", "count sheep")])
+    )
+    assert same.sequence is not None and same.sequence.key == sequence.key  # the same in every process
+
+
 # -- the Lua pieces against the real Redis -----------------------------------------------------------
 
 
@@ -222,6 +294,34 @@ async def test_take_fail_takes_exactly_the_count_under_contention(redis_server: 
         assert await conn.exists("f") == 0
         assert int(await conn.get("v") or 0) == 10  # a version per take
     finally:
+        await conn.aclose()
+
+
+async def test_fail_next_changes_are_published_with_their_session_and_version(redis_server: RedisServer) -> None:
+    conn = aredis.Redis.from_url(redis_server.url)
+    pubsub = conn.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe("ch")
+        set_fail, take = conn.register_script(SET_FAIL), conn.register_script(TAKE_FAIL)
+        assert await set_fail(["f", "v"], [2, 429, "disconnect", 60, "ch", "me", "s1", "0"]) == 1
+        assert await set_fail(["f", "v"], [5, 500, "", 60, "ch", "me", "s1", "1"]) == 0  # only if absent: kept
+        assert 0 < await conn.ttl("f") <= 60
+        assert (await take(["f", "v"], ["ch", "other", "s1"]))[:4] == [1, 1, b"429", b"disconnect"]
+        messages = []
+        deadline = time.monotonic() + SETTLE_S
+        while len(messages) < 2:  # None: the subscription's own confirmation, or nothing yet
+            assert time.monotonic() < deadline, f"only {messages} were published"
+            message = await pubsub.get_message(timeout=1)
+            if message is not None:
+                messages.append(json.loads(message["data"]))
+        assert messages == [
+            {"kind": "fail_next", "from": "me", "session": "s1", "count": 2, "status": "429", "mode": "disconnect",
+             "version": 1},
+            {"kind": "fail_next", "from": "other", "session": "s1", "count": 1, "status": "429", "mode": "disconnect",
+             "version": 2},
+        ]
+    finally:
+        await pubsub.aclose()
         await conn.aclose()
 
 

@@ -20,9 +20,11 @@ import redis.asyncio as aredis
 
 from mockllm_tui.core.conversation import ChoiceContext, Conversation, Message
 from mockllm_tui.core.sessions import SessionState
+from mockllm_tui.core.store import Store
 from mockllm_tui.rules.document import Document
 from mockllm_tui.rules.matcher import RuleSet
 from mockllm_tui.shared.counters import NEXT_POSITION, RAISE_POSITION, SET_FAIL, TAKE_FAIL, TAKE_RATE
+from mockllm_tui.shared.group import redis_state
 from tests.redis_server import RedisServer
 from tests.test_realtime_openai import Events, say, text_session
 from tests.test_shared_state import serve
@@ -212,6 +214,36 @@ def test_a_lost_redis_falls_back_to_counting_here(redis_server: RedisServer, gro
     assert ask(roots[1]) == "five"
 
 
+async def test_a_fail_next_set_from_synchronous_code_reaches_another_process_state(redis_server: RedisServer) -> None:
+    """What the panel's fail-next control does (`Store.set_fail_next`, blocking), seen by a second
+    state on the same Redis, even one that had not subscribed yet; then a take there is seen here."""
+    here, there = (
+        Store(state=redis_state(redis_server.url, "t", "here")),
+        Store(state=redis_state(redis_server.url, "t", "there")),
+    )
+    await here.state.start(here)
+    await there.state.start(there)
+    try:
+        here.set_fail_next(2, 418, "before")
+
+        async def settled(store: Store, wanted: tuple[int, int | None, str | None]) -> None:
+            deadline = time.monotonic() + SETTLE_S
+            while store.pending_fail_next(None) != wanted:
+                assert time.monotonic() < deadline, store.pending_fail_next(None)
+                await asyncio.sleep(0.02)
+
+        await settled(there, (2, 418, "before"))
+        assert await there.state.take_fail_next(there, None) == (1, 418, "before")
+        assert there.pending_fail_next(None)[0] == 1
+        await settled(here, (1, 418, "before"))
+        assert await here.state.take_fail_next(here, None) == (1, 418, "before")
+        assert await there.state.take_fail_next(there, None) == (0, None, None)  # its copy said 1: Redis said none
+        assert there.pending_fail_next(None)[0] == 0
+    finally:
+        await here.state.stop()
+        await there.state.stop()
+
+
 # -- what a reply says of its sequence (in process) ---------------------------------------------------
 
 SEQUENCE_RULES = """\
@@ -253,6 +285,26 @@ def test_a_sequence_reply_names_its_sequence_and_can_pick_any_item() -> None:
         Conversation("openai", "chat", "gpt-4o", [Message("user", "count sheep")])
     )
     assert same.sequence is not None and same.sequence.key == sequence.key  # the same in every process
+
+
+def test_pending_failures_are_seeded_again_when_redis_comes_back_empty(
+    redis_server: RedisServer, group: Group
+) -> None:
+    roots = group(redis_server.url, count=2)
+    httpx.post(roots[0] + "/_mock/fail-next", json={"count": 3, "status": 502})
+    until(lambda: pending(roots[1]) == 3, "the other process to hear of fail_next")
+    client_ = redis.Redis.from_url(redis_server.url)
+    redis_server.restart()
+    until(lambda: client_.hget("mockllm:fail:default", "count") == b"3", "a process to seed fail_next again")
+    client_.close()
+    statuses = []
+    for i in range(6):
+        try:
+            ask(roots[i % 2], "hello")
+            statuses.append(200)
+        except openai.APIStatusError as exc:
+            statuses.append(exc.status_code)
+    assert sorted(statuses) == [200, 200, 200, 502, 502, 502]
 
 
 # -- the Lua pieces against the real Redis -----------------------------------------------------------
@@ -315,10 +367,24 @@ async def test_fail_next_changes_are_published_with_their_session_and_version(re
             if message is not None:
                 messages.append(json.loads(message["data"]))
         assert messages == [
-            {"kind": "fail_next", "from": "me", "session": "s1", "count": 2, "status": "429", "mode": "disconnect",
-             "version": 1},
-            {"kind": "fail_next", "from": "other", "session": "s1", "count": 1, "status": "429", "mode": "disconnect",
-             "version": 2},
+            {
+                "kind": "fail_next",
+                "from": "me",
+                "session": "s1",
+                "count": 2,
+                "status": "429",
+                "mode": "disconnect",
+                "version": 1,
+            },
+            {
+                "kind": "fail_next",
+                "from": "other",
+                "session": "s1",
+                "count": 1,
+                "status": "429",
+                "mode": "disconnect",
+                "version": 2,
+            },
         ]
     finally:
         await pubsub.aclose()

@@ -12,6 +12,7 @@ empty).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import OrderedDict
@@ -32,6 +33,9 @@ FAIL_KIND = "fail_next"
 SESSION_TTL_S = 24 * 3600
 #: A rate-limit bucket untouched this long is full again anyway.
 RATE_TTL_S = 120
+#: How often a process looks whether it missed a change of the pending failures (a message lost
+#: while it subscribed or reconnected): one GET, reading them again only when they changed.
+FAIL_CHECK_S = 1.0
 #: How many sequence positions this process remembers, to carry them into the group after an outage.
 REMEMBERED_POSITIONS = 10_000
 NO_FAIL: FailNext = (0, None, None)
@@ -167,8 +171,11 @@ class SharedCounters:
         self._set_fail = client.register_script(SET_FAIL)
         self._set_fail_sync = sync.register_script(SET_FAIL)
         self._take_rate = client.register_script(TAKE_RATE)
-        #: The last version of each session's pending failures this process has taken in.
+        #: The last version of each session's pending failures this process has taken in, and of any.
         self._versions: dict[str | None, int] = {}
+        self._latest = 0
+        #: The version of the last full read: any change older than it is already in.
+        self._floor = 0
         #: Each sequence's position as this process last knew it (the group's, or counted here).
         self._positions: OrderedDict[tuple[str, str | None], int] = OrderedDict()
         #: The positions counted here while Redis was lost.
@@ -249,6 +256,7 @@ class SharedCounters:
             log.warning("could not share fail_next (%s): it holds for this process only", exc)
             return
         self._versions[session] = max(version, self._versions.get(session, 0))
+        self._latest = max(self._latest, version)
 
     def _set_args(
         self, session: str | None, count: int, status: int | None, mode: ErrorMode | None, *, only_if_absent: bool
@@ -269,7 +277,8 @@ class SharedCounters:
         self, store: Store, session: str | None, count: int, status: int | None, mode: ErrorMode | None, version: int
     ) -> None:
         """Take in the group's pending failures as of `version` (an older change is ignored)."""
-        if version < self._versions.get(session, 0):
+        self._latest = max(self._latest, version)
+        if version < max(self._versions.get(session, 0), self._floor):
             return
         self._versions[session] = version
         if store.fail_next_of(session)[0] == count == 0:
@@ -280,6 +289,8 @@ class SharedCounters:
         """Take in every pending failure the group has (and forget those it no longer has)."""
         client = self.state.client
         version = int(await client.get(self._fail_version_key) or 0)
+        if version < self._latest:  # Redis lost them (it restarted empty): versions count afresh
+            self._forget_versions()
         found: dict[str | None, tuple[int, int | None, ErrorMode | None]] = {}
         default = await client.hmget(self._fail_key(None), ["count", "status", "mode"])
         if default[0] is not None:
@@ -292,10 +303,15 @@ class SharedCounters:
         here = [state.id for state in store.sessions if state.fail_next[0] > 0]
         if store.fail_next[0] > 0:
             here.append(None)
-        self._versions.clear()
+        self._floor = max(self._floor, version)  # a change older than this read is stale now
+        self._latest = max(self._latest, version)
         for session in {*here, *found}:
             count, status, mode = found.get(session, (0, None, None))
             self._follow_fail(store, session, count, status, mode, version)
+
+    def _forget_versions(self) -> None:
+        self._versions.clear()
+        self._latest = self._floor = 0
 
     async def _seed_fail(self, store: Store) -> None:
         """Redis has no pending failures yet (or lost them): this process's become the group's."""
@@ -331,6 +347,20 @@ class SharedCounters:
             await self._seed_fail(store)
         else:
             await self._read_fail(store)
+        self.state.spawn(self._check_fail(store))
+
+    async def _check_fail(self, store: Store) -> None:
+        """Read the pending failures again whenever their version moved past the last one heard of."""
+        while True:
+            await asyncio.sleep(FAIL_CHECK_S)
+            if self.state.degraded:
+                continue
+            try:
+                version = int(await self.state.client.get(self._fail_version_key) or 0)
+                if version != self._latest:
+                    await self._read_fail(store)
+            except (RedisError, OSError):
+                continue  # the watch notices a lost Redis; resync reads them again
 
     async def on_message(self, message: dict[str, Any]) -> None:
         """Another process set or took pending failures."""
@@ -354,6 +384,7 @@ class SharedCounters:
         names = list(self._positions) if emptied else [n for n in self._positions if n in self._counted_here]
         await self._carry_positions(names)
         if emptied:
+            self._forget_versions()
             await self._seed_fail(store)
         else:
             await self._read_fail(store)

@@ -106,6 +106,28 @@ def test_a_sequence_runs_once_across_three_processes(redis_server: RedisServer, 
     assert {ask(root, "anything else") for root in roots} == {"plain"}
 
 
+def test_plain_requests_leave_no_counter_in_redis(redis_server: RedisServer, group: Group) -> None:
+    (root,) = group(redis_server.url, count=1)
+    for _ in range(5):
+        assert ask(root, "hello") == "plain"
+    conn = redis.Redis.from_url(redis_server.url)
+    try:
+        assert conn.keys("mockllm:seq:*") == [] and conn.keys("mockllm:rate:*") == []
+        assert conn.keys("mockllm:fail:*") == []
+        assert ask(root) == "one"
+        assert conn.keys("mockllm:seq:*") == [b"mockllm:seq:rule:counting:" + sequence_hash(REPLIES)]
+    finally:
+        conn.close()
+
+
+def sequence_hash(text: str) -> bytes:
+    """The spec hash a rule named `counting` gets in its sequence key."""
+    rules = RuleSet(Document(text).model)
+    reply = rules.choose(Conversation("openai", "chat", "gpt-4o", [Message("user", "count")]))
+    assert reply.sequence is not None
+    return reply.sequence.key.rsplit(":", 1)[1].encode()
+
+
 def test_each_session_has_its_own_sequence_across_processes(redis_server: RedisServer, group: Group) -> None:
     roots = group(redis_server.url)
     seen: dict[str | None, list[str]] = {"a": [], "b": [], None: []}

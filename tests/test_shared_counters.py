@@ -217,6 +217,24 @@ def test_a_rate_limit_is_for_the_whole_group(redis_server: RedisServer, group: G
         assert float(exc.response.headers["retry-after-ms"]) > 0
 
 
+def test_a_token_limit_counts_the_tokens_every_process_served(redis_server: RedisServer, group: Group) -> None:
+    # Each reply here uses 10 tokens, taken from the group's bucket when its process next asks.
+    roots = group(redis_server.url, "--rate-limit-tpm", "25")
+    outcomes: list[int | str] = []
+    for i in range(6):
+        try:
+            reply = client(roots[i % 3]).chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hello"}]
+            )
+            assert reply.usage is not None and reply.usage.total_tokens == 10
+            outcomes.append(200)
+        except openai.RateLimitError as exc:
+            assert isinstance(exc.body, dict)
+            outcomes.append(str(exc.body["message"]).split(":")[0])
+    # By the sixth, 30 tokens were taken from 25: refused, though no process alone served 25.
+    assert outcomes == [200] * 5 + ["Rate limit reached on tokens per min (TPM)"]
+
+
 def test_a_lost_redis_falls_back_to_counting_here(redis_server: RedisServer, group: Group) -> None:
     roots = group(redis_server.url, "--rate-limit-rpm", "1000", count=2)
     assert [ask(roots[0]), ask(roots[1])] == ["one", "two"]

@@ -119,9 +119,10 @@ class RateLimiter:
         tokens = _shared_bucket(knobs.rate_limit_tpm, levels.tokens, now)
         report = RateLimitReport(_report(requests, UNLIMITED.requests), _report(tokens, UNLIMITED.tokens), time.time())
         ex.extra_headers += provider.rate_limit_headers(report)
-        refused = requests if levels.refused == "requests" else tokens if levels.refused == "tokens" else None
-        if refused is not None and levels.refused is not None:
-            self._refuse(ex, levels.refused, refused)
+        if levels.refused is not None:
+            refused = requests if levels.refused == "requests" else tokens
+            if refused is not None:
+                self._refuse(ex, levels.refused, refused)
 
     def _unlimited_headers(self, provider: Provider) -> Headers:
         now = time.time()

@@ -106,6 +106,11 @@ def test_a_sequence_runs_once_across_three_processes(redis_server: RedisServer, 
     assert {ask(root, "anything else") for root in roots} == {"plain"}
 
 
+def test_a_sequence_runs_once_across_workers(redis_server: RedisServer, group: Group) -> None:
+    (root,) = group(redis_server.url, "--workers", "3", count=1)
+    assert [ask(root) for _ in range(6)] == [*ITEMS, "five"]
+
+
 def test_plain_requests_leave_no_counter_in_redis(redis_server: RedisServer, group: Group) -> None:
     (root,) = group(redis_server.url, count=1)
     for _ in range(5):
@@ -327,9 +332,7 @@ def test_a_sequence_reply_names_its_sequence_and_can_pick_any_item() -> None:
     assert same.sequence is not None and same.sequence.key == sequence.key  # the same in every process
 
 
-def test_pending_failures_are_seeded_again_when_redis_comes_back_empty(
-    redis_server: RedisServer, group: Group
-) -> None:
+def test_pending_failures_are_seeded_again_when_redis_comes_back_empty(redis_server: RedisServer, group: Group) -> None:
     roots = group(redis_server.url, count=2)
     httpx.post(roots[0] + "/_mock/fail-next", json={"count": 3, "status": 502})
     until(lambda: pending(roots[1]) == 3, "the other process to hear of fail_next")

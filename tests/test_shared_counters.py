@@ -9,6 +9,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,15 @@ def test_a_sequence_runs_once_across_three_processes(redis_server: RedisServer, 
     texts = [ask(roots[i % 3]) for i in range(7)]
     assert texts == [*ITEMS, "five", "five"]  # each once, in order; the last repeats after the end
     assert {ask(root, "anything else") for root in roots} == {"plain"}
+
+
+def test_concurrent_requests_across_processes_each_get_a_different_item(
+    redis_server: RedisServer, group: Group
+) -> None:
+    roots = group(redis_server.url)
+    with ThreadPoolExecutor(5) as pool:
+        texts = list(pool.map(lambda i: ask(roots[i % 3]), range(5)))
+    assert sorted(texts) == sorted(ITEMS)  # each item once, whichever process answered first
 
 
 def test_a_sequence_runs_once_across_workers(redis_server: RedisServer, group: Group) -> None:

@@ -350,6 +350,9 @@ def test_pending_failures_are_seeded_again_when_redis_comes_back_empty(redis_ser
     redis_server.restart()
     until(lambda: client_.hget("mockllm:fail:default", "count") == b"3", "a process to seed fail_next again")
     client_.close()
+    # A process that saw Redis lost counts here until it is back in step (then takes the group's again).
+    until(lambda: all(httpx.get(root + "/health").json()["state"] == "redis" for root in roots), "the reconnect")
+    until(lambda: all(pending(root) == 3 for root in roots), "every process to take the group's in again")
     statuses = []
     for i in range(6):
         try:

@@ -289,8 +289,10 @@ class SharedCounters:
         """Take in every pending failure the group has (and forget those it no longer has)."""
         client = self.state.client
         version = int(await client.get(self._fail_version_key) or 0)
-        if version < self._latest:  # Redis lost them (it restarted empty): versions count afresh
+        if version < self._latest:  # Redis lost them (it restarted empty): seed them again, versions afresh
             self._forget_versions()
+            await self._seed_fail(store)
+            version = int(await client.get(self._fail_version_key) or 0)
         found: dict[str | None, tuple[int, int | None, ErrorMode | None]] = {}
         default = await client.hmget(self._fail_key(None), ["count", "status", "mode"])
         if default[0] is not None:
@@ -320,7 +322,9 @@ class SharedCounters:
             count, status, mode = store.pending_fail_next(session)
             if count > 0:
                 keys = [self._fail_key(session), self._fail_version_key]
-                await self._set_fail(keys, self._set_args(session, count, status, mode, only_if_absent=True))
+                args = self._set_args(session, count, status, mode, only_if_absent=True)
+                version = int(await self._set_fail(keys, args))
+                self._latest = max(self._latest, version)
 
     # -- rate limits -----------------------------------------------------------------------------
 

@@ -10,13 +10,10 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from mockllm_tui.core.conversation import ReplySequence
 from mockllm_tui.core.knobs import ErrorMode
-
-if TYPE_CHECKING:
-    from mockllm_tui.core.store import Store
 
 StateMode = Literal["memory", "redis", "degraded"]
 
@@ -39,6 +36,18 @@ class RateLevels:
     refused: str | None
 
 
+class StateOwner(Protocol):
+    """What the state needs of the store that holds it (core/store.py's Store)."""
+
+    def fail_next_of(self, session: str | None) -> tuple[int, int | None]:
+        """How many of a session's next requests will fail, and with which status."""
+        ...
+
+    def take_fail_next(self, session: str | None = None) -> FailNext:
+        """Consume one of this process's pending failures."""
+        ...
+
+
 class GroupCounters(Protocol):
     """The counters a group of processes shares (`replies:` positions, `fail_next`, rate limits).
     Each answer falls back to this process's own counting while the group cannot be reached."""
@@ -47,7 +56,7 @@ class GroupCounters(Protocol):
         """The item of `sequence` to answer with, from the group's position."""
         ...
 
-    async def take_fail_next(self, store: Store, session: str | None) -> FailNext:
+    async def take_fail_next(self, session: str | None) -> FailNext:
         """Consume one of the group's pending failures (of `session`)."""
         ...
 
@@ -84,7 +93,7 @@ class LocalState:
         """What `/health` reports as `state`."""
         return "memory"
 
-    async def start(self, store: Store) -> None:
+    async def start(self, store: StateOwner) -> None:
         """Join the group before the server answers (nothing to join in memory)."""
 
     async def stop(self) -> None:
@@ -95,12 +104,12 @@ class LocalState:
         counters = self.counters
         return sequence.index if counters is None else await counters.position(sequence)
 
-    async def take_fail_next(self, store: Store, session: str | None) -> FailNext:
+    async def take_fail_next(self, store: StateOwner, session: str | None) -> FailNext:
         """Consume one pending `fail_next` (of `session`): the group's, or this process's own."""
         counters = self.counters
         if counters is None or store.fail_next_of(session)[0] <= 0:  # nothing pending: no need to ask the group
             return store.take_fail_next(session)
-        return await counters.take_fail_next(store, session)
+        return await counters.take_fail_next(session)
 
     def share_fail_next(self, session: str | None, count: int, status: int | None, mode: ErrorMode | None) -> None:
         """The pending failures were set here (nothing to share in memory)."""

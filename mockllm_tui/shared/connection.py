@@ -21,7 +21,7 @@ import redis
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from mockllm_tui.core.shared_state import DEGRADED_STATUS, LocalState, StateMode
+from mockllm_tui.core.shared_state import DEGRADED_STATUS, LocalState, StateMode, StateOwner
 from mockllm_tui.core.store import Store
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,12 @@ class RedisState(LocalState):
             "processes; this one keeps serving the last known rules and settings. Try again when it is back.",
         )
 
+    def owner(self) -> Store:
+        """The store this state belongs to (set by `start`)."""
+        if self.store is None:
+            raise RuntimeError("the shared state has not started")
+        return self.store
+
     def key(self, *names: str) -> str:
         """A Redis key in this group's namespace: PREFIX:name:..."""
         return ":".join((self.prefix, *names))
@@ -137,8 +143,10 @@ class RedisState(LocalState):
         """Share one more piece of state (before `start`)."""
         self.parts.append(part)
 
-    async def start(self, store: Store) -> None:
+    async def start(self, store: StateOwner) -> None:
         """Join the group (each part seeds Redis or takes what is there), then listen and watch."""
+        if not isinstance(store, Store):
+            raise TypeError("a shared state belongs to a Store")
         self.store = store
         first = await self.client.set(self.key("alive"), self.instance, nx=True) is not None
         for part in self.parts:

@@ -229,8 +229,9 @@ class SharedCounters:
 
     # -- fail_next -------------------------------------------------------------------------------
 
-    async def take_fail_next(self, store: Store, session: str | None) -> FailNext:
+    async def take_fail_next(self, session: str | None) -> FailNext:
         """One of the group's pending failures, when this process's copy says some are pending."""
+        store = self.state.owner()
         if store.fail_next_of(session)[0] <= 0:
             return NO_FAIL
         if self.state.degraded:

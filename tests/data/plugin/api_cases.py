@@ -33,7 +33,7 @@ def test_urls(mockllm):
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", mockllm.url)
     assert mockllm.openai_base_url == mockllm.url + "/v1"
     assert mockllm.anthropic_base_url == mockllm.url
-    assert httpx.get(mockllm.url + "/health").json() == {"status": "ok"}
+    assert httpx.get(mockllm.url + "/health").json() == {"status": "ok", "state": "memory"}
 
 
 def test_the_ini_file_is_the_base(mockllm):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -16,6 +18,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, TextArea
 
+from mockllm_tui.remote import attached as attached_module
 from mockllm_tui.remote.attached import AttachedServer
 from mockllm_tui.remote.client import AdminClient
 from mockllm_tui.remote.mirror import MirrorStore
@@ -270,3 +273,83 @@ def test_attach_refuses_what_is_not_a_url_and_headless() -> None:
     ):
         done = subprocess.run([sys.executable, "-m", "mockllm_tui", *args], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and said in done.stderr
+
+
+class LaggingEvents:
+    """The attached panel reads the event stream late, as a busy panel does under load: each event
+    is handed over `lag_s` after it was read from the socket (in order)."""
+
+    def __init__(self, lag_s: float) -> None:
+        self.lag_s = lag_s
+        #: The events read from the socket so far, and how many of them were handed over (applied).
+        self.read: list[tuple[str, Any]] = []
+        self.handed = 0
+        self.original = attached_module.sse_events
+
+    async def __call__(self, response: httpx.Response) -> AsyncIterator[tuple[str, str | None, Any]]:
+        queue: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
+
+        async def read() -> None:
+            async for event in self.original(response):
+                self.read.append((event[0], event[2]))
+                queue.put_nowait((time.monotonic() + self.lag_s, event))
+            queue.put_nowait((0.0, None))
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                due, event = await queue.get()
+                if event is None:
+                    break
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                yield event
+                self.handed += 1
+        finally:
+            reader.cancel()
+
+    def knobs_after(self, after: int) -> int:
+        """How many events were read up to the first `knobs.changed` read after the first `after`
+        (0: none yet)."""
+        return next((n for n, (name, _) in enumerate(self.read[after:], after + 1) if name == "knobs.changed"), 0)
+
+
+async def test_quick_presses_of_a_toggle_all_land_and_the_panel_agrees_with_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's event about one press reaches the panel after the next press changed the speed
+    again: the panel must not take the older value back (the next press would start from it)."""
+    from mockllm_tui.tui.format import faster, slower, speed_label
+
+    lagging = LaggingEvents(0.3)
+    monkeypatch.setattr(attached_module, "sse_events", lagging)
+    async with attached_panel(tmp_path, "--stream-speed", "40") as attached:
+        speed = attached.mirror.knobs.stream_speed
+
+        async def press(key: str) -> None:
+            nonlocal speed
+            speed = slower(speed) if key == "left_square_bracket" else faster(speed)
+            await attached.pilot.press(key)
+
+        async def round_of(key: str) -> None:
+            start = len(lagging.read)
+            await press(key)
+            await attached.until(lambda: lagging.knobs_after(start) > 0)  # the server told of it: read, not applied
+            told = lagging.knobs_after(start)
+            await press(key)
+            await attached.until(lambda: lagging.handed >= told)  # applied now, after a newer change
+            await press(key)
+
+        await round_of("right_square_bracket")  # 40 -> 50, 100, 200
+        await round_of("right_square_bracket")  # -> 500, 1000, unlimited
+        assert httpx.get(attached.root + "/_mock/settings").json()["effective"]["stream_speed"] == speed
+        knobs = attached.app.query_one("#status-knobs", Static)
+        await attached.until(
+            lambda: attached.mirror.knobs.stream_speed == speed and speed_label(speed) in rendered(knobs)
+        )
+        # and many quick presses in a row
+        for key in ["left_square_bracket", "left_square_bracket", "right_square_bracket", "right_square_bracket"] * 5:
+            await press(key)
+        assert httpx.get(attached.root + "/_mock/settings").json()["effective"]["stream_speed"] == speed
+        await attached.until(
+            lambda: attached.mirror.knobs.stream_speed == speed and speed_label(speed) in rendered(knobs)
+        )

@@ -27,7 +27,7 @@ from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.screens.save_path import SavePathScreen
 from mockllm_tui.tui.widgets.request_log import RequestLog
-from mockllm_tui.tui.widgets.rule_table import RuleTable
+from mockllm_tui.tui.widgets.rule_table import SCENARIO_ROW, RuleTable
 from tests.support import PanelDriver, rendered
 from tests.test_headless import start_headless
 
@@ -76,11 +76,11 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 @contextlib.asynccontextmanager
 async def attached_panel(
-    tmp_path: Path, *args: str, key: str | None = None, connect: bool = True
+    tmp_path: Path, *args: str, key: str | None = None, connect: bool = True, responses: str = RESPONSES, rules: int = 3
 ) -> AsyncIterator[Attached]:
     server_dir = tmp_path / "server"
     server_dir.mkdir(parents=True)
-    (server_dir / "responses.yml").write_text(RESPONSES)
+    (server_dir / "responses.yml").write_text(responses)
     proc, port, _ = start_headless("--quiet", *args, cwd=server_dir)
     try:
         mirror = MirrorStore(AdminClient(f"http://127.0.0.1:{port}", key))
@@ -96,7 +96,7 @@ async def attached_panel(
             client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
             running = Attached(app, pilot, mirror, proc, port, client, tmp_path)
             if connect:
-                await running.until(lambda: mirror.connected and len(mirror.rules_list()) == 3)
+                await running.until(lambda: mirror.connected and len(mirror.rules_list()) == rules)
             yield running
             await client.close()
     finally:
@@ -353,3 +353,87 @@ async def test_quick_presses_of_a_toggle_all_land_and_the_panel_agrees_with_the_
         await attached.until(
             lambda: attached.mirror.knobs.stream_speed == speed and speed_label(speed) in rendered(knobs)
         )
+
+
+async def test_scenarios_the_step_that_answered_and_near_misses_show_as_embedded(tmp_path: Path) -> None:
+    from tests.test_panel_agent import RESPONSES as AGENT_RESPONSES
+
+    async with attached_panel(tmp_path, responses=AGENT_RESPONSES, rules=1) as attached:
+        table = attached.app.query_one(RuleTable)
+        row = SCENARIO_ROW + "booking"
+        await attached.until(lambda: table.row_count == 2)
+        assert str(table.get_cell(row, "reply")) == "step 1/2"
+        assert str(table.get_cell(row, "match")) == "scenario · next: ask city"
+        assert await attached.chat("book a room") == "Which city?"
+        await attached.until(lambda: str(table.get_cell(row, "reply")) == "step 2/2")
+        assert str(table.get_cell(row, "match")) == "scenario · next: booking step 2"
+        detail = attached.app.query_one("#detail-body", Static)
+        await attached.until(lambda: "scenario booking: step 1/2" in rendered(detail))
+        assert await attached.chat("Paris") == "Booked."
+        await attached.until(lambda: str(table.get_cell(row, "reply")) == "finished 2/2")
+        await attached.until(lambda: "scenario booking: step 2/2 · finished" in rendered(detail))
+        # another session's steps do not move the table's (the default session's) position
+        other = openai.AsyncOpenAI(
+            base_url=attached.root + "/v1", api_key="k", max_retries=0, default_headers={"x-mock-session": "abc"}
+        )
+        assert (await other.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "book"}]))
+        # a fallback: the detail pane says why the nearest rule missed, read from the server when shown
+        reply = await other.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}]
+        )
+        await other.close()
+        assert reply.choices[0].message.content
+        log = attached.app.query_one(RequestLog)
+        await attached.until(lambda: log.row_count == 4 and attached.app.selected is log.entry_at(3))
+        await attached.until(lambda: "Why no rule matched" in rendered(detail))
+        text = " ".join(rendered(detail).split())
+        assert "weather: model: 'gpt-4o-mini' is not 'gpt-4o'" in text and "session abc" in text
+        assert str(table.get_cell(row, "reply")) == "finished 2/2"
+        # a request a rule answered has no near misses to show
+        await attached.pilot.press("up")
+        await attached.until(lambda: rendered(detail).startswith("#3 "))
+        assert "Why no rule matched" not in rendered(detail)
+        # a reset over the admin API shows at once
+        assert httpx.post(attached.root + "/_mock/scenarios/booking/reset").status_code == 200
+        await attached.until(lambda: str(table.get_cell(row, "reply")) == "step 1/2")
+
+
+async def test_a_realtime_session_counts_each_response_and_shows_its_event_types(attached: Attached) -> None:
+    counts = attached.app.query_one("#status-counts", Static)
+    async with attached.client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        for prompt in ("hello", "tell me a story"):
+            await conn.conversation.item.create(
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": prompt}]}
+            )
+            await conn.response.create()
+            async for event in conn:
+                if event.type == "response.done":
+                    break
+    for _ in range(2):  # health checks count apart, as embedded
+        assert httpx.get(attached.root + "/health").status_code == 200
+    server = httpx.get(attached.root + "/_mock/journal").json()["counters"]
+    assert server["total"] == 4  # two responses, two health checks: the session's row is not counted again
+    log = attached.app.query_one(RequestLog)
+    await attached.until(lambda: log.row_count == 1 and not log.entry_at(0).open)
+    await attached.until(lambda: attached.mirror.counters.public() == server)
+    await attached.until(lambda: "2 total" in rendered(counts))
+    table = attached.app.query_one(RuleTable)
+    await attached.until(lambda: [v.hits for v in table.views] == [1, 1, 0])  # each response's rule
+    detail = attached.app.query_one("#detail-body", Static)
+    await attached.pilot.press("c")
+    await attached.until(lambda: "response.output_text" in rendered(detail))
+    shown = rendered(detail)
+    assert "session.created" in shown and "response.created" in shown and "end · 101" in shown
+    assert "+-" not in shown  # every event after the session began
+
+
+async def test_a_picture_reply_shows_its_thumbnail_attached(attached: Attached) -> None:
+    await attached.client.images.generate(model="gpt-image-1", prompt="a green meadow", size="1024x1536")
+    log = attached.app.query_one(RequestLog)
+    await attached.until(lambda: log.row_count == 1 and not log.entry_at(0).open)
+    detail = attached.app.query_one("#detail-body", Static)
+    await attached.until(lambda: "[1 x png 1024x1536]" in rendered(detail), 15)
+    preview = [line for line in rendered(detail).splitlines() if line.strip().startswith("▀")]
+    assert len(preview) == 24  # 48 pixels high, two to a cell
+    assert len(preview[0].strip()) == 32  # 2:3, as the picture

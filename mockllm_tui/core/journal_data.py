@@ -159,6 +159,7 @@ def entry_data(
 
 def entry_from_data(data: dict[str, Any], *, now: float | None = None) -> JournalEntry:
     """A new entry from `entry_data` (its times placed on this process's clock)."""
+    now = perf_counter() if now is None else now
     try:
         entry = JournalEntry(**dict(zip(PLAIN_FIELDS, _plain_items(data), strict=True)))
     except KeyError:  # not every field (an older server): the ones there are
@@ -166,14 +167,18 @@ def entry_from_data(data: dict[str, Any], *, now: float | None = None) -> Journa
             id=int(data["id"]), time=float(data.get("time", 0.0)), method=data["method"], path=data["path"]
         )
         _set_plain(entry, data)
-    _set_rest(entry, data, perf_counter() if now is None else now)
+    if "age_ms" in data:
+        entry.started = now - float(data["age_ms"]) / 1000.0
+    _set_rest(entry, data)
     return entry
 
 
-def update_entry(entry: JournalEntry, data: dict[str, Any], *, now: float | None = None) -> None:
-    """Bring an entry up to date with newer data about it (its chunks merged by position)."""
+def update_entry(entry: JournalEntry, data: dict[str, Any]) -> None:
+    """Bring an entry up to date with newer data about it (its chunks merged by position). Its
+    start stays where it was placed: the chunks already held were placed from it, and newer data
+    may come later after it was made than the first did (a busy receiver)."""
     _set_plain(entry, data)
-    _set_rest(entry, data, perf_counter() if now is None else now)
+    _set_rest(entry, data)
 
 
 def _set_plain(entry: JournalEntry, data: dict[str, Any]) -> None:
@@ -182,9 +187,7 @@ def _set_plain(entry: JournalEntry, data: dict[str, Any]) -> None:
             setattr(entry, name, data[name])
 
 
-def _set_rest(entry: JournalEntry, data: dict[str, Any], now: float) -> None:
-    if "age_ms" in data:
-        entry.started = now - float(data["age_ms"]) / 1000.0
+def _set_rest(entry: JournalEntry, data: dict[str, Any]) -> None:
     if data.get("first_chunk_ms") is not None:
         entry.first_chunk_at = entry.started + float(data["first_chunk_ms"]) / 1000.0
     entry.stream_started = bool(data.get("stream_started", entry.stream_started))

@@ -351,3 +351,41 @@ async def test_a_feed_nobody_listens_to_stops_and_old_ids_get_reset(tmp_path: Pa
         async with Listener(live, {"last-event-id": last or ""}) as listener:
             assert (await listener.next()).name == "reset"
             assert feed._subscription is not None  # listening again
+
+
+async def test_events_lost_on_the_server_restart_the_clients_from_a_snapshot(events_live: Live) -> None:
+    """The feed's own queue overflowed (the loop stalled): `reset`, then the state as it is now,
+    so that an attached mirror reads the journal again."""
+    from mockllm_tui.core.store import DEFAULT_SUBSCRIPTION_SIZE
+    from mockllm_tui.remote.attached import AttachedServer
+    from mockllm_tui.remote.client import AdminClient
+    from mockllm_tui.remote.mirror import MirrorStore
+
+    mirror = MirrorStore(AdminClient(events_live.root))
+    handle = AttachedServer(mirror, first_retry_s=0.01)
+    client = openai.AsyncOpenAI(base_url=events_live.openai_url, api_key="sk-test", max_retries=0)
+
+    async def eventually(condition: Any) -> None:
+        async def poll() -> None:
+            while not condition():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll(), TIMEOUT_S)
+
+    await handle.start()
+    try:
+        async with Listener(events_live) as listener:
+            await listener.next("state.changed")
+            await eventually(lambda: handle.journal_loads == 1)
+            for _ in range(DEFAULT_SUBSCRIPTION_SIZE + 1):  # more than the feed's queue holds, in one go
+                events_live.store.publish("knobs", events_live.store.knobs)
+            reset = await listener.next()
+            assert reset.name == "reset" and reset.data == {"reason": "events were lost"}
+            names = [(await listener.next()).name for _ in range(4)]
+            assert names == ["knobs.changed", "rules.changed", "totals.changed", "state.changed"]
+            await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
+            await listener.until("request.ended")
+        await eventually(lambda: handle.journal_loads == 2 and mirror.journal())  # read again after the reset
+        assert mirror.journal()[-1].reply_text == "Hi there, friend."
+    finally:
+        await handle.stop()

@@ -410,6 +410,12 @@ async def test_a_realtime_session_counts_each_response_and_shows_its_event_types
             async for event in conn:
                 if event.type == "response.done":
                     break
+        # while the socket is open, its row shows the latest turn and the rule that answered it
+        detail = attached.app.query_one("#detail-body", Static)
+        await attached.until(lambda: "user: tell me a story" in rendered(detail) and "rule story" in rendered(detail))
+        await attached.until(lambda: "word39" in rendered(detail))
+        assert "Hello from the server.word0" not in "".join(rendered(detail).split())  # the latest reply only
+        assert attached.app.query_one(RequestLog).entry_at(0).open
     for _ in range(2):  # health checks count apart, as embedded
         assert httpx.get(attached.root + "/health").status_code == 200
     server = httpx.get(attached.root + "/_mock/journal").json()["counters"]
@@ -420,7 +426,6 @@ async def test_a_realtime_session_counts_each_response_and_shows_its_event_types
     await attached.until(lambda: "2 total" in rendered(counts))
     table = attached.app.query_one(RuleTable)
     await attached.until(lambda: [v.hits for v in table.views] == [1, 1, 0])  # each response's rule
-    detail = attached.app.query_one("#detail-body", Static)
     await attached.pilot.press("c")
     await attached.until(lambda: "response.output_text" in rendered(detail))
     shown = rendered(detail)

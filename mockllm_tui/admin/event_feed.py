@@ -26,11 +26,13 @@ import contextlib
 import secrets
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from mockllm_tui.admin.settings import settings_view
+from mockllm_tui.core.conversation import Conversation
 from mockllm_tui.core.journal_data import chunk_offsets, conversation_data, entry_data
 from mockllm_tui.core.store import JournalEntry, Store, Subscription
 from mockllm_tui.rules.commands import list_rules, list_scenarios, ruleset_of
@@ -88,6 +90,21 @@ def state_data(store: Store, *, cleared: bool = False) -> dict[str, Any]:
     return {"state": "memory", "journal_cleared": cleared, "counters": store.counters.public()}
 
 
+def turn_of(entry: JournalEntry) -> tuple[Any, ...]:
+    """What changes with each response of a realtime session's row (the row stays open)."""
+    return (entry.request_id, entry.rule, entry.fault, len(entry.reply_text), entry.near_misses is not None)
+
+
+@dataclass(slots=True)
+class Told:
+    """What the clients were told of an open request: its chunks, its conversation (a session's row
+    gets a new one each turn) and its turn (`turn_of`)."""
+
+    chunks: int
+    conversation: Conversation | None
+    turn: tuple[Any, ...]
+
+
 class EventFeed:
     """Numbered events for `/_mock/events`, shared by every client of one server."""
 
@@ -108,7 +125,7 @@ class EventFeed:
         self.clients = 0
         self.last = 0
         self._buffer: deque[tuple[int, bytes]] = deque(maxlen=max(1, buffer_size))
-        self._sent: dict[int, tuple[int, bool]] = {}  # open request -> (chunks sent, conversation sent)
+        self._sent: dict[int, Told] = {}  # open request -> what was told of it
         self._totals: tuple[dict[str, Any], list[int]] | None = None  # the counters and hits last told
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
@@ -248,14 +265,15 @@ class EventFeed:
         if not entry.open:
             self._sent.pop(entry.id, None)
             key = self.store.knobs.api_key
-            self._append("request.ended", entry_data(entry, chunks_from=sent[0] if sent else 0, api_key=key))
+            self._append("request.ended", entry_data(entry, chunks_from=sent.chunks if sent else 0, api_key=key))
             return
+        turn = turn_of(entry)
         if sent is None:
             self._append("request.started", entry_data(entry, api_key=self.store.knobs.api_key))
-            self._sent[entry.id] = (len(entry.chunks), entry.conversation is not None)
+            self._sent[entry.id] = Told(len(entry.chunks), entry.conversation, turn)
             return
-        count, has_conversation = sent
-        if len(entry.chunks) <= count and (has_conversation or entry.conversation is None):
+        count = sent.chunks
+        if len(entry.chunks) <= count and entry.conversation is sent.conversation and turn == sent.turn:
             return
         data: dict[str, Any] = {
             "id": entry.id,
@@ -268,6 +286,11 @@ class EventFeed:
             "request_id": entry.request_id,
             "scenario": entry.scenario,
             "near_misses": entry.near_misses is not None,
+            "fault": entry.fault,
+            "response_id": entry.response_id,
+            "input_tokens": entry.input_tokens,
+            "output_tokens": entry.output_tokens,
+            "finish_reason": entry.finish_reason,
             "chunks_from": count,
             "chunks": entry.chunks[count:],
             "chunk_ms": chunk_offsets(entry, count),
@@ -276,10 +299,12 @@ class EventFeed:
             data["chunk_labels"] = entry.chunk_labels[count:]
         if entry.first_chunk_at is not None:
             data["first_chunk_ms"] = round((entry.first_chunk_at - entry.started) * 1000.0, 3)
-        if not has_conversation and entry.conversation is not None:
+        if entry.conversation is not sent.conversation and entry.conversation is not None:
             data["conversation"] = conversation_data(entry.conversation)
+        if turn != sent.turn:
+            data["reply_text"] = entry.reply_text
         self._append("request.chunk", data)
-        self._sent[entry.id] = (len(entry.chunks), entry.conversation is not None)
+        self._sent[entry.id] = Told(len(entry.chunks), entry.conversation, turn)
 
     # -- a client --------------------------------------------------------------------------------
 

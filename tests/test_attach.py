@@ -442,3 +442,15 @@ async def test_a_picture_reply_shows_its_thumbnail_attached(attached: Attached) 
     preview = [line for line in rendered(detail).splitlines() if line.strip().startswith("▀")]
     assert len(preview) == 24  # 48 pixels high, two to a cell
     assert len(preview[0].strip()) == 32  # 2:3, as the picture
+
+
+async def test_the_servers_upstreams_and_recording_show_attached(tmp_path: Path) -> None:
+    async with attached_panel(tmp_path, "--upstream", "openai=http://user:secret@127.0.0.1:9/v1") as attached:
+        knobs = attached.app.query_one("#status-knobs", Static)
+        await attached.until(lambda: "upstream 127.0.0.1:9" in rendered(knobs))
+        assert "secret" not in rendered(knobs)
+        await attached.pilot.press("R")
+        await attached.until(lambda: "recording 127.0.0.1:9" in rendered(knobs))
+        said = [str(n.message) for n in attached.app._notifications]
+        assert "Recording on" in said  # not "no --upstream is set"
+        assert httpx.get(attached.root + "/_mock/settings").json()["effective"]["record"] is True

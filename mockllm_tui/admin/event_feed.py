@@ -52,8 +52,9 @@ def frame(event_id: str, name: str, data: Any) -> bytes:
 
 
 def knobs_data(store: Store) -> dict[str, Any]:
-    """What `knobs.changed` carries: the knobs in force, each layer, and any pending fail-next."""
-    return settings_view(store)
+    """What `knobs.changed` carries: the knobs in force, each layer, any pending fail-next, and the
+    hosts unmatched requests are forwarded to (`--upstream`; never their credentials)."""
+    return {**settings_view(store), "upstreams": list(store.config.upstream_hosts())}
 
 
 def rules_data(store: Store, notices: list[str] | None = None) -> dict[str, Any]:

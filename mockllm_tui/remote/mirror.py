@@ -196,14 +196,17 @@ class MirrorStore(Store):
             self.scenarios = [scenario_of(s) for s in data["scenarios"]]
 
     def apply_settings(self, view: dict[str, Any]) -> None:
-        """The server's knobs (`/_mock/settings`'s shape): in force, the live layer, and fail-next.
-        The API key in force here is the one this panel attached with (the server never shows its own)."""
+        """The server's knobs (`/_mock/settings`'s shape): in force, the live layer, fail-next, and
+        (from the event stream) the upstreams' hosts. The API key in force here is the one this
+        panel attached with (the server never shows its own)."""
         effective = {k: v for k, v in view["effective"].items() if k in KNOB_NAMES and k != "api_key"}
         effective["api_key"] = self.client.api_key
         live = view["layers"]["live"].items()
         self._knob_layers["live"] = {k: v for k, v in live if k in KNOB_NAMES and k != "api_key"}
         fail = view.get("fail_next") or {}
         self._fail_next, self._fail_next_status = int(fail.get("count", 0)), fail.get("status")
+        if "upstreams" in view:  # their hosts, as the status bar shows them
+            self.configure(upstreams=tuple((host, f"http://{host}") for host in view["upstreams"]))
         super().set_knobs("cli", effective, replace_layer=True)
 
     def apply_rules(self, data: dict[str, Any]) -> None:

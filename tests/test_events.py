@@ -147,9 +147,16 @@ async def test_a_stream_is_told_from_start_to_end_and_every_event_has_an_id(even
 async def test_knob_and_rule_changes_are_events(events_live: Live) -> None:
     async with Listener(events_live) as listener, httpx.AsyncClient(base_url=events_live.root) as http:
         await listener.next("state.changed")
-        assert (await http.patch("/_mock/settings", json={"latency_ms": 250})).status_code == 200
+        patched = await http.patch("/_mock/settings", json={"latency_ms": 250})
+        assert patched.status_code == 200
         knobs = await listener.next("knobs.changed")
         assert knobs.data["effective"]["latency_ms"] == 250
+        # the answer names the last event made before it: the one telling of the change comes after
+        mark = patched.headers["x-mock-event-id"]
+        assert knobs.id is not None and mark.rpartition("-")[0] == knobs.id.rpartition("-")[0]
+        assert int(knobs.id.rpartition("-")[2]) > int(mark.rpartition("-")[2])
+        listed = await http.get("/_mock/rules")
+        assert listed.headers["x-mock-event-id"].rpartition("-")[0] == knobs.id.rpartition("-")[0]
         added = await http.post(
             "/_mock/rules", json={"name": "tea", "match": {"contains": "tea"}, "reply": "Earl Grey"}
         )

@@ -522,7 +522,15 @@ def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
         lifespan="on",
         timeout_graceful_shutdown=1,
     )
-    print_serving(args.host, sock.getsockname()[1], make_store(args))
+    store = make_store(args)
+    print_serving(args.host, sock.getsockname()[1], store)
+    if not store.state.shared:
+        print(
+            f"note: {args.workers} workers and no shared state: each keeps its own journal and counters, and the "
+            "admin API refuses changes (409); start with --state redis://HOST:PORT to share them, or edit the "
+            "responses file, which every worker watches",
+            file=sys.stderr,
+        )
     try:
         Multiprocess(config, sockets=[sock]).run()
     finally:

@@ -18,11 +18,14 @@ import sys
 import sysconfig
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import kubernetes_validate
 import pytest
 import yaml
+
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -68,11 +71,12 @@ def image_config() -> dict[str, Any]:
     return config
 
 
-def manifests() -> dict[str, dict[str, Any]]:
-    """Every Kubernetes resource in deploy/kubernetes by kind."""
+def manifests(*, redis: bool = False) -> dict[str, dict[str, Any]]:
+    """The mock's Kubernetes resources in deploy/kubernetes by kind (or, with `redis`, the shared
+    state's Redis: redis.yaml)."""
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(KUBE.glob("*.yaml")):
-        if path.name == "kustomization.yaml":
+        if path.name == "kustomization.yaml" or (path.name == "redis.yaml") != redis:
             continue
         for doc in yaml.safe_load_all(path.read_text()):
             found[doc["kind"]] = doc
@@ -177,7 +181,9 @@ def test_the_image_command_serves_here_passes_its_healthcheck_and_stops_cleanly(
         assert stop(proc) == 0
 
 
-def test_the_deployment_runs_here_and_its_probes_ports_and_service_agree(tmp_path: Path) -> None:
+def test_the_deployment_runs_here_and_its_probes_ports_and_service_agree(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
     found = manifests()
     pod = found["Deployment"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -199,7 +205,16 @@ def test_the_deployment_runs_here_and_its_probes_ports_and_service_agree(tmp_pat
     config_name = config_map["metadata"]["name"]
     config_volume = next(n for n, v in volumes.items() if v.get("configMap", {}).get("name") == config_name)
     args = [arg.replace(mounts[config_volume], str(config_dir)) for arg in container["args"]]
-    env = clean_env({e["name"]: e["value"] for e in container.get("env", [])})
+    given = {e["name"]: e for e in container.get("env", [])}
+    assert given["MOCKLLM_INSTANCE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    state = urlsplit(given["MOCKLLM_STATE"]["value"])
+    redis = manifests(redis=True)
+    assert state.scheme == "redis" and state.hostname == redis["Service"]["metadata"]["name"]
+    assert state.port in [p["port"] for p in redis["Service"]["spec"]["ports"]]
+    # The same command line and environment, with the cluster's Redis replaced by the test's.
+    env = clean_env({name: e["value"] for name, e in given.items() if "value" in e})
+    env["MOCKLLM_STATE"] = redis_server.url
+    env["MOCKLLM_INSTANCE_NAME"] = "mockllm-7d9c-abcde"
     check = subprocess.run(
         [sys.executable, "-m", "mockllm_tui", "--check", str(config_dir / "responses.yml")],
         capture_output=True, text=True, timeout=60, env=env,
@@ -215,6 +230,7 @@ def test_the_deployment_runs_here_and_its_probes_ports_and_service_agree(tmp_pat
             json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]},
         )
         assert answer.json()["choices"][0]["message"]["content"] == "Hello from mockllm-tui in Kubernetes."
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json()["state"] == "redis"
     finally:
         assert stop(proc) == 0
 
@@ -225,3 +241,19 @@ def test_compose_publishes_the_image_port_and_mounts_the_rules_where_the_image_r
     env = image_config()["env"]
     assert any(port.endswith(f":{env['MOCKLLM_PORT']}") for port in service["ports"])
     assert any(volume.split(":")[1] == env["MOCKLLM_RESPONSES"] for volume in service["volumes"])
+    state = urlsplit(service["environment"]["MOCKLLM_STATE"])
+    assert state.hostname in compose["services"] and state.hostname in service["depends_on"]
+    redis = compose["services"][state.hostname]
+    assert any(port.endswith(f":{state.port}") for port in redis["ports"])
+
+
+def test_the_redis_runs_non_root_with_probes_and_its_service_selects_it() -> None:
+    redis = manifests(redis=True)
+    pod = redis["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/data"}
+    assert container["readinessProbe"] and container["livenessProbe"]
+    assert redis["Service"]["spec"]["selector"] == redis["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert redis["Service"]["spec"]["selector"] != manifests()["Service"]["spec"]["selector"]

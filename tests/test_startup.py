@@ -53,7 +53,7 @@ async def test_model_requests_and_health_do_not_wait_for_the_fallback(monkeypatc
     finally:
         gate.set()
         await handle.stop()
-    assert health.status_code == 200 and orjson.loads(health.content) == {"status": "ok"}
+    assert health.status_code == 200 and orjson.loads(health.content) == {"status": "ok", "state": "memory"}
     assert health.headers["content-type"] == "application/json"
     assert chat.choices[0].message.content
     assert providers.status_code == 200

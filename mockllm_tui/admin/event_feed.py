@@ -86,9 +86,9 @@ def hits_data(store: Store) -> list[int]:
 
 
 def state_data(store: Store, *, cleared: bool = False) -> dict[str, Any]:
-    """What `state.changed` carries: the state backend's health, the counters, and whether the
-    journal was just cleared."""
-    return {"state": "memory", "journal_cleared": cleared, "counters": store.counters.public()}
+    """What `state.changed` carries: the state backend's mode (memory, redis, or degraded while a
+    shared Redis is lost), the counters, and whether the journal was just cleared."""
+    return {"state": store.state.mode, "journal_cleared": cleared, "counters": store.counters.public()}
 
 
 def turn_of(entry: JournalEntry) -> tuple[Any, ...]:
@@ -211,7 +211,7 @@ class EventFeed:
         lost = sub.overflowed
         events = sub.drain()
         touched: dict[int, JournalEntry] = {}
-        knobs = rules = cleared = False
+        knobs = rules = cleared = state = False
         notices: list[str] = []
         for kind, payload in events:
             if kind in ("request", "chunk", "done"):
@@ -225,6 +225,8 @@ class EventFeed:
                 notices.append(str(payload))
             elif kind == "journal_cleared":
                 cleared = True
+            elif kind == "state":
+                state = True
         if lost:  # start the clients again from the state as it is now (they read the journal again)
             self._sent.clear()
             self._append("reset", {"reason": "events were lost"})
@@ -232,8 +234,8 @@ class EventFeed:
                 self._append(name, data)
             self._totals = (counters_data(self.store), hits_data(self.store))
         else:
-            if cleared:
-                self._append("state.changed", state_data(self.store, cleared=True))
+            if cleared or state:
+                self._append("state.changed", state_data(self.store, cleared=cleared))
             for entry in touched.values():
                 self._request_events(entry)
             if knobs:

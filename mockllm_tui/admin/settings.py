@@ -35,8 +35,10 @@ def redact_layer(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def settings_view(store: Store, session: str | None = None) -> dict[str, Any]:
-    """The effective knob values, each layer's own values, and any pending fail-next (of a session:
-    its overrides as the `session` layer, and its own fail-next)."""
+    """The effective knob values, each layer's own values, any pending fail-next (of a session:
+    its overrides as the `session` layer, and its own fail-next), and whether a change made here
+    reaches every process serving this mock (`shared`: false under `--workers N` without a shared
+    state, and while a shared state is lost)."""
     count, status = store.fail_next_of(session)
     layers = {name: redact_layer(store.knob_layer(name)) for name in LAYERS}
     out: dict[str, Any] = {"effective": store.knobs_for(session).public(), "layers": layers}
@@ -44,6 +46,7 @@ def settings_view(store: Store, session: str | None = None) -> dict[str, Any]:
         layers["session"] = redact_layer(store.session(session).knobs)
         out["session"] = session
     out["fail_next"] = {"count": count, "status": status}
+    out["shared"] = store.state.write_refusal() is None
     return out
 
 

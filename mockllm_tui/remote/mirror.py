@@ -19,11 +19,12 @@ A fallback's near misses are read from the server when the panel shows the reque
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from mockllm_tui.core.conversation import NearMisses
 from mockllm_tui.core.journal_data import entry_from_data, update_entry
 from mockllm_tui.core.knobs import KNOB_NAMES, ErrorMode, KnobError, Knobs
+from mockllm_tui.core.shared_state import LocalState, StateMode
 from mockllm_tui.core.store import DEFAULT_JOURNAL_SIZE, Counters, JournalEntry, StartupConfig, Store
 from mockllm_tui.remote.errors import NotConnected, RefusedCommand
 from mockllm_tui.rules.commands import ScenarioView
@@ -74,11 +75,27 @@ def entry_of(view: dict[str, Any]) -> Entry:
     return Entry(spec)
 
 
+class ServerState(LocalState):
+    """The attached server's state as its event stream tells it: its `mode` is the server's."""
+
+    def __init__(self) -> None:
+        super().__init__("attached")
+        self.reported: StateMode = "memory"
+
+    @property
+    def mode(self) -> StateMode:
+        """The server's state: memory, redis, or degraded while its Redis is lost."""
+        return self.reported
+
+
 class MirrorStore(Store):
     """The store of a panel attached to a server at `client.root`."""
 
     def __init__(self, client: AdminClient, *, journal_size: int = DEFAULT_JOURNAL_SIZE) -> None:
-        super().__init__(journal_size=journal_size, config=StartupConfig(url=client.root + "/v1"))
+        self.server_state = ServerState()
+        super().__init__(
+            journal_size=journal_size, config=StartupConfig(url=client.root + "/v1"), state=self.server_state
+        )
         self.client = client
         #: Whether the event stream is connected (commands need it), and what to say about it.
         self.connected = False
@@ -176,6 +193,13 @@ class MirrorStore(Store):
             if data.get("journal_cleared"):
                 super().clear_journal()
             self._set_counters(data.get("counters") or {})
+            self.apply_state(data.get("state"))
+
+    def apply_state(self, mode: Any) -> None:
+        """The server's state mode (`state.changed`'s `state`): published when it changes."""
+        if mode in get_args(StateMode) and mode != self.server_state.reported:
+            self.server_state.reported = mode
+            self.state_changed()
 
     def _set_counters(self, data: dict[str, Any]) -> None:
         """The server's counters, in place (the status bar holds the object)."""

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
@@ -227,15 +228,27 @@ async def watch_rules(store: Store, path: Path) -> None:
     def only_the_files(_change: object, changed: str) -> bool:
         return Path(changed) in files
 
-    async for _changes in awatch(
+    target = None if copy is not None else served
+    changes = awatch(
         *{file.parent for file in files},
         watch_filter=only_the_files,
         debounce=WATCH_DEBOUNCE_MS,
         step=WATCH_STEP_MS,
         recursive=False,
         ignore_permission_denied=True,
-    ):
-        reload_from_disk(store, None if copy is not None else served)
+    )
+    # Watch first, then look once more: a change made after the file was loaded and before the
+    # watch began (a `--workers` process starts slowly on a busy machine) is not missed.
+    first = asyncio.ensure_future(anext(changes))
+    try:
+        await asyncio.sleep(0)  # awatch's first step registers the watch
+        reload_from_disk(store, target)
+        await first
+    finally:
+        first.cancel()
+    reload_from_disk(store, target)
+    async for _changes in changes:
+        reload_from_disk(store, target)
 
 
 class WriteError(OSError):

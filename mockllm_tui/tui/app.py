@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from textual.actions import parse as parse_action
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -391,7 +391,7 @@ class MockPanel(App[int]):
         self._resting = len(events) > BUSY_EVENTS
         log = self.log_view
         touched: dict[int, JournalEntry] = {}
-        rules_changed = knobs_changed = file_changed = cleared = False
+        rules_changed = knobs_changed = file_changed = cleared = state_changed = False
         for kind, payload in events:
             if kind in ("request", "chunk", "done"):
                 touched[payload.id] = payload
@@ -403,11 +403,13 @@ class MockPanel(App[int]):
                 file_changed = True
                 if payload:
                     self.notify(str(payload), title="Responses file not loaded", severity="error", timeout=8)
-            elif kind == "notice":
+            elif kind == "notice":  # a sentence of its own: the file followed, the shared state lost or back
                 file_changed = True
-                self.notify(str(payload), title="Responses file", timeout=8)
+                self.notify(str(payload), timeout=8)
             elif kind == "journal_cleared":
                 cleared = True
+            elif kind == "state":
+                state_changed = True
         if lost or cleared:
             log.reload(self.store.journal())
         else:
@@ -426,6 +428,8 @@ class MockPanel(App[int]):
             self.rule_table.hits_changed()
         if knobs_changed:
             self._show_knobs()
+        if state_changed or lost:
+            self.status_bar.show_state(self.store.state.mode)
         if events:
             self.status_bar.show_counts(self.store.counters)
 
@@ -446,6 +450,7 @@ class MockPanel(App[int]):
         """Show everything the store holds now (on mount, and after a lost batch)."""
         self._show_file()
         self._show_knobs()
+        self.status_bar.show_state(self.store.state.mode)
         self.status_bar.show_counts(self.store.counters)
         self.rule_table.show_rules()
 
@@ -466,11 +471,11 @@ class MockPanel(App[int]):
         log = self.log_view
         before = self.selected
         self.selected = None if message.entry_id is None else log.rows_by_id.get(message.entry_id)
-        with contextlib.suppress(NoMatches):  # the log moved while the app was closing
+        with contextlib.suppress(NoMatches, ScreenStackError):  # the log moved while the app was closing
             self.detail.show(self.selected, following=log.follow)
+            if (before is None) != (self.selected is None):
+                self.refresh_bindings()  # the request keys show in the footer while a request is selected
         self._complete_selected()
-        if (before is None) != (self.selected is None):
-            self.refresh_bindings()  # the request keys show in the footer while a request is selected
 
     def _complete_selected(self) -> None:
         """Attached: read what the event stream leaves out of the selected request (a fallback's

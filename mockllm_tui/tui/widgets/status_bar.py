@@ -1,4 +1,5 @@
-"""The status bar: the URL, the responses file, requests/s, in-flight, streams, errors and the knobs."""
+"""The status bar: the URL, the shared state, the responses file, requests/s, in-flight, streams,
+errors and the knobs."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from mockllm_tui.core.knobs import Knobs
+from mockllm_tui.core.shared_state import StateMode
 from mockllm_tui.core.store import Counters
 from mockllm_tui.rules.commands import RulesFile
 from mockllm_tui.tui.format import errors_label, file_label, speed_label
 
 RATE_WINDOW = 60
 COUNTS_INTERVAL_S = 0.5  # under load the counts change every tick; each redraw is a frame of its own
+#: What the status bar says of each state mode (nothing for memory), and in which style.
+STATE_WORDS: dict[StateMode, tuple[str, str]] = {
+    "redis": ("shared: redis", "dim"),
+    "degraded": ("shared state lost: serving the last known rules", "bold yellow"),
+}
 
 
 def arrived_count(counters: Counters, *, with_probes: bool) -> int:
@@ -36,6 +43,7 @@ class StatusBar(Vertical):
     StatusBar Sparkline { width: 24; height: 1; margin-left: 1; }
     StatusBar #status-counts { width: 56; padding-left: 1; }
     StatusBar #status-knobs { width: auto; color: $text-muted; }
+    StatusBar #status-state { width: auto; padding-right: 3; display: none; }
     """
 
     def __init__(self, url: str, *, id: str | None = None) -> None:
@@ -46,6 +54,7 @@ class StatusBar(Vertical):
         self._shown_counts: tuple[int, int, int, int] | None = None
         self.with_probes = False  # count health checks and metrics scrapes in the total
         self._knobs_width = -1
+        self._state: StateMode = "memory"
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -54,6 +63,7 @@ class StatusBar(Vertical):
             yield Sparkline(list(self.rates), id="status-rate")
             yield Static(id="status-counts")
         with Horizontal():  # the file's path (or where edits go) gets the room the knobs leave
+            yield Static(id="status-state")  # first: a lost shared state is not cropped on a narrow screen
             yield Static(id="status-knobs")
             yield Static(id="status-file")
 
@@ -66,6 +76,17 @@ class StatusBar(Vertical):
         if problem:
             text.append(f"  {problem}", style="bold red")
         self.query_one("#status-url", Static).update(text, layout=False)
+
+    def show_state(self, mode: StateMode) -> None:
+        """The shared state's mode, before the knobs: quiet under Redis, a warning while it is lost,
+        nothing in memory."""
+        if mode == self._state:
+            return
+        self._state = mode
+        words = STATE_WORDS.get(mode)
+        shown = self.query_one("#status-state", Static)
+        shown.update(Text(*words) if words is not None else "")
+        shown.display = words is not None
 
     def show_file(self, file: RulesFile, error: str | None) -> None:
         """The responses file's path (or where edits go, for the read-only example) and whether it is valid."""

@@ -6,8 +6,9 @@ per client. A batch names each request once: `request.started` when it is first 
 `request.chunk` with the chunks sent since (all of a batch's chunks of one request in one event),
 `request.ended` with everything else; then `totals.changed` when the batch changed the counters or
 the rules' hits (the server's own figures: a realtime session counts each of its responses, so the
-totals cannot be worked out from the request events). Clients read the shared buffer from where they are; one that
-falls further behind than the buffer holds, or resumes from an id it no longer holds, gets `reset`.
+totals cannot be worked out from the request events). Clients read the shared buffer from where
+they are; one that falls further behind than the buffer holds, or resumes from an id it no longer
+holds, gets `reset`, and so do all when the feed itself lost events (then a snapshot follows).
 
 Ids are `EPOCH-N`: N counts up, EPOCH differs with each feed, so an id from another run (the server
 restarted) is never mistaken for one of this run's. With no client for IDLE_S the feed stops

@@ -51,7 +51,8 @@ BENCH_RESPONSES = f'responses:\n  "Stream me a reply.": "{LONG_REPLY}"\n  "ping"
 CHAT_RESPONSES = f'responses:\n  "default": "{AIMOCK_REPLY}"\n'
 NOTES_MARK = "<!-- notes: kept across runs -->"
 SECTIONS = (
-    "throughput", "dialogs", "stream_rps", "streams", "ttft", "realtime", "load", "memory", "startup", "edit", "attach"
+    "throughput", "dialogs", "stream_rps", "streams", "ttft", "realtime", "load", "memory", "startup", "edit", "attach",
+    "state",
 )
 #: aimock cuts a streamed reply every this many characters: 3 text chunks for its reply, as many as
 #: mockllm-tui's word chunking gives the same reply.
@@ -230,6 +231,13 @@ def attach(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
     from benchmarks.attach import attach_section
 
     attach_section(opts, report, tmp)
+
+
+def state(opts: argparse.Namespace, report: Report, tmp: Path) -> None:
+    """Headless with a Redis state vs the memory state, side by side (benchmarks/state.py)."""
+    from benchmarks.state import state_section
+
+    state_section(opts, report, tmp)
 
 
 # -- dialogs -----------------------------------------------------------------------------------
@@ -631,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     sections = {"throughput": throughput, "dialogs": dialogs, "stream_rps": stream_rps, "streams": streams,
                 "ttft": ttft, "realtime": realtime, "load": load, "memory": memory, "startup": startup, "edit": edit,
-                "attach": attach}
+                "attach": attach, "state": state}
     with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
         for name in opts.only.split(","):
             print(f"== {name}", flush=True)

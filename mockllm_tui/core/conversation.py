@@ -189,6 +189,24 @@ class ErrorReply:
 
 
 @dataclass(slots=True)
+class ReplySequence:
+    """The `replies:` sequence a reply was picked from, so a flow can pick again at a position the
+    group of processes shares (`--state redis://…`).
+
+    `key` names the sequence in the group (what the rule is, a hash of its spec), `session` the
+    session whose position it is (None: the default session), `length` its items, `index` the item
+    picked from this process's own position, `pick(i)` the text of item i (templates filled in), and
+    `follow(n)` sets this process's position to n, so local counting carries on from the group's."""
+
+    key: str
+    session: str | None
+    length: int
+    index: int
+    pick: Callable[[int], str]
+    follow: Callable[[int], None]
+
+
+@dataclass(slots=True)
 class Reply:
     """What to answer. `rule` names the rule that chose it, for the journal and the panel, and
     `rule_id` is that rule's internal id (None for a fallback), so the panel finds it after edits.
@@ -215,6 +233,8 @@ class Reply:
 
     file: str | None = None
     flagged: dict[str, float] | None = None
+    #: The `replies:` sequence the text came from (None: not from a sequence).
+    sequence: ReplySequence | None = None
 
 
 @dataclass(slots=True)

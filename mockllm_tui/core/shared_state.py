@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from mockllm_tui.core.conversation import ReplySequence
+from mockllm_tui.core.knobs import ErrorMode
 
 if TYPE_CHECKING:
     from mockllm_tui.core.store import Store
@@ -19,6 +23,42 @@ StateMode = Literal["memory", "redis", "degraded"]
 #: The admin API's answer to a write that cannot reach every process.
 NOT_SHARED_STATUS = 409
 DEGRADED_STATUS = 503
+
+
+#: A `fail_next` take: (1, status, mode) when this request must fail, else (0, None, None).
+FailNext = tuple[int, int | None, ErrorMode | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLevels:
+    """The group's rate-limit buckets after one request: what each holds (None: that limit is not
+    set) and which one refused the request ("requests", "tokens"; None: it may go on)."""
+
+    requests: float | None
+    tokens: float | None
+    refused: str | None
+
+
+class GroupCounters(Protocol):
+    """The counters a group of processes shares (`replies:` positions, `fail_next`, rate limits).
+    Each answer falls back to this process's own counting while the group cannot be reached."""
+
+    async def position(self, sequence: ReplySequence) -> int:
+        """The item of `sequence` to answer with, from the group's position."""
+        ...
+
+    async def take_fail_next(self, store: Store, session: str | None) -> FailNext:
+        """Consume one of the group's pending failures (of `session`)."""
+        ...
+
+    def share_fail_next(self, session: str | None, count: int, status: int | None, mode: ErrorMode | None) -> None:
+        """This process set the pending failures: make them the group's."""
+        ...
+
+    async def take_rate(self, rpm: int, tpm: int, tokens: int) -> RateLevels | None:
+        """Take one request (and `tokens` served since the last call) from the group's buckets;
+        None: count them here."""
+        ...
 
 
 def default_instance_name() -> str:
@@ -36,6 +76,8 @@ class LocalState:
     def __init__(self, instance: str = "", *, shared: bool = True) -> None:
         self.instance = instance or default_instance_name()
         self.shared = shared
+        #: What the group counts together (None: every count is this process's own).
+        self.counters: GroupCounters | None = None
 
     @property
     def mode(self) -> StateMode:
@@ -47,6 +89,29 @@ class LocalState:
 
     async def stop(self) -> None:
         """Leave the group as the server stops."""
+
+    async def next_position(self, sequence: ReplySequence) -> int:
+        """The item of a `replies:` sequence to answer with: the group's next, or the one picked here."""
+        counters = self.counters
+        return sequence.index if counters is None else await counters.position(sequence)
+
+    async def take_fail_next(self, store: Store, session: str | None) -> FailNext:
+        """Consume one pending `fail_next` (of `session`): the group's, or this process's own."""
+        counters = self.counters
+        if counters is None or store.fail_next_of(session)[0] <= 0:  # nothing pending: no need to ask the group
+            return store.take_fail_next(session)
+        return await counters.take_fail_next(store, session)
+
+    def share_fail_next(self, session: str | None, count: int, status: int | None, mode: ErrorMode | None) -> None:
+        """The pending failures were set here (nothing to share in memory)."""
+        if self.counters is not None:
+            self.counters.share_fail_next(session, count, status, mode)
+
+    async def take_rate(self, rpm: int, tpm: int, tokens: int) -> RateLevels | None:
+        """Take one request (and `tokens` served since the last call) from the group's rate-limit
+        buckets; None: this process counts them itself."""
+        counters = self.counters
+        return None if counters is None else await counters.take_rate(rpm, tpm, tokens)
 
     def write_refusal(self) -> tuple[int, str] | None:
         """Why the admin API must refuse a write now, as (status, message); None: writes are fine."""

@@ -527,7 +527,14 @@ class Store:
         self, count: int, status: int | None = None, mode: ErrorMode | None = None, session: str | None = None
     ) -> None:
         """Fail exactly the next `count` model requests (with `status` and `mode`, or the knobs'),
-        of a session when one is named."""
+        of a session when one is named; with a shared state, the group's next requests."""
+        self.follow_fail_next(count, status, mode, session)
+        self.state.share_fail_next(session, max(0, count), status, mode)
+
+    def follow_fail_next(
+        self, count: int, status: int | None = None, mode: ErrorMode | None = None, session: str | None = None
+    ) -> None:
+        """Set the pending failures in this process only (its copy of the group's)."""
         if session is not None:
             self.sessions.get(session).fail_next = (max(0, count), status, mode) if count > 0 else (0, None, None)
             self.publish("knobs", self._knobs)
@@ -548,6 +555,13 @@ class Store:
             return self.fail_next
         state = self.sessions.peek(session)
         return (0, None) if state is None else (state.fail_next[0], state.fail_next[1])
+
+    def pending_fail_next(self, session: str | None) -> tuple[int, int | None, ErrorMode | None]:
+        """A session's (or the default's) pending failures: count, status and mode."""
+        if session is None:
+            return self._fail_next, self._fail_next_status, self._fail_next_mode
+        state = self.sessions.peek(session)
+        return (0, None, None) if state is None else state.fail_next
 
     def take_fail_next(self, session: str | None = None) -> tuple[int, int | None, ErrorMode | None]:
         """Consume one pending `fail_next` (of the request's session): (1, status, mode) when this

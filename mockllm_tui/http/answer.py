@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from mockllm_tui.core.conversation import Reply, RequestError
+from mockllm_tui.core.store import Store
 from mockllm_tui.engine.faults import INJECTED_RETRY_AFTER_MS, TIMEOUT_STATUS, FaultPlan, PlannedError, decide
 from mockllm_tui.http.exchange import ClientGone, Exchange
 
@@ -21,12 +22,23 @@ DISCONNECT_STATUS = 499
 SHUTDOWN_STATUS = 503
 
 
-def plan_faults(ex: Exchange, reply: Reply) -> FaultPlan:
-    """The fault plan for this request, consuming one `fail_next` if set; an injected error is
-    recorded in the journal."""
+async def pick_from_sequence(store: Store, reply: Reply) -> None:
+    """A reply from a `replies:` sequence takes the item at the group's position (with a shared
+    state; in memory the item picked is already the one)."""
+    sequence = reply.sequence
+    if sequence is None or store.state.counters is None:
+        return
+    index = await store.state.next_position(sequence)
+    if index != sequence.index:
+        reply.text = sequence.pick(index)
+
+
+async def plan_faults(ex: Exchange, reply: Reply) -> FaultPlan:
+    """The fault plan for this request, consuming one `fail_next` if set (the group's, with a shared
+    state); an injected error is recorded in the journal."""
     store = ex.store
     session = ex.journal.entry.session
-    fail_next, status, mode = store.take_fail_next(session)
+    fail_next, status, mode = await store.state.take_fail_next(store, session)
     plan = decide(
         store.knobs_for(session),
         reply,
@@ -66,7 +78,7 @@ async def fail_before(ex: Exchange, error: PlannedError, plan: FaultPlan, reply:
 async def answer_faults(ex: Exchange, reply: Reply) -> FaultPlan:
     """Plan the faults of a request that is answered whole: carry out an error (raises) or wait out
     the latency. Returns the plan once the request may be answered."""
-    plan = plan_faults(ex, reply)
+    plan = await plan_faults(ex, reply)
     if plan.error is not None:
         await fail_before(ex, plan.error, plan, reply)
     await wait_latency(ex, plan.latency_s)

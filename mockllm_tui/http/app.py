@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,9 @@ log = logging.getLogger("mockllm_tui")
 
 ADMIN_PREFIX = "/_mock/"
 METRICS_PATH = "/metrics"
-Guard = Callable[[Exchange, Provider], None]
+#: A check before a model endpoint: it raises to refuse, or returns what to await when it must ask
+#: the shared state (a rate limit counted by the group).
+Guard = Callable[[Exchange, Provider], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +277,9 @@ class MockApp:
                 raise RequestError(f"unknown path {scope['method']} {ex.path}", status=404)
             if endpoint.guarded:
                 for guard in self.guards:
-                    guard(ex, provider)
+                    pending = guard(ex, provider)
+                    if pending is not None:
+                        await pending
             if isinstance(endpoint, ChatEndpoint):
                 await run_chat(endpoint, ex, self.upstream)
             elif isinstance(endpoint, MediaEndpoint):

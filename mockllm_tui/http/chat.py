@@ -19,6 +19,7 @@ from mockllm_tui.http.answer import (
     SHUTDOWN_STATUS,
     fail_before,
     fail_mid_stream,
+    pick_from_sequence,
     plan_faults,
     wait_latency,
 )
@@ -64,8 +65,9 @@ async def run_chat(endpoint: ChatEndpoint, ex: Exchange, proxy: UpstreamProxy | 
             return
         input_tokens = check_limits(ex, endpoint, conversation)
         reply = matched
+    await pick_from_sequence(store, reply)
     journal.matched(reply.rule, reply.rule_id, scenario=reply.scenario, near_misses=reply.near_misses)
-    plan = plan_faults(ex, reply)
+    plan = await plan_faults(ex, reply)
     error = plan.error
     if error is not None and (error.mode == "before" or not conversation.stream):
         await fail_before(ex, error, plan, reply)

@@ -16,7 +16,7 @@ import httpx
 
 from mockllm_tui.core.conversation import Reply, RequestError, preview
 from mockllm_tui.engine.faults import FaultPlan
-from mockllm_tui.http.answer import fail_before, fail_mid_stream, plan_faults, wait_latency
+from mockllm_tui.http.answer import fail_before, fail_mid_stream, pick_from_sequence, plan_faults, wait_latency
 from mockllm_tui.http.exchange import Exchange
 from mockllm_tui.http.upstream import (
     Upstream,
@@ -57,10 +57,12 @@ async def run_media(endpoint: MediaEndpoint, ex: Exchange, proxy: UpstreamProxy 
             replies = [reply for reply in matched if reply is not None]
         else:
             replies = [store.rules.choose(request) for request in job.requests]
+        for reply in replies:
+            await pick_from_sequence(store, reply)
         journal.matched(", ".join(dict.fromkeys(r.rule for r in replies if r.rule)) or None)
         # Any input's error rule answers for the whole request.
         deciding = next((r for r in replies if r.error is not None), replies[0])
-        plan = plan_faults(ex, deciding)
+        plan = await plan_faults(ex, deciding)
         error = plan.error
         if error is not None and (error.mode == "before" or not job.stream):
             await fail_before(ex, error, plan, deciding)

@@ -6,12 +6,15 @@ request bucket; the tokens a reply used are taken from the token bucket when the
 arrives (the reply's size is not known before it is made), so the token bucket may go into debt,
 as real limits do. Every model response carries the provider's rate-limit headers
 (`Provider.rate_limit_headers`); with no limit set they are rebuilt at most once a second.
+With a shared state (`--state redis://…`) the buckets are the group's, kept in Redis, so a limit
+holds for every process together (each process's own while Redis is lost).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import NoReturn
 
@@ -89,15 +92,37 @@ class RateLimiter:
         self._tokens_seen = self.store.tokens_used
         self._unlimited.clear()
 
-    def __call__(self, ex: Exchange, provider: Provider) -> None:
-        """Count this request; add the headers; raise RequestError(429) beyond a limit."""
+    def __call__(self, ex: Exchange, provider: Provider) -> Awaitable[None] | None:
+        """Count this request; add the headers; raise RequestError(429) beyond a limit. With a
+        shared state and a limit set, the group's buckets count it: returns that check to await."""
         knobs = self.store.knobs
         if knobs is not self._knobs:
             self._reconfigure(knobs)
         if self._requests is None and self._tokens is None:
             ex.extra_headers += self._unlimited_headers(provider)
-            return
+            return None
+        if self.store.state.counters is not None:
+            return self._shared_limit(ex, provider, knobs)
         self._limit(ex, provider)
+        return None
+
+    async def _shared_limit(self, ex: Exchange, provider: Provider, knobs: Knobs) -> None:
+        """Count the request in the group's buckets (this process's own while the group is lost)."""
+        used = self.store.tokens_used
+        levels = await self.store.state.take_rate(knobs.rate_limit_rpm, knobs.rate_limit_tpm, used - self._tokens_seen)
+        if levels is None:
+            self._limit(ex, provider)
+            return
+        self._tokens_seen = used
+        now = time.monotonic()
+        requests = _shared_bucket(knobs.rate_limit_rpm, levels.requests, now)
+        tokens = _shared_bucket(knobs.rate_limit_tpm, levels.tokens, now)
+        report = RateLimitReport(_report(requests, UNLIMITED.requests), _report(tokens, UNLIMITED.tokens), time.time())
+        ex.extra_headers += provider.rate_limit_headers(report)
+        if levels.refused is not None:
+            refused = requests if levels.refused == "requests" else tokens
+            if refused is not None:
+                self._refuse(ex, levels.refused, refused)
 
     def _unlimited_headers(self, provider: Provider) -> Headers:
         now = time.time()
@@ -142,6 +167,13 @@ class RateLimiter:
         )
         ex.journal.faulted(f"429 rate_limit ({per.lower()})")
         raise RequestError(message, status=429, retry_after_ms=wait_s * 1000.0, code=RATE_LIMIT_CODE)
+
+
+def _shared_bucket(per_minute: int, level: float | None, now: float) -> Bucket | None:
+    """The group's bucket as the headers and the refusal read it (None: no such limit)."""
+    if per_minute <= 0 or level is None:
+        return None
+    return Bucket(float(per_minute), level, now)
 
 
 def _report(bucket: Bucket | None, unlimited: Allowance) -> Allowance:

@@ -23,7 +23,7 @@ from mockllm_tui.core.tokens import count_conversation, count_tokens, split_chun
 from mockllm_tui.engine.faults import TIMEOUT_STATUS, PlannedError, decide
 from mockllm_tui.engine.pacing import Pacer
 from mockllm_tui.engine.shaping import shape_reply
-from mockllm_tui.http.answer import DISCONNECT_STATUS, injected_message
+from mockllm_tui.http.answer import DISCONNECT_STATUS, injected_message, pick_from_sequence
 from mockllm_tui.http.auth import INVALID_KEY_CODE, headers_text, key_matches
 from mockllm_tui.http.exchange import REDACTED_HEADERS, Receive, Scope, Send, redact_headers
 from mockllm_tui.http.journal import JournalRecorder
@@ -240,8 +240,9 @@ class Connection:
                 journal.missed(exc.near_misses)
                 status = await self._fail(turn, "before", exc.status, exc.message)
                 return
+            await pick_from_sequence(store, reply)
             journal.matched(reply.rule, reply.rule_id, scenario=reply.scenario, near_misses=reply.near_misses)
-            fail_next, fail_status, fail_mode = store.take_fail_next(session)
+            fail_next, fail_status, fail_mode = await store.state.take_fail_next(store, session)
             plan = decide(
                 knobs,
                 reply,

@@ -11,6 +11,7 @@ refused (NoRuleMatched) instead. Everything is compiled once when the set is bui
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from mockllm_tui.core.conversation import (
     NearMisses,
     NoRuleMatched,
     Reply,
+    ReplySequence,
     ToolCall,
 )
 from mockllm_tui.core.media import FLAGGED_SCORE, AnswerKind, MediaRequest, answer_kind
@@ -141,6 +143,7 @@ class CompiledRule:
         "_provider",
         "_regex",
         "_result_contains",
+        "_sequence_key",
         "_system",
         "_tool",
         "_tools",
@@ -178,6 +181,7 @@ class CompiledRule:
         #: The folder `image:` and `audio:` paths are relative to (None: the working directory).
         self.folder = folder
         self.kinds = rule_kinds(entry.spec)
+        self._sequence_key: str | None = None
         self._endpoint = _glob(m.endpoint)
         self._file = _glob(m.file)
         self._duration = m.duration
@@ -354,16 +358,29 @@ class CompiledRule:
                 return f"{quoted(name)} is {quoted(value)}, not {quoted(prefix + shown)}"
         return None
 
+    def sequence_key(self) -> str:
+        """What names this rule's `replies:` sequence across processes: whether it is a file rule or
+        a scenario step, its identity, and a hash of its spec (an edited rule starts again)."""
+        if self._sequence_key is None:
+            data = orjson.dumps(self.spec.to_data(), option=orjson.OPT_SORT_KEYS, default=str)
+            digest = hashlib.blake2b(data, digest_size=8).hexdigest()
+            scope = "rule" if self.key is self.id else "step"
+            self._sequence_key = f"{scope}:{self.label}:{digest}"
+        return self._sequence_key
+
     def answer(
         self,
         variables: dict[str, str],
         positions: dict[Any, int] | None = None,
         request: Any = None,
         kind: AnswerKind = "chat",
+        session_id: str | None = None,
     ) -> Reply:
         """The reply, with templates filled in; advances a `replies` sequence (in `positions` for a
-        named session, else the rule's own). A dynamic answer is called with `request`. For an image
-        or speech request it names the rule's file, for a moderation the categories it flags."""
+        named session, else the rule's own) and says which one, so a flow can pick again at the
+        group's position (`session_id`: the session whose position it is). A dynamic answer is called
+        with `request`. For an image or speech request it names the rule's file, for a moderation the
+        categories it flags."""
         spec = self.spec
         self.hits += 1
         # Only the file's rules have an id the panel can find (a step's or a session rule's is not one).
@@ -391,6 +408,8 @@ class CompiledRule:
             else:
                 positions[self.key] = position + 1
             reply.text = render(spec.replies[index], variables)
+            if self.dynamic_reply is None and (self.key is self.id or self.key[0] == "scenario"):
+                reply.sequence = self._sequence(index, variables, positions, session_id)
         elif spec.reply is not None:
             reply.text = render(spec.reply, variables)
         reply.tool_calls = [ToolCall(c.name, render_value(c.arguments, variables)) for c in spec.tool_calls]
@@ -400,6 +419,22 @@ class CompiledRule:
             calls = self.dynamic_tool_calls(request) or []
             reply.tool_calls = [ToolCall(str(c["name"]), dict(c.get("arguments") or {})) for c in calls]
         return reply
+
+
+    def _sequence(
+        self, index: int, variables: dict[str, str], positions: dict[Any, int] | None, session_id: str | None
+    ) -> ReplySequence:
+        items = self.spec.replies or ("",)
+
+        def follow(position: int) -> None:
+            if positions is None:
+                self.position = position
+            else:
+                positions[self.key] = position
+
+        return ReplySequence(
+            self.sequence_key(), session_id, len(items), index, lambda i: render(items[i], variables), follow
+        )
 
 
 class CompiledScenario:
@@ -592,7 +627,7 @@ class RuleSet:
         for rule in session.rules:
             variables = rule.test(conversation, prompt, folded, headers)
             if variables is not None:
-                return Choice(rule.id, rule.label, rule.answer(variables, session.positions, request, kind))
+                return Choice(rule.id, rule.label, rule.answer(variables, session.positions, request, kind, session.id))
         for scenario in self.scenarios:
             current = scenario.current(session)
             if current is None:
@@ -601,7 +636,7 @@ class RuleSet:
             variables = step.test(conversation, prompt, folded, headers)
             if variables is not None:
                 session.scenarios[scenario.name] = index + 1
-                reply = step.answer(variables, session.positions, request, kind)
+                reply = step.answer(variables, session.positions, request, kind, session.id)
                 total = len(scenario.steps)
                 finished = index + 1 == total
                 reply.scenario = {"name": scenario.name, "step": index + 1, "steps": total, "finished": finished}
@@ -611,12 +646,12 @@ class RuleSet:
                 continue
             variables = rule.test(conversation, prompt, folded, headers)
             if variables is not None:
-                return Choice(rule.id, rule.label, rule.answer(variables, positions, request, kind))
+                return Choice(rule.id, rule.label, rule.answer(variables, positions, request, kind, session.id))
         short = self._short.get(folded)
         if short is not None and short.id not in skip:
             variables = short.test(conversation, prompt, folded, headers)
             if variables is not None:
-                return Choice(short.id, short.label, short.answer(variables, positions, request, kind))
+                return Choice(short.id, short.label, short.answer(variables, positions, request, kind, session.id))
         return None
 
     def near_misses(

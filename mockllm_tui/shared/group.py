@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from mockllm_tui.shared.connection import RedisState
+from mockllm_tui.shared.counters import SharedCounters
 
 
 def redis_state(url: str, prefix: str, instance: str) -> RedisState:
     """A Redis state for this URL and prefix, sharing the knobs, rules, counters and journal."""
     state = RedisState(url, prefix, instance)
+    state.counters = counters = SharedCounters(state)
+    state.add_part(counters)
     return state

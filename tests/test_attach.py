@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -16,6 +18,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static, TextArea
 
+from mockllm_tui.remote import attached as attached_module
 from mockllm_tui.remote.attached import AttachedServer
 from mockllm_tui.remote.client import AdminClient
 from mockllm_tui.remote.mirror import MirrorStore
@@ -24,7 +27,7 @@ from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from mockllm_tui.tui.screens.save_path import SavePathScreen
 from mockllm_tui.tui.widgets.request_log import RequestLog
-from mockllm_tui.tui.widgets.rule_table import RuleTable
+from mockllm_tui.tui.widgets.rule_table import SCENARIO_ROW, RuleTable
 from tests.support import PanelDriver, rendered
 from tests.test_headless import start_headless
 
@@ -73,11 +76,11 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 @contextlib.asynccontextmanager
 async def attached_panel(
-    tmp_path: Path, *args: str, key: str | None = None, connect: bool = True
+    tmp_path: Path, *args: str, key: str | None = None, connect: bool = True, responses: str = RESPONSES, rules: int = 3
 ) -> AsyncIterator[Attached]:
     server_dir = tmp_path / "server"
     server_dir.mkdir(parents=True)
-    (server_dir / "responses.yml").write_text(RESPONSES)
+    (server_dir / "responses.yml").write_text(responses)
     proc, port, _ = start_headless("--quiet", *args, cwd=server_dir)
     try:
         mirror = MirrorStore(AdminClient(f"http://127.0.0.1:{port}", key))
@@ -93,7 +96,7 @@ async def attached_panel(
             client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
             running = Attached(app, pilot, mirror, proc, port, client, tmp_path)
             if connect:
-                await running.until(lambda: mirror.connected and len(mirror.rules_list()) == 3)
+                await running.until(lambda: mirror.connected and len(mirror.rules_list()) == rules)
             yield running
             await client.close()
     finally:
@@ -270,3 +273,184 @@ def test_attach_refuses_what_is_not_a_url_and_headless() -> None:
     ):
         done = subprocess.run([sys.executable, "-m", "mockllm_tui", *args], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and said in done.stderr
+
+
+class LaggingEvents:
+    """The attached panel reads the event stream late, as a busy panel does under load: each event
+    is handed over `lag_s` after it was read from the socket (in order)."""
+
+    def __init__(self, lag_s: float) -> None:
+        self.lag_s = lag_s
+        #: The events read from the socket so far, and how many of them were handed over (applied).
+        self.read: list[tuple[str, Any]] = []
+        self.handed = 0
+        self.original = attached_module.sse_events
+
+    async def __call__(self, response: httpx.Response) -> AsyncIterator[tuple[str, str | None, Any]]:
+        queue: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
+
+        async def read() -> None:
+            async for event in self.original(response):
+                self.read.append((event[0], event[2]))
+                queue.put_nowait((time.monotonic() + self.lag_s, event))
+            queue.put_nowait((0.0, None))
+
+        reader = asyncio.create_task(read())
+        try:
+            while True:
+                due, event = await queue.get()
+                if event is None:
+                    break
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                yield event
+                self.handed += 1
+        finally:
+            reader.cancel()
+
+    def knobs_after(self, after: int) -> int:
+        """How many events were read up to the first `knobs.changed` read after the first `after`
+        (0: none yet)."""
+        return next((n for n, (name, _) in enumerate(self.read[after:], after + 1) if name == "knobs.changed"), 0)
+
+
+async def test_quick_presses_of_a_toggle_all_land_and_the_panel_agrees_with_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's event about one press reaches the panel after the next press changed the speed
+    again: the panel must not take the older value back (the next press would start from it)."""
+    from mockllm_tui.tui.format import faster, slower, speed_label
+
+    lagging = LaggingEvents(0.3)
+    monkeypatch.setattr(attached_module, "sse_events", lagging)
+    async with attached_panel(tmp_path, "--stream-speed", "40") as attached:
+        speed = attached.mirror.knobs.stream_speed
+
+        async def press(key: str) -> None:
+            nonlocal speed
+            speed = slower(speed) if key == "left_square_bracket" else faster(speed)
+            await attached.pilot.press(key)
+
+        async def round_of(key: str) -> None:
+            start = len(lagging.read)
+            await press(key)
+            await attached.until(lambda: lagging.knobs_after(start) > 0)  # the server told of it: read, not applied
+            told = lagging.knobs_after(start)
+            await press(key)
+            await attached.until(lambda: lagging.handed >= told)  # applied now, after a newer change
+            await press(key)
+
+        await round_of("right_square_bracket")  # 40 -> 50, 100, 200
+        await round_of("right_square_bracket")  # -> 500, 1000, unlimited
+        assert httpx.get(attached.root + "/_mock/settings").json()["effective"]["stream_speed"] == speed
+        knobs = attached.app.query_one("#status-knobs", Static)
+        await attached.until(
+            lambda: attached.mirror.knobs.stream_speed == speed and speed_label(speed) in rendered(knobs)
+        )
+        # and many quick presses in a row
+        for key in ["left_square_bracket", "left_square_bracket", "right_square_bracket", "right_square_bracket"] * 5:
+            await press(key)
+        assert httpx.get(attached.root + "/_mock/settings").json()["effective"]["stream_speed"] == speed
+        await attached.until(
+            lambda: attached.mirror.knobs.stream_speed == speed and speed_label(speed) in rendered(knobs)
+        )
+
+
+async def test_scenarios_the_step_that_answered_and_near_misses_show_as_embedded(tmp_path: Path) -> None:
+    from tests.test_panel_agent import RESPONSES as AGENT_RESPONSES
+
+    async with attached_panel(tmp_path, responses=AGENT_RESPONSES, rules=1) as attached:
+        table = attached.app.query_one(RuleTable)
+        row = SCENARIO_ROW + "booking"
+        await attached.until(lambda: table.row_count == 2)
+        assert str(table.get_cell(row, "reply")) == "step 1/2"
+        assert str(table.get_cell(row, "match")) == "scenario · next: ask city"
+        assert await attached.chat("book a room") == "Which city?"
+        await attached.until(lambda: str(table.get_cell(row, "reply")) == "step 2/2")
+        assert str(table.get_cell(row, "match")) == "scenario · next: booking step 2"
+        detail = attached.app.query_one("#detail-body", Static)
+        await attached.until(lambda: "scenario booking: step 1/2" in rendered(detail))
+        assert await attached.chat("Paris") == "Booked."
+        await attached.until(lambda: str(table.get_cell(row, "reply")) == "finished 2/2")
+        await attached.until(lambda: "scenario booking: step 2/2 · finished" in rendered(detail))
+        # another session's steps do not move the table's (the default session's) position
+        other = openai.AsyncOpenAI(
+            base_url=attached.root + "/v1", api_key="k", max_retries=0, default_headers={"x-mock-session": "abc"}
+        )
+        assert (await other.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "book"}]))
+        # a fallback: the detail pane says why the nearest rule missed, read from the server when shown
+        reply = await other.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "weather?"}]
+        )
+        await other.close()
+        assert reply.choices[0].message.content
+        log = attached.app.query_one(RequestLog)
+        await attached.until(lambda: log.row_count == 4 and attached.app.selected is log.entry_at(3))
+        await attached.until(lambda: "Why no rule matched" in rendered(detail))
+        text = " ".join(rendered(detail).split())
+        assert "weather: model: 'gpt-4o-mini' is not 'gpt-4o'" in text and "session abc" in text
+        assert str(table.get_cell(row, "reply")) == "finished 2/2"
+        # a request a rule answered has no near misses to show
+        await attached.pilot.press("up")
+        await attached.until(lambda: rendered(detail).startswith("#3 "))
+        assert "Why no rule matched" not in rendered(detail)
+        # a reset over the admin API shows at once
+        assert httpx.post(attached.root + "/_mock/scenarios/booking/reset").status_code == 200
+        await attached.until(lambda: str(table.get_cell(row, "reply")) == "step 1/2")
+
+
+async def test_a_realtime_session_counts_each_response_and_shows_its_event_types(attached: Attached) -> None:
+    counts = attached.app.query_one("#status-counts", Static)
+    async with attached.client.realtime.connect(model="gpt-realtime") as conn:
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        for prompt in ("hello", "tell me a story"):
+            await conn.conversation.item.create(
+                item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": prompt}]}
+            )
+            await conn.response.create()
+            async for event in conn:
+                if event.type == "response.done":
+                    break
+        # while the socket is open, its row shows the latest turn and the rule that answered it
+        detail = attached.app.query_one("#detail-body", Static)
+        await attached.until(lambda: "user: tell me a story" in rendered(detail) and "rule story" in rendered(detail))
+        await attached.until(lambda: "word39" in rendered(detail))
+        assert "Hello from the server.word0" not in "".join(rendered(detail).split())  # the latest reply only
+        assert attached.app.query_one(RequestLog).entry_at(0).open
+    for _ in range(2):  # health checks count apart, as embedded
+        assert httpx.get(attached.root + "/health").status_code == 200
+    server = httpx.get(attached.root + "/_mock/journal").json()["counters"]
+    assert server["total"] == 4  # two responses, two health checks: the session's row is not counted again
+    log = attached.app.query_one(RequestLog)
+    await attached.until(lambda: log.row_count == 1 and not log.entry_at(0).open)
+    await attached.until(lambda: attached.mirror.counters.public() == server)
+    await attached.until(lambda: "2 total" in rendered(counts))
+    table = attached.app.query_one(RuleTable)
+    await attached.until(lambda: [v.hits for v in table.views] == [1, 1, 0])  # each response's rule
+    await attached.pilot.press("c")
+    await attached.until(lambda: "response.output_text" in rendered(detail))
+    shown = rendered(detail)
+    assert "session.created" in shown and "response.created" in shown and "end · 101" in shown
+    assert "+-" not in shown  # every event after the session began
+
+
+async def test_a_picture_reply_shows_its_thumbnail_attached(attached: Attached) -> None:
+    await attached.client.images.generate(model="gpt-image-1", prompt="a green meadow", size="1024x1536")
+    log = attached.app.query_one(RequestLog)
+    await attached.until(lambda: log.row_count == 1 and not log.entry_at(0).open)
+    detail = attached.app.query_one("#detail-body", Static)
+    await attached.until(lambda: "[1 x png 1024x1536]" in rendered(detail), 15)
+    preview = [line for line in rendered(detail).splitlines() if line.strip().startswith("▀")]
+    assert len(preview) == 24  # 48 pixels high, two to a cell
+    assert len(preview[0].strip()) == 32  # 2:3, as the picture
+
+
+async def test_the_servers_upstreams_and_recording_show_attached(tmp_path: Path) -> None:
+    async with attached_panel(tmp_path, "--upstream", "openai=http://user:secret@127.0.0.1:9/v1") as attached:
+        knobs = attached.app.query_one("#status-knobs", Static)
+        await attached.until(lambda: "upstream 127.0.0.1:9" in rendered(knobs))
+        assert "secret" not in rendered(knobs)
+        await attached.pilot.press("R")
+        await attached.until(lambda: "recording 127.0.0.1:9" in rendered(knobs))
+        said = [str(n.message) for n in attached.app._notifications]
+        assert "Recording on" in said  # not "no --upstream is set"
+        assert httpx.get(attached.root + "/_mock/settings").json()["effective"]["record"] is True

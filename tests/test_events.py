@@ -117,8 +117,8 @@ async def events_live(tmp_path: Path) -> AsyncIterator[Live]:
 
 async def test_a_stream_is_told_from_start_to_end_and_every_event_has_an_id(events_live: Live) -> None:
     async with Listener(events_live) as listener:
-        first = [await listener.next() for _ in range(3)]
-        assert [e.name for e in first] == ["knobs.changed", "rules.changed", "state.changed"]
+        first = [await listener.next() for _ in range(4)]
+        assert [e.name for e in first] == ["knobs.changed", "rules.changed", "totals.changed", "state.changed"]
         assert [r["id"] for r in first[1].data["rules"]] == ["weather", "#2"]
         client = openai.AsyncOpenAI(base_url=events_live.openai_url, api_key="sk-test", max_retries=0)
         stream = await client.chat.completions.create(
@@ -147,9 +147,16 @@ async def test_a_stream_is_told_from_start_to_end_and_every_event_has_an_id(even
 async def test_knob_and_rule_changes_are_events(events_live: Live) -> None:
     async with Listener(events_live) as listener, httpx.AsyncClient(base_url=events_live.root) as http:
         await listener.next("state.changed")
-        assert (await http.patch("/_mock/settings", json={"latency_ms": 250})).status_code == 200
+        patched = await http.patch("/_mock/settings", json={"latency_ms": 250})
+        assert patched.status_code == 200
         knobs = await listener.next("knobs.changed")
         assert knobs.data["effective"]["latency_ms"] == 250
+        # the answer names the last event made before it: the one telling of the change comes after
+        mark = patched.headers["x-mock-event-id"]
+        assert knobs.id is not None and mark.rpartition("-")[0] == knobs.id.rpartition("-")[0]
+        assert int(knobs.id.rpartition("-")[2]) > int(mark.rpartition("-")[2])
+        listed = await http.get("/_mock/rules")
+        assert listed.headers["x-mock-event-id"].rpartition("-")[0] == knobs.id.rpartition("-")[0]
         added = await http.post(
             "/_mock/rules", json={"name": "tea", "match": {"contains": "tea"}, "reply": "Earl Grey"}
         )
@@ -174,6 +181,8 @@ async def test_last_event_id_resumes_without_a_gap(events_live: Live) -> None:
     assert ended.id is not None
     async with Listener(events_live, {"last-event-id": ended.id}) as resumed:
         first = await resumed.next()
+        if first.name == "totals.changed":  # the totals after the last request seen
+            first = await resumed.next()
         assert first.name in ("request.started", "request.ended")  # no reset, no snapshot
         assert first.data["id"] == ended.data["id"] + 1
         last, _ = await resumed.until("request.ended", lambda d: d["id"] == ended.data["id"] + 2)
@@ -187,9 +196,10 @@ async def test_an_unknown_or_lost_id_starts_with_reset(tmp_path: Path) -> None:
         async with Listener(live, {"last-event-id": "another-run-7"}) as listener:
             first = await listener.next()
             assert first.name == "reset"
-            assert [(await listener.next()).name for _ in range(3)] == [
+            assert [(await listener.next()).name for _ in range(4)] == [
                 "knobs.changed",
                 "rules.changed",
+                "totals.changed",
                 "state.changed",
             ]
         feed: EventFeed = live.app.fallback.state.event_feed
@@ -348,3 +358,41 @@ async def test_a_feed_nobody_listens_to_stops_and_old_ids_get_reset(tmp_path: Pa
         async with Listener(live, {"last-event-id": last or ""}) as listener:
             assert (await listener.next()).name == "reset"
             assert feed._subscription is not None  # listening again
+
+
+async def test_events_lost_on_the_server_restart_the_clients_from_a_snapshot(events_live: Live) -> None:
+    """The feed's own queue overflowed (the loop stalled): `reset`, then the state as it is now,
+    so that an attached mirror reads the journal again."""
+    from mockllm_tui.core.store import DEFAULT_SUBSCRIPTION_SIZE
+    from mockllm_tui.remote.attached import AttachedServer
+    from mockllm_tui.remote.client import AdminClient
+    from mockllm_tui.remote.mirror import MirrorStore
+
+    mirror = MirrorStore(AdminClient(events_live.root))
+    handle = AttachedServer(mirror, first_retry_s=0.01)
+    client = openai.AsyncOpenAI(base_url=events_live.openai_url, api_key="sk-test", max_retries=0)
+
+    async def eventually(condition: Any) -> None:
+        async def poll() -> None:
+            while not condition():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll(), TIMEOUT_S)
+
+    await handle.start()
+    try:
+        async with Listener(events_live) as listener:
+            await listener.next("state.changed")
+            await eventually(lambda: handle.journal_loads == 1)
+            for _ in range(DEFAULT_SUBSCRIPTION_SIZE + 1):  # more than the feed's queue holds, in one go
+                events_live.store.publish("knobs", events_live.store.knobs)
+            reset = await listener.next()
+            assert reset.name == "reset" and reset.data == {"reason": "events were lost"}
+            names = [(await listener.next()).name for _ in range(4)]
+            assert names == ["knobs.changed", "rules.changed", "totals.changed", "state.changed"]
+            await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello"}])
+            await listener.until("request.ended")
+        await eventually(lambda: handle.journal_loads == 2 and mirror.journal())  # read again after the reset
+        assert mirror.journal()[-1].reply_text == "Hi there, friend."
+    finally:
+        await handle.stop()

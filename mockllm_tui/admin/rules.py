@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mockllm_tui.admin.bodies import ANY_OBJECT, NEW_RULE, REORDER, read_body
 from mockllm_tui.admin.errors import AdminError
-from mockllm_tui.admin.journal import store_of
+from mockllm_tui.admin.journal import mark_events, store_of
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules import commands
 from mockllm_tui.rules.commands import ConflictError, RuleError, RuleNotFound
@@ -44,10 +44,11 @@ def _rule_id(store: Store, ident: str | int) -> int:
 
 
 @router.get("/rules")
-async def list_rules(request: Request, session: str | None = None) -> dict[str, Any]:
+async def list_rules(request: Request, response: Response, session: str | None = None) -> dict[str, Any]:
     """Every rule in listing order, with identities, hit counts and the file's state (`?session=ID`:
     that session's own rules)."""
     store = store_of(request)
+    mark_events(request, response)
     if session:
         return {"object": "list", "data": commands.list_session_rules(store, session), "session": session}
     return {

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from mockllm_tui.admin.bodies import ANY_OBJECT, FAIL_NEXT, read_body
 from mockllm_tui.admin.errors import AdminError
-from mockllm_tui.admin.journal import store_of
+from mockllm_tui.admin.journal import mark_events, store_of
 from mockllm_tui.core.knobs import KNOB_NAMES, KnobError
 from mockllm_tui.core.store import Store
 from mockllm_tui.rules.commands import RuleError, save_settings
@@ -57,11 +57,12 @@ async def get_settings(request: Request, session: str | None = None) -> dict[str
 
 
 @router.patch("/settings")
-async def patch_settings(request: Request, session: str | None = None) -> dict[str, Any]:
+async def patch_settings(request: Request, response: Response, session: str | None = None) -> dict[str, Any]:
     """Change knobs live; `null` drops a value from the live layer (`?session=ID`: that session's
     overrides, on top of the live knobs)."""
     body = await read_body(request, ANY_OBJECT)
     store = store_of(request)
+    mark_events(request, response)
     if session:
         try:
             store.set_session_knobs(session, body)
@@ -80,10 +81,11 @@ async def patch_settings(request: Request, session: str | None = None) -> dict[s
 
 
 @router.delete("/settings")
-async def clear_live_settings(request: Request, session: str | None = None) -> dict[str, Any]:
+async def clear_live_settings(request: Request, response: Response, session: str | None = None) -> dict[str, Any]:
     """Forget every live change: the file, CLI and default values apply again (`?session=ID`: that
     session's overrides only)."""
     store = store_of(request)
+    mark_events(request, response)
     if session:
         store.set_session_knobs(session, {}, replace_all=True)
         return settings_view(store, session)
@@ -92,9 +94,10 @@ async def clear_live_settings(request: Request, session: str | None = None) -> d
 
 
 @router.post("/settings/save")
-async def save_live_settings(request: Request) -> dict[str, Any]:
+async def save_live_settings(request: Request, response: Response) -> dict[str, Any]:
     """Write the live values (except the API key) into the responses file's `settings:`."""
     store = store_of(request)
+    mark_events(request, response)
     live = store.knob_layer("live")
     values = {name: value for name, value in live.items() if name != "api_key"}
     try:
@@ -107,11 +110,12 @@ async def save_live_settings(request: Request) -> dict[str, Any]:
 
 
 @router.post("/fail-next")
-async def fail_next(request: Request, session: str | None = None) -> dict[str, Any]:
+async def fail_next(request: Request, response: Response, session: str | None = None) -> dict[str, Any]:
     """Fail exactly the next `count` model requests, with `status` and `mode` (default: the knobs');
     `?session=ID`: that session's next requests."""
     body = await read_body(request, FAIL_NEXT)
     store = store_of(request)
+    mark_events(request, response)
     store.set_fail_next(body.count, body.status, body.mode, session=session or None)
     pending, pending_status = store.fail_next_of(session or None)
     return {"count": pending, "status": pending_status}

@@ -130,8 +130,9 @@ def chunk_offsets(entry: JournalEntry, start: int = 0) -> list[float]:
 def entry_data(
     entry: JournalEntry, *, chunks_from: int | None = 0, now: float | None = None, api_key: str | None = None
 ) -> dict[str, Any]:
-    """An entry as plain data, credentials redacted from its body; its chunks from `chunks_from` on
-    (None: no chunks)."""
+    """An entry as plain data, credentials redacted from its body; its chunks (and their labels)
+    from `chunks_from` on (None: no chunks). `near_misses` says only whether a fallback answered
+    (the near misses are worked out when asked for: `GET /_mock/journal/ID`)."""
     now = perf_counter() if now is None else now
     out: dict[str, Any] = dict(zip(PLAIN_FIELDS, _plain(entry), strict=True))
     out["age_ms"] = round((now - entry.started) * 1000.0, 3)
@@ -143,15 +144,22 @@ def entry_data(
     out["body"] = _bytes_data(redacted_bytes(entry.request_body, api_key)) if entry.request_body else None
     out["response_body"] = _bytes_data(entry.response_body) if entry.response_body else None
     out["conversation"] = conversation_data(entry.conversation) if entry.conversation is not None else None
+    out["near_misses"] = entry.near_misses is not None
+    if entry.thumbnail is not None:
+        width, height, rgb = entry.thumbnail
+        out["thumbnail"] = {"width": width, "height": height, "rgb": base64.b64encode(rgb).decode("ascii")}
     if chunks_from is not None:
         out["chunks_from"] = chunks_from
         out["chunks"] = entry.chunks[chunks_from:]
         out["chunk_ms"] = chunk_offsets(entry, chunks_from)
+        if entry.chunk_labels:
+            out["chunk_labels"] = entry.chunk_labels[chunks_from:]
     return out
 
 
 def entry_from_data(data: dict[str, Any], *, now: float | None = None) -> JournalEntry:
     """A new entry from `entry_data` (its times placed on this process's clock)."""
+    now = perf_counter() if now is None else now
     try:
         entry = JournalEntry(**dict(zip(PLAIN_FIELDS, _plain_items(data), strict=True)))
     except KeyError:  # not every field (an older server): the ones there are
@@ -159,14 +167,18 @@ def entry_from_data(data: dict[str, Any], *, now: float | None = None) -> Journa
             id=int(data["id"]), time=float(data.get("time", 0.0)), method=data["method"], path=data["path"]
         )
         _set_plain(entry, data)
-    _set_rest(entry, data, perf_counter() if now is None else now)
+    if "age_ms" in data:
+        entry.started = now - float(data["age_ms"]) / 1000.0
+    _set_rest(entry, data)
     return entry
 
 
-def update_entry(entry: JournalEntry, data: dict[str, Any], *, now: float | None = None) -> None:
-    """Bring an entry up to date with newer data about it (its chunks merged by position)."""
+def update_entry(entry: JournalEntry, data: dict[str, Any]) -> None:
+    """Bring an entry up to date with newer data about it (its chunks merged by position). Its
+    start stays where it was placed: the chunks already held were placed from it, and newer data
+    may come later after it was made than the first did (a busy receiver)."""
     _set_plain(entry, data)
-    _set_rest(entry, data, perf_counter() if now is None else now)
+    _set_rest(entry, data)
 
 
 def _set_plain(entry: JournalEntry, data: dict[str, Any]) -> None:
@@ -175,9 +187,7 @@ def _set_plain(entry: JournalEntry, data: dict[str, Any]) -> None:
             setattr(entry, name, data[name])
 
 
-def _set_rest(entry: JournalEntry, data: dict[str, Any], now: float) -> None:
-    if "age_ms" in data:
-        entry.started = now - float(data["age_ms"]) / 1000.0
+def _set_rest(entry: JournalEntry, data: dict[str, Any]) -> None:
     if data.get("first_chunk_ms") is not None:
         entry.first_chunk_at = entry.started + float(data["first_chunk_ms"]) / 1000.0
     entry.stream_started = bool(data.get("stream_started", entry.stream_started))
@@ -189,12 +199,20 @@ def _set_rest(entry: JournalEntry, data: dict[str, Any], now: float) -> None:
         entry.response_body = _bytes_from(data["response_body"])
     if data.get("conversation"):
         entry.conversation = conversation_from_data(data["conversation"])
+    thumbnail = data.get("thumbnail")
+    if thumbnail:
+        rgb = base64.b64decode(thumbnail["rgb"])
+        entry.thumbnail = (int(thumbnail["width"]), int(thumbnail["height"]), rgb)
     if "chunks" in data:
-        add_chunks(entry, int(data.get("chunks_from", 0)), data["chunks"], data.get("chunk_ms") or [])
+        start = int(data.get("chunks_from", 0))
+        add_chunks(entry, start, data["chunks"], data.get("chunk_ms") or [], data.get("chunk_labels") or [])
 
 
-def add_chunks(entry: JournalEntry, start: int, chunks: list[str], offsets_ms: list[float]) -> None:
-    """Put chunks `start`, `start + 1`, … in place: those already held are skipped (a replay)."""
+def add_chunks(
+    entry: JournalEntry, start: int, chunks: list[str], offsets_ms: list[float], labels: list[str] | None = None
+) -> None:
+    """Put chunks `start`, `start + 1`, … in place (with their labels, where they have some): those
+    already held are skipped (a replay)."""
     have = len(entry.chunks)
     skip = max(0, have - start)
     if skip >= len(chunks):
@@ -203,5 +221,8 @@ def add_chunks(entry: JournalEntry, start: int, chunks: list[str], offsets_ms: l
     times += [perf_counter()] * (len(chunks) - len(times))
     entry.chunks.extend(chunks[skip:])
     entry.chunk_times.extend(times[skip : len(chunks)])
+    named = (labels or [])[skip : len(chunks)]
+    if named:
+        entry.chunk_labels += [""] * (have - len(entry.chunk_labels)) + named
     if entry.first_chunk_at is None and entry.chunk_times:
         entry.first_chunk_at = entry.chunk_times[0]

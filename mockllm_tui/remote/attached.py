@@ -81,7 +81,7 @@ class AttachedServer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.mirror.client.close()
+        await self.mirror.client.aclose()
 
     async def follow(self) -> None:
         """Follow the event stream for good, reconnecting with back-off."""
@@ -116,7 +116,7 @@ class AttachedServer:
                 if name == "reset":
                     reload = True
                     continue
-                self.mirror.apply(name, data)
+                self.mirror.apply(name, data, ident)
                 if reload and name == "state.changed":  # the end of the state snapshot
                     answer = await http.get(
                         "/_mock/journal", params={"full": "true", "limit": self.mirror.journal_size}

@@ -12,6 +12,8 @@ import httpx
 from mockllm_tui.remote.errors import NotConnected, RefusedCommand
 
 COMMAND_TIMEOUT_S = 5.0
+#: Where a command's answer says which events were made before it (admin/journal.py EVENT_ID_HEADER).
+EVENT_ID_HEADER = "x-mock-event-id"
 #: Three heartbeats missed.
 STREAM_SILENCE_S = 45.0
 
@@ -26,6 +28,13 @@ def error_message(response: httpx.Response) -> str:
     if isinstance(error, dict):
         return str(error.get("message") or error)
     return str(error)
+
+
+def answer_of(response: httpx.Response) -> Any:
+    """A command's JSON answer (None for an empty one); RefusedCommand for an error status."""
+    if response.status_code >= 400:
+        raise RefusedCommand(response.status_code, error_message(response))
+    return response.json() if response.content else None
 
 
 def auth_headers(api_key: str | None) -> dict[str, str]:
@@ -45,20 +54,43 @@ class AdminClient:
         self.root = url.rstrip("/").removesuffix("/v1")
         self.api_key = api_key
         self._http = httpx.Client(base_url=self.root, headers=auth_headers(api_key), timeout=timeout_s)
+        self._async: httpx.AsyncClient | None = None
 
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
 
+    async def aclose(self) -> None:
+        """Close the connection pools (the async one too)."""
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+        self.close()
+
+    async def get(self, path: str) -> Any:
+        """A resource read without holding up the panel (as `call` answers)."""
+        if self._async is None:
+            self._async = self.async_client()
+        try:
+            response = await self._async.get(path)
+        except httpx.TransportError as exc:
+            raise NotConnected(type(exc).__name__) from None
+        return answer_of(response)
+
     def call(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         """One command: its JSON answer; RefusedCommand when refused, NotConnected when unreachable."""
+        return self.exchange(method, path, json=json, params=params)[0]
+
+    def exchange(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
+    ) -> tuple[Any, str | None]:
+        """One command: its JSON answer and the id of the last event the server had made when it
+        answered (None when nobody follows its event stream)."""
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
             raise NotConnected(type(exc).__name__) from None
-        if response.status_code >= 400:
-            raise RefusedCommand(response.status_code, error_message(response))
-        return response.json() if response.content else None
+        return answer_of(response), response.headers.get(EVENT_ID_HEADER)
 
     def text(self, path: str) -> tuple[str, str]:
         """A text resource and its ETag."""

@@ -10,7 +10,7 @@ from mockllm_tui.core.conversation import ErrorReply, Reply, ToolCall
 from mockllm_tui.core.store import JournalEntry
 from mockllm_tui.remote.client import rule_path
 from mockllm_tui.remote.mirror import MirrorStore
-from mockllm_tui.rules.commands import ChangeResult, RuleNotFound, RuleView, TryResult, list_rules
+from mockllm_tui.rules.commands import ChangeResult, RuleNotFound, RuleView, ScenarioView, TryResult, list_rules
 
 
 class RemoteRuleAccess:
@@ -57,6 +57,10 @@ class RemoteRuleAccess:
         body = {"id": self._label(rule_id), "index": new_index}
         return self._result(self.mirror.command("POST", "/_mock/rules/reorder", json=body))
 
+    def scenarios(self) -> list[ScenarioView]:
+        """See rules.access.RuleAccess: the server's, as its events tell them."""
+        return list(self.mirror.scenarios)
+
     def try_prompt(self, text: str, model: str | None = None) -> TryResult:
         """See rules.access.RuleAccess."""
         answer = self.mirror.command("POST", "/_mock/try", json={"prompt": text, "model": model})
@@ -72,6 +76,5 @@ class RemoteRuleAccess:
 
     def save_settings(self, values: Mapping[str, Any]) -> ChangeResult:
         """See rules.access.RuleAccess: the server saves its own live values (the same ones)."""
-        answer = self.mirror.command("POST", "/_mock/settings/save")
-        self.mirror.apply_settings(answer)
+        answer = self.mirror.settings_command("POST", "/_mock/settings/save")
         return ChangeResult(None, bool(answer.get("persisted")), answer.get("message"))

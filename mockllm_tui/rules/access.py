@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from mockllm_tui.core.store import JournalEntry, Store
 from mockllm_tui.rules import commands
-from mockllm_tui.rules.commands import ChangeResult, RuleError, TryResult
+from mockllm_tui.rules.commands import ChangeResult, RuleError, ScenarioView, TryResult
 
 
 class RuleAccess(Protocol):
@@ -40,6 +40,10 @@ class RuleAccess(Protocol):
 
     def try_prompt(self, text: str, model: str | None = None) -> TryResult:
         """Which rule answers a prompt (nothing counted)."""
+        ...
+
+    def scenarios(self) -> list[ScenarioView]:
+        """Every scenario, and where the default session is in it."""
         ...
 
     def save_settings(self, values: Mapping[str, Any]) -> ChangeResult:
@@ -78,6 +82,10 @@ class StoreRuleAccess:
     def try_prompt(self, text: str, model: str | None = None) -> TryResult:
         """See RuleAccess."""
         return commands.try_prompt(self.store, text, model=model)
+
+    def scenarios(self) -> list[ScenarioView]:
+        """See RuleAccess."""
+        return commands.list_scenarios(self.store)
 
     def save_settings(self, values: Mapping[str, Any]) -> ChangeResult:
         """See RuleAccess."""

@@ -3,8 +3,8 @@
 Runs the real panel with the real server on a loopback port, on a copy of the shipped
 responses.yml, sends real traffic with the openai SDK (a development dependency), and saves:
 main-stream.svg (a reply streaming out), chunk-timeline.svg (the same stream's chunks as sent, `c`),
-rule-editor.svg, rule-from-request.svg (`n` on a request that got the fallback), toggles.svg and
-help.svg.
+rule-editor.svg, rule-from-request.svg (`n` on a request that got the fallback), toggles.svg,
+help.svg, and attached.svg (a panel attached to a server with `--attach`; `--attached` shoots only that).
 """
 
 from __future__ import annotations
@@ -162,13 +162,85 @@ async def shoot(out: Path) -> list[Path]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+async def shoot_attached(out: Path) -> list[Path]:
+    """A panel attached to a server (its own process in real use; here the server runs on the same
+    loop, as in `shoot`): a scenario under way, and a fallback's near misses. Saves attached.svg."""
+    import openai
+
+    from mockllm_tui.remote.attached import AttachedServer
+    from mockllm_tui.remote.client import AdminClient
+    from mockllm_tui.remote.mirror import MirrorStore
+    from mockllm_tui.remote.rule_access import RemoteRuleAccess
+
+    home = Path(tempfile.mkdtemp(prefix="mockllm-shots-"))
+    work = home / "project"
+    work.mkdir()
+    old_home = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    handle: ServerHandle | None = None
+    try:
+        path = work / "responses.yml"
+        shutil.copyfile(example_responses(), path)
+        store = Store()
+        load_initial(store, path)
+        handle = server_handle(store)
+        await handle.start()
+        mirror = MirrorStore(AdminClient(handle.url))
+        app = MockPanel(
+            mirror,
+            AttachedServer(mirror),
+            watch_file=False,
+            keymap_file=work / "keymap.yml",
+            export_dir=work,
+            rules=RemoteRuleAccess(mirror),
+        )
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: mirror.connected and bool(mirror.rules_list()))
+            client = openai.AsyncOpenAI(base_url=handle.url, api_key="sk-demo", max_retries=0)
+            for prompt in ("hello", "what colour is the sky?", "book a room", "count"):
+                await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": prompt}])
+            await client.chat.completions.create(
+                model="gpt-3.5-turbo", messages=[{"role": "user", "content": "what is the weather in Tokyo?"}]
+            )
+            await client.close()
+            await until(pilot, lambda: mirror.counters.total == 5 and "Why no rule matched" in detail_text(app))
+            await until(pilot, lambda: any(s.step == 1 for s in mirror.scenarios))
+            await pilot.pause(1.2)  # the hit counts redraw once a second
+            app.query_one(RuleTable).scroll_end(animate=False)  # the scenario's row, after the rules
+            await pilot.pause(0.1)
+            app.save_screenshot("attached.svg", str(out))
+        return [out / "attached.svg"]
+    finally:
+        if handle is not None:
+            await handle.stop()
+        if old_home is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = old_home
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def detail_text(app: MockPanel) -> str:
+    """The detail pane's text."""
+    from rich.console import Console
+    from textual.widgets import Static
+
+    body = app.query_one("#detail-body", Static)
+    console = Console(width=max(body.size.width, 40), record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(body.content)
+    return console.export_text()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots", help="folder for the SVGs")
+    parser.add_argument("--attached", action="store_true", help="only attached.svg")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in asyncio.run(shoot(args.out)):
+    written = [] if args.attached else asyncio.run(shoot(args.out))
+    written += asyncio.run(shoot_attached(args.out))
+    for path in written:
         print(path)
     return 0
 

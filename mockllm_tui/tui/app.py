@@ -417,6 +417,7 @@ class MockPanel(App[int]):
         log.animate_open()
         if self.detail.pending or (self.selected is not None and (self.selected.open or self.selected.id in touched)):
             self.detail.refresh_entry()
+            self._complete_selected()
         if rules_changed or file_changed:
             known = {view.id for view in self.rule_table.views}
             self.rule_table.show_rules()
@@ -474,6 +475,19 @@ class MockPanel(App[int]):
             self.detail.show(self.selected, following=log.follow)
             if (before is None) != (self.selected is None):
                 self.refresh_bindings()  # the request keys show in the footer while a request is selected
+        self._complete_selected()
+
+    def _complete_selected(self) -> None:
+        """Attached: read what the event stream leaves out of the selected request (a fallback's
+        near misses), then show it."""
+        entry, mirror = self.selected, self.store
+        if entry is not None and isinstance(mirror, MirrorStore) and mirror.lacks_near_misses(entry):
+
+            async def fetch() -> None:
+                if await mirror.fetch_near_misses(entry) and self.selected is entry:
+                    self.detail.refresh_entry(force=True)
+
+            self.start_worker(fetch(), f"reading request #{entry.id}'s near misses")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The main screen's keys work only there, and not while typing in a field (the key is then

@@ -28,7 +28,6 @@ from mockllm_tui.rules.commands import (
     RuleView,
     ScenarioView,
     list_rules,
-    list_scenarios,
     new_rule_name,
 )
 from mockllm_tui.tui.format import rule_data_for
@@ -86,7 +85,7 @@ class RuleTable(DataTable[Any]):
     def _draw(self, views: list[RuleView]) -> bool:
         """Show these rules, then the scenarios: the hit counts and scenario positions only when the
         rows are the same, else every row. Says whether the rows were rebuilt."""
-        scenarios = list_scenarios(self.store)
+        scenarios = self.access.scenarios()
         same = [(v.id, v.label, v.match, v.reply) for v in views] == [
             (v.id, v.label, v.match, v.reply) for v in self.views
         ] and [s.name for s in scenarios] == [s.name for s in self.scenarios]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from mockllm_tui.core.store import Store
@@ -47,6 +47,13 @@ class LocalState:
 
     async def stop(self) -> None:
         """Leave the group as the server stops."""
+
+    def knobs_changed(self, layer: str, values: dict[str, Any]) -> None:
+        """This process changed a knob layer to `values` (the shared state passes the live layer on;
+        in memory nobody else needs to know)."""
+
+    def session_knobs_changed(self, session: str, values: dict[str, Any]) -> None:
+        """This process changed a session's knob overrides to `values` (see `knobs_changed`)."""
 
     def write_refusal(self) -> tuple[int, str] | None:
         """Why the admin API must refuse a write now, as (status, message); None: writes are fine."""

@@ -31,6 +31,7 @@ from mockllm_tui.rules.fileio import (
     StaleDocument,
     WriteError,
     current_file,
+    is_packaged_example,
     digest_of,
     parse_bytes,
     read_bytes,
@@ -292,7 +293,7 @@ class SharedRules(DocumentHome):
         """Take the group's document, or (there is none yet) seed it with this process's rules."""
         fileio.set_home(self._store, self)
         held = await self.state.client.hexists(self._keys()[0], "digest")
-        if held or not await self._seed(joining=True):
+        if held or not await self._seed():
             await self.refresh(joining=True)
         self.state.spawn(self._poll())
 
@@ -311,16 +312,16 @@ class SharedRules(DocumentHome):
         if not await self._seed():
             await self.refresh()
 
-    async def _seed(self, *, joining: bool = False) -> bool:
+    async def _seed(self) -> bool:
         """Put this process's rules into Redis when it holds no document (False: it holds one, or
-        this process has none to give: a missing or broken file)."""
+        this process has none to give: its file is missing or broken, or it is the packaged example).
+        Rules that were the group's are given back after Redis lost them."""
         store = self._store
         served = self._served()
         if served is None:
             return False
-        if joining and store.file_error is not None:
-            return False
-        if not joining and served.digest != self.digest and store.file_error is not None:
+        was_shared = bool(self.digest) and served.digest == self.digest
+        if not was_shared and (store.file_error is not None or is_packaged_example(served.path)):
             return False
         try:
             parse_bytes(served.text.encode("utf-8"), served.path)

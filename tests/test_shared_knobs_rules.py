@@ -129,6 +129,7 @@ def start(tmp_path: Path, redis_server: RedisServer) -> Iterator[Start]:
             except subprocess.TimeoutExpired:
                 p.proc.kill()
                 p.proc.wait(5)
+            print(f"--- {p.name}'s stderr (shown when the test fails)\n{p.errors()}")
 
 
 def shared_doc(server: RedisServer) -> dict[str, str]:
@@ -322,9 +323,13 @@ def test_redis_restarted_empty_is_seeded_again(start: Start, redis_server: Redis
     redis_server.stop()
     until(lambda: all(p.get("/health").json()["state"] == "degraded" for p in (a, b, c)), "everyone degraded")
     assert b.chat("ping") == "pong"  # serving goes on with the last known rules
+    a.file.write_text(a.file.read_text().replace("Hello from the first file.", "Hello, edited while apart."))
+    until(lambda: a.chat("hello") == "Hello, edited while apart.", "a serves its hand edit made while Redis is away")
     redis_server.start()
     until(lambda: all(p.get("/health").json()["state"] == "redis" for p in (a, b, c)), "everyone back")
     until(lambda: "pong" in shared_doc(redis_server).get("text", ""), "the rules seeded again")
+    for p in (b, c):
+        until(lambda p=p: p.chat("hello") == "Hello, edited while apart.", f"{p.name} has a's hand edit made meanwhile")
     client = redis.Redis.from_url(redis_server.url)
     try:
         seeded = lambda: json.loads(client.hget("mockllm:knobs:live", "latency_ms") or "null") == 2  # noqa: E731

@@ -157,7 +157,12 @@ class SharedKnobs:
 
     async def on_message(self, message: dict[str, Any]) -> None:
         """Another process changed the knobs: read them again."""
-        await self.refresh()
+        try:
+            await self.refresh()
+        except (RedisError, OSError):
+            raise
+        except Exception:  # the listener goes on hearing the next changes
+            log.exception("the shared settings could not be taken")
 
     async def resync(self, emptied: bool) -> None:
         """Back in touch: take the group's knobs, or seed them again when Redis lost them."""
@@ -236,3 +241,5 @@ class SharedKnobs:
                     await self.refresh()
             except (RedisError, OSError):
                 continue
+            except Exception:  # keep looking: one bad read must not end the poll
+                log.exception("the shared settings could not be taken")

@@ -16,6 +16,7 @@ process takes a new version when it hears of it, or within a poll (a missed mess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 from pathlib import Path
@@ -168,7 +169,7 @@ class SharedRules(DocumentHome):
             return source
         try:
             return self._bring_edit(source)
-        except (RedisError, OSError):
+        except (RedisError, OSError, StaleDocument):
             self._pending_edit = True
             return source
 
@@ -236,7 +237,7 @@ class SharedRules(DocumentHome):
     def _known(self, digest: str) -> bool:
         """Whether a file's content is a version the group had (so a newer one may replace it)."""
         served = self._served()
-        if digest in (self.digest, served.digest if served is not None else None):
+        if digest == self.digest or (served is not None and digest == served.digest and not self._pending_edit):
             return True
         try:
             return self.state.sync_client.lpos(self._keys()[1], digest) is not None
@@ -299,18 +300,29 @@ class SharedRules(DocumentHome):
 
     async def on_message(self, message: dict[str, Any]) -> None:
         """Another process changed the document: take it."""
-        await self.refresh()
+        try:
+            await self.refresh()
+        except (RedisError, OSError):
+            raise
+        except Exception:  # the listener goes on hearing the next changes
+            log.exception("the shared rules could not be taken")
 
     async def resync(self, emptied: bool) -> None:
         """Back in touch: bring a hand edit made meanwhile, seed the document again when Redis lost
         it, else take it."""
-        if self._pending_edit:
-            served = self._served()
-            self._pending_edit = False
-            if served is not None and served.digest != self.digest:
-                self._bring_edit(served)
+        self._bring_pending()
         if not await self._seed():
             await self.refresh()
+
+    def _bring_pending(self) -> None:
+        """Bring the hand edit made while Redis was unreachable (before taking anything from it)."""
+        if not self._pending_edit:
+            return
+        served = self._served()
+        if served is not None and served.digest != self.digest:
+            with contextlib.suppress(StaleDocument):
+                self._bring_edit(served)
+        self._pending_edit = False
 
     async def _seed(self) -> bool:
         """Put this process's rules into Redis when it holds no document (False: it holds one, or
@@ -336,6 +348,7 @@ class SharedRules(DocumentHome):
 
     async def refresh(self, *, joining: bool = False) -> None:
         """Read the shared document and serve it when it is not what this process serves."""
+        self._bring_pending()
         for _ in range(3):
             writes = self._writes
             text, digest, version = await self.state.client.hmget(self._keys()[0], "text", "digest", "version")
@@ -360,3 +373,5 @@ class SharedRules(DocumentHome):
                     self.shared_version = int(version or 0)
             except (RedisError, OSError):
                 continue
+            except Exception:  # keep looking: one bad read must not end the poll
+                log.exception("the shared rules could not be taken")

@@ -7,6 +7,7 @@ Every test runs real headless processes on a real redis-server, each with its ow
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -130,6 +131,13 @@ def start(tmp_path: Path, redis_server: RedisServer) -> Iterator[Start]:
                 p.proc.kill()
                 p.proc.wait(5)
             print(f"--- {p.name}'s stderr (shown when the test fails)\n{p.errors()}")
+
+
+def save_by_hand(path: Path, text: str) -> None:
+    """Save a file as editors do: a new file renamed over the old one (never half written)."""
+    tmp = path.with_name(f".{path.name}.swp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def shared_doc(server: RedisServer) -> dict[str, str]:
@@ -281,12 +289,12 @@ def test_an_unwritable_file_is_said_once_and_serving_goes_on(start: Start) -> No
 
 def test_a_hand_edit_reaches_the_group_and_a_broken_one_does_not(start: Start, redis_server: RedisServer) -> None:
     a, b = start("a", "b")
-    a.file.write_text(RULES.replace("Hello from the first file.", "Hello, edited by hand."))
+    save_by_hand(a.file, RULES.replace("Hello from the first file.", "Hello, edited by hand."))
     until(lambda: b.chat("hello") == "Hello, edited by hand.", "b serves a's hand edit")
     until(lambda: "edited by hand" in b.file.read_text(), "b's file holds a's hand edit")
     assert shared_doc(redis_server)["version"] == "2"
 
-    b.file.write_text("responses: [unclosed\n")
+    save_by_hand(b.file, "responses: [unclosed\n")
     until(lambda: b.get("/_mock/rules").json()["file_error"] is not None, "b reports its broken file")
     assert b.chat("hello") == "Hello, edited by hand."
     assert a.chat("hello") == "Hello, edited by hand."
@@ -301,7 +309,7 @@ def test_processes_sharing_one_file_do_not_loop(start: Start, tmp_path: Path, re
     file.write_text(RULES)
     a, b, c = start("a", "b", "c", file=file)
     assert a.add_rule("ping", "ping", "pong").status_code == 201
-    file.write_text(file.read_text().replace("Hello from the first file.", "Hello again."))
+    save_by_hand(file, file.read_text().replace("Hello from the first file.", "Hello again."))
     for p in (a, b, c):
         until(lambda p=p: p.chat("hello") == "Hello again." and p.chat("ping") == "pong", f"{p.name} serves both")
     version = shared_doc(redis_server)["version"]
@@ -323,7 +331,7 @@ def test_redis_restarted_empty_is_seeded_again(start: Start, redis_server: Redis
     redis_server.stop()
     until(lambda: all(p.get("/health").json()["state"] == "degraded" for p in (a, b, c)), "everyone degraded")
     assert b.chat("ping") == "pong"  # serving goes on with the last known rules
-    a.file.write_text(a.file.read_text().replace("Hello from the first file.", "Hello, edited while apart."))
+    save_by_hand(a.file, a.file.read_text().replace("Hello from the first file.", "Hello, edited while apart."))
     until(lambda: a.chat("hello") == "Hello, edited while apart.", "a serves its hand edit made while Redis is away")
     redis_server.start()
     until(lambda: all(p.get("/health").json()["state"] == "redis" for p in (a, b, c)), "everyone back")

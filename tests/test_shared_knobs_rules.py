@@ -6,6 +6,7 @@ Every test runs real headless processes on a real redis-server, each with its ow
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -23,10 +24,16 @@ import pytest
 import redis
 
 from mockllm_tui.core.store import Store
+from mockllm_tui.http.app import create_app
+from mockllm_tui.http.runner import ServerHandle
 from mockllm_tui.rules import commands
 from mockllm_tui.rules.fileio import DocumentHome, StaleDocument, digest_of, load_initial, set_home
 from mockllm_tui.rules.model import FileSource
+from mockllm_tui.shared.group import redis_state
+from mockllm_tui.tui.app import MockPanel
+from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from tests.redis_server import RedisServer
+from tests.test_panel import SIZE
 
 DEADLINE_S = 8.0
 
@@ -385,3 +392,43 @@ def test_a_change_that_lost_the_race_is_planned_again_on_the_new_text(tmp_path: 
     served = [view.label for view in commands.list_rules(store)]
     assert "ping" in served and "#3" in served and len(served) == 4
     assert file.read_text() == RULES  # this home keeps the document itself
+
+
+async def test_the_panel_is_one_process_of_the_group(tmp_path: Path, start: Start, redis_server: RedisServer) -> None:
+    """The panel's keys change the group's knobs and rules, and it serves what the others change."""
+    folder = tmp_path / "panel"
+    folder.mkdir()
+    path = folder / "responses.yml"
+    path.write_text(RULES)
+    store = Store(state=redis_state(redis_server.url, "mockllm", "panel"))
+    load_initial(store, path)
+    handle = ServerHandle(create_app(store), "127.0.0.1", 0, grace_s=1)
+    app = MockPanel(store, handle, keymap_file=tmp_path / "keymap.yml", export_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        (other,) = await asyncio.to_thread(start, "other", text=OTHER)
+        assert await asyncio.to_thread(other.chat, "hello") == "Hello from the first file."
+
+        await pilot.press("plus")  # latency one step up
+        latency = store.knobs.latency_ms
+        assert latency > 0
+        await asyncio.to_thread(
+            until, lambda: other.settings()["latency_ms"] == latency, "the panel's key reached other"
+        )
+
+        await pilot.press("a", *"ping", "tab", *"pong from the panel", "ctrl+s")
+        assert not isinstance(app.screen, RuleEditor)
+        await asyncio.to_thread(
+            until, lambda: other.chat("ping") == "pong from the panel", "other serves the panel's rule"
+        )
+        assert "pong from the panel" in path.read_text()
+
+        assert (await asyncio.to_thread(other.add_rule, "far", "far away", "from the other process")).status_code == 201
+        deadline = time.monotonic() + DEADLINE_S
+        while "far" not in [view.name for view in commands.list_rules(store)]:
+            assert time.monotonic() < deadline, "the panel did not take the other process's rule"
+            await pilot.pause(0.05)
+        assert "from the other process" in path.read_text()
+        client = openai.AsyncOpenAI(base_url=handle.url, api_key="test", max_retries=0)
+        reply = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "far away"}])
+        await client.close()
+        assert reply.choices[0].message.content == "from the other process"

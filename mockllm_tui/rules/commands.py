@@ -10,7 +10,9 @@ A change is validated with the file's own messages (RuleError), made live (`stor
 unless `persist=False`, written back surgically. When the file changed on disk since it was
 loaded, the change is merged onto the current file by finding the same entry there; when that
 entry is gone or different, ConflictError is raised and nothing changes. When the file cannot be
-written (read-only), the change stays live in memory and `ChangeResult.message` says so.
+written (read-only), the change stays live in memory and `ChangeResult.message` says so. With a
+shared state the document read and written is the group's (fileio.DocumentHome): a change that
+lost the race to another process's is planned again on the new text (fileio.retry_stale).
 """
 
 from __future__ import annotations

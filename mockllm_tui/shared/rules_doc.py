@@ -280,10 +280,10 @@ class SharedRules(DocumentHome):
             url = shown_url(self.state.url)
             name = shown_path(current_file(store, path))
             if same:
-                message = f"joined the group at {url}: its shared rules (version {version}) are {name}'s"
+                message = f"joined the group at {url}: its shared rules (version {version}) are the ones in {name}"
             else:
                 message = (
-                    f"joined the group at {url}: serving its shared rules (version {version}) in place of {name}'s"
+                    f"joined the group at {url}: serving its shared rules (version {version}), not the ones in {name}"
                 )
             log.warning("%s", message)
             store.announce(message)

@@ -41,9 +41,9 @@ log = logging.getLogger("mockllm_tui.rules")
 T = TypeVar("T")
 
 WATCH_DEBOUNCE_MS = 50
+WATCH_STEP_MS = 20
 #: How many times a change is planned again when the shared document changed under it.
 STALE_ATTEMPTS = 20
-WATCH_STEP_MS = 20
 #: The example shipped in the package: served when there is no ./responses.yml, never written.
 PACKAGED_EXAMPLE = Path(__file__).resolve().parent.parent / "data" / "responses.yml"
 #: The file a change to the packaged example creates, in the folder the program runs in.

@@ -186,13 +186,11 @@ class RedisState(LocalState):
 
     async def publish(self, kind: str, **payload: Any) -> None:
         """Tell the other processes of a change (they hear it within a moment)."""
-        message = orjson.dumps({"kind": kind, "from": self.instance, **payload})
-        await self.client.publish(self.channel, message)
+        await self.client.publish(self.channel, self.message(kind, **payload))
 
     def publish_sync(self, kind: str, **payload: Any) -> None:
         """`publish` from synchronous code (blocking; a rare write)."""
-        message = orjson.dumps({"kind": kind, "from": self.instance, **payload})
-        self.sync_client.publish(self.channel, message)
+        self.sync_client.publish(self.channel, self.message(kind, **payload))
 
     def spawn(self, job: Awaitable[Any]) -> None:
         """Run a write in the background, keeping a reference until it is done."""

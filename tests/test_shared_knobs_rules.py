@@ -156,7 +156,34 @@ def shared_doc(server: RedisServer) -> dict[str, str]:
         client.close()
 
 
-def test_live_knobs_reach_every_process(start: Start) -> None:
+def commands_during(server: RedisServer, action: Callable[[], None]) -> list[str]:
+    """Every command Redis ran while `action` ran (through MONITOR, between two marker commands)."""
+    seen: list[str] = []
+    watcher = redis.Redis.from_url(server.url)
+    poker = redis.Redis.from_url(server.url)
+
+    def watch() -> None:
+        with watcher.monitor() as monitor:
+            for command in monitor.listen():
+                seen.append(str(command["command"]))
+                if "end-of-action" in seen[-1]:
+                    return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    until(lambda: bool(poker.echo("start-of-action")) and any("start-of-action" in c for c in seen), "MONITOR on")
+    try:
+        action()
+    finally:
+        poker.echo("end-of-action")
+        thread.join(10)
+        poker.close()
+        watcher.close()
+    start = max(i for i, c in enumerate(seen) if "start-of-action" in c)
+    return seen[start + 1 : -1]
+
+
+def test_live_knobs_reach_every_process(start: Start, redis_server: RedisServer) -> None:
     a, b, c = start("a", "b", "c")
     assert httpx.patch(a.root + "/_mock/settings", json={"error_rate": 1.0, "error_status": [503]}).status_code == 200
     took = until(lambda: all(p.settings()["error_rate"] == 1.0 for p in (b, c)), "the PATCH through a reached b and c")
@@ -189,6 +216,21 @@ def test_live_knobs_reach_every_process(start: Start) -> None:
         return all(p.settings()["latency_ms"] == 1.0 and p.settings()["stream_speed"] == 50.0 for p in (a, b, c))
 
     until(both_everywhere, "both concurrent PATCHes in force on every process")
+
+    # the knobs and rules serve from each process's own copy: requests do not ask Redis for them
+    client = openai.OpenAI(base_url=a.root + "/v1", api_key="test", max_retries=0)
+    requests = 40
+    started = time.monotonic()
+
+    def serve_requests() -> None:
+        for _ in range(requests):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+
+    ran = commands_during(redis_server, serve_requests)
+    ours = [c for c in ran if "mockllm:knobs" in c or "mockllm:rules" in c]
+    # only the processes' looks at the versions (two every 0.5 s each), however many requests
+    assert set(ours) <= {"GET mockllm:knobs:version", "HMGET mockllm:rules:doc digest version"}, ours
+    assert len(ours) <= 3 * 2 * (int((time.monotonic() - started) / 0.5) + 2)
 
     # a session's overrides too
     got = httpx.patch(a.root + "/_mock/settings", params={"session": "s1"}, json={"latency_ms": 3})

@@ -29,7 +29,9 @@ from mockllm_tui.http.runner import ServerHandle
 from mockllm_tui.rules import commands
 from mockllm_tui.rules.fileio import DocumentHome, StaleDocument, digest_of, load_initial, set_home
 from mockllm_tui.rules.model import FileSource
+from mockllm_tui.shared.connection import RedisState
 from mockllm_tui.shared.group import redis_state
+from mockllm_tui.shared.rules_doc import HISTORY, SharedRules
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.screens.rule_editor import RuleEditor
 from tests.redis_server import RedisServer
@@ -474,3 +476,24 @@ async def test_the_panel_is_one_process_of_the_group(tmp_path: Path, start: Star
         reply = await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "far away"}])
         await client.close()
         assert reply.choices[0].message.content == "from the other process"
+
+
+def test_the_compare_and_set_script(redis_server: RedisServer) -> None:
+    """The one Lua script every change of the shared document goes through."""
+    state = RedisState(redis_server.url, "mockllm", "unit")
+    rules = SharedRules(state)
+    texts = [f'responses:\n  "hello": "version {i}"\n' for i in range(300)]
+    digests = [digest_of(text.encode()) for text in texts]
+    assert rules._swap("seed", "", texts[0], digests[0]) == ("written", 1)
+    assert rules._swap("seed", "", texts[1], digests[1]) == ("stale", 1)  # only when there is none
+    assert rules._swap("cas", digests[1], texts[1], digests[1]) == ("stale", 1)  # not what it was planned on
+    for i in range(1, 300):
+        assert rules._swap("cas", digests[i - 1], texts[i], digests[i]) == ("written", i + 1)
+    assert rules._swap("cas", "whatever", texts[299], digests[299]) == ("same", 300)
+    # a hand edit that is a version the group had (another process's late copy) is not an edit...
+    assert rules._swap("hand", digests[0], texts[100], digests[100]) == ("past", 300)
+    # ...but only the last versions are remembered; a text never seen is an edit (the caller retries)
+    assert rules._swap("hand", digests[0], texts[10], digests[10]) == ("stale", 300)
+    assert rules._swap("hand", digests[299], "responses: {}\n", digest_of(b"responses: {}\n"))[0] == "written"
+    assert state.sync_client.zcard("mockllm:rules:history") == HISTORY
+    state.sync_client.close()

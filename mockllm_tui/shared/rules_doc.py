@@ -1,7 +1,7 @@
 """The rules document shared: one YAML text and its version, the same on every process.
 
 Redis holds `PREFIX:rules:doc` (a hash: `text`, `digest` (its sha256), `version`, `from`) and
-`PREFIX:rules:history` (the digests of the last versions, newest first). Every change is one Lua
+`PREFIX:rules:history` (the digests of the last versions, scored by version). Every change is one Lua
 script: a compare-and-set on the digest the change was planned on, which bumps the version and
 announces it on the change channel. A change that lost the race is planned again on the new text
 (rules.fileio.retry_stale), so two edits at once through two processes both survive.
@@ -62,17 +62,17 @@ if current then
   if current == digest then return {'same', version} end
   if mode == 'seed' then return {'stale', version} end
   if current ~= expected then
-    if mode == 'hand' and redis.call('LPOS', history, digest) then return {'past', version} end
+    if mode == 'hand' and redis.call('ZSCORE', history, digest) then return {'past', version} end
     return {'stale', version}
   end
 end
 version = math.max(version + 1, tonumber(ARGV[6]))
 redis.call('HSET', doc, 'text', text, 'digest', digest, 'version', version, 'from', instance)
-redis.call('LPUSH', history, digest)
-redis.call('LTRIM', history, 0, HISTORY)
+redis.call('ZADD', history, version, digest)
+redis.call('ZREMRANGEBYRANK', history, 0, -HISTORY)
 redis.call('PUBLISH', channel, cjson.encode({kind = 'rules', from = instance, version = version}))
 return {'written', version}
-""".replace("HISTORY", str(HISTORY - 1))
+""".replace("HISTORY", str(HISTORY + 1))
 
 
 def text_of(value: bytes | str) -> str:
@@ -240,7 +240,7 @@ class SharedRules(DocumentHome):
         if digest == self.digest or (served is not None and digest == served.digest and not self._pending_edit):
             return True
         try:
-            return self.state.sync_client.lpos(self._keys()[1], digest) is not None
+            return self.state.sync_client.zscore(self._keys()[1], digest) is not None
         except (RedisError, OSError):
             return False
 

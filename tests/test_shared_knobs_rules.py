@@ -497,3 +497,41 @@ def test_the_compare_and_set_script(redis_server: RedisServer) -> None:
     assert rules._swap("hand", digests[299], "responses: {}\n", digest_of(b"responses: {}\n"))[0] == "written"
     assert state.sync_client.zcard("mockllm:rules:history") == HISTORY
     state.sync_client.close()
+
+
+def configmap_update(folder: Path, text: str, n: int) -> None:
+    """Write a ConfigMap volume's contents as the kubelet does: a new timestamped folder, then the
+    `..data` link swapped to it by a rename (responses.yml links through `..data`)."""
+    data = folder / f"..2026_12_06_{n}"
+    data.mkdir()
+    (data / "responses.yml").write_text(text)
+    (data / "responses.yml").chmod(0o444)
+    data.chmod(0o555)
+    link = folder / "..data_tmp"
+    link.symlink_to(data.name)
+    os.replace(link, folder / "..data")
+    if not (folder / "responses.yml").is_symlink():
+        (folder / "responses.yml").symlink_to("..data/responses.yml")
+
+
+def test_a_configmap_update_reaches_the_group(start: Start, tmp_path: Path) -> None:
+    (a,) = start("a")
+    mount = tmp_path / "config"
+    mount.mkdir()
+    configmap_update(mount, RULES, 1)
+    mount.chmod(0o555)  # read-only, as the volume is
+    try:
+        (b,) = start("b", file=mount / "responses.yml")
+        assert a.add_rule("api", "through the api", "made through a").status_code == 201
+        until(lambda: b.chat("through the api") == "made through a", "b serves a's rule")
+        said = [line for line in b.errors().splitlines() if "without writing them" in line]
+        assert len(said) == 1, b.errors()
+
+        mount.chmod(0o755)
+        configmap_update(mount, RULES.replace("Hello from the first file.", "Hello from the ConfigMap."), 2)
+        mount.chmod(0o555)
+        for p in (a, b):
+            until(lambda p=p: p.chat("hello") == "Hello from the ConfigMap.", f"{p.name} serves the ConfigMap's update")
+        assert "Hello from the ConfigMap." in a.file.read_text()
+    finally:
+        mount.chmod(0o755)

@@ -42,6 +42,8 @@ T = TypeVar("T")
 
 WATCH_DEBOUNCE_MS = 50
 WATCH_STEP_MS = 20
+#: The link a Kubernetes ConfigMap volume renames to swap in new contents of all its files.
+CONFIGMAP_LINK = "..data"
 #: How many times a change is planned again when the shared document changed under it.
 STALE_ATTEMPTS = 20
 #: The example shipped in the package: served when there is no ./responses.yml, never written.
@@ -234,18 +236,22 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
 async def watch_rules(store: Store, path: Path) -> None:
     """Reload the file whenever it changes on disk, until cancelled. For the read-only packaged
     example, ./responses.yml is watched too: the first change creates it, and from then on it is
-    the file served."""
+    the file served. A file reached through a link is watched where the link is, so a mounted
+    Kubernetes ConfigMap (whose files are links through `..data`, swapped by renaming it on an
+    update) is followed too."""
     from watchfiles import awatch
 
-    served = Path(path).resolve()
+    served = Path(os.path.abspath(path))
     copy = copy_target(served)
-    files = {served} if copy is None else {served, copy.resolve()}
+    files = {served} if copy is None else {served, Path(os.path.abspath(copy))}
+    folders = {file.parent for file in files}
 
     def only_the_files(_change: object, changed: str) -> bool:
-        return Path(changed) in files
+        changed_path = Path(changed)
+        return changed_path in files or (changed_path.name == CONFIGMAP_LINK and changed_path.parent in folders)
 
     async for _changes in awatch(
-        *{file.parent for file in files},
+        *folders,
         watch_filter=only_the_files,
         debounce=WATCH_DEBOUNCE_MS,
         step=WATCH_STEP_MS,

@@ -94,8 +94,8 @@ class SharedKnobs:
         encoded = encode(values)
         changed = {name: value for name, value in encoded.items() if self.live.get(name) != value}
         gone = [name for name in self.live if name not in encoded]
-        if not changed and not gone:
-            return
+        if encoded and not changed and not gone:
+            return  # (clearing always clears: another process may have set what this one has not heard of)
         live_key, _, version_key = self._keys()
         token = new_token()
         try:

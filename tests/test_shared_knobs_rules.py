@@ -360,6 +360,8 @@ def test_processes_sharing_one_file_do_not_loop(start: Start, tmp_path: Path, re
     file.write_text(RULES)
     a, b, c = start("a", "b", "c", file=file)
     assert a.add_rule("ping", "ping", "pong").status_code == 201
+    for p in (b, c):
+        until(lambda p=p: p.rules_file().headers["etag"] == '"2"', f"{p.name} took the change")
     save_by_hand(file, file.read_text().replace("Hello from the first file.", "Hello again."))
     for p in (a, b, c):
         until(lambda p=p: p.chat("hello") == "Hello again." and p.chat("ping") == "pong", f"{p.name} serves both")
@@ -535,3 +537,23 @@ def test_a_configmap_update_reaches_the_group(start: Start, tmp_path: Path) -> N
         assert "Hello from the ConfigMap." in a.file.read_text()
     finally:
         mount.chmod(0o755)
+
+
+async def test_a_change_is_made_on_top_of_a_hand_edit_not_read_yet(tmp_path: Path, redis_server: RedisServer) -> None:
+    """As with the file alone: a hand edit the watcher has not read yet is kept under a change."""
+    path = tmp_path / "responses.yml"
+    path.write_text(RULES)
+    state = redis_state(redis_server.url, "mockllm", "one")
+    store = Store(state=state)
+    load_initial(store, path)
+    await state.start(store)  # no watcher runs here
+    try:
+        save_by_hand(path, RULES.replace("Hello from the first file.", "Hello, by hand."))
+        result = commands.add_rule(store, {"name": "ping", "match": {"contains": "ping"}, "reply": "pong"})
+        assert result.persisted
+        for text in (shared_doc(redis_server)["text"], path.read_text()):
+            assert "Hello, by hand." in text and "name: ping" in text
+        assert shared_doc(redis_server)["version"] == "3"  # the seed, the hand edit, the change
+        assert len(commands.list_rules(store)) == 3
+    finally:
+        await state.stop()

@@ -393,23 +393,30 @@ def serve_text(store: Store, source: FileSource) -> None:
     apply_ruleset(store, RuleSet(doc.model, assign_ids(doc.model, previous), source=new_source, previous=previous))
 
 
-def write_file(store: Store, source: FileSource, text: str) -> FileSource:
+def write_file(store: Store, source: FileSource, text: str, *, unless_changed: str | None = None) -> FileSource:
     """Write a changed file (atomically) in place of `source`'s. The packaged example is read-only:
-    its change creates ./responses.yml, which the store serves from then on (said in one line)."""
+    its change creates ./responses.yml, which the store serves from then on (said in one line).
+    `unless_changed`: see `atomic_write`."""
     copy = copy_target(source.path)
     if copy is None:
-        return FileSource(source.path, text, atomic_write(source.path, text))
+        return FileSource(source.path, text, atomic_write(source.path, text, unless_changed=unless_changed))
     if is_packaged_example(copy):
         raise WriteError(errno.EACCES, f"could not write {copy.name}: the packaged example is read-only")
-    digest = atomic_write(copy, text)
+    digest = atomic_write(copy, text, unless_changed=unless_changed)
     follow(store, copy, f"created {shown_path(copy)} from the packaged example (which stays read-only)")
     return FileSource(copy, text, digest)
 
 
-def atomic_write(path: Path, text: str) -> str:
+class ChangedMeanwhile(WriteError):
+    """The file changed while it was being written over (a hand edit): it was left as it is."""
+
+
+def atomic_write(path: Path, text: str, *, unless_changed: str | None = None) -> str:
     """Write `text` to `path` atomically (temporary file in the same folder, fsync, os.replace).
 
-    Keeps the file's permissions. Refuses a read-only file. Returns the content hash.
+    Keeps the file's permissions. Refuses a read-only file. Returns the content hash. With
+    `unless_changed` (a content hash), a file that no longer has that content at the last moment
+    is left alone (ChangedMeanwhile).
     """
     target = Path(path).resolve()
     data = text.encode("utf-8")
@@ -431,13 +438,25 @@ def atomic_write(path: Path, text: str) -> str:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
+        if unless_changed is not None and _digest_now(target) != unless_changed:
+            os.unlink(tmp)
+            raise ChangedMeanwhile(errno.EAGAIN, f"{target.name} changed while it was written; it was left as it is")
         os.replace(tmp, target)
+    except ChangedMeanwhile:
+        raise
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise WriteError(exc.errno or errno.EIO, f"could not write {target.name}: {exc.strerror}") from None
     _fsync_dir(target.parent)
     return digest_of(data)
+
+
+def _digest_now(path: Path) -> str:
+    try:
+        return digest_of(read_bytes(path))
+    except RulesFileError:
+        return ""
 
 
 def _fsync_dir(folder: Path) -> None:

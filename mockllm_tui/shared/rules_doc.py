@@ -28,6 +28,7 @@ from mockllm_tui.core.store import Store
 from mockllm_tui.rules import fileio
 from mockllm_tui.rules.fileio import (
     STALE_ATTEMPTS,
+    ChangedMeanwhile,
     DocumentHome,
     StaleDocument,
     WriteError,
@@ -135,6 +136,7 @@ class SharedRules(DocumentHome):
         if self.state.degraded:
             raise self._unreachable()
         try:
+            self._bring_unread_edit(path)
             text = self.state.sync_client.hget(self._keys()[0], "text")
         except (RedisError, OSError) as exc:
             raise self._unreachable(exc) from None
@@ -142,6 +144,22 @@ class SharedRules(DocumentHome):
             return text if isinstance(text, bytes) else text.encode("utf-8")
         served = self._served()
         return served.text.encode("utf-8") if served is not None else read_bytes(path)
+
+    def _bring_unread_edit(self, path: Path) -> None:
+        """A hand edit of the file the watcher has not read yet goes to the group before a change
+        is planned on the shared text, so the change is made on top of it (as with the file alone)."""
+        if is_packaged_example(path):
+            return
+        try:
+            source = parse_bytes(read_bytes(path), path)[1]
+        except RulesFileError:
+            return
+        served = self._served()
+        if source.digest in (self.digest, served.digest if served is not None else None) or not path.exists():
+            return
+        if not self._known(source.digest):
+            with contextlib.suppress(StaleDocument):
+                self._bring_edit(source)
 
     def write(self, store: Store, base: FileSource, text: str) -> FileSource:
         """Compare-and-set the shared text (StaleDocument: it changed since `base` was read), then
@@ -222,7 +240,9 @@ class SharedRules(DocumentHome):
         if raw is not None and path.exists() and not joining and not self._known(digest_of(raw)):
             return source
         try:
-            return write_file(store, source, source.text)
+            return write_file(store, source, source.text, unless_changed=digest_of(raw) if raw is not None else None)
+        except ChangedMeanwhile:  # a hand edit landed this moment: the watcher brings it
+            return source
         except WriteError as exc:
             if path not in self._told_unwritable:
                 self._told_unwritable.add(path)

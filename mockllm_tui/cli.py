@@ -273,7 +273,7 @@ def knob_values(args: argparse.Namespace) -> dict[str, Any]:
 def resolve_responses(given: str | None) -> Path:
     """The responses file to use: the given one, ./responses.yml, or the packaged example."""
     if given:
-        return Path(given).expanduser().resolve()
+        return Path(os.path.abspath(Path(given).expanduser()))  # links kept: a ConfigMap's is followed
     local = Path.cwd() / "responses.yml"
     return local.resolve() if local.exists() else PACKAGED_RESPONSES
 

@@ -20,7 +20,7 @@ from mockllm_tui.admin.event_feed import EventFeed
 from mockllm_tui.admin.journal import store_of
 from mockllm_tui.rules import commands
 from mockllm_tui.rules.commands import ConflictError, RuleError, RuleNotFound
-from mockllm_tui.rules.fileio import digest_of
+from mockllm_tui.rules.fileio import home_of
 
 router = APIRouter(prefix="/_mock")
 
@@ -82,13 +82,14 @@ async def try_prompt(request: Request) -> dict[str, Any]:
 
 @router.get("/rules/file")
 async def rules_file(request: Request) -> Response:
-    """The rules file's text as served (the packaged example when that serves), its version as the ETag."""
+    """The rules file's text as served (the packaged example when that serves; with a shared state,
+    the shared document), its version as the ETag."""
     store = store_of(request)
     ruleset = commands.ruleset_of(store)
     source = ruleset.source
     if source is None:
         raise AdminError(404, "no rules file is served (the rules are built in)")
-    version = f'"{source.digest or digest_of(source.text.encode())}"'
+    version = f'"{home_of(store).version(source)}"'
     headers = {"etag": version, "x-mockllm-file": str(source.path)}
     if request.headers.get("if-none-match") == version:
         return Response(status_code=304, headers=headers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from mockllm_tui.core.conversation import ReplySequence
 from mockllm_tui.core.knobs import ErrorMode
@@ -121,6 +121,13 @@ class LocalState:
         buckets; None: this process counts them itself."""
         counters = self.counters
         return None if counters is None else await counters.take_rate(rpm, tpm, tokens)
+
+    def knobs_changed(self, layer: str, values: dict[str, Any]) -> None:
+        """This process changed a knob layer to `values` (the shared state passes the live layer on;
+        in memory nobody else needs to know)."""
+
+    def session_knobs_changed(self, session: str, values: dict[str, Any]) -> None:
+        """This process changed a session's knob overrides to `values` (see `knobs_changed`)."""
 
     def write_refusal(self) -> tuple[int, str] | None:
         """Why the admin API must refuse a write now, as (status, message); None: writes are fine."""

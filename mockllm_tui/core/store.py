@@ -492,6 +492,7 @@ class Store:
         if self._knobs.seed != seed:
             self.rng.seed(self._knobs.seed)
         self.publish("knobs", self._knobs)
+        self.state.knobs_changed(layer, dict(self._knob_layers[layer]))
         return self._knobs
 
     def session(self, session_id: str | None) -> SessionState:
@@ -521,6 +522,7 @@ class Store:
         state.knobs = {k: v for k, v in merged.items() if v is not None}
         state.merged_knobs = None
         self.publish("knobs", self._knobs)
+        self.state.session_knobs_changed(session_id, dict(state.knobs))
         return self.knobs_for(session_id)
 
     def set_fail_next(

@@ -10,7 +10,9 @@ A change is validated with the file's own messages (RuleError), made live (`stor
 unless `persist=False`, written back surgically. When the file changed on disk since it was
 loaded, the change is merged onto the current file by finding the same entry there; when that
 entry is gone or different, ConflictError is raised and nothing changes. When the file cannot be
-written (read-only), the change stays live in memory and `ChangeResult.message` says so.
+written (read-only), the change stays live in memory and `ChangeResult.message` says so. With a
+shared state the document read and written is the group's (fileio.DocumentHome): a change that
+lost the race to another process's is planned again on the new text (fileio.retry_stale).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mockllm_tui.rules.fileio import (
     empty_ruleset,
     open_for_change,
     reload_from_disk,
+    retry_stale,
     write_change,
 )
 from mockllm_tui.rules.identity import default_name, find_identity, rule_identity
@@ -516,14 +519,19 @@ def _commit(store: Store, steps: list[Step], rule_id: int | None, persist: bool)
 def _persist(
     store: Store, source: FileSource, before: Rows, steps: list[Step], volatile: frozenset[int]
 ) -> tuple[FileSource, RulesModel, bool] | None:
-    """Write the steps onto the file as it is on disk now. Returns the new source, the file's model
-    and whether the file had changed since it was loaded (None: nothing to write)."""
-    doc, on_disk = open_for_change(store, source)
-    new, skipped = _write_steps(doc, before, steps, volatile, source.name)
-    merged = on_disk.digest != source.digest
-    if new.text == doc.text:
-        return None if skipped else (on_disk, doc.model, merged)
-    return write_change(store, on_disk, new.text), new.model, merged
+    """Write the steps onto the document as it is now (the file on disk, or the shared one; planned
+    again when that changed under the write). Returns the new source, the document's model and
+    whether it had changed since it was loaded (None: nothing to write)."""
+
+    def attempt() -> tuple[FileSource, RulesModel, bool] | None:
+        doc, on_disk = open_for_change(store, source)
+        new, skipped = _write_steps(doc, before, steps, volatile, source.name)
+        merged = on_disk.digest != source.digest
+        if new.text == doc.text:
+            return None if skipped else (on_disk, doc.model, merged)
+        return write_change(store, on_disk, new.text), new.model, merged
+
+    return retry_stale(attempt)
 
 
 # -- the commands ------------------------------------------------------------------------------------
@@ -594,21 +602,29 @@ def save_settings(
     if path is not None:
         source = FileSource(Path(path), source.text if source else "", source.digest if source else "")
     persisted, message = False, None
+    ids, volatile = ruleset.ids, ruleset.volatile
     if persist and source is not None:
-        try:
-            doc, on_disk = open_for_change(store, source)
+        base = source
+
+        def attempt() -> tuple[Document, FileSource, bool]:
+            doc, on_disk = open_for_change(store, base)
             for key, value in values.items():
                 doc = _set_setting(doc, key, value)
-            written = write_change(store, on_disk, doc.text)
+            return doc, write_change(store, on_disk, doc.text), on_disk.digest != base.digest
+
+        try:
+            doc, written, merged = retry_stale(attempt)
         except RulesFileError as exc:
             message = f"{exc}; the settings are live in memory only"
         except WriteError as exc:
             message = f"{exc.strerror}; the settings are live in memory only"
         else:
             persisted, source = True, written
+            if merged:  # the document had other changes too: serve it whole
+                model, ids, volatile = doc.model, assign_ids(doc.model, ruleset), frozenset()
     elif persist:
         message = "no responses file: the settings are live in memory only"
-    new = RuleSet(model, ruleset.ids, source=source, previous=ruleset, volatile=ruleset.volatile)
+    new = RuleSet(model, ids, source=source, previous=ruleset, volatile=volatile)
     _apply_keeping_error(store, new, persisted)
     return ChangeResult(rule=None, persisted=persisted, message=message)
 

@@ -9,6 +9,10 @@
 - `open_for_change` / `write_change`: every change to the file goes through these. The packaged
   example is read-only: its first change creates ./responses.yml (the example's text plus the
   change), which the store serves and the watcher follows from then on.
+- `DocumentHome`: where the document lives. By default the file alone; the shared state puts in a
+  home that keeps it in Redis as well (`set_home`), so the commands never learn where it lives. A
+  change there is a compare-and-set: `StaleDocument` says to read it again and re-plan the change
+  (`retry_stale`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import logging
 import os
 import stat
 import tempfile
+import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mockllm_tui.core.models import ModelRegistry
 from mockllm_tui.core.store import Store
@@ -33,8 +39,14 @@ from mockllm_tui.rules.validate import media_file_errors
 
 log = logging.getLogger("mockllm_tui.rules")
 
+T = TypeVar("T")
+
 WATCH_DEBOUNCE_MS = 50
 WATCH_STEP_MS = 20
+#: The link a Kubernetes ConfigMap volume renames to swap in new contents of all its files.
+CONFIGMAP_LINK = "..data"
+#: How many times a change is planned again when the shared document changed under it.
+STALE_ATTEMPTS = 20
 #: The example shipped in the package: served when there is no ./responses.yml, never written.
 PACKAGED_EXAMPLE = Path(__file__).resolve().parent.parent / "data" / "responses.yml"
 #: The file a change to the packaged example creates, in the folder the program runs in.
@@ -208,6 +220,13 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
     except RulesFileError as exc:
         report_error(store, str(exc))
         return str(exc)
+    adopted = home_of(store).adopt(store, new_source)
+    if adopted is None:
+        if store.file_error is not None:
+            store.set_file_error(None)
+        return None
+    if adopted.digest != new_source.digest:
+        doc, new_source = parse_bytes(adopted.text.encode("utf-8"), adopted.path)
     previous = current if isinstance(current, RuleSet) else None
     apply_ruleset(store, RuleSet(doc.model, assign_ids(doc.model, previous), source=new_source, previous=previous))
     log.info("reloaded %s (%d rules)", path.name, len(doc.model.entries))
@@ -218,19 +237,23 @@ def reload_from_disk(store: Store, path: Path | None = None, *, force: bool = Fa
 async def watch_rules(store: Store, path: Path) -> None:
     """Reload the file whenever it changes on disk, until cancelled. For the read-only packaged
     example, ./responses.yml is watched too: the first change creates it, and from then on it is
-    the file served."""
+    the file served. A file reached through a link is watched where the link is, so a mounted
+    Kubernetes ConfigMap (whose files are links through `..data`, swapped by renaming it on an
+    update) is followed too."""
     from watchfiles import awatch
 
-    served = Path(path).resolve()
+    served = Path(os.path.abspath(path))
     copy = copy_target(served)
-    files = {served} if copy is None else {served, copy.resolve()}
+    files = {served} if copy is None else {served, Path(os.path.abspath(copy))}
+    folders = {file.parent for file in files}
 
     def only_the_files(_change: object, changed: str) -> bool:
-        return Path(changed) in files
+        changed_path = Path(changed)
+        return changed_path in files or (changed_path.name == CONFIGMAP_LINK and changed_path.parent in folders)
 
     target = None if copy is not None else served
     changes = awatch(
-        *{file.parent for file in files},
+        *folders,
         watch_filter=only_the_files,
         debounce=WATCH_DEBOUNCE_MS,
         step=WATCH_STEP_MS,
@@ -303,32 +326,110 @@ def current_file(store: Store, path: Path) -> Path:
 
 
 def open_for_change(store: Store, source: FileSource) -> tuple[Document, FileSource]:
-    """The rules file as it is on disk now, which a change is made to: its document and source.
-    Raises WriteError when the file on disk has errors."""
+    """The rules document as it is now (the file on disk, or the shared one), which a change is made
+    to: its document and source. Raises WriteError when the file on disk has errors."""
     path = current_file(store, source.path)
     try:
-        return parse_bytes(read_bytes(path), path)
+        return parse_bytes(home_of(store).read(store, path), path)
     except RulesFileError as exc:
         raise WriteError(0, f"{path.name} has errors on disk ({exc}); fix it first") from None
 
 
 def write_change(store: Store, source: FileSource, text: str) -> FileSource:
+    """Make `text` the rules document in place of `source` (as read by `open_for_change`): written to
+    the file, and where the document lives besides. Raises StaleDocument when the shared document
+    changed since it was read (see `retry_stale`), WriteError when it cannot be written."""
+    return home_of(store).write(store, source, text)
+
+
+def retry_stale(change: Callable[[], T]) -> T:
+    """Run `change` (read the document, plan the change on it, write it) again while the shared
+    document changed between its read and its write."""
+    for _ in range(STALE_ATTEMPTS):
+        try:
+            return change()
+        except StaleDocument:
+            continue
+    raise WriteError(errno.EAGAIN, "the shared rules kept changing while this change was written")
+
+
+class StaleDocument(Exception):
+    """The shared document changed since it was read: read it again and plan the change anew."""
+
+
+class DocumentHome:
+    """Where the rules document lives: this one, the file alone (one process owns it). The shared
+    state's home (mockllm_tui/shared/rules_doc.py) keeps it in Redis too."""
+
+    def read(self, store: Store, path: Path) -> bytes:
+        """The document as it is now, which a change is made to (`path`: the file served)."""
+        return read_bytes(path)
+
+    def write(self, store: Store, base: FileSource, text: str) -> FileSource:
+        """Make `text` the document in place of `base` (as `read` gave it); the source served next."""
+        return write_file(store, base, text)
+
+    def adopt(self, store: Store, source: FileSource) -> FileSource | None:
+        """A valid file seen changed on disk (a hand edit): the source to serve now (None: nothing
+        changes). The file alone: the file is the document."""
+        return source
+
+    def version(self, source: FileSource) -> str:
+        """The version of the document served (the ETag of GET /_mock/rules/file)."""
+        return source.digest or digest_of(source.text.encode("utf-8"))
+
+
+FILE_HOME = DocumentHome()
+_homes: weakref.WeakKeyDictionary[Store, DocumentHome] = weakref.WeakKeyDictionary()
+
+
+def home_of(store: Store) -> DocumentHome:
+    """Where this store's rules document lives (the file, unless the shared state set another)."""
+    return _homes.get(store, FILE_HOME)
+
+
+def set_home(store: Store, home: DocumentHome | None) -> None:
+    """Keep this store's rules document in `home` from now on (None: the file alone again)."""
+    if home is None:
+        _homes.pop(store, None)
+    else:
+        _homes[store] = home
+
+
+def serve_text(store: Store, source: FileSource) -> None:
+    """Make a document's text (the shared one) live, as a reload of the file would: same rules keep
+    their ids and hits. Raises RulesFileError when it is invalid (nothing changes then)."""
+    doc, parsed = parse_bytes(source.text.encode("utf-8"), source.path)
+    current = store.rules if store.has_rules else None
+    previous = current if isinstance(current, RuleSet) else None
+    new_source = FileSource(source.path, parsed.text, source.digest or parsed.digest)
+    apply_ruleset(store, RuleSet(doc.model, assign_ids(doc.model, previous), source=new_source, previous=previous))
+
+
+def write_file(store: Store, source: FileSource, text: str, *, unless_changed: str | None = None) -> FileSource:
     """Write a changed file (atomically) in place of `source`'s. The packaged example is read-only:
-    its change creates ./responses.yml, which the store serves from then on (said in one line)."""
+    its change creates ./responses.yml, which the store serves from then on (said in one line).
+    `unless_changed`: see `atomic_write`."""
     copy = copy_target(source.path)
     if copy is None:
-        return FileSource(source.path, text, atomic_write(source.path, text))
+        return FileSource(source.path, text, atomic_write(source.path, text, unless_changed=unless_changed))
     if is_packaged_example(copy):
         raise WriteError(errno.EACCES, f"could not write {copy.name}: the packaged example is read-only")
-    digest = atomic_write(copy, text)
+    digest = atomic_write(copy, text, unless_changed=unless_changed)
     follow(store, copy, f"created {shown_path(copy)} from the packaged example (which stays read-only)")
     return FileSource(copy, text, digest)
 
 
-def atomic_write(path: Path, text: str) -> str:
+class ChangedMeanwhile(WriteError):
+    """The file changed while it was being written over (a hand edit): it was left as it is."""
+
+
+def atomic_write(path: Path, text: str, *, unless_changed: str | None = None) -> str:
     """Write `text` to `path` atomically (temporary file in the same folder, fsync, os.replace).
 
-    Keeps the file's permissions. Refuses a read-only file. Returns the content hash.
+    Keeps the file's permissions. Refuses a read-only file. Returns the content hash. With
+    `unless_changed` (a content hash), a file that no longer has that content at the last moment
+    is left alone (ChangedMeanwhile).
     """
     target = Path(path).resolve()
     data = text.encode("utf-8")
@@ -350,13 +451,25 @@ def atomic_write(path: Path, text: str) -> str:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
+        if unless_changed is not None and _digest_now(target) != unless_changed:
+            os.unlink(tmp)
+            raise ChangedMeanwhile(errno.EAGAIN, f"{target.name} changed while it was written; it was left as it is")
         os.replace(tmp, target)
+    except ChangedMeanwhile:
+        raise
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise WriteError(exc.errno or errno.EIO, f"could not write {target.name}: {exc.strerror}") from None
     _fsync_dir(target.parent)
     return digest_of(data)
+
+
+def _digest_now(path: Path) -> str:
+    try:
+        return digest_of(read_bytes(path))
+    except RulesFileError:
+        return ""
 
 
 def _fsync_dir(folder: Path) -> None:

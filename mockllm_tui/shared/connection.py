@@ -80,6 +80,16 @@ class SharedPart(Protocol):
         seed it again from this process."""
 
 
+class KnobsListener(Protocol):
+    """Told of each knob change made in this process (the part that shares the knobs)."""
+
+    def knobs_changed(self, layer: str, values: dict[str, Any]) -> None:
+        """A knob layer changed here (see LocalState.knobs_changed)."""
+
+    def session_knobs_changed(self, session: str, values: dict[str, Any]) -> None:
+        """A session's overrides changed here."""
+
+
 class RedisState(LocalState):
     """Run-time state shared through Redis by every process naming the same URL and prefix."""
 
@@ -96,6 +106,8 @@ class RedisState(LocalState):
         )
         self.parts: list[SharedPart] = []
         self.store: Store | None = None
+        #: The part sharing the knobs, told of each change made here (None: knobs are not shared).
+        self.knobs_listener: KnobsListener | None = None
         self._degraded = False
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[Any]] = set()
@@ -127,6 +139,20 @@ class RedisState(LocalState):
         if self.store is None:
             raise RuntimeError("the shared state has not started")
         return self.store
+
+    def knobs_changed(self, layer: str, values: dict[str, Any]) -> None:
+        """Pass a knob change made here on to the group (through the knobs part)."""
+        if self.knobs_listener is not None:
+            self.knobs_listener.knobs_changed(layer, values)
+
+    def session_knobs_changed(self, session: str, values: dict[str, Any]) -> None:
+        """Pass a session's new overrides on to the group (through the knobs part)."""
+        if self.knobs_listener is not None:
+            self.knobs_listener.session_knobs_changed(session, values)
+
+    def message(self, kind: str, **payload: Any) -> bytes:
+        """A change message as `publish` sends it (for a write that publishes in its own pipeline)."""
+        return orjson.dumps({"kind": kind, "from": self.instance, **payload})
 
     def key(self, *names: str) -> str:
         """A Redis key in this group's namespace: PREFIX:name:..."""
@@ -168,13 +194,11 @@ class RedisState(LocalState):
 
     async def publish(self, kind: str, **payload: Any) -> None:
         """Tell the other processes of a change (they hear it within a moment)."""
-        message = orjson.dumps({"kind": kind, "from": self.instance, **payload})
-        await self.client.publish(self.channel, message)
+        await self.client.publish(self.channel, self.message(kind, **payload))
 
     def publish_sync(self, kind: str, **payload: Any) -> None:
         """`publish` from synchronous code (blocking; a rare write)."""
-        message = orjson.dumps({"kind": kind, "from": self.instance, **payload})
-        self.sync_client.publish(self.channel, message)
+        self.sync_client.publish(self.channel, self.message(kind, **payload))
 
     def spawn(self, job: Awaitable[Any]) -> None:
         """Run a write in the background, keeping a reference until it is done."""

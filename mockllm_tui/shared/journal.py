@@ -1,0 +1,201 @@
+"""The shared journal: every process's finished requests in one bounded Redis Stream (`PREFIX:journal`).
+
+Each process queues its finished requests (the store's `done` events) and writes them every
+FLUSH_INTERVAL_S in one pipelined round trip: XADD each (MAXLEN ~ journal size), then one exact
+XTRIM, so the stream holds at most `--journal-size` entries between batches. A request's data is
+the event stream's (core/journal_data.py, credentials redacted), with bodies over BODY_LIMIT and
+chunks past CHUNK_LIMIT left out.
+
+Every process reads the stream from where it left off (XREAD BLOCK) and adds the other processes'
+entries to its own journal (`Store.add_foreign`: an id of its own, their instance and time, placed in
+time order, counted in the totals but not in `/metrics`). A process joining reads the stream's tail
+first, so it starts with the recent history. Clearing the journal anywhere trims the stream and
+tells the others, who clear theirs.
+
+While Redis is unreachable the process keeps serving and keeps its unsent entries (up to the journal
+size, the oldest dropped first); they are written, and reading resumes where it stopped, once the
+connection is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+
+from mockllm_tui.core.journal_data import entry_data, entry_from_data
+from mockllm_tui.core.store import JournalEntry, Store, Subscription
+from mockllm_tui.shared.connection import MAX_BACKOFF_S, WATCH_INTERVAL_S, RedisState
+
+log = logging.getLogger(__name__)
+
+KIND = "journal"
+FLUSH_INTERVAL_S = 0.05
+#: How long one XREAD waits for new entries (below the client's socket timeout).
+READ_BLOCK_MS = 1000
+READ_COUNT = 500
+#: A request or response body larger than this stays out of the shared entry.
+BODY_LIMIT = 16 * 1024
+#: A stream's chunks past this many stay out of the shared entry.
+CHUNK_LIMIT = 1000
+#: The stream entry's fields: the writing process's run token, and the entry's data (JSON).
+ORIGIN_FIELD = b"o"
+DATA_FIELD = b"d"
+
+
+def summary_data(entry: JournalEntry, api_key: str | None) -> dict[str, Any]:
+    """A finished request as the shared journal holds it: the event stream's data, credentials
+    redacted, large bodies and long chunk lists left out."""
+    data = entry_data(entry, api_key=api_key)
+    for name in ("body", "response_body"):
+        part = data[name]
+        if part and len(part.get("text") or part.get("base64") or "") > BODY_LIMIT:
+            data[name] = None
+    if len(data["chunks"]) > CHUNK_LIMIT:
+        data["chunks"] = data["chunks"][:CHUNK_LIMIT]
+        data["chunk_ms"] = data["chunk_ms"][:CHUNK_LIMIT]
+    return data
+
+
+def foreign_entry(data: dict[str, Any]) -> JournalEntry:
+    """An entry rebuilt from another process's summary, its start placed on this clock by its wall time."""
+    age_ms = max(0.0, time.time() - float(data.get("time", 0.0))) * 1000.0
+    return entry_from_data({**data, "age_ms": age_ms})
+
+
+class SharedJournal:
+    """The journal part of a Redis state (see the module's docstring)."""
+
+    kinds: tuple[str, ...] = (KIND,)
+
+    def __init__(self, state: RedisState) -> None:
+        self.state = state
+        self.key = state.key(KIND)
+        #: Tells this run's entries from those of an earlier process with the same instance name.
+        self.origin = secrets.token_hex(8).encode()
+        self._subscription: Subscription | None = None
+        self._unsent: deque[bytes] = deque()
+        self._clear_pending = False
+        self._remote_clears = 0
+        self._last: Any = "0-0"
+
+    @property
+    def store(self) -> Store:
+        """The store this process serves from."""
+        assert self.state.store is not None, "the journal part joins after the state starts"
+        return self.state.store
+
+    # -- SharedPart ------------------------------------------------------------------------------
+
+    async def join(self, first: bool) -> None:
+        """Take the stream's recent tail into the journal, then write and read in the background."""
+        store = self.store
+        self._unsent = deque(maxlen=store.journal_size)
+        self._subscription = store.subscribe(kinds=frozenset({"done", "journal_cleared"}))
+        tail: Any = await self.state.client.xrevrange(self.key, count=store.journal_size)
+        for stream_id, fields in reversed(tail or []):
+            self._take(fields)
+            self._last = stream_id
+        self.state.spawn(self._write_loop())
+        self.state.spawn(self._read_loop())
+
+    async def on_message(self, message: dict[str, Any]) -> None:
+        """Another process cleared the journal (and the stream): clear this one too."""
+        if message.get("op") == "cleared":
+            self._remote_clears += 1
+            self.store.clear_journal()
+
+    async def resync(self, emptied: bool) -> None:
+        """Redis is back: the loops resume by themselves (the unsent entries go with the next batch)."""
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def collect(self) -> None:
+        """Queue the requests finished here since the last batch (a clear drops those queued)."""
+        sub = self._subscription
+        if sub is None or not len(sub):
+            return
+        key = self.store.knobs.api_key
+        for kind, entry in sub.drain():
+            if kind == "done":
+                if not entry.foreign:
+                    self._unsent.append(orjson.dumps(summary_data(entry, key)))
+            elif self._remote_clears:
+                self._remote_clears -= 1
+                self._unsent.clear()
+            else:
+                self._unsent.clear()
+                self._clear_pending = True
+
+    async def flush(self) -> None:
+        """Write the queued entries (and a pending clear) in one pipelined round trip."""
+        self.collect()
+        if not self._unsent and not self._clear_pending:
+            return
+        batch = list(self._unsent)
+        clearing = self._clear_pending
+        size = self.store.journal_size
+        pipe = self.state.client.pipeline(transaction=False)
+        if clearing:
+            pipe.xtrim(self.key, maxlen=0, approximate=False)
+        for data in batch:
+            pipe.xadd(self.key, {ORIGIN_FIELD: self.origin, DATA_FIELD: data}, maxlen=size, approximate=True)
+        pipe.xtrim(self.key, maxlen=size, approximate=False)
+        await pipe.execute()
+        for _ in batch:  # what was queued meanwhile stays
+            if self._unsent:
+                self._unsent.popleft()
+        if clearing:
+            self._clear_pending = False
+            await self.state.publish(KIND, op="cleared")
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL_S)
+                if self.state.degraded:
+                    self.collect()  # kept (bounded) until Redis is back
+                    continue
+                with contextlib.suppress(RedisError, OSError):  # kept and written again; the watch tells the user
+                    await self.flush()
+        except asyncio.CancelledError:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await asyncio.wait_for(self.flush(), WATCH_INTERVAL_S)  # the last batch, as the process stops
+            raise
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _take(self, fields: dict[Any, Any]) -> None:
+        """Add one stream entry to the journal, unless this process wrote it."""
+        if fields.get(ORIGIN_FIELD) == self.origin:
+            return
+        try:
+            data = orjson.loads(fields[DATA_FIELD])
+            entry = foreign_entry(data)
+        except (KeyError, TypeError, ValueError):
+            log.warning("left out an unreadable entry of the shared journal")
+            return
+        self.store.add_foreign(entry)
+
+    async def _read_loop(self) -> None:
+        backoff = WATCH_INTERVAL_S
+        while True:
+            try:
+                streams = {self.key: self._last}
+                answer: Any = await self.state.client.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+            except (RedisError, OSError):
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+                continue
+            backoff = WATCH_INTERVAL_S
+            for _name, items in answer or []:
+                for stream_id, fields in items:
+                    self._last = stream_id
+                    self._take(fields)

@@ -6,22 +6,24 @@ requests. Real redis-server, real headless processes, the real openai SDK and th
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import openai
+import orjson
 import redis
 
-from mockllm_tui.core.store import Store
+from mockllm_tui.core.store import JournalEntry, Store
 from mockllm_tui.http.app import create_app
 from mockllm_tui.http.runner import ServerHandle
 from mockllm_tui.rules import load_initial
 from mockllm_tui.shared.group import redis_state
+from mockllm_tui.shared.journal import BODY_LIMIT, CHUNK_LIMIT, foreign_entry, summary_data
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.widgets.request_log import RequestLog
 from tests.redis_server import RedisServer
@@ -47,15 +49,14 @@ def until(read: Callable[[], T], done: Callable[[T], bool], timeout: float = DEA
 
 @contextlib.contextmanager
 def group(tmp_path: Path, redis_url: str, names: list[str], *extra: str) -> Iterator[dict[str, str]]:
-    """Headless processes on one Redis, named `names`: their root URLs by name."""
-    procs: list[subprocess.Popen[str]] = []
-    roots: dict[str, str] = {}
+    """Headless processes on one Redis, named `names` and started side by side: their root URLs by name."""
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = [
+            pool.submit(serve, "--state", redis_url, "--instance-name", name, *extra, cwd=tmp_path) for name in names
+        ]
+    procs = [f.result()[0] for f in futures if f.exception() is None]
     try:
-        for name in names:
-            proc, root = serve("--state", redis_url, "--instance-name", name, *extra, cwd=tmp_path)
-            procs.append(proc)
-            roots[name] = root
-        yield roots
+        yield {name: f.result()[1] for name, f in zip(names, futures, strict=True)}
     finally:
         for proc in procs:
             proc.terminate()
@@ -125,9 +126,7 @@ def test_every_process_lists_the_requests_of_all_in_time_order(tmp_path: Path, r
             assert after[-1]["instance"] == "d" and after[-1]["prompt"] == "from the late one"
 
 
-def test_the_stream_stays_capped_and_a_clear_reaches_every_process(
-    tmp_path: Path, redis_server: RedisServer
-) -> None:
+def test_the_stream_stays_capped_and_a_clear_reaches_every_process(tmp_path: Path, redis_server: RedisServer) -> None:
     with group(tmp_path, redis_server.url, ["a", "b"], "--journal-size", "4") as roots:
         sent = [f"message {i}" for i in range(10)]
         for i, prompt in enumerate(sent):
@@ -202,6 +201,53 @@ async def test_the_panel_shows_a_request_another_process_served(tmp_path: Path, 
             await pilot.press("up")  # this process's own request: no such line
             await panel.until(lambda: "user: asked here" in rendered(detail))  # type: ignore[arg-type]
             assert "served by" not in rendered(detail)  # type: ignore[arg-type]
+            await pilot.press("ctrl+e")  # the export names the process that served each request
+            await panel.until(lambda: any(tmp_path.glob("mockllm-journal-*.jsonl")))
+            exported = [
+                orjson.loads(line) for line in next(tmp_path.glob("mockllm-journal-*.jsonl")).read_text().splitlines()
+            ]
+            assert [(e["prompt"], e["instance"]) for e in exported if e["path"] == "/v1/chat/completions"] == [
+                ("asked here", "panel"),
+                ("asked elsewhere", "elsewhere"),
+            ]
             # the other process lists the panel's request too (polled without blocking the panel's loop)
             await panel.until(lambda: prompts(journal(roots["elsewhere"])) == ["asked here", "asked elsewhere"])
             await client.close()
+
+
+def finished(entry_id: int, at: float, *, body: bytes = b"", chunks: int = 0) -> JournalEntry:
+    """A finished chat completion that started at wall time `at`."""
+    entry = JournalEntry(id=entry_id, time=at, method="POST", path="/v1/chat/completions", instance="b")
+    entry.status, entry.open, entry.request_body, entry.rule_id = 200, False, body, 7
+    for i in range(chunks):
+        entry.chunks.append(f"c{i}")
+        entry.chunk_times.append(entry.started + i / 1000)
+    return entry
+
+
+def test_a_foreign_entry_goes_in_time_order_with_an_id_of_its_own() -> None:
+    store = Store(journal_size=3)
+    for at in (10.0, 20.0, 30.0):
+        store.end_request(store.begin_request("POST", "/v1/x"), 200)
+        store.journal()[-1].time = at
+    sub = store.subscribe(kinds=frozenset({"done"}))
+    assert store.add_foreign(finished(1, 25.0))  # between the second and the third: the oldest leaves
+    assert [e.time for e in store.journal()] == [20.0, 25.0, 30.0]
+    placed = store.journal()[1]
+    assert placed.id == 4 and placed.foreign and placed.instance == "b" and placed.rule_id is None
+    assert store.entry(4) is placed and store.counters.total == 4
+    assert sub.drain() == [("done", placed)]
+    assert not store.add_foreign(finished(1, 5.0))  # older than all a full journal holds
+    assert [e.time for e in store.journal()] == [20.0, 25.0, 30.0]
+    assert store.journal()[0].instance == store.state.instance and not store.journal()[0].foreign
+
+
+def test_a_summary_redacts_credentials_and_leaves_out_what_is_large() -> None:
+    small = finished(1, 1.0, body=b'{"api_key": "sk-secret", "messages": []}', chunks=3)
+    data = summary_data(small, api_key=None)
+    assert "sk-secret" not in data["body"]["text"] and data["chunks"] == ["c0", "c1", "c2"]
+    back = foreign_entry(orjson.loads(orjson.dumps(data)))
+    assert back.instance == "b" and back.chunks == ["c0", "c1", "c2"] and len(back.chunk_times) == 3
+    large = finished(2, 1.0, body=b'{"x": "' + b"y" * BODY_LIMIT + b'"}', chunks=CHUNK_LIMIT + 5)
+    data = summary_data(large, api_key=None)
+    assert data["body"] is None and len(data["chunks"]) == len(data["chunk_ms"]) == CHUNK_LIMIT

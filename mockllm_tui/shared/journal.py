@@ -188,7 +188,7 @@ class SharedJournal:
         backoff = WATCH_INTERVAL_S
         while True:
             try:
-                streams = {self.key: self._last}
+                streams: dict[Any, Any] = {self.key: self._last}
                 answer: Any = await self.state.client.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
             except (RedisError, OSError):
                 await asyncio.sleep(backoff)

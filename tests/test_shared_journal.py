@@ -52,7 +52,10 @@ def group(tmp_path: Path, redis_url: str, names: list[str], *extra: str) -> Iter
     """Headless processes on one Redis, named `names` and started side by side: their root URLs by name."""
     with ThreadPoolExecutor(len(names)) as pool:
         futures = [
-            pool.submit(serve, "--state", redis_url, "--instance-name", name, *extra, cwd=tmp_path) for name in names
+            pool.submit(
+                serve, "--state", redis_url, "--instance-name", name, "--log-file", f"{name}.log", *extra, cwd=tmp_path
+            )
+            for name in names
         ]
     procs = [f.result()[0] for f in futures if f.exception() is None]
     try:
@@ -101,6 +104,9 @@ def test_every_process_lists_the_requests_of_all_in_time_order(tmp_path: Path, r
             assert all(e["status"] == 200 and e["model"] == "gpt-4o" and e["provider"] == "openai" for e in entries)
             assert all(e["reply"] == REPLY and e["duration_ms"] > 0 for e in entries)
             assert len({e["id"] for e in entries}) == 9  # ids of its own
+        # each process's request log tells only what it served
+        logged = until((tmp_path / "b.log").read_text, lambda text: '"question 7"' in text)
+        assert [f'"question {i}"' in logged for i in range(9)] == [i % 3 == 1 for i in range(9)]
         # the newest N, the entry by id, the full form (the event stream's data) and the totals
         assert prompts(journal(roots["b"], limit=2)) == sent[-2:]
         entry = journal(roots["b"])[0]

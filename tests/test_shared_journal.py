@@ -5,7 +5,9 @@ requests. Real redis-server, real headless processes, the real openai SDK and th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ from mockllm_tui.http.app import create_app
 from mockllm_tui.http.runner import ServerHandle
 from mockllm_tui.rules import load_initial
 from mockllm_tui.shared.group import redis_state
-from mockllm_tui.shared.journal import BODY_LIMIT, CHUNK_LIMIT, foreign_entry, summary_data
+from mockllm_tui.shared.journal import BODY_LIMIT, CHUNK_LIMIT, foreign_entry, read_items, summary_data
 from mockllm_tui.tui.app import MockPanel
 from mockllm_tui.tui.widgets.request_log import RequestLog
 from tests.redis_server import RedisServer
@@ -257,3 +259,34 @@ def test_a_summary_redacts_credentials_and_leaves_out_what_is_large() -> None:
     large = finished(2, 1.0, body=b'{"x": "' + b"y" * BODY_LIMIT + b'"}', chunks=CHUNK_LIMIT + 5)
     data = summary_data(large, api_key=None)
     assert data["body"] is None and len(data["chunks"]) == len(data["chunk_ms"]) == CHUNK_LIMIT
+
+
+def test_read_items_takes_both_reply_shapes() -> None:
+    pairs = [(b"1-0", {b"o": b"x"}), (b"2-0", {b"o": b"y"})]
+    assert read_items([[b"k", pairs]]) == pairs  # RESP2
+    assert read_items({b"k": [pairs]}) == pairs  # RESP3
+    assert read_items(None) == []
+
+
+async def test_a_process_leaves_the_group_at_once_with_writes_and_reads_in_flight(redis_server: RedisServer) -> None:
+    """Stopping cancels the journal's loops mid-command; none may lose the cancellation and hang on."""
+    pace = random.Random(7)
+    for round_ in range(30):
+        store = Store(state=redis_state(redis_server.url, "mockllm", f"p{round_}"))
+        await store.state.start(store)
+        for _ in range(pace.randint(0, 5)):
+            store.end_request(store.begin_request("POST", "/v1/chat/completions"), 200)
+        await asyncio.sleep(pace.random() * 0.2)
+        await asyncio.wait_for(store.state.stop(), 10)
+    with redis.Redis.from_url(redis_server.url) as client:  # each process's last batch was written as it left
+        assert client.xlen("mockllm:journal") == sum(pace_counts(7, 30))
+
+
+def pace_counts(seed: int, rounds: int) -> list[int]:
+    """How many requests each round of the test above made (the same draws, replayed)."""
+    pace = random.Random(seed)
+    counts = []
+    for _ in range(rounds):
+        counts.append(pace.randint(0, 5))
+        pace.random()
+    return counts

@@ -25,7 +25,8 @@ import logging
 import secrets
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from redis.exceptions import RedisError
@@ -35,6 +36,7 @@ from mockllm_tui.core.store import JournalEntry, Store, Subscription
 from mockllm_tui.shared.connection import MAX_BACKOFF_S, WATCH_INTERVAL_S, RedisState
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KIND = "journal"
 FLUSH_INTERVAL_S = 0.05
@@ -68,6 +70,27 @@ def foreign_entry(data: dict[str, Any]) -> JournalEntry:
     """An entry rebuilt from another process's summary, its start placed on this clock by its wall time."""
     age_ms = max(0.0, time.time() - float(data.get("time", 0.0))) * 1000.0
     return entry_from_data({**data, "age_ms": age_ms})
+
+
+async def finished_alone(job: Awaitable[T]) -> T:
+    """Await a Redis command that a cancellation does not interrupt midway: the awaiting task stops at
+    once, and the command finishes on its own (the client, cancelled inside a read, can lose the
+    cancellation and wait on forever)."""
+    task = asyncio.ensure_future(job)
+    task.add_done_callback(_forget)
+    return await asyncio.shield(task)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a command left to finish alone may fail as the client closes
+
+
+def read_items(answer: Any) -> list[tuple[Any, Any]]:
+    """XREAD's (id, fields) pairs of one stream, as RESP2 (`[[key, pairs]]`) or RESP3 (`{key: [pairs]}`) gives them."""
+    if isinstance(answer, dict):
+        return [pair for value in answer.values() for pairs in value for pair in pairs]
+    return [pair for _key, pairs in answer or [] for pair in pairs]
 
 
 class SharedJournal:
@@ -134,27 +157,46 @@ class SharedJournal:
                 self._unsent.clear()
                 self._clear_pending = True
 
+    def _batch(self, pipe: Any) -> tuple[int, bool]:
+        """Queue the batch's commands on a pipeline: how many entries it writes, and whether it clears."""
+        clearing, size = self._clear_pending, self.store.journal_size
+        if clearing:
+            pipe.xtrim(self.key, maxlen=0, approximate=False)
+        for data in self._unsent:
+            pipe.xadd(self.key, {ORIGIN_FIELD: self.origin, DATA_FIELD: data}, maxlen=size, approximate=True)
+        pipe.xtrim(self.key, maxlen=size, approximate=False)
+        return len(self._unsent), clearing
+
+    def _sent(self, count: int, cleared: bool) -> None:
+        for _ in range(count):
+            self._unsent.popleft()
+        if cleared:
+            self._clear_pending = False
+
     async def flush(self) -> None:
         """Write the queued entries (and a pending clear) in one pipelined round trip."""
         self.collect()
         if not self._unsent and not self._clear_pending:
             return
-        batch = list(self._unsent)
-        clearing = self._clear_pending
-        size = self.store.journal_size
         pipe = self.state.client.pipeline(transaction=False)
+        count, clearing = self._batch(pipe)
+        await finished_alone(pipe.execute())
+        self._sent(count, clearing)
         if clearing:
-            pipe.xtrim(self.key, maxlen=0, approximate=False)
-        for data in batch:
-            pipe.xadd(self.key, {ORIGIN_FIELD: self.origin, DATA_FIELD: data}, maxlen=size, approximate=True)
-        pipe.xtrim(self.key, maxlen=size, approximate=False)
-        await pipe.execute()
-        for _ in batch:  # what was queued meanwhile stays
-            if self._unsent:
-                self._unsent.popleft()
-        if clearing:
-            self._clear_pending = False
             await self.state.publish(KIND, op="cleared")
+
+    def flush_now(self) -> None:
+        """`flush` through the blocking client: the last batch as the process stops (its tasks are being
+        cancelled, so the asynchronous client is not used)."""
+        self.collect()
+        if not self._unsent and not self._clear_pending:
+            return
+        pipe = self.state.sync_client.pipeline(transaction=False)
+        count, clearing = self._batch(pipe)
+        pipe.execute()
+        self._sent(count, clearing)
+        if clearing:
+            self.state.publish_sync(KIND, op="cleared")
 
     async def _write_loop(self) -> None:
         try:
@@ -166,8 +208,9 @@ class SharedJournal:
                 with contextlib.suppress(RedisError, OSError):  # kept and written again; the watch tells the user
                     await self.flush()
         except asyncio.CancelledError:
-            with contextlib.suppress(RedisError, OSError, TimeoutError):
-                await asyncio.wait_for(self.flush(), WATCH_INTERVAL_S)  # the last batch, as the process stops
+            if not self.state.degraded:
+                with contextlib.suppress(RedisError, OSError):
+                    self.flush_now()  # the last batch, as the process stops
             raise
 
     # -- reading ---------------------------------------------------------------------------------
@@ -189,13 +232,14 @@ class SharedJournal:
         while True:
             try:
                 streams: dict[Any, Any] = {self.key: self._last}
-                answer: Any = await self.state.client.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+                answer: Any = await finished_alone(
+                    self.state.client.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+                )
             except (RedisError, OSError):
                 await asyncio.sleep(backoff)
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
                 continue
             backoff = WATCH_INTERVAL_S
-            for _name, items in answer or []:
-                for stream_id, fields in items:
-                    self._last = stream_id
-                    self._take(fields)
+            for stream_id, fields in read_items(answer):
+                self._last = stream_id
+                self._take(fields)

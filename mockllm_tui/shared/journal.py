@@ -72,12 +72,15 @@ def foreign_entry(data: dict[str, Any]) -> JournalEntry:
     return entry_from_data({**data, "age_ms": age_ms})
 
 
-async def finished_alone(job: Awaitable[T]) -> T:
+async def finished_alone(job: Awaitable[T], running: set[asyncio.Future[Any]] | None = None) -> T:
     """Await a Redis command that a cancellation does not interrupt midway: the awaiting task stops at
     once, and the command finishes on its own (the client, cancelled inside a read, can lose the
-    cancellation and wait on forever)."""
+    cancellation and wait on forever). `running` holds it until it is done."""
     task = asyncio.ensure_future(job)
     task.add_done_callback(_forget)
+    if running is not None:
+        running.add(task)
+        task.add_done_callback(running.discard)
     return await asyncio.shield(task)
 
 
@@ -108,6 +111,7 @@ class SharedJournal:
         self._clear_pending = False
         self._remote_clears = 0
         self._last: Any = "0-0"
+        self._sending: set[asyncio.Future[Any]] = set()
 
     @property
     def store(self) -> Store:
@@ -157,31 +161,39 @@ class SharedJournal:
                 self._unsent.clear()
                 self._clear_pending = True
 
-    def _batch(self, pipe: Any) -> tuple[int, bool]:
-        """Queue the batch's commands on a pipeline: how many entries it writes, and whether it clears."""
-        clearing, size = self._clear_pending, self.store.journal_size
+    def _take_batch(self, pipe: Any) -> tuple[list[bytes], bool]:
+        """Move the queued entries (and a pending clear) onto a pipeline: the entries, and whether it clears."""
+        batch, clearing, size = list(self._unsent), self._clear_pending, self.store.journal_size
+        self._unsent.clear()
+        self._clear_pending = False
         if clearing:
             pipe.xtrim(self.key, maxlen=0, approximate=False)
-        for data in self._unsent:
+        for data in batch:
             pipe.xadd(self.key, {ORIGIN_FIELD: self.origin, DATA_FIELD: data}, maxlen=size, approximate=True)
         pipe.xtrim(self.key, maxlen=size, approximate=False)
-        return len(self._unsent), clearing
+        return batch, clearing
 
-    def _sent(self, count: int, cleared: bool) -> None:
-        for _ in range(count):
-            self._unsent.popleft()
-        if cleared:
-            self._clear_pending = False
+    def _put_back(self, batch: list[bytes], clearing: bool) -> None:
+        """A batch that was not written goes first in the next one (the oldest dropped past the bound)."""
+        self._unsent = deque([*batch, *self._unsent], maxlen=self._unsent.maxlen)
+        self._clear_pending = self._clear_pending or clearing
 
     async def flush(self) -> None:
-        """Write the queued entries (and a pending clear) in one pipelined round trip."""
+        """Write the queued entries (and a pending clear) in one pipelined round trip. Once sent, the
+        batch finishes even if this task is cancelled meanwhile (so it is never sent twice)."""
         self.collect()
         if not self._unsent and not self._clear_pending:
             return
         pipe = self.state.client.pipeline(transaction=False)
-        count, clearing = self._batch(pipe)
-        await finished_alone(pipe.execute())
-        self._sent(count, clearing)
+        batch, clearing = self._take_batch(pipe)
+        try:
+            await finished_alone(self._send(pipe, clearing), self._sending)
+        except (RedisError, OSError):
+            self._put_back(batch, clearing)
+            raise
+
+    async def _send(self, pipe: Any, clearing: bool) -> None:
+        await pipe.execute()
         if clearing:
             await self.state.publish(KIND, op="cleared")
 
@@ -192,9 +204,8 @@ class SharedJournal:
         if not self._unsent and not self._clear_pending:
             return
         pipe = self.state.sync_client.pipeline(transaction=False)
-        count, clearing = self._batch(pipe)
+        _batch, clearing = self._take_batch(pipe)
         pipe.execute()
-        self._sent(count, clearing)
         if clearing:
             self.state.publish_sync(KIND, op="cleared")
 
@@ -208,6 +219,8 @@ class SharedJournal:
                 with contextlib.suppress(RedisError, OSError):  # kept and written again; the watch tells the user
                     await self.flush()
         except asyncio.CancelledError:
+            if self._sending:  # a batch on its way: let it land before the connection closes
+                await asyncio.wait(self._sending, timeout=WATCH_INTERVAL_S)
             if not self.state.degraded:
                 with contextlib.suppress(RedisError, OSError):
                     self.flush_now()  # the last batch, as the process stops

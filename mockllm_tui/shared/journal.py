@@ -40,8 +40,9 @@ T = TypeVar("T")
 
 KIND = "journal"
 FLUSH_INTERVAL_S = 0.05
-#: How long one XREAD waits for new entries (below the client's socket timeout).
-READ_BLOCK_MS = 1000
+#: How long one XREAD waits for new entries (below the client's socket timeout; a stopping process
+#: waits for the one on its way).
+READ_BLOCK_MS = 250
 READ_COUNT = 500
 #: A request or response body larger than this stays out of the shared entry.
 BODY_LIMIT = 16 * 1024
@@ -111,7 +112,9 @@ class SharedJournal:
         self._clear_pending = False
         self._remote_clears = 0
         self._last: Any = "0-0"
+        #: The Redis commands on their way (left to finish alone when the process stops).
         self._sending: set[asyncio.Future[Any]] = set()
+        self._reading: set[asyncio.Future[Any]] = set()
 
     @property
     def store(self) -> Store:
@@ -241,12 +244,20 @@ class SharedJournal:
         self.store.add_foreign(entry)
 
     async def _read_loop(self) -> None:
+        try:
+            await self._read_on()
+        except asyncio.CancelledError:
+            if self._reading:  # a read on its way ends within READ_BLOCK_MS: let it, before the connection closes
+                await asyncio.wait(self._reading, timeout=READ_BLOCK_MS / 1000 + WATCH_INTERVAL_S)
+            raise
+
+    async def _read_on(self) -> None:
         backoff = WATCH_INTERVAL_S
         while True:
             try:
                 streams: dict[Any, Any] = {self.key: self._last}
                 answer: Any = await finished_alone(
-                    self.state.client.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
+                    self.state.client.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS), self._reading
                 )
             except (RedisError, OSError):
                 await asyncio.sleep(backoff)

@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--journal-size",
         type=int,
         default=env.get("MOCKLLM_JOURNAL_SIZE", str(DEFAULT_JOURNAL_SIZE)),
-        help="How many requests the in-memory journal keeps (oldest dropped first). [MOCKLLM_JOURNAL_SIZE]",
+        help="How many requests the in-memory journal keeps (oldest dropped first); with --state redis://... also "
+        "how many the group's shared journal stream keeps. [MOCKLLM_JOURNAL_SIZE]",
     )
     parser.add_argument(
         "--plugin",

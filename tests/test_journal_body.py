@@ -67,3 +67,17 @@ def test_the_event_streams_entry_data_redacts_credentials_in_the_body() -> None:
     assert orjson.loads(data["body"]["text"])["model"] == "m"
     entry.request_body = b"not json, kept as it is"
     assert entry_data(entry)["body"] == {"text": "not json, kept as it is"}
+
+
+def test_a_body_with_no_credential_is_kept_as_it_is_and_escapes_do_not_hide_one() -> None:
+    from mockllm_tui.core.redaction import redacted_bytes
+
+    plain = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
+    assert redacted_bytes(plain, "KEY") is plain  # nothing to redact: not parsed, not rewritten
+    escaped_name = b'{"api\\u005fkey": "abc123"}'
+    assert orjson.loads(redacted_bytes(escaped_name)) == {"api_key": "[redacted]"}
+    assert orjson.loads(redacted_bytes(b'{"Client-Secret": "s2"}')) == {"Client-Secret": "[redacted]"}
+    quoted_key = 'K"EY'
+    body = orjson.dumps({"note": f"uses {quoted_key} inside"})
+    assert orjson.loads(redacted_bytes(body, quoted_key)) == {"note": "uses [redacted] inside"}
+    assert orjson.loads(redacted_bytes(b'{"Authorization": "Bearer x"}')) == {"Authorization": "[redacted]"}

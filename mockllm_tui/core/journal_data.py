@@ -51,6 +51,8 @@ PLAIN_FIELDS: tuple[str, ...] = (
     "stream_speed",
     "session",
     "scenario",
+    "instance",
+    "foreign",
 )
 
 

@@ -28,8 +28,22 @@ def redact_body(value: Any, api_key: str | None = None) -> Any:
     return value
 
 
+def may_hold_credentials(raw: bytes, api_key: str | None = None) -> bool:
+    """Whether a body could hold a credential field or the key (False: it surely holds none, so it
+    need not be parsed). A JSON escape could hide either, so a body with one is parsed."""
+    if b"\\" in raw or (api_key and api_key.encode() in raw):
+        return True
+    folded = raw.lower().replace(b"-", b"_")
+    return any(name in folded for name in _CREDENTIAL_BYTES)
+
+
+_CREDENTIAL_BYTES = tuple(name.encode() for name in CREDENTIAL_FIELDS)
+
+
 def redacted_bytes(raw: bytes, api_key: str | None = None) -> bytes:
     """A request body as sent, with its credentials replaced when it is JSON (other bodies as they are)."""
+    if not may_hold_credentials(raw, api_key):
+        return raw
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -74,8 +74,9 @@ class RequestLogWriter:
         self.subscription = store.subscribe(kinds=LOGGED)
 
     def flush(self) -> None:
-        """Write every pending finished request now."""
-        lines = [self.format(payload) for _kind, payload in self.subscription.drain()]
+        """Write every pending finished request now (those this process served: not another process's,
+        read from a shared journal)."""
+        lines = [self.format(entry) for _kind, entry in self.subscription.drain() if not entry.foreign]
         if not lines:
             return
         text = "\n".join(lines) + "\n"

@@ -139,6 +139,10 @@ class JournalEntry:
     session: str | None = None
     near_misses: NearMisses | None = None
     scenario: dict[str, Any] | None = None
+    #: The process that served it (`--instance-name`, default HOST:PID), and whether that is another
+    #: process sharing this one's state (its entry read from the shared journal).
+    instance: str = ""
+    foreign: bool = False
 
     def nearest(self) -> list[NearMiss]:
         """A fallback's near misses: the nearest rules and why each missed (worked out on first read)."""
@@ -192,6 +196,7 @@ class JournalEntry:
             "prompt": self.conversation.last_user_text() if self.conversation is not None else "",
             "near_misses": [{"rule": rule, "reason": reason} for rule, reason in self.nearest()],
             "scenario": self.scenario,
+            "instance": self.instance,
         }
         if with_body:
             out["body"] = self.request_body.decode("utf-8", "replace")
@@ -371,7 +376,9 @@ class Store:
 
     def begin_request(self, method: str, path: str) -> JournalEntry:
         """Record a request as it arrives; the entry is filled in as the request proceeds."""
-        entry = JournalEntry(id=next(self._ids), time=time.time(), method=method, path=path)
+        entry = JournalEntry(
+            id=next(self._ids), time=time.time(), method=method, path=path, instance=self.state.instance
+        )
         self._journal.append(entry)
         self._open[entry.id] = entry
         self._counters.in_flight += 1
@@ -424,13 +431,16 @@ class Store:
     def count_response(self, entry: JournalEntry) -> None:
         """Count a finished response in the totals and tell the finish hooks (metrics, traces). A
         session's response is a snapshot that is not in the journal: the session's row is."""
+        self._tally(entry)
+        for hook in self._finish_hooks:
+            hook(entry)
+
+    def _tally(self, entry: JournalEntry) -> None:
         c = self._counters
         c.total += 1
         c.by_status[entry.status] = c.by_status.get(entry.status, 0) + 1
         if entry.status >= 400:
             c.errors += 1
-        for hook in self._finish_hooks:
-            hook(entry)
 
     def _close(self, entry: JournalEntry, status: int, bytes_sent: int = 0, body: bytes = b"") -> bool:
         """Close an open entry with its status (False: it was closed already)."""
@@ -447,6 +457,28 @@ class Store:
         c.in_flight -= 1
         if entry.stream_started:
             c.streams_open -= 1
+        return True
+
+    def add_foreign(self, entry: JournalEntry) -> bool:
+        """Add a finished request another process served (read from the shared journal): it gets an id
+        here, keeps its instance and time, and goes in time order. It counts in the totals (the journal
+        and its totals tell of every process) but not to the finish hooks (`/metrics` and traces stay
+        this process's). False: it is older than everything a full journal holds, so it is left out."""
+        journal = self._journal
+        at = len(journal)
+        while at and journal[at - 1].time > entry.time:
+            at -= 1
+        if len(journal) == journal.maxlen:
+            if at == 0:
+                return False
+            journal.popleft()
+            at -= 1
+        entry.id, entry.open, entry.foreign, entry.rule_id = next(self._ids), False, True, None
+        journal.insert(at, entry)
+        self._tally(entry)
+        if entry.probe:
+            self._counters.probes += 1
+        self.publish("done", entry)
         return True
 
     def add_finish_hook(self, hook: Callable[[JournalEntry], None]) -> None:

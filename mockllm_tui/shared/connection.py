@@ -62,6 +62,14 @@ def check_reachable(url: str, timeout_s: float = SOCKET_TIMEOUT_S) -> None:
         raise StateUnreachable(f"cannot reach the shared state at {shown_url(url)}: {exc}") from None
 
 
+def raise_if_cancelled() -> None:
+    """Raise CancelledError when this task has been cancelled. The Redis client can turn a cancellation
+    into a connection error; a loop that retries on those would then never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class SharedPart(Protocol):
     """One piece of shared state (knobs, rules, counters, journal)."""
 
@@ -216,6 +224,7 @@ class RedisState(LocalState):
                 async for raw in pubsub.listen():
                     await self._dispatch(raw)
             except (RedisError, OSError):
+                raise_if_cancelled()
                 await asyncio.sleep(backoff)
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
             finally:
@@ -234,6 +243,7 @@ class RedisState(LocalState):
                 try:
                     await part.on_message(message)
                 except (RedisError, OSError):
+                    raise_if_cancelled()
                     log.warning("the shared state could not be read after a change; it is read again on reconnect")
 
     # -- the watch: lost, back, emptied ------------------------------------------------------------
@@ -245,6 +255,7 @@ class RedisState(LocalState):
             try:
                 emptied = await self.client.set(self.key("alive"), self.instance, nx=True) is not None
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 backoff = min(MAX_BACKOFF_S, backoff * 2) if self._degraded else WATCH_INTERVAL_S
                 self._set_degraded(True, str(exc))
                 continue
@@ -257,6 +268,7 @@ class RedisState(LocalState):
             for part in self.parts:
                 await part.resync(emptied)
         except (RedisError, OSError) as exc:
+            raise_if_cancelled()
             self._set_degraded(True, str(exc))
             return
         self._set_degraded(False, "")

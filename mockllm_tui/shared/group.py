@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mockllm_tui.shared.connection import RedisState
 from mockllm_tui.shared.counters import SharedCounters
+from mockllm_tui.shared.journal import SharedJournal
 from mockllm_tui.shared.knobs import SharedKnobs
 from mockllm_tui.shared.rules_doc import SharedRules
 
@@ -15,4 +16,5 @@ def redis_state(url: str, prefix: str, instance: str) -> RedisState:
     state.add_part(SharedKnobs(state))
     state.counters = counters = SharedCounters(state)
     state.add_part(counters)
+    state.add_part(SharedJournal(state))
     return state

@@ -43,6 +43,8 @@ def describe_entry(entry: JournalEntry, *, wire: bool = False) -> RenderableType
     if entry.session is not None:
         head.append(f" · session {entry.session}")
     parts: list[RenderableType] = [head]
+    if entry.foreign:
+        parts.append(Text(f"served by another process: {entry.instance}", style="dim"))
     if entry.scenario is not None:
         s = entry.scenario
         ended = " · finished" if s.get("finished") else ""

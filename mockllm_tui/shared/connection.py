@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -31,6 +32,8 @@ DEFAULT_PREFIX = "mockllm"
 WATCH_INTERVAL_S = 0.5
 MAX_BACKOFF_S = 5.0
 SOCKET_TIMEOUT_S = 2.0
+#: How long stopping waits for the state's own tasks (a last journal batch, say).
+STOP_TIMEOUT_S = 3.0
 
 
 class StateUnreachable(RuntimeError):
@@ -112,6 +115,9 @@ class RedisState(LocalState):
         self.sync_client: redis.Redis = redis.Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
         )
+        #: Who sends this process's change messages: its instance name and a token of this run, so a
+        #: process hears every other one even when several share a name (`--workers` with `--instance-name`).
+        self.sender = f"{self.instance}/{secrets.token_hex(4)}"
         self.parts: list[SharedPart] = []
         self.store: Store | None = None
         #: The part sharing the knobs, told of each change made here (None: knobs are not shared).
@@ -160,7 +166,7 @@ class RedisState(LocalState):
 
     def message(self, kind: str, **payload: Any) -> bytes:
         """A change message as `publish` sends it (for a write that publishes in its own pipeline)."""
-        return orjson.dumps({"kind": kind, "from": self.instance, **payload})
+        return orjson.dumps({"kind": kind, "from": self.sender, **payload})
 
     def key(self, *names: str) -> str:
         """A Redis key in this group's namespace: PREFIX:name:..."""
@@ -189,9 +195,15 @@ class RedisState(LocalState):
 
     async def stop(self) -> None:
         """Stop listening and close the connections."""
-        for task in [*self._tasks, *self._pending]:
+        tasks = [*self._tasks, *self._pending]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._pending, return_exceptions=True)
+        if tasks:
+            # The Redis client can lose a cancellation in the middle of a read: never let that hold up
+            # the process's exit.
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            if stuck:
+                log.warning("%d shared-state task(s) did not stop in %g s; leaving them", len(stuck), STOP_TIMEOUT_S)
         self._tasks = []
         with contextlib.suppress(RedisError, OSError):
             await self.client.aclose()
@@ -236,7 +248,7 @@ class RedisState(LocalState):
             message = orjson.loads(raw["data"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return
-        if not isinstance(message, dict) or message.get("from") == self.instance:
+        if not isinstance(message, dict) or message.get("from") == self.sender:
             return
         for part in self.parts:
             if message.get("kind") in part.kinds:

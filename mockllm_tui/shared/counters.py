@@ -238,7 +238,7 @@ class SharedCounters:
             return store.take_fail_next(session)
         keys = [self._fail_key(session), self._fail_version_key]
         try:
-            answer = await self._take_fail(keys, [self.state.channel, self.state.instance, session or ""])
+            answer = await self._take_fail(keys, [self.state.channel, self.state.sender, session or ""])
         except (RedisError, OSError):
             return store.take_fail_next(session)
         taken, count, status, mode, version = answer
@@ -269,7 +269,7 @@ class SharedCounters:
             mode or "",
             ttl,
             self.state.channel,
-            self.state.instance,
+            self.state.sender,
             session or "",
             "1" if only_if_absent else "0",
         ]

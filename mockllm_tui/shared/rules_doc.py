@@ -110,7 +110,7 @@ class SharedRules(DocumentHome):
         return [key("rules", "doc"), key("rules", "history"), self.state.channel]
 
     def _args(self, mode: str, expected: str, text: str, digest: str) -> list[Any]:
-        return [mode, expected, text, digest, self.state.instance, self.shared_version + 1]
+        return [mode, expected, text, digest, self.state.sender, self.shared_version + 1]
 
     def _record(self, digest: str, version: int) -> None:
         self.digest, self.shared_version = digest, version

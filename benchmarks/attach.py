@@ -120,19 +120,9 @@ def attach_section(opts: argparse.Namespace, report: Any, tmp: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the attach section alone and print its figures."""
-    import tempfile
+    from benchmarks.run import run_alone
 
-    from benchmarks.run import Report, parse_args
-
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
-    report = Report()
-    with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
-        try:
-            attach_section(opts, report, Path(tmp))
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    return 0 if all(f.ok is not False for f in report.figures) else 3
+    return run_alone(attach_section, argv)
 
 
 if __name__ == "__main__":

@@ -629,6 +629,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return opts
 
 
+def run_alone(section: Callable[[argparse.Namespace, Report, Path], None], argv: list[str] | None = None) -> int:
+    """Run one section on its own (its module's `python -m benchmarks.NAME`) and print its figures."""
+    import tempfile
+
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
+        try:
+            section(opts, report, Path(tmp))
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(render(report, sys.argv[1:] if argv is None else argv, 0.0))
+    return 0 if all(f.ok is not False for f in report.figures) else 3
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen sections; print the figures and optionally write RESULTS.md."""
     import tempfile

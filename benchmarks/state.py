@@ -13,7 +13,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,19 +134,9 @@ def state_section(opts: argparse.Namespace, report: Any, tmp: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the state section alone and print its figures."""
-    import tempfile
+    from benchmarks.run import run_alone
 
-    from benchmarks.run import Report, parse_args
-
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
-    report = Report()
-    with tempfile.TemporaryDirectory(prefix="mockllm-bench-") as tmp:
-        try:
-            state_section(opts, report, Path(tmp))
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-    return 0 if all(f.ok is not False for f in report.figures) else 3
+    return run_alone(state_section, argv)
 
 
 if __name__ == "__main__":

@@ -257,6 +257,8 @@ class RedisState(LocalState):
                 except (RedisError, OSError):
                     raise_if_cancelled()
                     log.warning("the shared state could not be read after a change; it is read again on reconnect")
+                except Exception:  # the listener goes on hearing the next changes
+                    log.exception("a change from %s could not be taken", message.get("from"))
 
     # -- the watch: lost, back, emptied ------------------------------------------------------------
 

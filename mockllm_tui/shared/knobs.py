@@ -157,12 +157,7 @@ class SharedKnobs:
 
     async def on_message(self, message: dict[str, Any]) -> None:
         """Another process changed the knobs: read them again."""
-        try:
-            await self.refresh()
-        except (RedisError, OSError):
-            raise
-        except Exception:  # the listener goes on hearing the next changes
-            log.exception("the shared settings could not be taken")
+        await self.refresh()
 
     async def resync(self, emptied: bool) -> None:
         """Back in touch: take the group's knobs, or seed them again when Redis lost them."""

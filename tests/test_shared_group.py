@@ -104,3 +104,30 @@ def test_workers_on_a_redis_state_share_changes_and_the_journal(tmp_path: Path, 
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+async def test_a_panel_attached_to_one_process_sees_the_requests_of_another(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    from tests.test_attach import attached_panel
+    from tests.test_headless import start_headless
+
+    async with attached_panel(tmp_path, "--state", redis_server.url, "--instance-name", "one") as attached:
+        other_dir = tmp_path / "other"
+        other_dir.mkdir()
+        other, port, _ = start_headless("--quiet", "--state", redis_server.url, "--instance-name", "two", cwd=other_dir)
+        try:
+            client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-test", max_retries=0)
+            reply = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hello"}]
+            )
+            assert reply.choices[0].message.content == "Hello from the server."  # the group's rules
+            await attached.until(
+                lambda: any(e.instance == "two" and not e.open for e in attached.mirror.journal()), timeout=20
+            )
+            assert await attached.chat("hello") == "Hello from the server."
+            await attached.until(lambda: {e.instance for e in attached.mirror.journal()} == {"one", "two"})
+            await client.close()
+        finally:
+            other.kill()
+            other.wait(10)

@@ -28,6 +28,9 @@ SLOW_FILES = (
     "test_file_safety.py",
     "test_hardening.py",
     "test_panel_snapshots.py",
+    "test_shared_knobs_rules.py",
+    "test_shared_counters.py",
+    "test_shared_journal.py",
 )
 
 

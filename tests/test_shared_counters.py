@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from mockllm_tui.shared.counters import NEXT_POSITION, RAISE_POSITION, SET_FAIL,
 from mockllm_tui.shared.group import redis_state
 from tests.redis_server import RedisServer
 from tests.test_realtime_openai import Events, say, text_session
-from tests.test_shared_state import serve
+from tests.test_shared_state import root_of
 
 REPLIES = """\
 rules:
@@ -53,12 +54,14 @@ def group(tmp_path: Path) -> Iterator[Group]:
     def start(redis_url: str, *args: str, count: int = 3, responses: str = REPLIES) -> list[str]:
         path = tmp_path / "responses.yml"
         path.write_text(responses)
-        roots = []
-        for _ in range(count):
-            proc, root = serve("--state", redis_url, "--responses", str(path), *args, cwd=tmp_path)
-            procs.append(proc)
-            roots.append(root)
-        return roots
+        cmd = [sys.executable, "-m", "mockllm_tui", "--headless", "--quiet", "--port", "0"]
+        cmd += ["--state", redis_url, "--responses", str(path), *args]
+        started = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+            for _ in range(count)
+        ]  # side by side: start-up is most of these tests' time
+        procs.extend(started)
+        return [root_of(proc) for proc in started]
 
     yield start
     for proc in procs:

@@ -15,10 +15,15 @@ def serve(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
     """A headless mockllm-tui on a free port; its root URL."""
     cmd = [sys.executable, "-m", "mockllm_tui", "--headless", "--quiet", "--port", "0", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    return proc, root_of(proc)
+
+
+def root_of(proc: subprocess.Popen[str]) -> str:
+    """The root URL a headless process prints on its first line."""
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert "serving on" in line, proc.stderr.read() if proc.stderr else line
-    return proc, line.split("serving on ")[1].split()[0]
+    return line.split("serving on ")[1].split()[0]
 
 
 def test_health_names_the_redis_state(tmp_path: Path, redis_server: RedisServer) -> None:
